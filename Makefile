@@ -1,0 +1,64 @@
+# The two commands of the README:
+#   make demo    installs what is missing (as root), builds, runs the demo
+#   make check   installs what is missing (as root), builds and runs the whole
+#                suite: natively (gcc), under ASan+UBSan (clang), under Valgrind,
+#                and the runtime tests of the aarch64 build under qemu-user.
+# Other targets: build, bench, format, install, clean.
+
+JOBS ?= $(shell nproc)
+BUILD ?= build
+CTEST = ctest --output-on-failure -j$(JOBS)
+
+.PHONY: all build demo check check-native check-asan check-valgrind check-aarch64 \
+        bench format install clean deps-demo deps-check
+
+all: build
+
+deps-demo:
+	@scripts/deps.sh demo
+deps-check:
+	@scripts/deps.sh check
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+demo: deps-demo
+	@$(MAKE) --no-print-directory build
+	$(BUILD)/examples/coil-pipeline
+
+check: deps-check
+	@$(MAKE) --no-print-directory check-native check-asan check-valgrind check-aarch64
+	@echo "check: every stage passed"
+
+check-native: build
+	cd $(BUILD) && $(CTEST) -L native
+
+check-asan:
+	cmake -S . -B build-asan -DCMAKE_C_COMPILER=clang -DCOIL_SANITIZE=address,undefined \
+	      -DCOIL_TEST_LINK=static -DCOIL_BENCH=OFF
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(CTEST) -L native
+
+check-valgrind: build
+	cd $(BUILD) && $(CTEST) -L valgrind
+
+check-aarch64:
+	cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
+	      -DCOIL_BENCH=OFF -DCOIL_VALGRIND_TESTS=OFF
+	cmake --build build-aarch64 -j$(JOBS)
+	cd build-aarch64 && $(CTEST) -L native
+
+bench: build
+	$(BUILD)/bench/coil-bench-runtime
+
+format:
+	clang-format -i include/*.h src/*.c src/*.h src/*/*.c examples/*.c tests/*.c bench/*.c
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf build build-asan build-aarch64

@@ -1,0 +1,234 @@
+/*
+ * coil: blocking-style network programs on completion-based I/O.
+ *
+ * One scheduler per OS thread runs lightweight tasklets; tasklets talk through
+ * Stackless-style channels. Everything here is called from inside a tasklet
+ * (that is, under coil_run) unless its contract says otherwise.
+ *
+ * Conventions
+ *  - Functions that can fail return 0 (or a non-negative value) on success and a
+ *    negative errno on failure, like liburing. errno itself is never touched.
+ *  - Time is in nanoseconds on the CLOCK_MONOTONIC clock that coil_now() reads.
+ *    A deadline is an absolute coil_now() value; COIL_FOREVER (-1) means none.
+ *    A deadline that has already passed makes a call try once without blocking
+ *    and return -ETIMEDOUT if it would have to wait.
+ *  - Cancellation is an error code, not an unwind: once a tasklet is killed,
+ *    its current blocking call and every later one return -ECANCELED, so it
+ *    leaves through its own cleanup code.
+ *  - Calling a blocking function outside a tasklet returns -EPERM.
+ */
+#ifndef COIL_H
+#define COIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define COIL_API __attribute__((visibility("default")))
+#else
+#define COIL_API
+#endif
+
+#define COIL_VERSION_MAJOR 0
+#define COIL_VERSION_MINOR 1
+#define COIL_VERSION_PATCH 0
+
+/* "No deadline". */
+#define COIL_FOREVER ((int64_t)-1)
+
+/* Handy durations, in nanoseconds. */
+#define COIL_USEC ((int64_t)1000)
+#define COIL_MSEC ((int64_t)1000000)
+#define COIL_SEC ((int64_t)1000000000)
+
+/* ------------------------------------------------------------------------ */
+/* Tasklets                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A tasklet id. Ids are positive, unique within one scheduler (one thread's
+ * coil_run), and never reused, so a stale id is always detected: the calls
+ * below answer -ESRCH for it instead of touching another tasklet. */
+typedef int64_t coil_id;
+
+typedef void (*coil_fn)(void *arg);
+
+/* Default and limits of a tasklet's stack. Stacks are mmap'd with a guard page
+ * below them and committed lazily: an idle tasklet costs about one page of
+ * memory whatever its stack size. */
+#define COIL_STACK_DEFAULT ((size_t)256 * 1024)
+#define COIL_STACK_MIN ((size_t)16 * 1024)
+#define COIL_STACK_MAX ((size_t)1024 * 1024 * 1024)
+
+typedef struct coil_spawn_opts {
+    /* Copied (up to 31 bytes); NULL or "" leaves the tasklet unnamed. */
+    const char *name;
+    /* 0 for COIL_STACK_DEFAULT; otherwise rounded up to whole pages and
+     * checked against COIL_STACK_MIN..COIL_STACK_MAX. */
+    size_t stack_size;
+} coil_spawn_opts;
+
+/* Runs a scheduler on the calling thread: spawns main(arg) as the first
+ * tasklet (id 1, named "main") and returns when every tasklet has finished,
+ * including those parked on timers and channels.
+ * Returns 0; -EINVAL if main is NULL; -EBUSY if this thread already runs a
+ * scheduler; -ENOMEM if the scheduler cannot be set up; -EDEADLK if every
+ * remaining tasklet waited on something that could never happen: coil_run
+ * then writes a dump (see coil_dump) to stderr, kills those tasklets so that
+ * their calls return -ECANCELED and they finish through their own cleanup,
+ * and returns once they have. */
+COIL_API int coil_run(coil_fn main, void *arg);
+
+/* Creates a tasklet that will run fn(arg); it is runnable at once and starts
+ * when the caller next blocks or yields. opts may be NULL.
+ * Returns the new tasklet's id (> 0); -EINVAL for a NULL fn or a stack size
+ * out of range; -EPERM outside a tasklet; -ENOMEM when no stack can be mapped
+ * (with very many tasklets, see vm.max_map_count in the README). */
+COIL_API coil_id coil_spawn(coil_fn fn, void *arg, const coil_spawn_opts *opts);
+
+/* Stackless schedule(): moves the caller to the back of the run queue and runs
+ * the others that are ready. Returns 0; -ECANCELED if the caller was killed
+ * (it then does not yield); -EPERM outside a tasklet. */
+COIL_API int coil_yield(void);
+
+/* Parks the caller for ns nanoseconds (coil_sleep) or until the deadline
+ * (coil_sleep_until). A zero or negative duration and a past deadline return
+ * at once. Returns 0; -ECANCELED if killed; -EINVAL for a negative deadline
+ * (COIL_FOREVER included: that is what a channel is for); -EPERM outside a
+ * tasklet. */
+COIL_API int coil_sleep(int64_t ns);
+COIL_API int coil_sleep_until(int64_t deadline);
+
+/* Waits until tasklet id has finished. Returns 0 when it has (at once if it
+ * already had); -ESRCH for an id that never named a tasklet of this
+ * scheduler; -EDEADLK for the caller's own id; -ETIMEDOUT when the deadline
+ * passes first; -ECANCELED if the caller is killed; -EPERM outside a
+ * tasklet. Any number of tasklets may join the same one. */
+COIL_API int coil_join(coil_id id, int64_t deadline);
+
+/* Stackless kill(): the tasklet's current blocking call and every later one
+ * return -ECANCELED, so it unwinds through its own code. A tasklet that has
+ * not started yet still starts (so that it can release what arg owns), with
+ * every blocking call failing. Killing oneself marks oneself. Returns 0;
+ * -ESRCH if id names no live tasklet (finished, or never existed); -EPERM
+ * outside a tasklet. */
+COIL_API int coil_kill(coil_id id);
+
+/* The calling tasklet's id, or 0 outside a tasklet. */
+COIL_API coil_id coil_self(void);
+
+/* The name given at spawn ("" if none); the string lives as long as the
+ * tasklet. NULL if id names no live tasklet of the calling thread. */
+COIL_API const char *coil_name(coil_id id);
+
+/* Monotonic time in nanoseconds (CLOCK_MONOTONIC). Callable anywhere. */
+COIL_API int64_t coil_now(void);
+
+/* Writes every tasklet of the calling thread's scheduler to out: id, name,
+ * state, what it waits on (channel and direction, sleep, join, choose) and
+ * for how long. Returns the number of tasklets listed; -EINVAL for a NULL
+ * out; -EPERM when this thread runs no scheduler. */
+COIL_API int coil_dump(FILE *out);
+
+/* Asks for a dump to stderr whenever signal signo arrives (SIGQUIT is the
+ * usual choice); each scheduler writes its own at its next round. The
+ * handler only sets a flag and wakes the schedulers. Callable anywhere.
+ * Returns 0; -EINVAL for a signal that cannot be caught or is used by coil
+ * (SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, or out of range). */
+COIL_API int coil_dump_on_signal(int signo);
+
+/* ------------------------------------------------------------------------ */
+/* Channels                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A channel carries fixed-size elements between tasklets of one scheduler.
+ * Unbuffered (capacity 0) channels are Stackless rendezvous points: a send
+ * waits for a receiver and the reverse. Buffered channels hold up to
+ * capacity elements before a send waits. */
+typedef struct coil_chan coil_chan;
+
+/* Creates a channel. Callable anywhere; the channel belongs to the scheduler
+ * of the first tasklet that uses it. Returns 0 and sets *out; -EINVAL for a
+ * NULL out, a zero elem_size, or a size that overflows; -ENOMEM. */
+COIL_API int coil_chan_open(coil_chan **out, size_t elem_size, size_t capacity);
+
+/* Sends one element (elem_size bytes copied from elem). Waits until a receiver
+ * takes it (unbuffered) or there is room (buffered).
+ * Returns 0; -EPIPE if the channel is closed (or closes while waiting);
+ * -ETIMEDOUT (the _dl form); -ECANCELED if killed; -EINVAL for a NULL
+ * channel or elem; -EBADF for a freed channel (detected while its memory is
+ * still in coil's quarantine of recently freed channels; otherwise using a
+ * freed channel is undefined, as with any freed memory); -EXDEV for a channel
+ * of another thread's scheduler; -EPERM outside a tasklet. */
+COIL_API int coil_chan_send(coil_chan *ch, const void *elem);
+COIL_API int coil_chan_send_dl(coil_chan *ch, const void *elem, int64_t deadline);
+
+/* Receives one element into elem. Returns 0; -err when the sender used
+ * coil_chan_send_error(ch, err) (elem untouched); -EPIPE once the channel is
+ * closed and drained; otherwise the errors of coil_chan_send. */
+COIL_API int coil_chan_recv(coil_chan *ch, void *elem);
+COIL_API int coil_chan_recv_dl(coil_chan *ch, void *elem, int64_t deadline);
+
+/* Stackless send_exception(): like coil_chan_send, but the receiver's call
+ * returns -err instead of an element. err must be a positive errno value
+ * (-EINVAL otherwise). In a buffered channel the error takes a slot in order
+ * with the elements. */
+COIL_API int coil_chan_send_error(coil_chan *ch, int err);
+
+/* Who runs first after a transfer between a sender and a waiting receiver or
+ * the reverse (Stackless channel.preference): -1 the receiver (the default),
+ * 1 the sender, 0 whichever tasklet made the transfer (the other is queued).
+ * Returns 0; -EINVAL for another value or a NULL/freed channel. */
+COIL_API int coil_chan_set_preference(coil_chan *ch, int preference);
+
+typedef struct coil_chan_info {
+    size_t elem_size;
+    size_t capacity;
+    size_t count;   /* elements buffered now */
+    int balance;    /* > 0: senders waiting, < 0: receivers waiting */
+    int preference; /* -1, 0 or 1 */
+    int closed;     /* 1 after coil_chan_close */
+} coil_chan_info;
+
+/* Fills *info. Callable anywhere. Returns 0; -EINVAL for NULL arguments; -EBADF
+ * for a freed channel (as for coil_chan_send). */
+COIL_API int coil_chan_getinfo(const coil_chan *ch, coil_chan_info *info);
+
+/* Closes the channel: every waiting sender and receiver wakes at once with
+ * -EPIPE, later sends fail with -EPIPE, and receives drain what is buffered,
+ * then fail with -EPIPE. Callable anywhere. Returns 0; -EPIPE if already
+ * closed; -EINVAL / -EBADF as above. */
+COIL_API int coil_chan_close(coil_chan *ch);
+
+/* Frees the channel. Returns 0; -EBUSY (and frees nothing) while tasklets
+ * wait on it: close it first; -EINVAL / -EBADF as above. */
+COIL_API int coil_chan_free(coil_chan *ch);
+
+/* One operation of coil_choose. Fill in ch, op and elem; coil uses the rest. */
+enum { COIL_CHOOSE_SEND = 1, COIL_CHOOSE_RECV = 2 };
+typedef struct coil_clause {
+    coil_chan *ch;
+    int op;     /* COIL_CHOOSE_SEND or COIL_CHOOSE_RECV */
+    void *elem; /* element to send, or where to receive */
+    int result; /* set by coil_choose for the chosen clause: 0, -EPIPE, -err */
+    void *coil__private[8];
+} coil_clause;
+
+/* Waits until one of the n operations can be done, does exactly that one, and
+ * returns its index; the clause's result says how it went (0, -EPIPE for a
+ * closed channel, -err for an error sent with coil_chan_send_error). When
+ * several are ready at once one is picked at random, so none starves.
+ * Returns the index; -ETIMEDOUT when the deadline passes first; -ECANCELED if
+ * killed; -EINVAL for a NULL array, n == 0, n > 1024, or a clause with a NULL
+ * channel or elem or an unknown op; -EBADF / -EXDEV as for coil_chan_send;
+ * -EPERM outside a tasklet. */
+COIL_API int coil_choose(coil_clause *clauses, size_t n, int64_t deadline);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COIL_H */

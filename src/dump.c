@@ -1,0 +1,120 @@
+/*
+ * coil_dump: every tasklet, its state, and what it waits on and for how long
+ * (Go's goroutine dump), on request or when a signal asks for it.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+volatile unsigned coil__dump_requests;
+int coil__dump_wake_fd = -1;
+
+const char *coil__wait_name(enum coil__wait kind) {
+    switch (kind) {
+    case COIL__WAIT_SLEEP: return "sleep";
+    case COIL__WAIT_JOIN: return "join";
+    case COIL__WAIT_CHAN_SEND: return "chan send";
+    case COIL__WAIT_CHAN_RECV: return "chan recv";
+    case COIL__WAIT_CHOOSE: return "choose";
+    case COIL__WAIT_NONE: break;
+    }
+    return "?";
+}
+
+static const char *state_name(const struct coil__tasklet *t) {
+    switch (t->state) {
+    case COIL__RUNNABLE: return "runnable";
+    case COIL__RUNNING: return "running";
+    case COIL__WAITING: return "waiting";
+    }
+    return "?";
+}
+
+static double secs(int64_t ns) {
+    return (double)ns / (double)COIL_SEC;
+}
+
+int coil__dump_sched(struct coil__sched *s, FILE *out) {
+    int64_t now = coil_now();
+    int n = 0;
+    fprintf(out, "coil: %zu tasklet%s (backend %s, %zu runnable, %zu timers)\n", s->nlive,
+            s->nlive == 1 ? "" : "s", s->backend->name, s->runq.len, s->timers.len);
+    for (const struct coil__tasklet *t = s->all_head; t; t = t->all_next, n++) {
+        fprintf(out, "  tasklet %lld \"%s\": %s", (long long)t->id, t->name, state_name(t));
+        if (t->state == COIL__WAITING) {
+            fprintf(out, " on %s", coil__wait_name((enum coil__wait)t->wait_kind));
+            switch (t->wait_kind) {
+            case COIL__WAIT_JOIN:
+                fprintf(out, " of tasklet %lld",
+                        (long long)((const struct coil__joiner *)t->wait_obj)->target->id);
+                break;
+            case COIL__WAIT_CHAN_SEND:
+            case COIL__WAIT_CHAN_RECV:
+            case COIL__WAIT_CHOOSE:
+                coil__chan_describe_wait(t, out);
+                break;
+            default:
+                break;
+            }
+            fprintf(out, " for %.3fs", secs(now - t->wait_since));
+            if (t->timer.index != COIL__TIMER_IDLE)
+                fprintf(out, ", deadline in %.3fs", secs(t->timer.deadline - now));
+        }
+        if (t->killed) fprintf(out, " [killed]");
+        fputc('\n', out);
+    }
+    return n;
+}
+
+int coil_dump(FILE *out) {
+    if (!out) return -EINVAL;
+    struct coil__sched *s = coil__sched_cur;
+    if (!s) return -EPERM;
+    return coil__dump_sched(s, out);
+}
+
+static void on_dump_signal(int sig) {
+    int saved = errno;
+    __atomic_add_fetch(&coil__dump_requests, 1, __ATOMIC_RELAXED);
+    int fd = __atomic_load_n(&coil__dump_wake_fd, __ATOMIC_ACQUIRE);
+    if (fd >= 0) {
+        uint64_t one = 1;
+        ssize_t w = write(fd, &one, sizeof one);
+        (void)w;
+    }
+    errno = saved;
+}
+
+static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int coil_dump_on_signal(int signo) {
+    if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP || signo == SIGSEGV ||
+        signo == SIGBUS)
+        return -EINVAL;
+    pthread_mutex_lock(&dump_lock);
+    int err = 0;
+    if (coil__dump_wake_fd < 0) {
+        /* Edge-triggered in every scheduler's backend: each write wakes each
+         * of them once, and nobody needs to drain it. */
+        int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (fd < 0)
+            err = -errno;
+        else
+            __atomic_store_n(&coil__dump_wake_fd, fd, __ATOMIC_RELEASE);
+    }
+    if (!err) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_dump_signal;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(signo, &sa, NULL) != 0) err = -errno;
+    }
+    pthread_mutex_unlock(&dump_lock);
+    return err;
+}

@@ -1,0 +1,288 @@
+/*
+ * Private declarations shared by coil's source files (coil__ prefix).
+ * Nothing here is exported: the library is built with -fvisibility=hidden.
+ */
+#ifndef COIL_INTERNAL_H
+#define COIL_INTERNAL_H
+
+#include "coil.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define COIL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define COIL_ASAN 1
+#endif
+#endif
+
+#define COIL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define COIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define coil__container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+/* A broken invariant is a bug in coil (or memory corruption): say which and abort. */
+#define COIL_ASSERT(cond, what)                                                      \
+    do {                                                                         \
+        if (COIL_UNLIKELY(!(cond))) coil__panic(__FILE__, __LINE__, what);       \
+    } while (0)
+__attribute__((noreturn, cold)) void coil__panic(const char *file, int line, const char *what);
+
+/* ---- context switch (src/arch/) ---------------------------------------- */
+
+/* A suspended context is just its stack pointer: the callee-saved registers and
+ * the resume address are on that stack. The floating-point control words
+ * (x86 MXCSR/x87 CW, aarch64 FPCR) are thread state shared by all tasklets of
+ * a thread, like the signal mask, and are not switched. */
+struct coil__ctx {
+    void *sp;
+};
+
+/* Saves the caller's context into *from and resumes *to. Returns when some
+ * other context switches back to *from. */
+void coil__ctx_switch(struct coil__ctx *from, struct coil__ctx *to);
+
+/* Prepares *ctx so that switching to it calls entry(arg) on the stack that
+ * ends (grows down from) at top. entry must never return. */
+void coil__ctx_make(struct coil__ctx *ctx, void *top, void (*entry)(void *), void *arg);
+
+/* ---- timers (src/timer.c) ---------------------------------------------- */
+
+struct coil__timer {
+    int64_t deadline;
+    size_t index; /* position in the heap; COIL__TIMER_IDLE when not armed */
+};
+#define COIL__TIMER_IDLE SIZE_MAX
+
+/* A binary min-heap of deadlines. Capacity is reserved ahead (one slot per
+ * live tasklet, see coil__timers_reserve) so that arming never fails. */
+struct coil__timers {
+    struct coil__timer **heap;
+    size_t len, cap;
+};
+
+int coil__timers_reserve(struct coil__timers *ts, size_t n);
+void coil__timers_free(struct coil__timers *ts);
+void coil__timer_arm(struct coil__timers *ts, struct coil__timer *tm, int64_t deadline);
+void coil__timer_disarm(struct coil__timers *ts, struct coil__timer *tm);
+static inline struct coil__timer *coil__timers_first(const struct coil__timers *ts) {
+    return ts->len ? ts->heap[0] : NULL;
+}
+
+/* ---- tasklets (src/sched.c) -------------------------------------------- */
+
+enum coil__state {
+    COIL__RUNNABLE = 1, /* in the run queue */
+    COIL__RUNNING,      /* the current tasklet */
+    COIL__WAITING,      /* parked; woken by coil__wake */
+    COIL__DONE,         /* finished; its stack is released by the next context */
+};
+
+/* What a parked tasklet waits on (for coil_dump). */
+enum coil__wait {
+    COIL__WAIT_NONE = 0,
+    COIL__WAIT_SLEEP,
+    COIL__WAIT_JOIN,
+    COIL__WAIT_CHAN_SEND,
+    COIL__WAIT_CHAN_RECV,
+    COIL__WAIT_CHOOSE,
+};
+
+struct coil__sched;
+struct coil__tasklet;
+
+/* A tasklet waiting in coil_join, linked into the target's list of joiners.
+ * Lives in the joiner's frame. */
+struct coil__joiner {
+    struct coil__joiner *prev, *next;
+    struct coil__tasklet *t;      /* the joiner */
+    struct coil__tasklet *target; /* the tasklet it waits for */
+};
+
+/*
+ * A tasklet. It lives at the top of its own stack mapping, so that spawning
+ * allocates nothing but a (pooled) stack and an idle tasklet costs one page:
+ *
+ *   map                                                        map + map_len
+ *   | guard page (PROT_NONE) | stack, grows down <-- | struct coil__tasklet |
+ *                            ^ stack_lo              ^ initial sp
+ *
+ * The scheduler's own context (the thread's stack) is a coil__tasklet too,
+ * embedded in struct coil__sched, with id 0 and no mapping.
+ */
+struct coil__tasklet {
+    struct coil__ctx ctx;
+    struct coil__sched *sched;
+    struct coil__tasklet *runq_next;
+    struct coil__tasklet *all_prev, *all_next; /* every live tasklet */
+    coil_id id;
+    coil_fn fn;
+    void *arg;
+    uint8_t state;     /* enum coil__state */
+    uint8_t wait_kind; /* enum coil__wait */
+    bool killed;
+    int wake_result; /* what the parked call returns, set by its waker */
+    /* While WAITING: what it waits on, and how to take it off that (unlink its
+     * waiter records) when a kill or a timeout wakes it instead. */
+    void *wait_obj;
+    size_t wait_n;
+    void (*unwait)(struct coil__tasklet *t);
+    int64_t wait_since;
+    struct coil__timer timer;
+    struct coil__joiner *joiners;
+    /* Stack mapping (guard page included) and usable size. */
+    char *map;
+    size_t map_len;
+    size_t stack_size;
+#if COIL_ASAN
+    void *asan_fake_stack;
+#endif
+    unsigned vg_stack_id;
+    char name[32];
+};
+
+/* The stack pool keeps released default-size stacks (dirty, committed) for the
+ * next spawn; beyond this many they are unmapped. */
+#define COIL__STACK_POOL_MAX 128
+
+struct coil__backend_ops;
+
+struct coil__sched {
+    struct coil__tasklet root; /* the scheduler's own context */
+    struct coil__tasklet *current;
+    struct {
+        struct coil__tasklet *head, *tail;
+        size_t len;
+    } runq;
+    /* Switches a parking tasklet may make directly to the next runnable one
+     * before control goes back to the scheduler loop to poll timers and I/O. */
+    long budget;
+    struct coil__tasklet *reap; /* finished; stack released after the next switch */
+    struct coil__tasklet *all_head, *all_tail; /* every live tasklet, by id */
+    size_t nlive;
+    coil_id next_id;
+    uint64_t serial; /* unique per coil_run in the process: channels bind to it */
+    struct {
+        uint64_t *keys;
+        struct coil__tasklet **vals;
+        size_t cap, len; /* cap is a power of two */
+    } ids;
+    struct coil__timers timers;
+    struct {
+        struct coil__tasklet *head; /* linked through runq_next */
+        size_t len;
+    } pool;
+    size_t page;
+    int64_t round_start; /* coil_now() at the start of this scheduler round */
+    bool deadlock;
+    unsigned dump_seen;
+    const struct coil__backend_ops *backend;
+    void *backend_data;
+    void *altstack;
+    const void *root_stack_lo;
+    size_t root_stack_size;
+};
+
+/* The scheduler of the calling thread, or NULL outside coil_run. */
+extern __thread struct coil__sched *coil__sched_cur;
+
+static inline struct coil__tasklet *coil__self(void) {
+    struct coil__sched *s = coil__sched_cur;
+    return s && s->current != &s->root ? s->current : NULL;
+}
+
+/* Puts t at the back of the run queue with wake_result = result. t must be
+ * WAITING; the waker has already taken it off what it waited on. */
+void coil__wake(struct coil__tasklet *t, int result);
+
+/* Parks the running tasklet t, which the caller has linked into whatever will
+ * wake it, until coil__wake; arms a timer first when deadline >= 0 (expiry
+ * calls unwait and wakes t with -ETIMEDOUT). Returns wake_result. */
+int coil__park(struct coil__tasklet *t, enum coil__wait kind, void *obj, size_t n,
+               void (*unwait)(struct coil__tasklet *), int64_t deadline);
+
+/* Wakes a WAITING tasklet early with err (-ECANCELED, -ETIMEDOUT): unlinks it
+ * through its unwait hook, disarms its timer, and queues it. */
+void coil__interrupt(struct coil__tasklet *t, int err);
+
+/* Like coil__wake(to, result), but the running tasklet t lets `to` run at
+ * once and goes to the back of the run queue itself (a channel's preferred
+ * side runs first). Only queues `to` when the round's budget is spent. */
+void coil__handoff(struct coil__tasklet *t, struct coil__tasklet *to, int result);
+
+/* Common entry checks of a blocking call: sets *tp to the running tasklet and
+ * returns 0, or -EPERM outside a tasklet, -ECANCELED if it was killed. */
+static inline int coil__enter(struct coil__tasklet **tp) {
+    struct coil__tasklet *t = coil__self();
+    if (COIL_UNLIKELY(!t)) return -EPERM;
+    if (COIL_UNLIKELY(t->killed)) return -ECANCELED;
+    *tp = t;
+    return 0;
+}
+
+/* True when a deadline is set and has passed: a would-block call then fails
+ * with -ETIMEDOUT instead of parking. */
+static inline bool coil__deadline_passed(int64_t deadline) {
+    return deadline >= 0 && deadline <= coil_now();
+}
+
+const char *coil__wait_name(enum coil__wait kind);
+
+/* ---- stacks (src/stack.c) ---------------------------------------------- */
+
+/* Takes a stack of stack_size usable bytes (a page multiple) from the pool or
+ * maps a new one, and returns the tasklet record at its top (zeroed but for
+ * map, map_len, stack_size and vg_stack_id). NULL with -errno in *err. */
+struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, int *err);
+/* Returns t's stack to the pool or unmaps it. t must not be running on it. */
+void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t);
+/* Unmaps every pooled stack. */
+void coil__stack_pool_drain(struct coil__sched *s);
+/* Lowest usable byte of t's stack (just above its guard page). */
+static inline char *coil__stack_lo(const struct coil__tasklet *t) {
+    return t->map + t->map_len - t->stack_size;
+}
+
+/* Installs (once per process) the SIGSEGV/SIGBUS handler that names a tasklet
+ * whose stack overflowed into its guard page, and gives the calling thread an
+ * alternate signal stack to run it on. */
+int coil__overflow_guard_init(struct coil__sched *s);
+void coil__overflow_guard_fini(struct coil__sched *s);
+
+/* ---- channels (src/chan.c) --------------------------------------------- */
+
+/* Frees the channels that coil_chan_free kept in quarantine. */
+void coil__chan_quarantine_flush(void);
+/* Writes what a tasklet parked on channels waits on (for coil_dump). */
+void coil__chan_describe_wait(const struct coil__tasklet *t, FILE *out);
+
+/* ---- dump (src/dump.c) ------------------------------------------------- */
+
+/* Signal-requested dumps: a counter bumped by the handler, and an eventfd that
+ * wakes the schedulers (-1 until coil_dump_on_signal is first called). */
+extern volatile unsigned coil__dump_requests;
+extern int coil__dump_wake_fd;
+int coil__dump_sched(struct coil__sched *s, FILE *out);
+
+/* ---- I/O backends (src/io/) -------------------------------------------- */
+
+/* The fixed set of operations every backend implements, chosen once per
+ * scheduler. For now a backend only has to wait: block until the deadline
+ * (COIL_FOREVER: indefinitely) or until a wake-up source fires. */
+struct coil__backend_ops {
+    const char *name;
+    int (*init)(struct coil__sched *s);
+    void (*fini)(struct coil__sched *s);
+    /* Returns 0 (woken or deadline reached) or -errno; EINTR counts as woken. */
+    int (*wait)(struct coil__sched *s, int64_t deadline);
+    /* True while operations are in flight, so the scheduler is not idle. */
+    bool (*busy)(const struct coil__sched *s);
+};
+
+extern const struct coil__backend_ops coil__backend_epoll;
+
+#endif /* COIL_INTERNAL_H */

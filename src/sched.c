@@ -1,0 +1,473 @@
+/*
+ * The scheduler: tasklets, the run queue, spawn/yield/sleep/join/kill, and
+ * the loop that alternates "run what is ready" with "wait for timers and I/O".
+ *
+ * Switching. A tasklet that parks or yields switches directly to the next
+ * runnable tasklet, without a detour through the scheduler's own context,
+ * until the round's budget is spent; then control returns to the scheduler
+ * loop (coil_run's stack), which fires timers, polls the backend and starts
+ * the next round. So a busy set of tasklets cannot starve timers or I/O, and
+ * a channel handoff costs one switch, not two.
+ *
+ * Exit. A finished tasklet cannot unmap the stack it runs on: it leaves
+ * itself in s->reap and the next context to run releases it right after the
+ * switch (after_switch).
+ */
+#include "internal.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#if COIL_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+__thread struct coil__sched *coil__sched_cur;
+static atomic_uint_fast64_t sched_serial;
+
+/* Direct switches a round allows at least, however short the run queue. */
+#define BUDGET_MIN 64
+
+void coil__panic(const char *file, int line, const char *what) {
+    fprintf(stderr, "coil: broken invariant: %s (%s:%d)\n", what, file, line);
+    abort();
+}
+
+int64_t coil_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * COIL_SEC + ts.tv_nsec;
+}
+
+/* ---- id -> tasklet map: open addressing, linear probing, key 0 = empty --- */
+
+static size_t id_slot(coil_id id, size_t cap) {
+    return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
+}
+
+static int ids_reserve(struct coil__sched *s) {
+    if ((s->ids.len + 1) * 2 <= s->ids.cap) return 0;
+    size_t cap = s->ids.cap ? s->ids.cap * 2 : 256;
+    uint64_t *keys = calloc(cap, sizeof *keys);
+    struct coil__tasklet **vals = malloc(cap * sizeof *vals);
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < s->ids.cap; i++) {
+        if (!s->ids.keys[i]) continue;
+        size_t j = id_slot((coil_id)s->ids.keys[i], cap);
+        while (keys[j]) j = (j + 1) & (cap - 1);
+        keys[j] = s->ids.keys[i];
+        vals[j] = s->ids.vals[i];
+    }
+    free(s->ids.keys);
+    free(s->ids.vals);
+    s->ids.keys = keys;
+    s->ids.vals = vals;
+    s->ids.cap = cap;
+    return 0;
+}
+
+static void ids_put(struct coil__sched *s, struct coil__tasklet *t) {
+    size_t mask = s->ids.cap - 1, i = id_slot(t->id, s->ids.cap);
+    while (s->ids.keys[i]) i = (i + 1) & mask;
+    s->ids.keys[i] = (uint64_t)t->id;
+    s->ids.vals[i] = t;
+    s->ids.len++;
+}
+
+static struct coil__tasklet *ids_get(const struct coil__sched *s, coil_id id) {
+    if (id <= 0 || !s->ids.cap) return NULL;
+    size_t mask = s->ids.cap - 1, i = id_slot(id, s->ids.cap);
+    for (; s->ids.keys[i]; i = (i + 1) & mask)
+        if (s->ids.keys[i] == (uint64_t)id) return s->ids.vals[i];
+    return NULL;
+}
+
+/* Deletion with backward shift, so that lookups never need tombstones. */
+static void ids_del(struct coil__sched *s, coil_id id) {
+    size_t mask = s->ids.cap - 1, i = id_slot(id, s->ids.cap);
+    while (s->ids.keys[i] != (uint64_t)id) {
+        COIL_ASSERT(s->ids.keys[i], "a live tasklet is in the id map");
+        i = (i + 1) & mask;
+    }
+    for (size_t j = (i + 1) & mask; s->ids.keys[j]; j = (j + 1) & mask) {
+        size_t home = id_slot((coil_id)s->ids.keys[j], s->ids.cap);
+        /* Move j into the hole at i unless its home lies cyclically in (i, j]. */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            s->ids.keys[i] = s->ids.keys[j];
+            s->ids.vals[i] = s->ids.vals[j];
+            i = j;
+        }
+    }
+    s->ids.keys[i] = 0;
+    s->ids.len--;
+}
+
+/* ---- run queue and switching ------------------------------------------- */
+
+static inline void runq_push(struct coil__sched *s, struct coil__tasklet *t) {
+    t->state = COIL__RUNNABLE;
+    t->runq_next = NULL;
+    if (s->runq.tail)
+        s->runq.tail->runq_next = t;
+    else
+        s->runq.head = t;
+    s->runq.tail = t;
+    s->runq.len++;
+}
+
+static inline struct coil__tasklet *runq_pop(struct coil__sched *s) {
+    struct coil__tasklet *t = s->runq.head;
+    if (t) {
+        s->runq.head = t->runq_next;
+        if (!s->runq.head) s->runq.tail = NULL;
+        s->runq.len--;
+    }
+    return t;
+}
+
+static inline void after_switch(struct coil__sched *s) {
+    struct coil__tasklet *dead = s->reap;
+    if (dead) {
+        s->reap = NULL;
+        coil__stack_put(s, dead);
+    }
+}
+
+static inline void switch_to(struct coil__sched *s, struct coil__tasklet *from,
+                             struct coil__tasklet *to) {
+    s->current = to;
+    to->state = COIL__RUNNING;
+#if COIL_ASAN
+    /* A finishing tasklet passes NULL so that ASan drops its fake stack. */
+    if (to == &s->root)
+        __sanitizer_start_switch_fiber(from->state == COIL__DONE ? NULL : &from->asan_fake_stack,
+                                       s->root_stack_lo, s->root_stack_size);
+    else
+        __sanitizer_start_switch_fiber(from->state == COIL__DONE ? NULL : &from->asan_fake_stack,
+                                       coil__stack_lo(to), to->stack_size);
+#endif
+    coil__ctx_switch(&from->ctx, &to->ctx);
+#if COIL_ASAN
+    __sanitizer_finish_switch_fiber(from->asan_fake_stack, NULL, NULL);
+#endif
+    after_switch(s);
+}
+
+/* The running tasklet self has parked or queued itself: run the next one. */
+static void schedule(struct coil__sched *s, struct coil__tasklet *self) {
+    struct coil__tasklet *next = NULL;
+    if (s->budget > 0 && (next = runq_pop(s)) != NULL)
+        s->budget--;
+    else
+        next = &s->root;
+    if (next != self)
+        switch_to(s, self, next);
+    else
+        self->state = COIL__RUNNING;
+}
+
+static inline void prepare_resume(struct coil__sched *s, struct coil__tasklet *t, int result) {
+    COIL_ASSERT(t->state == COIL__WAITING, "only a waiting tasklet is woken");
+    t->wake_result = result;
+    t->unwait = NULL;
+    t->wait_kind = COIL__WAIT_NONE;
+    coil__timer_disarm(&s->timers, &t->timer);
+}
+
+void coil__wake(struct coil__tasklet *t, int result) {
+    struct coil__sched *s = t->sched;
+    prepare_resume(s, t, result);
+    runq_push(s, t);
+}
+
+void coil__handoff(struct coil__tasklet *t, struct coil__tasklet *to, int result) {
+    struct coil__sched *s = t->sched;
+    prepare_resume(s, to, result);
+    if (s->budget <= 0) {
+        runq_push(s, to);
+        return;
+    }
+    s->budget--;
+    runq_push(s, t);
+    switch_to(s, t, to);
+}
+
+void coil__interrupt(struct coil__tasklet *t, int err) {
+    if (t->state != COIL__WAITING) return;
+    if (t->unwait) t->unwait(t);
+    coil__wake(t, err);
+}
+
+int coil__park(struct coil__tasklet *t, enum coil__wait kind, void *obj, size_t n,
+               void (*unwait)(struct coil__tasklet *), int64_t deadline) {
+    struct coil__sched *s = t->sched;
+    t->state = COIL__WAITING;
+    t->wait_kind = (uint8_t)kind;
+    t->wait_obj = obj;
+    t->wait_n = n;
+    t->unwait = unwait;
+    t->wait_since = s->round_start;
+    if (deadline >= 0) coil__timer_arm(&s->timers, &t->timer, deadline);
+    schedule(s, t);
+    return t->wake_result;
+}
+
+/* ---- tasklet life ------------------------------------------------------- */
+
+__attribute__((noreturn)) static void tasklet_exit(struct coil__sched *s, struct coil__tasklet *t) {
+    while (t->joiners) {
+        struct coil__joiner *j = t->joiners;
+        t->joiners = j->next;
+        coil__wake(j->t, 0);
+    }
+    ids_del(s, t->id);
+    if (t->all_prev)
+        t->all_prev->all_next = t->all_next;
+    else
+        s->all_head = t->all_next;
+    if (t->all_next)
+        t->all_next->all_prev = t->all_prev;
+    else
+        s->all_tail = t->all_prev;
+    s->nlive--;
+    t->state = COIL__DONE;
+    s->reap = t;
+    struct coil__tasklet *next = NULL;
+    if (s->budget > 0 && (next = runq_pop(s)) != NULL)
+        s->budget--;
+    else
+        next = &s->root;
+    switch_to(s, t, next);
+    coil__panic(__FILE__, __LINE__, "a finished tasklet is never resumed");
+}
+
+static void tasklet_entry(void *p) {
+    struct coil__tasklet *t = p;
+    struct coil__sched *s = t->sched;
+#if COIL_ASAN
+    const void *lo;
+    size_t size;
+    __sanitizer_finish_switch_fiber(NULL, &lo, &size);
+    /* The very first switch into a tasklet comes from the scheduler: learn
+     * the bounds of the thread's own stack for the switches back to it. */
+    if (!s->root_stack_lo) {
+        s->root_stack_lo = lo;
+        s->root_stack_size = size;
+    }
+#endif
+    after_switch(s);
+    t->fn(t->arg);
+    tasklet_exit(s, t);
+}
+
+static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_spawn_opts *opts) {
+    if (!fn) return -EINVAL;
+    size_t size = COIL_STACK_DEFAULT;
+    if (opts && opts->stack_size) {
+        if (opts->stack_size < COIL_STACK_MIN || opts->stack_size > COIL_STACK_MAX)
+            return -EINVAL;
+        size = (opts->stack_size + s->page - 1) & ~(s->page - 1);
+    }
+    int err = ids_reserve(s);
+    if (!err) err = coil__timers_reserve(&s->timers, s->nlive + 1);
+    if (err) return err;
+    struct coil__tasklet *t = coil__stack_get(s, size, &err);
+    if (!t) return err;
+    t->sched = s;
+    t->id = s->next_id++;
+    t->fn = fn;
+    t->arg = arg;
+    t->timer.index = COIL__TIMER_IDLE;
+    if (opts && opts->name) {
+        size_t len = strnlen(opts->name, sizeof t->name - 1);
+        memcpy(t->name, opts->name, len);
+        t->name[len] = '\0';
+    }
+    coil__ctx_make(&t->ctx, t, tasklet_entry, t);
+    ids_put(s, t);
+    t->all_prev = s->all_tail;
+    if (s->all_tail)
+        s->all_tail->all_next = t;
+    else
+        s->all_head = t;
+    s->all_tail = t;
+    s->nlive++;
+    runq_push(s, t);
+    return t->id;
+}
+
+coil_id coil_spawn(coil_fn fn, void *arg, const coil_spawn_opts *opts) {
+    if (!fn) return -EINVAL;
+    if (!coil__self()) return -EPERM;
+    return spawn(coil__sched_cur, fn, arg, opts);
+}
+
+int coil_yield(void) {
+    struct coil__tasklet *t;
+    int err = coil__enter(&t);
+    if (err) return err;
+    runq_push(t->sched, t);
+    schedule(t->sched, t);
+    return t->killed ? -ECANCELED : 0;
+}
+
+int coil_sleep_until(int64_t deadline) {
+    struct coil__tasklet *t;
+    if (deadline < 0) return -EINVAL;
+    int err = coil__enter(&t);
+    if (err) return err;
+    if (deadline <= coil_now()) return 0;
+    err = coil__park(t, COIL__WAIT_SLEEP, NULL, 0, NULL, deadline);
+    return err == -ETIMEDOUT ? 0 : err;
+}
+
+int coil_sleep(int64_t ns) {
+    if (ns <= 0) {
+        struct coil__tasklet *t;
+        return coil__enter(&t);
+    }
+    return coil_sleep_until(coil_now() + ns);
+}
+
+static void join_unwait(struct coil__tasklet *t) {
+    struct coil__joiner *j = t->wait_obj;
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        j->target->joiners = j->next;
+    if (j->next) j->next->prev = j->prev;
+}
+
+int coil_join(coil_id id, int64_t deadline) {
+    struct coil__tasklet *t;
+    int err = coil__enter(&t);
+    if (err) return err;
+    struct coil__sched *s = t->sched;
+    if (id == t->id) return -EDEADLK;
+    struct coil__tasklet *target = ids_get(s, id);
+    if (!target) return id > 0 && id < s->next_id ? 0 : -ESRCH;
+    if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
+    struct coil__joiner j = {.prev = NULL, .next = target->joiners, .t = t, .target = target};
+    if (target->joiners) target->joiners->prev = &j;
+    target->joiners = &j;
+    return coil__park(t, COIL__WAIT_JOIN, &j, 0, join_unwait, deadline);
+}
+
+int coil_kill(coil_id id) {
+    if (!coil__self()) return -EPERM;
+    struct coil__tasklet *t = ids_get(coil__sched_cur, id);
+    if (!t) return -ESRCH;
+    t->killed = true;
+    coil__interrupt(t, -ECANCELED);
+    return 0;
+}
+
+coil_id coil_self(void) {
+    struct coil__tasklet *t = coil__self();
+    return t ? t->id : 0;
+}
+
+const char *coil_name(coil_id id) {
+    struct coil__sched *s = coil__sched_cur;
+    struct coil__tasklet *t = s ? ids_get(s, id) : NULL;
+    return t ? t->name : NULL;
+}
+
+/* ---- the scheduler loop ------------------------------------------------ */
+
+static void fire_timers(struct coil__sched *s, int64_t now) {
+    struct coil__timer *tm;
+    while ((tm = coil__timers_first(&s->timers)) != NULL && tm->deadline <= now)
+        coil__interrupt(coil__container_of(tm, struct coil__tasklet, timer), -ETIMEDOUT);
+}
+
+/* Every live tasklet waits, no timer is armed and no I/O is in flight: nothing
+ * can ever wake them. Report it like Go's "all goroutines are asleep", then
+ * kill them all so that they unwind through their own cleanup. */
+static void deadlock(struct coil__sched *s) {
+    fprintf(stderr, "coil: deadlock: every tasklet is waiting and nothing can wake them\n");
+    coil__dump_sched(s, stderr);
+    fflush(stderr);
+    s->deadlock = true;
+    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next) {
+        t->killed = true;
+        coil__interrupt(t, -ECANCELED);
+    }
+}
+
+static void loop(struct coil__sched *s) {
+    while (s->nlive > 0) {
+        if (COIL_UNLIKELY(coil__dump_requests != s->dump_seen)) {
+            s->dump_seen = coil__dump_requests;
+            coil__dump_sched(s, stderr);
+            fflush(stderr);
+        }
+        s->round_start = coil_now();
+        fire_timers(s, s->round_start);
+        if (!s->runq.len) {
+            struct coil__timer *first = coil__timers_first(&s->timers);
+            if (!first && !s->backend->busy(s)) {
+                deadlock(s);
+                continue;
+            }
+            int err = s->backend->wait(s, first ? first->deadline : COIL_FOREVER);
+            COIL_ASSERT(err == 0, "the backend can always wait");
+            continue;
+        }
+        s->budget = s->runq.len > BUDGET_MIN ? (long)s->runq.len : BUDGET_MIN;
+        struct coil__tasklet *next = runq_pop(s);
+        switch_to(s, &s->root, next);
+    }
+}
+
+int coil_run(coil_fn main, void *arg) {
+    if (!main) return -EINVAL;
+    if (coil__sched_cur) return -EBUSY;
+    struct coil__sched *s = calloc(1, sizeof *s);
+    if (!s) return -ENOMEM;
+    s->page = (size_t)sysconf(_SC_PAGESIZE);
+    s->next_id = 1;
+    s->serial = atomic_fetch_add(&sched_serial, 1) + 1;
+    s->root.sched = s;
+    s->root.state = COIL__RUNNING;
+    s->root.timer.index = COIL__TIMER_IDLE;
+    strcpy(s->root.name, "scheduler");
+    s->current = &s->root;
+    s->backend = &coil__backend_epoll;
+    int err = s->backend->init(s);
+    if (err) {
+        free(s);
+        return err;
+    }
+    err = coil__overflow_guard_init(s);
+    coil__sched_cur = s;
+    if (!err) {
+        coil_spawn_opts opts = {.name = "main"};
+        coil_id id = spawn(s, main, arg, &opts);
+        if (id < 0) err = (int)id;
+    }
+    if (!err) {
+        s->dump_seen = coil__dump_requests;
+        loop(s);
+        err = s->deadlock ? -EDEADLK : 0;
+    }
+    COIL_ASSERT(!s->reap && !s->nlive && !s->timers.len, "coil_run ends with nothing left");
+    coil__stack_pool_drain(s);
+    coil__timers_free(&s->timers);
+    free(s->ids.keys);
+    free(s->ids.vals);
+    coil__chan_quarantine_flush();
+    coil__sched_cur = NULL;
+    coil__overflow_guard_fini(s);
+    s->backend->fini(s);
+    free(s);
+    return err;
+}

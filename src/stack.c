@@ -1,0 +1,204 @@
+/*
+ * Tasklet stacks: mmap'd, a guard page below each, committed lazily by the
+ * kernel as they are touched, pooled for fast spawn; and the SIGSEGV handler
+ * that turns a hit on a guard page into a message naming the tasklet.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if COIL_HAVE_VALGRIND_H
+#include <valgrind/valgrind.h>
+#else
+#define VALGRIND_STACK_REGISTER(lo, hi) 0u
+#define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
+#endif
+#if COIL_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+/* The tasklet record sits at the very top of the mapping, 64-byte aligned. */
+static size_t record_size(void) {
+    return (sizeof(struct coil__tasklet) + 63) & ~(size_t)63;
+}
+
+static struct coil__tasklet *record_of(char *map, size_t map_len) {
+    return (struct coil__tasklet *)(map + map_len - record_size());
+}
+
+struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, int *err) {
+    struct coil__tasklet *t;
+    if (stack_size == COIL_STACK_DEFAULT && s->pool.head) {
+        t = s->pool.head;
+        s->pool.head = t->runq_next;
+        s->pool.len--;
+        char *map = t->map;
+        size_t map_len = t->map_len;
+        unsigned vg = t->vg_stack_id;
+        memset(t, 0, sizeof *t);
+        t->map = map;
+        t->map_len = map_len;
+        t->stack_size = stack_size;
+        t->vg_stack_id = vg;
+        return t;
+    }
+    size_t map_len = stack_size + s->page;
+    /* MAP_NORESERVE: only touched pages count, so a million tasklets with
+     * 256 KiB stacks do not need 256 GiB of commit. The guard page is made
+     * PROT_NONE in a second call (there is no way to map both at once). */
+    char *map = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (map == MAP_FAILED) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    /* mprotect splits the mapping in two; past vm.max_map_count it fails
+     * with ENOMEM, which is what the caller reports. */
+    if (mprotect(map, s->page, PROT_NONE) != 0) {
+        *err = -errno;
+        munmap(map, map_len);
+        return NULL;
+    }
+    t = record_of(map, map_len);
+    memset(t, 0, sizeof *t);
+    t->map = map;
+    t->map_len = map_len;
+    t->stack_size = stack_size;
+    t->vg_stack_id = VALGRIND_STACK_REGISTER(map + s->page, map + map_len);
+    return t;
+}
+
+static void unmap(struct coil__tasklet *t) {
+    VALGRIND_STACK_DEREGISTER(t->vg_stack_id);
+    munmap(t->map, t->map_len);
+}
+
+void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
+#if COIL_ASAN
+    /* Frames of the finished tasklet leave poisoned redzones in the shadow
+     * memory; the next tasklet on this stack must not inherit them. */
+    __asan_unpoison_memory_region(coil__stack_lo(t), t->stack_size);
+#endif
+    if (t->stack_size == COIL_STACK_DEFAULT && s->pool.len < COIL__STACK_POOL_MAX) {
+        t->runq_next = s->pool.head;
+        s->pool.head = t;
+        s->pool.len++;
+        return;
+    }
+    unmap(t);
+}
+
+void coil__stack_pool_drain(struct coil__sched *s) {
+    while (s->pool.head) {
+        struct coil__tasklet *t = s->pool.head;
+        s->pool.head = t->runq_next;
+        unmap(t);
+    }
+    s->pool.len = 0;
+}
+
+/* ---- stack overflow ----------------------------------------------------- */
+
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+static struct sigaction prev_segv, prev_bus;
+static int guard_init_err;
+
+/* Formats v in decimal into buf (async-signal-safe). Returns the length. */
+static size_t fmt_u64(char *buf, uint64_t v) {
+    char tmp[24];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t put(char *buf, size_t at, size_t cap, const char *str, size_t len) {
+    if (at + len > cap) len = cap - at;
+    memcpy(buf + at, str, len);
+    return at + len;
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uctx) {
+    struct coil__sched *s = coil__sched_cur;
+    struct coil__tasklet *t = s ? s->current : NULL;
+    char *addr = si->si_addr;
+    /* A fault in the guard page, or a little below it (a frame larger than a
+     * page can step over the guard into whatever lies below; within 64 KiB we
+     * still blame the tasklet, because that is by far the likelier cause). */
+    if (t && t != &s->root && addr < coil__stack_lo(t) && addr + 65536 >= t->map) {
+        char msg[256];
+        size_t n = 0;
+        n = put(msg, n, sizeof msg, "coil: tasklet ", 14);
+        n += fmt_u64(msg + n, (uint64_t)t->id);
+        n = put(msg, n, sizeof msg, " \"", 2);
+        n = put(msg, n, sizeof msg, t->name, strnlen(t->name, sizeof t->name));
+        n = put(msg, n, sizeof msg, "\" overflowed its ", 17);
+        n += fmt_u64(msg + n, t->stack_size);
+        static const char tail[] = "-byte stack (raise coil_spawn_opts.stack_size)\n";
+        n = put(msg, n, sizeof msg, tail, sizeof tail - 1);
+        ssize_t w = write(STDERR_FILENO, msg, n);
+        (void)w;
+        signal(SIGABRT, SIG_DFL);
+        abort();
+    }
+    /* Not ours: hand it to whoever was installed before, or let the default
+     * action happen when the faulting instruction runs again. */
+    const struct sigaction *prev = sig == SIGBUS ? &prev_bus : &prev_segv;
+    if (prev->sa_flags & SA_SIGINFO) {
+        if (prev->sa_sigaction) {
+            prev->sa_sigaction(sig, si, uctx);
+            return;
+        }
+    } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+        prev->sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL);
+}
+
+static void guard_install(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSEGV, &sa, &prev_segv) != 0 || sigaction(SIGBUS, &sa, &prev_bus) != 0)
+        guard_init_err = -errno;
+}
+
+int coil__overflow_guard_init(struct coil__sched *s) {
+    pthread_once(&guard_once, guard_install);
+    if (guard_init_err) return guard_init_err;
+    /* The handler cannot run on the stack that just overflowed. Keep a thread
+     * that already has an alternate stack (a runtime or the program set it). */
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) return 0;
+    size_t size = 64 * 1024;
+    void *mem = malloc(size);
+    if (!mem) return -ENOMEM;
+    stack_t ss = {.ss_sp = mem, .ss_size = size, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0) {
+        int e = -errno;
+        free(mem);
+        return e;
+    }
+    s->altstack = mem;
+    return 0;
+}
+
+void coil__overflow_guard_fini(struct coil__sched *s) {
+    if (!s->altstack) return;
+    stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    free(s->altstack);
+    s->altstack = NULL;
+}
