@@ -21,14 +21,18 @@
 #endif
 #endif
 
-#define COIL_LIKELY(x) __builtin_expect(!!(x), 1)
-#define COIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define coil__container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#if COIL_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+#define COIL_LIKELY(x)                      __builtin_expect(!!(x), 1)
+#define COIL_UNLIKELY(x)                    __builtin_expect(!!(x), 0)
+#define coil__container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* A broken invariant is a bug in coil (or memory corruption): say which and abort. */
-#define COIL_ASSERT(cond, what)                                                      \
-    do {                                                                         \
-        if (COIL_UNLIKELY(!(cond))) coil__panic(__FILE__, __LINE__, what);       \
+#define COIL_ASSERT(cond, what)                                                                    \
+    do {                                                                                           \
+        if (COIL_UNLIKELY(!(cond))) coil__panic(__FILE__, __LINE__, what);                         \
     } while (0)
 __attribute__((noreturn, cold)) void coil__panic(const char *file, int line, const char *what);
 
@@ -161,7 +165,7 @@ struct coil__sched {
     /* Switches a parking tasklet may make directly to the next runnable one
      * before control goes back to the scheduler loop to poll timers and I/O. */
     long budget;
-    struct coil__tasklet *reap; /* finished; stack released after the next switch */
+    struct coil__tasklet *reap;                /* finished; stack released after the next switch */
     struct coil__tasklet *all_head, *all_tail; /* every live tasklet, by id */
     size_t nlive;
     coil_id next_id;
@@ -188,31 +192,18 @@ struct coil__sched {
 };
 
 /* The scheduler of the calling thread, or NULL outside coil_run. */
-extern __thread struct coil__sched *coil__sched_cur;
+/* initial-exec: a blocking call reads it first thing, and the default model
+ * for a shared library costs a call to __tls_get_addr each time. */
+extern __thread struct coil__sched *coil__sched_cur __attribute__((tls_model("initial-exec")));
 
 static inline struct coil__tasklet *coil__self(void) {
     struct coil__sched *s = coil__sched_cur;
     return s && s->current != &s->root ? s->current : NULL;
 }
 
-/* Puts t at the back of the run queue with wake_result = result. t must be
- * WAITING; the waker has already taken it off what it waited on. */
-void coil__wake(struct coil__tasklet *t, int result);
-
-/* Parks the running tasklet t, which the caller has linked into whatever will
- * wake it, until coil__wake; arms a timer first when deadline >= 0 (expiry
- * calls unwait and wakes t with -ETIMEDOUT). Returns wake_result. */
-int coil__park(struct coil__tasklet *t, enum coil__wait kind, void *obj, size_t n,
-               void (*unwait)(struct coil__tasklet *), int64_t deadline);
-
 /* Wakes a WAITING tasklet early with err (-ECANCELED, -ETIMEDOUT): unlinks it
  * through its unwait hook, disarms its timer, and queues it. */
 void coil__interrupt(struct coil__tasklet *t, int err);
-
-/* Like coil__wake(to, result), but the running tasklet t lets `to` run at
- * once and goes to the back of the run queue itself (a channel's preferred
- * side runs first). Only queues `to` when the round's budget is spent. */
-void coil__handoff(struct coil__tasklet *t, struct coil__tasklet *to, int result);
 
 /* Common entry checks of a blocking call: sets *tp to the running tasklet and
  * returns 0, or -EPERM outside a tasklet, -ECANCELED if it was killed. */
@@ -284,5 +275,120 @@ struct coil__backend_ops {
 };
 
 extern const struct coil__backend_ops coil__backend_epoll;
+
+/* ---- run queue and switching (inline: they are the hot path of every
+ * blocking call, and each call level a switch returns through costs a
+ * mispredicted return) ---------------------------------------------------- */
+
+static inline void coil__runq_push(struct coil__sched *s, struct coil__tasklet *t) {
+    t->state = COIL__RUNNABLE;
+    t->runq_next = NULL;
+    if (s->runq.tail)
+        s->runq.tail->runq_next = t;
+    else
+        s->runq.head = t;
+    s->runq.tail = t;
+    s->runq.len++;
+}
+
+static inline struct coil__tasklet *coil__runq_pop(struct coil__sched *s) {
+    struct coil__tasklet *t = s->runq.head;
+    if (t) {
+        s->runq.head = t->runq_next;
+        if (!s->runq.head) s->runq.tail = NULL;
+        s->runq.len--;
+    }
+    return t;
+}
+
+static inline void coil__after_switch(struct coil__sched *s) {
+    struct coil__tasklet *dead = s->reap;
+    if (dead) {
+        s->reap = NULL;
+        coil__stack_put(s, dead);
+    }
+}
+
+static inline void coil__switch_to(struct coil__sched *s, struct coil__tasklet *from,
+                                   struct coil__tasklet *to) {
+    s->current = to;
+    to->state = COIL__RUNNING;
+#if COIL_ASAN
+    /* A finishing tasklet passes NULL so that ASan drops its fake stack. */
+    if (to == &s->root)
+        __sanitizer_start_switch_fiber(from->state == COIL__DONE ? NULL : &from->asan_fake_stack,
+                                       s->root_stack_lo, s->root_stack_size);
+    else
+        __sanitizer_start_switch_fiber(from->state == COIL__DONE ? NULL : &from->asan_fake_stack,
+                                       coil__stack_lo(to), to->stack_size);
+#endif
+    coil__ctx_switch(&from->ctx, &to->ctx);
+#if COIL_ASAN
+    __sanitizer_finish_switch_fiber(from->asan_fake_stack, NULL, NULL);
+#endif
+    coil__after_switch(s);
+}
+
+/* The running tasklet self has parked or queued itself: run the next one. */
+static inline void coil__schedule(struct coil__sched *s, struct coil__tasklet *self) {
+    struct coil__tasklet *next = NULL;
+    if (s->budget > 0 && (next = coil__runq_pop(s)) != NULL)
+        s->budget--;
+    else
+        next = &s->root;
+    if (next != self)
+        coil__switch_to(s, self, next);
+    else
+        self->state = COIL__RUNNING;
+}
+
+static inline void coil__prepare_resume(struct coil__sched *s, struct coil__tasklet *t,
+                                        int result) {
+    COIL_ASSERT(t->state == COIL__WAITING, "only a waiting tasklet is woken");
+    t->wake_result = result;
+    t->unwait = NULL;
+    t->wait_kind = COIL__WAIT_NONE;
+    if (t->timer.index != COIL__TIMER_IDLE) coil__timer_disarm(&s->timers, &t->timer);
+}
+
+/* Puts t at the back of the run queue with wake_result = result. t must be
+ * WAITING; the waker has already taken it off what it waited on. */
+static inline void coil__wake(struct coil__tasklet *t, int result) {
+    struct coil__sched *s = t->sched;
+    coil__prepare_resume(s, t, result);
+    coil__runq_push(s, t);
+}
+
+/* Like coil__wake(to, result), but the running tasklet t lets `to` run at
+ * once and goes to the back of the run queue itself (a channel's preferred
+ * side runs first). Only queues `to` when the round's budget is spent. */
+static inline void coil__handoff(struct coil__tasklet *t, struct coil__tasklet *to, int result) {
+    struct coil__sched *s = t->sched;
+    coil__prepare_resume(s, to, result);
+    if (s->budget <= 0) {
+        coil__runq_push(s, to);
+        return;
+    }
+    s->budget--;
+    coil__runq_push(s, t);
+    coil__switch_to(s, t, to);
+}
+
+/* Parks the running tasklet t, which the caller has linked into whatever will
+ * wake it, until coil__wake; arms a timer first when deadline >= 0 (expiry
+ * calls unwait and wakes t with -ETIMEDOUT). Returns wake_result. */
+static inline int coil__park(struct coil__tasklet *t, enum coil__wait kind, void *obj, size_t n,
+                             void (*unwait)(struct coil__tasklet *), int64_t deadline) {
+    struct coil__sched *s = t->sched;
+    t->state = COIL__WAITING;
+    t->wait_kind = (uint8_t)kind;
+    t->wait_obj = obj;
+    t->wait_n = n;
+    t->unwait = unwait;
+    t->wait_since = s->round_start;
+    if (deadline >= 0) coil__timer_arm(&s->timers, &t->timer, deadline);
+    coil__schedule(s, t);
+    return t->wake_result;
+}
 
 #endif /* COIL_INTERNAL_H */

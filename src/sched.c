@@ -22,11 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#if COIL_ASAN
-#include <sanitizer/common_interface_defs.h>
-#endif
-
-__thread struct coil__sched *coil__sched_cur;
+__thread struct coil__sched *coil__sched_cur __attribute__((tls_model("initial-exec")));
 static atomic_uint_fast64_t sched_serial;
 
 /* Direct switches a round allows at least, however short the run queue. */
@@ -62,7 +58,8 @@ static int ids_reserve(struct coil__sched *s) {
     for (size_t i = 0; i < s->ids.cap; i++) {
         if (!s->ids.keys[i]) continue;
         size_t j = id_slot((coil_id)s->ids.keys[i], cap);
-        while (keys[j]) j = (j + 1) & (cap - 1);
+        while (keys[j])
+            j = (j + 1) & (cap - 1);
         keys[j] = s->ids.keys[i];
         vals[j] = s->ids.vals[i];
     }
@@ -76,7 +73,8 @@ static int ids_reserve(struct coil__sched *s) {
 
 static void ids_put(struct coil__sched *s, struct coil__tasklet *t) {
     size_t mask = s->ids.cap - 1, i = id_slot(t->id, s->ids.cap);
-    while (s->ids.keys[i]) i = (i + 1) & mask;
+    while (s->ids.keys[i])
+        i = (i + 1) & mask;
     s->ids.keys[i] = (uint64_t)t->id;
     s->ids.vals[i] = t;
     s->ids.len++;
@@ -110,114 +108,10 @@ static void ids_del(struct coil__sched *s, coil_id id) {
     s->ids.len--;
 }
 
-/* ---- run queue and switching ------------------------------------------- */
-
-static inline void runq_push(struct coil__sched *s, struct coil__tasklet *t) {
-    t->state = COIL__RUNNABLE;
-    t->runq_next = NULL;
-    if (s->runq.tail)
-        s->runq.tail->runq_next = t;
-    else
-        s->runq.head = t;
-    s->runq.tail = t;
-    s->runq.len++;
-}
-
-static inline struct coil__tasklet *runq_pop(struct coil__sched *s) {
-    struct coil__tasklet *t = s->runq.head;
-    if (t) {
-        s->runq.head = t->runq_next;
-        if (!s->runq.head) s->runq.tail = NULL;
-        s->runq.len--;
-    }
-    return t;
-}
-
-static inline void after_switch(struct coil__sched *s) {
-    struct coil__tasklet *dead = s->reap;
-    if (dead) {
-        s->reap = NULL;
-        coil__stack_put(s, dead);
-    }
-}
-
-static inline void switch_to(struct coil__sched *s, struct coil__tasklet *from,
-                             struct coil__tasklet *to) {
-    s->current = to;
-    to->state = COIL__RUNNING;
-#if COIL_ASAN
-    /* A finishing tasklet passes NULL so that ASan drops its fake stack. */
-    if (to == &s->root)
-        __sanitizer_start_switch_fiber(from->state == COIL__DONE ? NULL : &from->asan_fake_stack,
-                                       s->root_stack_lo, s->root_stack_size);
-    else
-        __sanitizer_start_switch_fiber(from->state == COIL__DONE ? NULL : &from->asan_fake_stack,
-                                       coil__stack_lo(to), to->stack_size);
-#endif
-    coil__ctx_switch(&from->ctx, &to->ctx);
-#if COIL_ASAN
-    __sanitizer_finish_switch_fiber(from->asan_fake_stack, NULL, NULL);
-#endif
-    after_switch(s);
-}
-
-/* The running tasklet self has parked or queued itself: run the next one. */
-static void schedule(struct coil__sched *s, struct coil__tasklet *self) {
-    struct coil__tasklet *next = NULL;
-    if (s->budget > 0 && (next = runq_pop(s)) != NULL)
-        s->budget--;
-    else
-        next = &s->root;
-    if (next != self)
-        switch_to(s, self, next);
-    else
-        self->state = COIL__RUNNING;
-}
-
-static inline void prepare_resume(struct coil__sched *s, struct coil__tasklet *t, int result) {
-    COIL_ASSERT(t->state == COIL__WAITING, "only a waiting tasklet is woken");
-    t->wake_result = result;
-    t->unwait = NULL;
-    t->wait_kind = COIL__WAIT_NONE;
-    coil__timer_disarm(&s->timers, &t->timer);
-}
-
-void coil__wake(struct coil__tasklet *t, int result) {
-    struct coil__sched *s = t->sched;
-    prepare_resume(s, t, result);
-    runq_push(s, t);
-}
-
-void coil__handoff(struct coil__tasklet *t, struct coil__tasklet *to, int result) {
-    struct coil__sched *s = t->sched;
-    prepare_resume(s, to, result);
-    if (s->budget <= 0) {
-        runq_push(s, to);
-        return;
-    }
-    s->budget--;
-    runq_push(s, t);
-    switch_to(s, t, to);
-}
-
 void coil__interrupt(struct coil__tasklet *t, int err) {
     if (t->state != COIL__WAITING) return;
     if (t->unwait) t->unwait(t);
     coil__wake(t, err);
-}
-
-int coil__park(struct coil__tasklet *t, enum coil__wait kind, void *obj, size_t n,
-               void (*unwait)(struct coil__tasklet *), int64_t deadline) {
-    struct coil__sched *s = t->sched;
-    t->state = COIL__WAITING;
-    t->wait_kind = (uint8_t)kind;
-    t->wait_obj = obj;
-    t->wait_n = n;
-    t->unwait = unwait;
-    t->wait_since = s->round_start;
-    if (deadline >= 0) coil__timer_arm(&s->timers, &t->timer, deadline);
-    schedule(s, t);
-    return t->wake_result;
 }
 
 /* ---- tasklet life ------------------------------------------------------- */
@@ -241,11 +135,11 @@ __attribute__((noreturn)) static void tasklet_exit(struct coil__sched *s, struct
     t->state = COIL__DONE;
     s->reap = t;
     struct coil__tasklet *next = NULL;
-    if (s->budget > 0 && (next = runq_pop(s)) != NULL)
+    if (s->budget > 0 && (next = coil__runq_pop(s)) != NULL)
         s->budget--;
     else
         next = &s->root;
-    switch_to(s, t, next);
+    coil__switch_to(s, t, next);
     coil__panic(__FILE__, __LINE__, "a finished tasklet is never resumed");
 }
 
@@ -263,7 +157,7 @@ static void tasklet_entry(void *p) {
         s->root_stack_size = size;
     }
 #endif
-    after_switch(s);
+    coil__after_switch(s);
     t->fn(t->arg);
     tasklet_exit(s, t);
 }
@@ -272,8 +166,7 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
     if (!fn) return -EINVAL;
     size_t size = COIL_STACK_DEFAULT;
     if (opts && opts->stack_size) {
-        if (opts->stack_size < COIL_STACK_MIN || opts->stack_size > COIL_STACK_MAX)
-            return -EINVAL;
+        if (opts->stack_size < COIL_STACK_MIN || opts->stack_size > COIL_STACK_MAX) return -EINVAL;
         size = (opts->stack_size + s->page - 1) & ~(s->page - 1);
     }
     int err = ids_reserve(s);
@@ -300,7 +193,7 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
         s->all_head = t;
     s->all_tail = t;
     s->nlive++;
-    runq_push(s, t);
+    coil__runq_push(s, t);
     return t->id;
 }
 
@@ -314,8 +207,8 @@ int coil_yield(void) {
     struct coil__tasklet *t;
     int err = coil__enter(&t);
     if (err) return err;
-    runq_push(t->sched, t);
-    schedule(t->sched, t);
+    coil__runq_push(t->sched, t);
+    coil__schedule(t->sched, t);
     return t->killed ? -ECANCELED : 0;
 }
 
@@ -423,8 +316,8 @@ static void loop(struct coil__sched *s) {
             continue;
         }
         s->budget = s->runq.len > BUDGET_MIN ? (long)s->runq.len : BUDGET_MIN;
-        struct coil__tasklet *next = runq_pop(s);
-        switch_to(s, &s->root, next);
+        struct coil__tasklet *next = coil__runq_pop(s);
+        coil__switch_to(s, &s->root, next);
     }
 }
 

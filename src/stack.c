@@ -28,11 +28,30 @@ static size_t record_size(void) {
     return (sizeof(struct coil__tasklet) + 63) & ~(size_t)63;
 }
 
+/* Linux 6.13 added guard regions: page-table markers that fault like
+ * PROT_NONE without splitting the mapping. With them, neighbouring stacks
+ * merge into one VMA and a million tasklets stay far below vm.max_map_count
+ * (65530 by default); with mprotect every stack costs two VMAs. */
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+static int guard_madvise_broken; /* set once madvise answered EINVAL */
+
+static int make_guard(char *page_addr, size_t page) {
+    if (!__atomic_load_n(&guard_madvise_broken, __ATOMIC_RELAXED)) {
+        if (madvise(page_addr, page, MADV_GUARD_INSTALL) == 0) return 0;
+        if (errno != EINVAL) return -errno;
+        __atomic_store_n(&guard_madvise_broken, 1, __ATOMIC_RELAXED);
+    }
+    /* Past vm.max_map_count this fails with ENOMEM, which spawn reports. */
+    return mprotect(page_addr, page, PROT_NONE) == 0 ? 0 : -errno;
+}
+
 static struct coil__tasklet *record_of(char *map, size_t map_len) {
     return (struct coil__tasklet *)(map + map_len - record_size());
 }
 
-struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, int *err) {
+struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, int *err_out) {
     struct coil__tasklet *t;
     if (stack_size == COIL_STACK_DEFAULT && s->pool.head) {
         t = s->pool.head;
@@ -50,18 +69,16 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
     }
     size_t map_len = stack_size + s->page;
     /* MAP_NORESERVE: only touched pages count, so a million tasklets with
-     * 256 KiB stacks do not need 256 GiB of commit. The guard page is made
-     * PROT_NONE in a second call (there is no way to map both at once). */
+     * 256 KiB stacks do not need 256 GiB of commit. */
     char *map = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (map == MAP_FAILED) {
-        *err = -ENOMEM;
+        *err_out = -ENOMEM;
         return NULL;
     }
-    /* mprotect splits the mapping in two; past vm.max_map_count it fails
-     * with ENOMEM, which is what the caller reports. */
-    if (mprotect(map, s->page, PROT_NONE) != 0) {
-        *err = -errno;
+    int err = make_guard(map, s->page);
+    if (err) {
+        *err_out = err;
         munmap(map, map_len);
         return NULL;
     }
