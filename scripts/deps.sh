@@ -3,7 +3,9 @@
 # when run as root; otherwise lists what is missing and fails.
 #
 #   scripts/deps.sh demo    build tools only
-#   scripts/deps.sh check   + what the test suite needs
+#   scripts/deps.sh check   + what the test suite needs, including the aarch64
+#                           build's cmocka from Debian's arm64 packages (multiarch:
+#                           the script adds the arm64 architecture to dpkg first)
 set -euo pipefail
 what=${1:-check}
 
@@ -22,6 +24,8 @@ if [ "$what" = check ]; then
     "valgrind valgrind the leak and memory-error run of the suite"
     "/usr/include/valgrind/valgrind.h valgrind stack registration for Valgrind"
     "aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu cross-builds the aarch64 context switch"
+    "/usr/aarch64-linux-gnu/include/stdio.h libc6-dev-arm64-cross the cross compiler's C library; gcc-aarch64-linux-gnu only recommends it"
+    "/usr/lib/aarch64-linux-gnu/pkgconfig/cmocka.pc libcmocka-dev:arm64 cmocka for the aarch64 tests, via multiarch; brings libc6:arm64, which qemu runs them with"
     "qemu-aarch64 qemu-user runs the aarch64 tests"
   )
 fi
@@ -40,10 +44,28 @@ for entry in "${need[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
+# A package named PKG:ARCH for a foreign ARCH needs dpkg to know that
+# architecture (multiarch) and apt's lists for it, fetched by the update below.
+foreign=()
+for pkg in "${missing[@]}"; do
+  [[ $pkg == *:* ]] || continue
+  arch=${pkg##*:}
+  [ "$arch" = "$(dpkg --print-architecture)" ] && continue
+  dpkg --print-foreign-architectures | grep -qx "$arch" && continue
+  [[ " ${foreign[*]} " == *" $arch "* ]] || foreign+=("$arch")
+done
+
 if [ "$(id -u)" != 0 ]; then
-  echo "deps: run as root to install them, or: apt-get install ${missing[*]}" >&2
+  how=
+  for arch in "${foreign[@]}"; do how+="dpkg --add-architecture $arch && "; done
+  [ -n "$how" ] && how+="apt-get update && "
+  echo "deps: run as root to install them, or: ${how}apt-get install ${missing[*]}" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+for arch in "${foreign[@]}"; do
+  echo "deps: dpkg --add-architecture $arch"
+  dpkg --add-architecture "$arch"
+done
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

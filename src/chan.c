@@ -212,12 +212,17 @@ static int check_anywhere(const coil_chan *ch) {
 
 int coil_chan_open(coil_chan **out, size_t elem_size, size_t capacity) {
     if (!out || !elem_size) return -EINVAL;
-    size_t slot = elem_size + sizeof(int), bytes;
-    if (__builtin_mul_overflow(slot, capacity, &bytes) ||
+    size_t slot, bytes;
+    if (__builtin_add_overflow(elem_size, sizeof(int), &slot) ||
+        __builtin_mul_overflow(slot, capacity, &bytes) ||
         __builtin_add_overflow(bytes, sizeof(coil_chan), &bytes))
         return -EINVAL;
+    int saved_errno = errno;
     coil_chan *ch = calloc(1, bytes);
-    if (!ch) return -ENOMEM;
+    if (!ch) {
+        errno = saved_errno;
+        return -ENOMEM;
+    }
     ch->magic = CHAN_LIVE;
     ch->elem_size = elem_size;
     ch->cap = capacity;

@@ -75,7 +75,10 @@ int coil_dump(FILE *out) {
     if (!out) return -EINVAL;
     struct coil__sched *s = coil__sched_cur;
     if (!s) return -EPERM;
-    return coil__dump_sched(s, out);
+    int saved_errno = errno;
+    int n = coil__dump_sched(s, out);
+    errno = saved_errno;
+    return n;
 }
 
 static void on_dump_signal(int sig) {
@@ -91,8 +94,16 @@ static void on_dump_signal(int sig) {
 }
 
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+static int dump_on_signal(int signo);
 
 int coil_dump_on_signal(int signo) {
+    int saved_errno = errno;
+    int err = dump_on_signal(signo);
+    errno = saved_errno;
+    return err;
+}
+
+static int dump_on_signal(int signo) {
     if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP || signo == SIGSEGV ||
         signo == SIGBUS)
         return -EINVAL;

@@ -322,10 +322,14 @@ static inline void coil__switch_to(struct coil__sched *s, struct coil__tasklet *
         __sanitizer_start_switch_fiber(from->state == COIL__DONE ? NULL : &from->asan_fake_stack,
                                        coil__stack_lo(to), to->stack_size);
 #endif
+    /* errno is per thread, but each tasklet must see its own: the scheduler's
+     * and other tasklets' system calls in between would change it. */
+    int saved_errno = errno;
     coil__ctx_switch(&from->ctx, &to->ctx);
 #if COIL_ASAN
     __sanitizer_finish_switch_fiber(from->asan_fake_stack, NULL, NULL);
 #endif
+    errno = saved_errno;
     coil__after_switch(s);
 }
 
@@ -361,15 +365,12 @@ static inline void coil__wake(struct coil__tasklet *t, int result) {
 
 /* Like coil__wake(to, result), but the running tasklet t lets `to` run at
  * once and goes to the back of the run queue itself (a channel's preferred
- * side runs first). Only queues `to` when the round's budget is spent. */
+ * side runs first). */
 static inline void coil__handoff(struct coil__tasklet *t, struct coil__tasklet *to, int result) {
     struct coil__sched *s = t->sched;
     coil__prepare_resume(s, to, result);
-    if (s->budget <= 0) {
-        coil__runq_push(s, to);
-        return;
-    }
-    s->budget--;
+    /* No budget check: `to` parked through coil__schedule, which counted
+     * against the budget, so handoffs alone cannot keep the loop away. */
     coil__runq_push(s, t);
     coil__switch_to(s, t, to);
 }

@@ -200,7 +200,10 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
 coil_id coil_spawn(coil_fn fn, void *arg, const coil_spawn_opts *opts) {
     if (!fn) return -EINVAL;
     if (!coil__self()) return -EPERM;
-    return spawn(coil__sched_cur, fn, arg, opts);
+    int saved_errno = errno; /* mmap and friends may set it on failure */
+    coil_id id = spawn(coil__sched_cur, fn, arg, opts);
+    errno = saved_errno;
+    return id;
 }
 
 int coil_yield(void) {
@@ -227,7 +230,9 @@ int coil_sleep(int64_t ns) {
         struct coil__tasklet *t;
         return coil__enter(&t);
     }
-    return coil_sleep_until(coil_now() + ns);
+    int64_t now = coil_now();
+    /* Saturate: a duration past the end of time is an endless sleep. */
+    return coil_sleep_until(ns > INT64_MAX - now ? INT64_MAX : now + ns);
 }
 
 static void join_unwait(struct coil__tasklet *t) {
@@ -321,9 +326,18 @@ static void loop(struct coil__sched *s) {
     }
 }
 
+static int run(coil_fn main, void *arg);
+
 int coil_run(coil_fn main, void *arg) {
     if (!main) return -EINVAL;
     if (coil__sched_cur) return -EBUSY;
+    int saved_errno = errno; /* the scheduler's own system calls set it */
+    int err = run(main, arg);
+    errno = saved_errno;
+    return err;
+}
+
+static int run(coil_fn main, void *arg) {
     struct coil__sched *s = calloc(1, sizeof *s);
     if (!s) return -ENOMEM;
     s->page = (size_t)sysconf(_SC_PAGESIZE);

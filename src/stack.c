@@ -35,14 +35,23 @@ static size_t record_size(void) {
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
-static int guard_madvise_broken; /* set once madvise answered EINVAL */
+static bool guard_regions;
+static pthread_once_t guard_probe_once = PTHREAD_ONCE_INIT;
+
+/* qemu-user (7.2) answers 0 to every madvise advice it does not know and does
+ * nothing, which would leave stacks without guards. A kernel rejects unknown
+ * advice with EINVAL, so an advice that exists nowhere tells them apart. */
+static void guard_probe(void) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    guard_regions = madvise(p, page, 0x7fff) != 0 && madvise(p, page, MADV_GUARD_INSTALL) == 0;
+    munmap(p, page);
+}
 
 static int make_guard(char *page_addr, size_t page) {
-    if (!__atomic_load_n(&guard_madvise_broken, __ATOMIC_RELAXED)) {
-        if (madvise(page_addr, page, MADV_GUARD_INSTALL) == 0) return 0;
-        if (errno != EINVAL) return -errno;
-        __atomic_store_n(&guard_madvise_broken, 1, __ATOMIC_RELAXED);
-    }
+    pthread_once(&guard_probe_once, guard_probe);
+    if (guard_regions && madvise(page_addr, page, MADV_GUARD_INSTALL) == 0) return 0;
     /* Past vm.max_map_count this fails with ENOMEM, which spawn reports. */
     return mprotect(page_addr, page, PROT_NONE) == 0 ? 0 : -errno;
 }
