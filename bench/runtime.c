@@ -46,7 +46,8 @@ static struct coil__ctx main_ctx, peer_ctx;
 
 static void peer(void *arg) {
     (void)arg;
-    for (;;) coil__ctx_switch(&peer_ctx, &main_ctx);
+    for (;;)
+        coil__ctx_switch(&peer_ctx, &main_ctx);
 }
 
 static double bench_switch(void) {
@@ -54,7 +55,8 @@ static double bench_switch(void) {
     coil__ctx_make(&peer_ctx, stack + sizeof stack, peer, NULL);
     long n = 20000000;
     int64_t t0 = coil_now();
-    for (long i = 0; i < n; i++) coil__ctx_switch(&main_ctx, &peer_ctx);
+    for (long i = 0; i < n; i++)
+        coil__ctx_switch(&main_ctx, &peer_ctx);
     return (double)(coil_now() - t0) / (2.0 * (double)n);
 }
 
@@ -64,7 +66,8 @@ static long yield_n;
 
 static void yielder(void *arg) {
     (void)arg;
-    for (long i = 0; i < yield_n; i++) coil_yield();
+    for (long i = 0; i < yield_n; i++)
+        coil_yield();
 }
 
 static void yield_main(void *arg) {
@@ -87,7 +90,8 @@ struct pingpong {
 static void echo(void *arg) {
     struct pingpong *p = arg;
     long v;
-    while (coil_chan_recv(p->a, &v) == 0) coil_chan_send(p->b, &v);
+    while (coil_chan_recv(p->a, &v) == 0)
+        coil_chan_send(p->b, &v);
 }
 
 static void handoff_main(void *arg) {
@@ -128,8 +132,10 @@ static void spawn_main(void *arg) {
     spawned_done = 0;
     int64_t t0 = coil_now();
     for (long i = 0; i < a->n; i += a->wave) {
-        for (long j = 0; j < a->wave; j++) coil_spawn(empty, NULL, NULL);
-        while (spawned_done < i + a->wave) coil_yield();
+        for (long j = 0; j < a->wave; j++)
+            coil_spawn(empty, NULL, NULL);
+        while (spawned_done < i + a->wave)
+            coil_yield();
     }
     a->ns = (double)(coil_now() - t0) / (double)a->n;
 }
@@ -223,8 +229,8 @@ int main(int argc, char **argv) {
     int64_t t0 = coil_now();
     int err = coil_run(parked_main, &pa);
     if (err || pa.err || pa.parked_ok != parked_n) {
-        fprintf(stderr, "coil parked: coil_run %d, spawn error %d, %ld of %ld parked\n", err, pa.err,
-                pa.parked_ok, parked_n);
+        fprintf(stderr, "coil parked: coil_run %d, spawn error %d, %ld of %ld parked\n", err,
+                pa.err, pa.parked_ok, parked_n);
         return 1;
     }
     printf("coil parked_tasklet_bytes %.0f (%ld tasklets, %.2f s to spawn, park and finish)\n",

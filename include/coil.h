@@ -44,7 +44,7 @@ extern "C" {
 /* Handy durations, in nanoseconds. */
 #define COIL_USEC ((int64_t)1000)
 #define COIL_MSEC ((int64_t)1000000)
-#define COIL_SEC ((int64_t)1000000000)
+#define COIL_SEC  ((int64_t)1000000000)
 
 /* ------------------------------------------------------------------------ */
 /* Tasklets                                                                 */
@@ -61,8 +61,8 @@ typedef void (*coil_fn)(void *arg);
  * below them and committed lazily: an idle tasklet costs about one page of
  * memory whatever its stack size. */
 #define COIL_STACK_DEFAULT ((size_t)256 * 1024)
-#define COIL_STACK_MIN ((size_t)16 * 1024)
-#define COIL_STACK_MAX ((size_t)1024 * 1024 * 1024)
+#define COIL_STACK_MIN     ((size_t)16 * 1024)
+#define COIL_STACK_MAX     ((size_t)1024 * 1024 * 1024)
 
 typedef struct coil_spawn_opts {
     /* Copied (up to 31 bytes); NULL or "" leaves the tasklet unnamed. */

@@ -137,7 +137,8 @@ static int ring_take(coil_chan *ch, void *elem) {
 }
 
 /* Sends now if that needs no waiting. Returns 1 with *res set when done. */
-static int send_now(coil_chan *ch, struct coil__tasklet *self, const void *elem, int err, int *res) {
+static int send_now(coil_chan *ch, struct coil__tasklet *self, const void *elem, int err,
+                    int *res) {
     if (ch->closed) {
         *res = -EPIPE;
         return 1;
@@ -240,8 +241,8 @@ static int chan_send(coil_chan *ch, const void *elem, int err, int64_t deadline)
     if ((res = coil__enter(&t)) != 0 || (res = bind(ch, t->sched)) != 0) return res;
     if (send_now(ch, t, elem, err, &res)) return res;
     if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
-    struct waiter w = {.t = t, .ch = ch, .elem = (void *)elem, .err = err,
-                       .op = COIL_CHOOSE_SEND, .index = -1};
+    struct waiter w = {
+        .t = t, .ch = ch, .elem = (void *)elem, .err = err, .op = COIL_CHOOSE_SEND, .index = -1};
     waitq_push(&ch->senders, &w);
     return coil__park(t, COIL__WAIT_CHAN_SEND, &w, 0, unwait_single, deadline);
 }
@@ -370,15 +371,16 @@ int coil_choose(coil_clause *cl, size_t n, int64_t deadline) {
     size_t start = (size_t)(choose_random() % n);
     for (size_t k = 0; k < n; k++) {
         size_t i = (start + k) % n;
-        int done = cl[i].op == COIL_CHOOSE_SEND ? send_now(cl[i].ch, t, cl[i].elem, 0, &cl[i].result)
-                                                : recv_now(cl[i].ch, t, cl[i].elem, &cl[i].result);
+        int done = cl[i].op == COIL_CHOOSE_SEND
+                       ? send_now(cl[i].ch, t, cl[i].elem, 0, &cl[i].result)
+                       : recv_now(cl[i].ch, t, cl[i].elem, &cl[i].result);
         if (done) return (int)i;
     }
     if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
     for (size_t i = 0; i < n; i++) {
         struct waiter *w = clause_waiter(&cl[i]);
-        *w = (struct waiter){.t = t, .ch = cl[i].ch, .elem = cl[i].elem, .op = cl[i].op,
-                             .index = (int)i};
+        *w = (struct waiter){
+            .t = t, .ch = cl[i].ch, .elem = cl[i].elem, .op = cl[i].op, .index = (int)i};
         waitq_push(queue_of(cl[i].ch, cl[i].op), w);
     }
     return coil__park(t, COIL__WAIT_CHOOSE, cl, n, unwait_choose, deadline);
@@ -395,6 +397,6 @@ void coil__chan_describe_wait(const struct coil__tasklet *t, FILE *out) {
     }
     const struct waiter *w = t->wait_obj;
     const coil_chan *ch = w->ch;
-    fprintf(out, " %p (elem %zu bytes, %zu/%zu buffered, balance %d)", (void *)ch,
-            ch->elem_size, ch->count, ch->cap, ch->senders.len - ch->receivers.len);
+    fprintf(out, " %p (elem %zu bytes, %zu/%zu buffered, balance %d)", (void *)ch, ch->elem_size,
+            ch->count, ch->cap, ch->senders.len - ch->receivers.len);
 }

@@ -55,11 +55,8 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
                 break;
             case COIL__WAIT_CHAN_SEND:
             case COIL__WAIT_CHAN_RECV:
-            case COIL__WAIT_CHOOSE:
-                coil__chan_describe_wait(t, out);
-                break;
-            default:
-                break;
+            case COIL__WAIT_CHOOSE: coil__chan_describe_wait(t, out); break;
+            default: break;
             }
             fprintf(out, " for %.3fs", secs(now - t->wait_since));
             if (t->timer.index != COIL__TIMER_IDLE)

@@ -17,7 +17,7 @@
 #include <valgrind/valgrind.h>
 #else
 #define VALGRIND_STACK_REGISTER(lo, hi) 0u
-#define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
+#define VALGRIND_STACK_DEREGISTER(id)   ((void)(id))
 #endif
 #if COIL_ASAN
 #include <sanitizer/asan_interface.h>
@@ -143,7 +143,8 @@ static size_t fmt_u64(char *buf, uint64_t v) {
         tmp[n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    for (i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+    for (i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
     return n;
 }
 

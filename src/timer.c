@@ -10,7 +10,8 @@
 int coil__timers_reserve(struct coil__timers *ts, size_t n) {
     if (n <= ts->cap) return 0;
     size_t cap = ts->cap ? ts->cap : 64;
-    while (cap < n) cap *= 2;
+    while (cap < n)
+        cap *= 2;
     struct coil__timer **heap = realloc(ts->heap, cap * sizeof *heap);
     if (!heap) return -ENOMEM;
     ts->heap = heap;

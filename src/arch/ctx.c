@@ -22,8 +22,8 @@ void coil__ctx_make(struct coil__ctx *ctx, void *top, void (*entry)(void *), voi
     /* The 160-byte frame of coil__ctx_switch: x19..x30 then d8..d15. */
     uint64_t *sp = (uint64_t *)(t - 160);
     memset(sp, 0, 160);
-    sp[0] = (uint64_t)(uintptr_t)entry; /* x19 */
-    sp[1] = (uint64_t)(uintptr_t)arg;   /* x20 */
+    sp[0] = (uint64_t)(uintptr_t)entry;            /* x19 */
+    sp[1] = (uint64_t)(uintptr_t)arg;              /* x20 */
     sp[11] = (uint64_t)(uintptr_t)coil__ctx_start; /* x30 */
     ctx->sp = sp;
 #else
