@@ -9,7 +9,8 @@
  *  - Functions that can fail return 0 (or a non-negative value) on success and a
  *    negative errno on failure, like liburing. errno itself is never touched.
  *  - Time is in nanoseconds on the CLOCK_MONOTONIC clock that coil_now() reads.
- *    A deadline is an absolute coil_now() value; COIL_FOREVER (-1) means none.
+ *    A deadline is an absolute coil_now() value; a negative one (COIL_FOREVER)
+ *    means none.
  *    A deadline that has already passed makes a call try once without blocking
  *    and return -ETIMEDOUT if it would have to wait.
  *  - Cancellation is an error code, not an unwind: once a tasklet is killed,
@@ -182,7 +183,9 @@ COIL_API int coil_chan_send_error(coil_chan *ch, int err);
 /* Who runs first after a transfer between a sender and a waiting receiver or
  * the reverse (Stackless channel.preference): -1 the receiver (the default),
  * 1 the sender, 0 whichever tasklet made the transfer (the other is queued).
- * Returns 0; -EINVAL for another value or a NULL/freed channel. */
+ * Callable anywhere. Returns 0; -EINVAL for another value or a NULL channel;
+ * -EBADF for a freed one; -EXDEV for another scheduler's channel (see
+ * coil_chan_close). */
 COIL_API int coil_chan_set_preference(coil_chan *ch, int preference);
 
 typedef struct coil_chan_info {
@@ -195,17 +198,22 @@ typedef struct coil_chan_info {
 } coil_chan_info;
 
 /* Fills *info. Callable anywhere. Returns 0; -EINVAL for NULL arguments; -EBADF
- * for a freed channel (as for coil_chan_send). */
+ * for a freed channel (as for coil_chan_send); -EXDEV as for coil_chan_close. */
 COIL_API int coil_chan_getinfo(const coil_chan *ch, coil_chan_info *info);
 
 /* Closes the channel: every waiting sender and receiver wakes at once with
  * -EPIPE, later sends fail with -EPIPE, and receives drain what is buffered,
- * then fail with -EPIPE. Callable anywhere. Returns 0; -EPIPE if already
- * closed; -EINVAL / -EBADF as above. */
+ * then fail with -EPIPE. Callable anywhere: inside a tasklet of the channel's
+ * scheduler, or outside every scheduler when no tasklet waits on it (after
+ * coil_run has returned, say). Returns 0; -EPIPE if already closed;
+ * -EINVAL / -EBADF as above; -EXDEV from a tasklet of another scheduler, or
+ * from outside one while tasklets wait on it. A channel is not thread-safe:
+ * one thread uses it at a time. */
 COIL_API int coil_chan_close(coil_chan *ch);
 
-/* Frees the channel. Returns 0; -EBUSY (and frees nothing) while tasklets
- * wait on it: close it first; -EINVAL / -EBADF as above. */
+/* Frees the channel (elements still buffered are dropped). Callable anywhere,
+ * as coil_chan_close. Returns 0; -EBUSY (and frees nothing) while tasklets
+ * wait on it: close it first; -EINVAL / -EBADF / -EXDEV as above. */
 COIL_API int coil_chan_free(coil_chan *ch);
 
 /* One operation of coil_choose. Fill in ch, op and elem; coil uses the rest. */

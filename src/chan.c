@@ -136,6 +136,13 @@ static int ring_take(coil_chan *ch, void *elem) {
     return err ? -err : 0;
 }
 
+/* Whether op on ch can be done now without waiting (send_now/recv_now would
+ * return 1). */
+static bool ready(const coil_chan *ch, int op) {
+    if (op == COIL_CHOOSE_SEND) return ch->closed || ch->receivers.len || ch->count < ch->cap;
+    return ch->count || ch->senders.len || ch->closed;
+}
+
 /* Sends now if that needs no waiting. Returns 1 with *res set when done. */
 static int send_now(coil_chan *ch, struct coil__tasklet *self, const void *elem, int err,
                     int *res) {
@@ -200,12 +207,16 @@ static int bind(coil_chan *ch, const struct coil__sched *s) {
     return 0;
 }
 
-/* For calls allowed outside tasklets: another thread's scheduler is refused. */
+/* For calls allowed outside tasklets: another scheduler's channel is refused. */
 static int check_anywhere(const coil_chan *ch) {
     int err = check(ch);
     if (err) return err;
     struct coil__sched *s = coil__sched_cur;
     if (s && ch->owner && ch->owner != s->serial) return -EXDEV;
+    /* Outside any scheduler: waiters mean their scheduler runs on another
+     * thread right now. (Channels are not thread-safe; this catches the
+     * likely mistake, not every race.) */
+    if (!s && (ch->senders.len || ch->receivers.len)) return -EXDEV;
     return 0;
 }
 
@@ -366,15 +377,21 @@ int coil_choose(coil_clause *cl, size_t n, int64_t deadline) {
             return -EINVAL;
     }
     if ((err = coil__enter(&t)) != 0) return err;
+    for (size_t i = 0; i < n; i++) /* all or none get bound */
+        if (cl[i].ch->owner && cl[i].ch->owner != t->sched->serial) return -EXDEV;
     for (size_t i = 0; i < n; i++)
-        if ((err = bind(cl[i].ch, t->sched)) != 0) return err;
-    size_t start = (size_t)(choose_random() % n);
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (start + k) % n;
-        int done = cl[i].op == COIL_CHOOSE_SEND
-                       ? send_now(cl[i].ch, t, cl[i].elem, 0, &cl[i].result)
-                       : recv_now(cl[i].ch, t, cl[i].elem, &cl[i].result);
-        if (done) return (int)i;
+        bind(cl[i].ch, t->sched);
+    /* Uniform among the ready clauses (reservoir sampling), so that none
+     * starves whatever its position among clauses that are not ready. */
+    size_t pick = n, nready = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ready(cl[i].ch, cl[i].op) && choose_random() % ++nready == 0) pick = i;
+    if (pick < n) {
+        int done = cl[pick].op == COIL_CHOOSE_SEND
+                       ? send_now(cl[pick].ch, t, cl[pick].elem, 0, &cl[pick].result)
+                       : recv_now(cl[pick].ch, t, cl[pick].elem, &cl[pick].result);
+        COIL_ASSERT(done, "a ready clause completes without waiting");
+        return (int)pick;
     }
     if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
     for (size_t i = 0; i < n; i++) {
