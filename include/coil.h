@@ -58,9 +58,12 @@ typedef int64_t coil_id;
 
 typedef void (*coil_fn)(void *arg);
 
-/* Default and limits of a tasklet's stack. Stacks are mmap'd with a guard page
- * below them and committed lazily: an idle tasklet costs about one page of
- * memory whatever its stack size. */
+/* Default and limits of a tasklet's stack. Stacks are mmap'd with a 64 KiB
+ * guard below them and committed lazily: an idle tasklet costs about one page
+ * of memory whatever its stack size. Overflowing into the guard ends the
+ * process with a message naming the tasklet; a single frame larger than the
+ * guard can step over it (build with -fstack-clash-protection to rule that
+ * out). */
 #define COIL_STACK_DEFAULT ((size_t)256 * 1024)
 #define COIL_STACK_MIN     ((size_t)16 * 1024)
 #define COIL_STACK_MAX     ((size_t)1024 * 1024 * 1024)
@@ -112,7 +115,10 @@ COIL_API int coil_sleep_until(int64_t deadline);
 COIL_API int coil_join(coil_id id, int64_t deadline);
 
 /* Stackless kill(): the tasklet's current blocking call and every later one
- * return -ECANCELED, so it unwinds through its own code. A tasklet that has
+ * return -ECANCELED, so it unwinds through its own code. A call whose wait
+ * had already ended when the kill came (a receive that got its element, a
+ * sleep whose time was up) still returns its result, so nothing is lost; the
+ * kill shows from the next call on. A tasklet that has
  * not started yet still starts (so that it can release what arg owns), with
  * every blocking call failing. Killing oneself marks oneself. Returns 0;
  * -ESRCH if id names no live tasklet (finished, or never existed); -EPERM

@@ -149,6 +149,11 @@ struct coil__tasklet {
     char name[32];
 };
 
+/* The guard below each stack: larger than a page, so that a frame of a few
+ * KiB (a local buffer) cannot step over it into the next stack. It costs
+ * address space only. */
+#define COIL__GUARD_SIZE ((size_t)64 * 1024)
+
 /* The stack pool keeps released default-size stacks (dirty, committed) for the
  * next spawn; beyond this many they are unmapped. */
 #define COIL__STACK_POOL_MAX 128

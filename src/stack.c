@@ -49,11 +49,11 @@ static void guard_probe(void) {
     munmap(p, page);
 }
 
-static int make_guard(char *page_addr, size_t page) {
+static int make_guard(char *lo, size_t len) {
     pthread_once(&guard_probe_once, guard_probe);
-    if (guard_regions && madvise(page_addr, page, MADV_GUARD_INSTALL) == 0) return 0;
+    if (guard_regions && madvise(lo, len, MADV_GUARD_INSTALL) == 0) return 0;
     /* Past vm.max_map_count this fails with ENOMEM, which spawn reports. */
-    return mprotect(page_addr, page, PROT_NONE) == 0 ? 0 : -errno;
+    return mprotect(lo, len, PROT_NONE) == 0 ? 0 : -errno;
 }
 
 static struct coil__tasklet *record_of(char *map, size_t map_len) {
@@ -76,7 +76,7 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
         t->vg_stack_id = vg;
         return t;
     }
-    size_t map_len = stack_size + s->page;
+    size_t map_len = stack_size + COIL__GUARD_SIZE;
     /* MAP_NORESERVE: only touched pages count, so a million tasklets with
      * 256 KiB stacks do not need 256 GiB of commit. */
     char *map = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
@@ -85,7 +85,7 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
         *err_out = -ENOMEM;
         return NULL;
     }
-    int err = make_guard(map, s->page);
+    int err = make_guard(map, COIL__GUARD_SIZE);
     if (err) {
         *err_out = err;
         munmap(map, map_len);
@@ -96,7 +96,7 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
     t->map = map;
     t->map_len = map_len;
     t->stack_size = stack_size;
-    t->vg_stack_id = VALGRIND_STACK_REGISTER(map + s->page, map + map_len);
+    t->vg_stack_id = VALGRIND_STACK_REGISTER(map + COIL__GUARD_SIZE, map + map_len);
     return t;
 }
 
@@ -131,9 +131,8 @@ void coil__stack_pool_drain(struct coil__sched *s) {
 
 /* ---- stack overflow ----------------------------------------------------- */
 
-static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction prev_segv, prev_bus;
-static int guard_init_err;
 
 /* Formats v in decimal into buf (async-signal-safe). Returns the length. */
 static size_t fmt_u64(char *buf, uint64_t v) {
@@ -157,11 +156,9 @@ static size_t put(char *buf, size_t at, size_t cap, const char *str, size_t len)
 static void on_fault(int sig, siginfo_t *si, void *uctx) {
     struct coil__sched *s = coil__sched_cur;
     struct coil__tasklet *t = s ? s->current : NULL;
-    char *addr = si->si_addr;
-    /* A fault in the guard page, or a little below it (a frame larger than a
-     * page can step over the guard into whatever lies below; within 64 KiB we
-     * still blame the tasklet, because that is by far the likelier cause). */
-    if (t && t != &s->root && addr < coil__stack_lo(t) && addr + 65536 >= t->map) {
+    uintptr_t addr = (uintptr_t)si->si_addr;
+    /* In the guard: between the start of the mapping and the stack. */
+    if (t && t != &s->root && addr >= (uintptr_t)t->map && addr < (uintptr_t)coil__stack_lo(t)) {
         char msg[256];
         size_t n = 0;
         n = put(msg, n, sizeof msg, "coil: tasklet ", 14);
@@ -192,19 +189,27 @@ static void on_fault(int sig, siginfo_t *si, void *uctx) {
     signal(sig, SIG_DFL);
 }
 
-static void guard_install(void) {
-    struct sigaction sa;
+/* Installs on_fault for sig unless it is there already, remembering the
+ * handler it replaces. Checked at every coil_run, not once: a program (or a
+ * test framework) may have installed its own handler since. */
+static int install(int sig, struct sigaction *prev) {
+    struct sigaction cur, sa;
+    if (sigaction(sig, NULL, &cur) != 0) return -errno;
+    if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_fault) return 0;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fault;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, &sa, &prev_segv) != 0 || sigaction(SIGBUS, &sa, &prev_bus) != 0)
-        guard_init_err = -errno;
+    if (sigaction(sig, &sa, prev) != 0) return -errno;
+    return 0;
 }
 
 int coil__overflow_guard_init(struct coil__sched *s) {
-    pthread_once(&guard_once, guard_install);
-    if (guard_init_err) return guard_init_err;
+    pthread_mutex_lock(&guard_lock);
+    int err = install(SIGSEGV, &prev_segv);
+    if (!err) err = install(SIGBUS, &prev_bus);
+    pthread_mutex_unlock(&guard_lock);
+    if (err) return err;
     /* The handler cannot run on the stack that just overflowed. Keep a thread
      * that already has an alternate stack (a runtime or the program set it). */
     stack_t cur;

@@ -38,9 +38,9 @@ static inline bool coil_test_under_valgrind(void) {
 /* A forked child whose stderr the test reads. */
 struct coil_test_child {
     pid_t pid;
-    int err_fd;     /* read end of the child's stderr pipe; -1 once at EOF */
-    int status;     /* waitpid() status, once reaped */
-    char *err;      /* everything read from the child's stderr, NUL-terminated */
+    int err_fd; /* read end of the child's stderr pipe; -1 once at EOF */
+    int status; /* waitpid() status, once reaped */
+    char *err;  /* everything read from the child's stderr, NUL-terminated */
     size_t err_len;
 };
 
@@ -120,7 +120,8 @@ static inline bool coil_test_child_read(struct coil_test_child *c, const char *n
  * timeout_ms is killed with SIGKILL first (so a hang shows as SIGKILL). */
 static inline void coil_test_child_finish(struct coil_test_child *c, int timeout_ms) {
     if (!coil_test_child_read(c, NULL, timeout_ms)) kill(c->pid, SIGKILL);
-    while (waitpid(c->pid, &c->status, 0) < 0) assert_int_equal(errno, EINTR);
+    while (waitpid(c->pid, &c->status, 0) < 0)
+        assert_int_equal(errno, EINTR);
     coil_test_child_read(c, NULL, 1000);
     if (c->err_fd >= 0) close(c->err_fd);
     c->err_fd = -1;
@@ -198,7 +199,8 @@ static inline bool coil_test_find_line(const char *text, const char *needle, cha
     line[0] = '\0';
     if (!hit) return false;
     const char *start = hit;
-    while (start > text && start[-1] != '\n') start--;
+    while (start > text && start[-1] != '\n')
+        start--;
     const char *end = strchr(hit, '\n');
     size_t len = end ? (size_t)(end - start) : strlen(start);
     if (len >= cap) len = cap - 1;

@@ -1,0 +1,381 @@
+/* coil_dump and coil_dump_on_signal: what a dump lists (ids, names, states,
+ * what each waits on), its return value and errors, and dumps requested by
+ * a signal: raised by a tasklet, sent from outside while the scheduler is
+ * idle in its backend or while it never goes idle, and seen by every
+ * scheduler of the process. Signal
+ * handlers are process-wide, so everything that installs one runs in a
+ * forked child. */
+#include "coil_test.h"
+
+#include <limits.h>
+#include <pthread.h>
+
+static void noop(void *arg) {
+    (void)arg;
+}
+
+/* ---- the content of a dump ---------------------------------------------------- */
+
+struct content {
+    char *text;
+    int rc;
+    int rc_after;
+    coil_id sleeper, joiner, receiver, sender, ready;
+    int recv_rc, send_rc, sleep_rc, join_rc;
+};
+
+static struct content *content;
+
+static void c_sleeper(void *arg) {
+    (void)arg;
+    content->sleep_rc = coil_sleep(10 * COIL_SEC);
+}
+
+static void c_joiner(void *arg) {
+    (void)arg;
+    content->join_rc = coil_join(content->sleeper, COIL_FOREVER);
+}
+
+static void c_receiver(void *arg) {
+    int v;
+    content->recv_rc = coil_chan_recv(arg, &v);
+}
+
+static void c_sender(void *arg) {
+    int v = 1;
+    content->send_rc = coil_chan_send(arg, &v);
+}
+
+static void content_main(void *arg) {
+    struct content *c = arg;
+    coil_chan *rx, *tx;
+    content = c;
+    if (coil_chan_open(&rx, sizeof(int), 0) || coil_chan_open(&tx, sizeof(int), 0)) return;
+    c->sleeper = coil_spawn(c_sleeper, NULL, &(coil_spawn_opts){.name = "dozer"});
+    c->joiner = coil_spawn(c_joiner, NULL, &(coil_spawn_opts){.name = "waiter"});
+    c->receiver = coil_spawn(c_receiver, rx, &(coil_spawn_opts){.name = "listener"});
+    c->sender = coil_spawn(c_sender, tx, &(coil_spawn_opts){.name = "talker"});
+    coil_yield(); /* all four park */
+    c->ready = coil_spawn(noop, NULL, &(coil_spawn_opts){.name = "eager"});
+    size_t len = 0;
+    FILE *f = open_memstream(&c->text, &len);
+    if (!f) return;
+    c->rc = coil_dump(f);
+    fclose(f);
+    /* Let everyone go, then count again. */
+    coil_chan_close(rx);
+    coil_chan_close(tx);
+    coil_kill(c->sleeper);
+    coil_join(c->joiner, COIL_FOREVER);
+    coil_join(c->receiver, COIL_FOREVER);
+    coil_join(c->sender, COIL_FOREVER);
+    coil_join(c->ready, COIL_FOREVER);
+    FILE *devnull = fopen("/dev/null", "w");
+    if (devnull) {
+        c->rc_after = coil_dump(devnull);
+        fclose(devnull);
+    }
+    coil_chan_free(rx);
+    coil_chan_free(tx);
+}
+
+static void assert_line(const char *text, const char *name, coil_id id, const char *a,
+                        const char *b) {
+    char line[512];
+    if (!coil_test_find_line(text, name, line, sizeof line)) fail_msg("no line for %s", name);
+    if (!coil_test_has_number(line, id)) fail_msg("id %lld missing: %s", (long long)id, line);
+    if (a && !strstr(line, a)) fail_msg("\"%s\" missing: %s", a, line);
+    if (b && !strstr(line, b)) fail_msg("\"%s\" missing: %s", b, line);
+}
+
+static void test_dump_lists_every_tasklet(void **state) {
+    (void)state;
+    struct content c;
+    memset(&c, 0, sizeof c);
+    COIL_RUN_OK(content_main, &c);
+    assert_non_null(c.text);
+    print_message("%s", c.text);
+    /* main, four parked, one runnable. */
+    assert_int_equal(c.rc, 6);
+    assert_line(c.text, "\"main\"", 1, "running", NULL);
+    assert_line(c.text, "\"dozer\"", c.sleeper, "waiting", "sleep");
+    assert_line(c.text, "\"waiter\"", c.joiner, "join", NULL);
+    {
+        /* ... and it says whom it joins. */
+        char line[512];
+        coil_test_find_line(c.text, "\"waiter\"", line, sizeof line);
+        char *after = strstr(line, "join");
+        assert_non_null(after);
+        assert_true(coil_test_has_number(after, c.sleeper));
+    }
+    assert_line(c.text, "\"listener\"", c.receiver, "waiting", "chan recv");
+    assert_line(c.text, "\"talker\"", c.sender, "waiting", "chan send");
+    assert_line(c.text, "\"eager\"", c.ready, "runnable", NULL);
+    assert_int_equal(c.sleep_rc, -ECANCELED);
+    assert_int_equal(c.join_rc, 0);
+    assert_int_equal(c.recv_rc, -EPIPE);
+    assert_int_equal(c.send_rc, -EPIPE);
+    /* Only main is left at the second dump. */
+    assert_int_equal(c.rc_after, 1);
+    free(c.text);
+}
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+static void dump_null(void *arg) {
+    *(int *)arg = coil_dump(NULL);
+}
+
+static void test_dump_errors(void **state) {
+    (void)state;
+    int rc = 0;
+    COIL_RUN_OK(dump_null, &rc);
+    assert_int_equal(rc, -EINVAL);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(coil_dump(f), -EPERM);
+    /* Nothing was written by the refused call. */
+    assert_int_equal(ftell(f), 0);
+    fclose(f);
+}
+
+static void test_dump_on_signal_rejects_bad_signals(void **state) {
+    (void)state;
+    assert_int_equal(coil_dump_on_signal(0), -EINVAL);
+    assert_int_equal(coil_dump_on_signal(-1), -EINVAL);
+    assert_int_equal(coil_dump_on_signal(INT_MIN), -EINVAL);
+    assert_int_equal(coil_dump_on_signal(NSIG), -EINVAL);
+    assert_int_equal(coil_dump_on_signal(NSIG + 1), -EINVAL);
+    assert_int_equal(coil_dump_on_signal(INT_MAX), -EINVAL);
+    assert_int_equal(coil_dump_on_signal(SIGKILL), -EINVAL);
+    assert_int_equal(coil_dump_on_signal(SIGSTOP), -EINVAL);
+    assert_int_equal(coil_dump_on_signal(SIGSEGV), -EINVAL);
+    assert_int_equal(coil_dump_on_signal(SIGBUS), -EINVAL);
+}
+
+/* ---- a signal raised by a tasklet ------------------------------------------------- */
+
+struct raised {
+    int signo;
+};
+
+static void napper(void *arg) {
+    coil_sleep((int64_t)(intptr_t)arg * COIL_MSEC);
+}
+
+static void raise_main(void *arg) {
+    struct raised *r = arg;
+    coil_spawn(napper, (void *)(intptr_t)50, &(coil_spawn_opts){.name = "napper"});
+    coil_yield();
+    raise(r->signo);
+    coil_sleep(10 * COIL_MSEC);
+}
+
+/* Child: exit 2 if the handler could not be installed, 3 if coil_run failed. */
+static void raise_child(void *arg) {
+    struct raised *r = arg;
+    if (coil_dump_on_signal(r->signo) != 0) _exit(2);
+    if (coil_run(raise_main, r) != 0) _exit(3);
+}
+
+static void check_raised(int signo) {
+    struct raised r = {.signo = signo};
+    struct coil_test_child c;
+    coil_test_fork_run(&c, raise_child, &r, 30000);
+    if (!coil_test_child_exited(&c, 0)) {
+        coil_test_child_describe(&c);
+        coil_test_child_free(&c);
+        fail_msg("the child did not exit cleanly");
+    }
+    char line[512];
+    if (!coil_test_find_line(c.err, "\"napper\"", line, sizeof line)) {
+        coil_test_child_describe(&c);
+        coil_test_child_free(&c);
+        fail_msg("no dump on signal %d", signo);
+    }
+    assert_true(coil_test_has_number(line, 2));
+    assert_non_null(strstr(line, "sleep"));
+    assert_true(coil_test_find_line(c.err, "\"main\"", line, sizeof line));
+    coil_test_child_free(&c);
+}
+
+static void test_dump_on_raised_sigquit(void **state) {
+    (void)state;
+    check_raised(SIGQUIT);
+}
+
+static void test_dump_on_raised_sigusr1(void **state) {
+    (void)state;
+    check_raised(SIGUSR1);
+}
+
+/* ---- a signal from outside, while the scheduler waits in its backend ------------- */
+
+static int ready_pipe[2];
+
+static void idle_main(void *arg) {
+    (void)arg;
+    coil_id id = coil_spawn(napper, (void *)(intptr_t)30000, &(coil_spawn_opts){.name = "idler"});
+    coil_yield();
+    char byte = 'r';
+    if (write(ready_pipe[1], &byte, 1) != 1) _exit(4);
+    /* Everyone now waits 30 s: only the signal can make the scheduler write. */
+    coil_join(id, COIL_FOREVER);
+}
+
+static void idle_child(void *arg) {
+    (void)arg;
+    close(ready_pipe[0]);
+    if (coil_dump_on_signal(SIGQUIT) != 0) _exit(2);
+    coil_run(idle_main, NULL);
+    _exit(5); /* not reached: the parent kills us first */
+}
+
+static bool wait_ready(int timeout_ms) {
+    struct pollfd pfd = {.fd = ready_pipe[0], .events = POLLIN};
+    char byte;
+    return poll(&pfd, 1, timeout_ms) == 1 && read(ready_pipe[0], &byte, 1) == 1;
+}
+
+static void test_dump_on_signal_wakes_an_idle_scheduler(void **state) {
+    (void)state;
+    assert_int_equal(pipe(ready_pipe), 0);
+    struct coil_test_child c;
+    coil_test_child_start(&c, idle_child, NULL);
+    close(ready_pipe[1]);
+    bool ready = wait_ready(20000);
+    if (ready) kill(c.pid, SIGQUIT);
+    /* Well before the 30 s sleep ends. */
+    bool dumped = ready && coil_test_child_read(&c, "\"idler\"", 15000);
+    kill(c.pid, SIGKILL);
+    coil_test_child_finish(&c, 10000);
+    close(ready_pipe[0]);
+    if (!ready || !dumped) coil_test_child_describe(&c);
+    assert_true(ready);
+    assert_true(dumped);
+    char line[512];
+    assert_true(coil_test_find_line(c.err, "\"idler\"", line, sizeof line));
+    assert_non_null(strstr(line, "sleep"));
+    assert_true(coil_test_find_line(c.err, "\"main\"", line, sizeof line));
+    assert_non_null(strstr(line, "join"));
+    /* The child was still alive (the dump did not end it). */
+    assert_true(coil_test_child_signaled(&c, SIGKILL));
+    coil_test_child_free(&c);
+}
+
+/* ---- a scheduler that never goes idle still dumps ---------------------------------- */
+
+static void spinner(void *arg) {
+    (void)arg;
+    int64_t end = coil_now() + 30 * COIL_SEC;
+    while (coil_now() < end && coil_yield() == 0) {
+    }
+}
+
+static void busy_main(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        coil_spawn(spinner, NULL, &(coil_spawn_opts){.name = "spinner"});
+    coil_yield();
+    char byte = 'r';
+    if (write(ready_pipe[1], &byte, 1) != 1) _exit(4);
+    spinner(NULL);
+}
+
+static void busy_child(void *arg) {
+    (void)arg;
+    close(ready_pipe[0]);
+    if (coil_dump_on_signal(SIGQUIT) != 0) _exit(2);
+    coil_run(busy_main, NULL);
+    _exit(5);
+}
+
+static void test_dump_on_signal_while_always_busy(void **state) {
+    (void)state;
+    assert_int_equal(pipe(ready_pipe), 0);
+    struct coil_test_child c;
+    coil_test_child_start(&c, busy_child, NULL);
+    close(ready_pipe[1]);
+    bool ready = wait_ready(20000);
+    if (ready) kill(c.pid, SIGQUIT);
+    bool dumped = ready && coil_test_child_read(&c, "\"spinner\"", 15000);
+    kill(c.pid, SIGKILL);
+    coil_test_child_finish(&c, 10000);
+    close(ready_pipe[0]);
+    if (!ready || !dumped) coil_test_child_describe(&c);
+    assert_true(ready);
+    assert_true(dumped);
+    coil_test_child_free(&c);
+}
+
+/* ---- every scheduler of the process dumps ----------------------------------------- */
+
+static pthread_barrier_t both_parked;
+
+static void thread_main(void *arg) {
+    coil_spawn(napper, (void *)(intptr_t)30000, &(coil_spawn_opts){.name = arg});
+    coil_yield();
+    pthread_barrier_wait(&both_parked);
+    if (strcmp(arg, "napper-0") == 0) {
+        char byte = 'r';
+        if (write(ready_pipe[1], &byte, 1) != 1) _exit(4);
+    }
+}
+
+static void *thread_body(void *arg) {
+    coil_run(thread_main, arg);
+    return NULL;
+}
+
+static void two_schedulers_child(void *arg) {
+    (void)arg;
+    close(ready_pipe[0]);
+    if (coil_dump_on_signal(SIGQUIT) != 0) _exit(2);
+    pthread_barrier_init(&both_parked, NULL, 2);
+    pthread_t t[2];
+    static char *names[2] = {"napper-0", "napper-1"};
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&t[i], NULL, thread_body, names[i]) != 0) _exit(3);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    _exit(5);
+}
+
+static void test_dump_on_signal_reaches_every_scheduler(void **state) {
+    (void)state;
+    assert_int_equal(pipe(ready_pipe), 0);
+    struct coil_test_child c;
+    coil_test_child_start(&c, two_schedulers_child, NULL);
+    close(ready_pipe[1]);
+    bool ready = wait_ready(20000);
+    /* Give the second thread a moment to go idle as well (not required for
+     * correctness: a scheduler also dumps at its next round). */
+    if (ready) {
+        usleep(50 * 1000);
+        kill(c.pid, SIGQUIT);
+    }
+    bool first = ready && coil_test_child_read(&c, "\"napper-0\"", 15000);
+    bool second = ready && coil_test_child_read(&c, "\"napper-1\"", 15000);
+    kill(c.pid, SIGKILL);
+    coil_test_child_finish(&c, 10000);
+    close(ready_pipe[0]);
+    if (!ready || !first || !second) coil_test_child_describe(&c);
+    assert_true(ready);
+    assert_true(first);
+    assert_true(second);
+    coil_test_child_free(&c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dump_lists_every_tasklet),
+        cmocka_unit_test(test_dump_errors),
+        cmocka_unit_test(test_dump_on_signal_rejects_bad_signals),
+        cmocka_unit_test(test_dump_on_raised_sigquit),
+        cmocka_unit_test(test_dump_on_raised_sigusr1),
+        cmocka_unit_test(test_dump_on_signal_wakes_an_idle_scheduler),
+        cmocka_unit_test(test_dump_on_signal_while_always_busy),
+        cmocka_unit_test(test_dump_on_signal_reaches_every_scheduler),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
