@@ -120,17 +120,28 @@ static void deliver(coil_chan *ch, struct coil__tasklet *self, struct waiter *ot
 
 /* ---- the transfers ------------------------------------------------------ */
 
+/* memcpy of a size only known at run time is a call into libc; most channels
+ * carry a pointer or an integer. */
+static inline void copy_elem(void *dst, const void *src, size_t size) {
+    switch (size) {
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, size); break;
+    }
+}
+
 static void ring_put(coil_chan *ch, const void *elem, int err) {
     size_t i = (ch->first + ch->count) % ch->cap;
     ch->slot_err[i] = err;
-    if (!err) memcpy(ch->slots + i * ch->elem_size, elem, ch->elem_size);
+    if (!err) copy_elem(ch->slots + i * ch->elem_size, elem, ch->elem_size);
     ch->count++;
 }
 
 static int ring_take(coil_chan *ch, void *elem) {
     size_t i = ch->first;
     int err = ch->slot_err[i];
-    if (!err) memcpy(elem, ch->slots + i * ch->elem_size, ch->elem_size);
+    if (!err) copy_elem(elem, ch->slots + i * ch->elem_size, ch->elem_size);
     ch->first = (i + 1) % ch->cap;
     ch->count--;
     return err ? -err : 0;
@@ -153,7 +164,7 @@ static int send_now(coil_chan *ch, struct coil__tasklet *self, const void *elem,
     struct waiter *r = ch->receivers.head;
     if (r) { /* a receiver waits, so the buffer is empty: hand over directly */
         waitq_remove(&ch->receivers, r);
-        if (!err) memcpy(r->elem, elem, ch->elem_size);
+        if (!err) copy_elem(r->elem, elem, ch->elem_size);
         *res = 0;
         deliver(ch, self, r, err ? -err : 0);
         return 1;
@@ -180,7 +191,7 @@ static int recv_now(coil_chan *ch, struct coil__tasklet *self, void *elem, int *
     }
     if (s) {
         waitq_remove(&ch->senders, s);
-        if (!s->err) memcpy(elem, s->elem, ch->elem_size);
+        if (!s->err) copy_elem(elem, s->elem, ch->elem_size);
         *res = s->err ? -s->err : 0;
         deliver(ch, self, s, 0);
         return 1;

@@ -187,6 +187,7 @@ struct coil__sched {
     } pool;
     size_t page;
     int64_t round_start; /* coil_now() at the start of this scheduler round */
+    int *errno_ptr;      /* &errno of this thread, without a call per switch */
     bool deadlock;
     unsigned dump_seen;
     const struct coil__backend_ops *backend;
@@ -329,12 +330,12 @@ static inline void coil__switch_to(struct coil__sched *s, struct coil__tasklet *
 #endif
     /* errno is per thread, but each tasklet must see its own: the scheduler's
      * and other tasklets' system calls in between would change it. */
-    int saved_errno = errno;
+    int saved_errno = *s->errno_ptr;
     coil__ctx_switch(&from->ctx, &to->ctx);
 #if COIL_ASAN
     __sanitizer_finish_switch_fiber(from->asan_fake_stack, NULL, NULL);
 #endif
-    errno = saved_errno;
+    *s->errno_ptr = saved_errno;
     coil__after_switch(s);
 }
 

@@ -343,6 +343,7 @@ static int run(coil_fn main, void *arg) {
     s->page = (size_t)sysconf(_SC_PAGESIZE);
     s->next_id = 1;
     s->serial = atomic_fetch_add(&sched_serial, 1) + 1;
+    s->errno_ptr = &errno;
     s->root.sched = s;
     s->root.state = COIL__RUNNING;
     s->root.timer.index = COIL__TIMER_IDLE;
