@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -78,13 +80,18 @@ typedef struct coil_spawn_opts {
 
 /* Runs a scheduler on the calling thread: spawns main(arg) as the first
  * tasklet (id 1, named "main") and returns when every tasklet has finished,
- * including those parked on timers and channels.
+ * including those parked on timers, channels and I/O.
  * Returns 0; -EINVAL if main is NULL; -EBUSY if this thread already runs a
- * scheduler; -ENOMEM if the scheduler cannot be set up; -EDEADLK if every
- * remaining tasklet waited on something that could never happen: coil_run
- * then writes a dump (see coil_dump) to stderr, kills those tasklets so that
- * their calls return -ECANCELED and they finish through their own cleanup,
- * and returns once they have. */
+ * scheduler; -ENOMEM (or the backend's error) if the scheduler cannot be set
+ * up; -EDEADLK if every remaining tasklet waited on something that could
+ * never happen: coil_run then writes a dump (see coil_dump) to stderr, kills
+ * those tasklets so that their calls return -ECANCELED and they finish
+ * through their own cleanup, and returns once they have; -EINTR if SIGINT or
+ * SIGTERM arrived: every outstanding operation is cancelled and every
+ * tasklet killed the same way, and coil_run returns once all have finished.
+ * (coil_run catches SIGINT and SIGTERM only while their disposition is the
+ * default, and restores it on return; SIGPIPE is never raised by coil's
+ * calls, which send with MSG_NOSIGNAL.) */
 COIL_API int coil_run(coil_fn main, void *arg);
 
 /* Creates a tasklet that will run fn(arg); it is runnable at once and starts
@@ -241,6 +248,116 @@ typedef struct coil_clause {
  * channel or elem or an unknown op; -EBADF / -EXDEV as for coil_chan_send;
  * -EPERM outside a tasklet. */
 COIL_API int coil_choose(coil_clause *clauses, size_t n, int64_t deadline);
+
+/* ------------------------------------------------------------------------ */
+/* Sockets and files                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* The blocking calls below park only the calling tasklet; underneath each is
+ * one asynchronous operation (io_uring; see coil_backend_name). They take and
+ * return what the system call of the same name does, except that errors are
+ * returned as -errno, and:
+ *  - -ETIMEDOUT when the deadline (the _dl forms) or the fd's default timeout
+ *    (coil_set_timeout) passes first; the earlier of the two applies;
+ *  - -ECANCELED when the tasklet is killed (it was killed before the call, or
+ *    while the operation was in flight: the operation is cancelled in the
+ *    kernel and its completion reaped before the call returns; if it had
+ *    already completed, its result is returned instead, so no data is lost);
+ *  - -EBADF when another tasklet closes the fd with coil_close while the call
+ *    waits (and for an fd that is not open);
+ *  - -EPERM outside a tasklet; -EINVAL for a NULL buffer with a non-zero
+ *    length.
+ * Sends never raise SIGPIPE (MSG_NOSIGNAL): a closed peer is -EPIPE, a reset
+ * one -ECONNRESET; end of stream is 0. fds made outside coil work too,
+ * O_NONBLOCK or not (coil waits for readiness when the kernel says EAGAIN). */
+
+/* socket(2) with SOCK_CLOEXEC added. Callable anywhere. Returns the fd or
+ * -errno (-EAFNOSUPPORT, -EINVAL, -EMFILE, ...). */
+COIL_API int coil_socket(int domain, int type, int protocol);
+
+/* bind(2), listen(2), shutdown(2): they never block. Callable anywhere.
+ * Return 0 or -errno. */
+COIL_API int coil_bind(int fd, const struct sockaddr *addr, socklen_t addrlen);
+COIL_API int coil_listen(int fd, int backlog);
+COIL_API int coil_shutdown(int fd, int how);
+
+/* accept(2): waits for a connection; the new fd is SOCK_CLOEXEC. addr and
+ * addrlen may be NULL. Returns the new fd or -errno. When the fd table is
+ * full (-EMFILE, -ENFILE) the call first waits 100 ms (or until the
+ * deadline, if sooner), so that a server that simply tries again does not
+ * spin the CPU while the pending connection stays queued. */
+COIL_API int coil_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
+COIL_API int coil_accept_dl(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadline);
+
+/* connect(2): waits until the connection is established or refused.
+ * Returns 0 or -errno (-ECONNREFUSED, -ENETUNREACH, -ETIMEDOUT, ...). */
+COIL_API int coil_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
+COIL_API int coil_connect_dl(int fd, const struct sockaddr *addr, socklen_t addrlen,
+                             int64_t deadline);
+
+/* recv(2)/send(2): return the byte count (0 at end of stream, or for a
+ * zero-length buffer) or -errno. A send may be short; coil_sendall is not. */
+COIL_API ssize_t coil_recv(int fd, void *buf, size_t len, int flags);
+COIL_API ssize_t coil_recv_dl(int fd, void *buf, size_t len, int flags, int64_t deadline);
+COIL_API ssize_t coil_send(int fd, const void *buf, size_t len, int flags);
+COIL_API ssize_t coil_send_dl(int fd, const void *buf, size_t len, int flags, int64_t deadline);
+
+/* Sends all len bytes, looping over short sends. Returns len, or -errno at
+ * the first error (some bytes may have been sent by then). */
+COIL_API ssize_t coil_sendall(int fd, const void *buf, size_t len, int flags, int64_t deadline);
+
+/* recvfrom(2)/sendto(2), for datagrams. addr/addrlen as in libc. */
+COIL_API ssize_t coil_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                               socklen_t *addrlen, int64_t deadline);
+COIL_API ssize_t coil_sendto(int fd, const void *buf, size_t len, int flags,
+                             const struct sockaddr *addr, socklen_t addrlen, int64_t deadline);
+
+/* read(2)/write(2) on any fd: sockets, pipes, and regular files (at the file
+ * position; with io_uring the file I/O does not block the scheduler).
+ * Return the byte count or -errno. */
+COIL_API ssize_t coil_read(int fd, void *buf, size_t len);
+COIL_API ssize_t coil_read_dl(int fd, void *buf, size_t len, int64_t deadline);
+COIL_API ssize_t coil_write(int fd, const void *buf, size_t len);
+COIL_API ssize_t coil_write_dl(int fd, const void *buf, size_t len, int64_t deadline);
+
+/* Closes fd. Every tasklet waiting on it wakes at once: its operation is
+ * cancelled and its call returns -EBADF. No completion of the old fd ever
+ * reaches a later fd with the same number. Never blocks for long (libdill's
+ * rule: closing does not park the closer). Callable anywhere. Returns 0 or
+ * -errno of close(2) (-EBADF for an fd that is not open). */
+COIL_API int coil_close(int fd);
+
+/* Python's settimeout: the default timeout of every later blocking call on
+ * fd of this thread's scheduler, in ns; negative for none (the default).
+ * Returns 0; -EBADF for an fd that is not open; -EPERM outside coil_run. */
+COIL_API int coil_set_timeout(int fd, int64_t ns);
+
+/* Resolves host and service (getaddrinfo, on the offload pool, so the
+ * scheduler does not block) and connects a socket of the given type
+ * (SOCK_STREAM or SOCK_DGRAM) to each address in turn until one succeeds.
+ * Returns the connected fd; the error of the last attempt; -ENOENT when the
+ * name does not resolve, -EAGAIN when the resolver failed temporarily,
+ * -EINVAL for a NULL host/service or a bad type; -ETIMEDOUT, -ECANCELED,
+ * -EPERM as above. */
+COIL_API int coil_dial(const char *host, const char *service, int type, int64_t deadline);
+
+/* A listening TCP socket on host:service with SO_REUSEADDR (host NULL: every
+ * address, IPv6 and IPv4). Resolves like coil_dial. Returns the fd or -errno
+ * (-EADDRINUSE, ...). */
+COIL_API int coil_listen_on(const char *host, const char *service, int backlog);
+
+/* Runs fn(arg) on one of a few worker threads and parks the caller until it
+ * returns; for calls that cannot be made asynchronous (getaddrinfo, a
+ * library's blocking call). fn must not call coil. A kill cannot interrupt
+ * fn: the call still waits for it (arg may be in the caller's frame), and
+ * the kill shows from the next call on. Returns fn's result; -EINVAL for a
+ * NULL fn; -EPERM outside a tasklet; -ECANCELED if killed before the call;
+ * -EAGAIN if no worker thread could be started. */
+COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
+
+/* The name of the I/O backend of this thread's scheduler ("io_uring" or
+ * "epoll"), or of the one coil_run would choose. Callable anywhere. */
+COIL_API const char *coil_backend_name(void);
 
 #ifdef __cplusplus
 }

@@ -94,17 +94,21 @@ static int claim(struct waiter *w, int result) {
     return w->index;
 }
 
-static void unwait_single(struct coil__tasklet *t) {
+static bool unwait_single(struct coil__tasklet *t, int err) {
+    (void)err;
     struct waiter *w = t->wait_obj;
     waitq_remove(queue_of(w->ch, w->op), w);
+    return true;
 }
 
-static void unwait_choose(struct coil__tasklet *t) {
+static bool unwait_choose(struct coil__tasklet *t, int err) {
+    (void)err;
     coil_clause *cl = t->wait_obj;
     for (size_t i = 0; i < t->wait_n; i++) {
         struct waiter *w = clause_waiter(&cl[i]);
         waitq_remove(queue_of(w->ch, w->op), w);
     }
+    return true;
 }
 
 /* self has completed other's operation; the preference says who runs first. */
@@ -211,7 +215,7 @@ static int check(const coil_chan *ch) {
 }
 
 /* A channel belongs to the first scheduler that uses it. */
-static int bind(coil_chan *ch, const struct coil__sched *s) {
+static int chan_bind(coil_chan *ch, const struct coil__sched *s) {
     if (COIL_LIKELY(ch->owner == s->serial)) return 0;
     if (ch->owner) return -EXDEV;
     ch->owner = s->serial;
@@ -260,7 +264,7 @@ static int chan_send(coil_chan *ch, const void *elem, int err, int64_t deadline)
     struct coil__tasklet *t;
     int res = check(ch);
     if (res) return res;
-    if ((res = coil__enter(&t)) != 0 || (res = bind(ch, t->sched)) != 0) return res;
+    if ((res = coil__enter(&t)) != 0 || (res = chan_bind(ch, t->sched)) != 0) return res;
     if (send_now(ch, t, elem, err, &res)) return res;
     if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
     struct waiter w = {
@@ -288,7 +292,7 @@ int coil_chan_recv_dl(coil_chan *ch, void *elem, int64_t deadline) {
     int res = check(ch);
     if (res) return res;
     if (!elem) return -EINVAL;
-    if ((res = coil__enter(&t)) != 0 || (res = bind(ch, t->sched)) != 0) return res;
+    if ((res = coil__enter(&t)) != 0 || (res = chan_bind(ch, t->sched)) != 0) return res;
     if (recv_now(ch, t, elem, &res)) return res;
     if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
     struct waiter w = {.t = t, .ch = ch, .elem = elem, .op = COIL_CHOOSE_RECV, .index = -1};
@@ -391,7 +395,7 @@ int coil_choose(coil_clause *cl, size_t n, int64_t deadline) {
     for (size_t i = 0; i < n; i++) /* all or none get bound */
         if (cl[i].ch->owner && cl[i].ch->owner != t->sched->serial) return -EXDEV;
     for (size_t i = 0; i < n; i++)
-        bind(cl[i].ch, t->sched);
+        chan_bind(cl[i].ch, t->sched);
     /* Uniform among the ready clauses (reservoir sampling), so that none
      * starves whatever its position among clauses that are not ready. */
     size_t pick = n, nready = 0;

@@ -8,11 +8,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
-
-volatile unsigned coil__dump_requests;
-int coil__dump_wake_fd = -1;
 
 const char *coil__wait_name(enum coil__wait kind) {
     switch (kind) {
@@ -21,6 +17,8 @@ const char *coil__wait_name(enum coil__wait kind) {
     case COIL__WAIT_CHAN_SEND: return "chan send";
     case COIL__WAIT_CHAN_RECV: return "chan recv";
     case COIL__WAIT_CHOOSE: return "choose";
+    case COIL__WAIT_IO: return "io";
+    case COIL__WAIT_OFFLOAD: return "offload";
     case COIL__WAIT_NONE: break;
     }
     return "?";
@@ -53,6 +51,15 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
                 fprintf(out, " of tasklet %lld",
                         (long long)((const struct coil__joiner *)t->wait_obj)->target->id);
                 break;
+            case COIL__WAIT_IO: {
+                static const char *const names[] = {"?",       "read",    "write",   "recv",
+                                                    "send",    "recvmsg", "sendmsg", "accept",
+                                                    "connect", "poll"};
+                const struct coil__op *op = t->wait_obj;
+                fprintf(out, " %s fd %d%s", op->opcode < 10 ? names[op->opcode] : "?", op->fd,
+                        op->interrupt ? " (cancelling)" : "");
+                break;
+            }
             case COIL__WAIT_CHAN_SEND:
             case COIL__WAIT_CHAN_RECV:
             case COIL__WAIT_CHOOSE: coil__chan_describe_wait(t, out); break;
@@ -81,12 +88,7 @@ int coil_dump(FILE *out) {
 static void on_dump_signal(int sig) {
     int saved = errno;
     __atomic_add_fetch(&coil__dump_requests, 1, __ATOMIC_RELAXED);
-    int fd = __atomic_load_n(&coil__dump_wake_fd, __ATOMIC_ACQUIRE);
-    if (fd >= 0) {
-        uint64_t one = 1;
-        ssize_t w = write(fd, &one, sizeof one);
-        (void)w;
-    }
+    coil__signal_wake();
     errno = saved;
 }
 
@@ -105,16 +107,7 @@ static int dump_on_signal(int signo) {
         signo == SIGBUS)
         return -EINVAL;
     pthread_mutex_lock(&dump_lock);
-    int err = 0;
-    if (coil__dump_wake_fd < 0) {
-        /* Edge-triggered in every scheduler's backend: each write wakes each
-         * of them once, and nobody needs to drain it. */
-        int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (fd < 0)
-            err = -errno;
-        else
-            __atomic_store_n(&coil__dump_wake_fd, fd, __ATOMIC_RELEASE);
-    }
+    int err = coil__signal_wake_init();
     if (!err) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);

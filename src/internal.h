@@ -94,6 +94,8 @@ enum coil__wait {
     COIL__WAIT_CHAN_SEND,
     COIL__WAIT_CHAN_RECV,
     COIL__WAIT_CHOOSE,
+    COIL__WAIT_IO,      /* wait_obj: the struct coil__op in flight */
+    COIL__WAIT_OFFLOAD, /* wait_obj: the offload job */
 };
 
 struct coil__sched;
@@ -130,11 +132,14 @@ struct coil__tasklet {
     uint8_t wait_kind; /* enum coil__wait */
     bool killed;
     int wake_result; /* what the parked call returns, set by its waker */
-    /* While WAITING: what it waits on, and how to take it off that (unlink its
-     * waiter records) when a kill or a timeout wakes it instead. */
+    /* While WAITING: what it waits on, and how to take it off that when a
+     * kill or a timeout (err) interrupts the wait. unwait returns true when
+     * the tasklet may be woken now (its waiter records are unlinked), false
+     * when it must stay parked until an operation the kernel still owns has
+     * completed (invariant 1): the completion wakes it. */
     void *wait_obj;
     size_t wait_n;
-    void (*unwait)(struct coil__tasklet *t);
+    bool (*unwait)(struct coil__tasklet *t, int err);
     int64_t wait_since;
     struct coil__timer timer;
     struct coil__joiner *joiners;
@@ -192,6 +197,18 @@ struct coil__sched {
     unsigned dump_seen;
     const struct coil__backend_ops *backend;
     void *backend_data;
+    struct {
+        struct coil__fd *v;
+        size_t len;
+    } fds;
+    /* Offload jobs finished by the workers, handed over under the lock, and
+     * the eventfd they write to wake this scheduler. */
+    void *offload_done;
+    size_t offload_pending;
+    int wake_fd;
+    bool interrupted; /* SIGINT/SIGTERM: everything was killed */
+    bool killing_all; /* after a deadlock or a shutdown: spawns are born killed */
+    unsigned shutdown_seen;
     void *altstack;
     const void *root_stack_lo;
     size_t root_stack_size;
@@ -207,8 +224,9 @@ static inline struct coil__tasklet *coil__self(void) {
     return s && s->current != &s->root ? s->current : NULL;
 }
 
-/* Wakes a WAITING tasklet early with err (-ECANCELED, -ETIMEDOUT): unlinks it
- * through its unwait hook, disarms its timer, and queues it. */
+/* Interrupts a WAITING tasklet with err (-ECANCELED, -ETIMEDOUT): runs its
+ * unwait hook and, unless that defers the wake to a completion, disarms its
+ * timer and queues it. */
 void coil__interrupt(struct coil__tasklet *t, int err);
 
 /* Common entry checks of a blocking call: sets *tp to the running tasklet and
@@ -259,28 +277,134 @@ void coil__chan_describe_wait(const struct coil__tasklet *t, FILE *out);
 
 /* ---- dump (src/dump.c) ------------------------------------------------- */
 
-/* Signal-requested dumps: a counter bumped by the handler, and an eventfd that
- * wakes the schedulers (-1 until coil_dump_on_signal is first called). */
-extern volatile unsigned coil__dump_requests;
-extern int coil__dump_wake_fd;
 int coil__dump_sched(struct coil__sched *s, FILE *out);
 
-/* ---- I/O backends (src/io/) -------------------------------------------- */
+/* ---- I/O operations and backends (src/io/, src/net.c, src/fd.c) ------- */
+
+enum coil__opcode {
+    COIL__OP_READ = 1,
+    COIL__OP_WRITE,
+    COIL__OP_RECV,
+    COIL__OP_SEND,
+    COIL__OP_RECVMSG,
+    COIL__OP_SENDMSG,
+    COIL__OP_ACCEPT,
+    COIL__OP_CONNECT,
+    COIL__OP_POLL, /* wait for readiness: u.poll.events */
+};
+
+/*
+ * One I/O operation in flight. It lives in the frame of the tasklet that
+ * waits on it, and that frame is not left before the backend has reported
+ * the operation finished (invariant 1): a kill, a timeout or a coil_close
+ * only asks the backend to cancel it. Its completion finds it through the
+ * pointer the kernel carries back (io_uring user_data; invariant 2).
+ */
+struct coil__op {
+    struct coil__tasklet *t;
+    struct coil__op *fd_prev, *fd_next; /* the fd's operations in flight */
+    int fd;
+    uint8_t opcode;   /* enum coil__opcode */
+    bool polling;     /* waiting for readiness before (re)trying the op */
+    bool has_timeout; /* the backend enforces deadline itself */
+    int interrupt;    /* error asked for by kill/timeout/close; 0 if none */
+    int64_t deadline;
+    union {
+        struct {
+            void *buf;
+            size_t len;
+            int flags;
+        } io;
+        struct {
+            struct msghdr *msg;
+            int flags;
+        } msg;
+        struct {
+            struct sockaddr *addr;
+            socklen_t *addrlen;
+        } accept;
+        struct {
+            const struct sockaddr *addr;
+            socklen_t addrlen;
+        } connect;
+        struct {
+            short events;
+        } poll;
+    } u;
+    /* Backend scratch (io_uring: the linked timeout's timespec, which the
+     * kernel reads when the SQE is submitted). */
+    int64_t scratch[2];
+};
 
 /* The fixed set of operations every backend implements, chosen once per
- * scheduler. For now a backend only has to wait: block until the deadline
- * (COIL_FOREVER: indefinitely) or until a wake-up source fires. */
+ * scheduler (in the manner of redis's aeApi*). */
 struct coil__backend_ops {
     const char *name;
     int (*init)(struct coil__sched *s);
     void (*fini)(struct coil__sched *s);
-    /* Returns 0 (woken or deadline reached) or -errno; EINTR counts as woken. */
+    /* Starts op (queued; submitted in a batch by poll/wait). When the backend
+     * enforces op->deadline itself it sets op->has_timeout. Returns 0 or
+     * -errno (nothing started). */
+    int (*submit)(struct coil__sched *s, struct coil__op *op);
+    /* Asks the kernel to cancel op; its completion still comes. */
+    void (*cancel)(struct coil__sched *s, struct coil__op *op);
+    /* Submits what is queued and reaps completions without blocking. */
+    void (*poll)(struct coil__sched *s);
+    /* Submits, then blocks until a completion, a wake-up or the deadline
+     * (negative: none). Returns 0 or -errno; EINTR counts as a wake-up. */
     int (*wait)(struct coil__sched *s, int64_t deadline);
     /* True while operations are in flight, so the scheduler is not idle. */
     bool (*busy)(const struct coil__sched *s);
+    /* Pushes everything queued to the kernel now (before an fd is closed, so
+     * that no queued SQE can name a reused fd number). */
+    void (*flush)(struct coil__sched *s);
 };
 
+/* Called by a backend when op has finished with res (-errno or a count):
+ * maps a requested cancellation to its error and wakes op's tasklet. */
+void coil__op_complete(struct coil__op *op, int res);
+
+/* Runs op to completion for the calling tasklet t: submits it, parks, and
+ * returns its result. */
+int coil__op_run(struct coil__tasklet *t, struct coil__op *op);
+
 extern const struct coil__backend_ops coil__backend_epoll;
+extern const struct coil__backend_ops coil__backend_uring;
+
+/* ---- per-fd state (src/fd.c) ------------------------------------------- */
+
+struct coil__fd {
+    struct coil__op *ops; /* operations in flight on this fd */
+    int64_t timeout;      /* coil_set_timeout; negative: none */
+    uint8_t kind;         /* 0 unknown, 1 socket, 2 other (for write -> send) */
+};
+
+/* The state of fd in s, growing the table as needed; NULL for a negative fd
+ * or when memory runs out. */
+struct coil__fd *coil__fd_get(struct coil__sched *s, int fd);
+void coil__fd_table_free(struct coil__sched *s);
+/* Forgets fd's state (it was closed). */
+void coil__fd_forget(struct coil__sched *s, int fd);
+
+/* ---- offload pool (src/offload.c) -------------------------------------- */
+
+/* Moves the jobs the workers finished to the run queue. */
+void coil__offload_reap(struct coil__sched *s);
+void coil__offload_fini(struct coil__sched *s);
+
+/* ---- signals (src/signal.c) -------------------------------------------- */
+
+/* Counters bumped by signal handlers, and an eventfd (-1 until first needed)
+ * that every scheduler's backend watches so that a signal wakes it. */
+extern volatile unsigned coil__dump_requests;
+extern volatile unsigned coil__shutdown_requests;
+extern int coil__signal_wake_fd;
+int coil__signal_wake_init(void);
+void coil__signal_wake(void);
+/* Catches SIGINT/SIGTERM for the duration of a coil_run (if they have their
+ * default disposition), and gives them back. */
+void coil__shutdown_signals_acquire(void);
+void coil__shutdown_signals_release(void);
 
 /* ---- run queue and switching (inline: they are the hot path of every
  * blocking call, and each call level a switch returns through costs a
@@ -385,7 +509,7 @@ static inline void coil__handoff(struct coil__tasklet *t, struct coil__tasklet *
  * wake it, until coil__wake; arms a timer first when deadline >= 0 (expiry
  * calls unwait and wakes t with -ETIMEDOUT). Returns wake_result. */
 static inline int coil__park(struct coil__tasklet *t, enum coil__wait kind, void *obj, size_t n,
-                             void (*unwait)(struct coil__tasklet *), int64_t deadline) {
+                             bool (*unwait)(struct coil__tasklet *, int), int64_t deadline) {
     struct coil__sched *s = t->sched;
     t->state = COIL__WAITING;
     t->wait_kind = (uint8_t)kind;

@@ -15,6 +15,7 @@
  */
 #include "internal.h"
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,7 +111,7 @@ static void ids_del(struct coil__sched *s, coil_id id) {
 
 void coil__interrupt(struct coil__tasklet *t, int err) {
     if (t->state != COIL__WAITING) return;
-    if (t->unwait) t->unwait(t);
+    if (t->unwait && !t->unwait(t, err)) return; /* the completion will wake it */
     coil__wake(t, err);
 }
 
@@ -179,6 +180,7 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
     t->fn = fn;
     t->arg = arg;
     t->timer.index = COIL__TIMER_IDLE;
+    t->killed = s->killing_all; /* born into a shutdown: it must not hold it up */
     if (opts && opts->name) {
         size_t len = strnlen(opts->name, sizeof t->name - 1);
         memcpy(t->name, opts->name, len);
@@ -235,13 +237,15 @@ int coil_sleep(int64_t ns) {
     return coil_sleep_until(ns > INT64_MAX - now ? INT64_MAX : now + ns);
 }
 
-static void join_unwait(struct coil__tasklet *t) {
+static bool join_unwait(struct coil__tasklet *t, int err) {
+    (void)err;
     struct coil__joiner *j = t->wait_obj;
     if (j->prev)
         j->prev->next = j->next;
     else
         j->target->joiners = j->next;
     if (j->next) j->next->prev = j->prev;
+    return true;
 }
 
 int coil_join(coil_id id, int64_t deadline) {
@@ -287,6 +291,14 @@ static void fire_timers(struct coil__sched *s, int64_t now) {
         coil__interrupt(coil__container_of(tm, struct coil__tasklet, timer), -ETIMEDOUT);
 }
 
+static void kill_all(struct coil__sched *s) {
+    s->killing_all = true;
+    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next) {
+        t->killed = true;
+        coil__interrupt(t, -ECANCELED);
+    }
+}
+
 /* Every live tasklet waits, no timer is armed and no I/O is in flight: nothing
  * can ever wake them. Report it like Go's "all goroutines are asleep", then
  * kill them all so that they unwind through their own cleanup. */
@@ -295,10 +307,7 @@ static void deadlock(struct coil__sched *s) {
     coil__dump_sched(s, stderr);
     fflush(stderr);
     s->deadlock = true;
-    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next) {
-        t->killed = true;
-        coil__interrupt(t, -ECANCELED);
-    }
+    kill_all(s);
 }
 
 static void loop(struct coil__sched *s) {
@@ -308,8 +317,15 @@ static void loop(struct coil__sched *s) {
             coil__dump_sched(s, stderr);
             fflush(stderr);
         }
+        if (COIL_UNLIKELY(coil__shutdown_requests != s->shutdown_seen)) {
+            /* SIGINT/SIGTERM: cancel everything, let every tasklet unwind. */
+            s->shutdown_seen = coil__shutdown_requests;
+            s->interrupted = true;
+            kill_all(s);
+        }
         s->round_start = coil_now();
         fire_timers(s, s->round_start);
+        s->backend->poll(s);
         if (!s->runq.len) {
             struct coil__timer *first = coil__timers_first(&s->timers);
             if (!first && !s->backend->busy(s)) {
@@ -324,6 +340,23 @@ static void loop(struct coil__sched *s) {
         struct coil__tasklet *next = coil__runq_pop(s);
         coil__switch_to(s, &s->root, next);
     }
+}
+
+/* io_uring unless it cannot be set up here (no kernel support, a seccomp
+ * filter, kernel.io_uring_disabled: ENOSYS, EPERM, EACCES); COIL_BACKEND=
+ * io_uring or =epoll forces one, and forcing an unavailable one is an error. */
+static int backend_init(struct coil__sched *s) {
+    const char *want = getenv("COIL_BACKEND");
+    if (want && *want && strcmp(want, "io_uring") != 0 && strcmp(want, "epoll") != 0)
+        return -EINVAL;
+    if (!want || !*want || !strcmp(want, "io_uring")) {
+        s->backend = &coil__backend_uring;
+        int err = s->backend->init(s);
+        if (!err) return 0;
+        if ((want && *want) || (err != -ENOSYS && err != -EPERM && err != -EACCES)) return err;
+    }
+    s->backend = &coil__backend_epoll;
+    return s->backend->init(s);
 }
 
 static int run(coil_fn main, void *arg);
@@ -349,12 +382,26 @@ static int run(coil_fn main, void *arg) {
     s->root.timer.index = COIL__TIMER_IDLE;
     strcpy(s->root.name, "scheduler");
     s->current = &s->root;
-    s->backend = &coil__backend_epoll;
-    int err = s->backend->init(s);
+    s->wake_fd = -1;
+    int err = coil__signal_wake_init();
+    if (!err) err = backend_init(s);
     if (err) {
         free(s);
         return err;
     }
+    coil__shutdown_signals_acquire();
+    s->shutdown_seen = coil__shutdown_requests;
+    /* A write to a pipe whose reader is gone raises SIGPIPE on the thread
+     * that runs it, and there is no MSG_NOSIGNAL for pipes. Block it on this
+     * thread while the scheduler runs: the call returns -EPIPE instead, and
+     * the pending signal is discarded before the mask is restored. */
+    sigset_t pipe_set, old_mask;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+    sigset_t pending;
+    sigpending(&pending);
+    bool pipe_was_pending = sigismember(&pending, SIGPIPE);
     err = coil__overflow_guard_init(s);
     coil__sched_cur = s;
     if (!err) {
@@ -365,7 +412,7 @@ static int run(coil_fn main, void *arg) {
     if (!err) {
         s->dump_seen = coil__dump_requests;
         loop(s);
-        err = s->deadlock ? -EDEADLK : 0;
+        err = s->interrupted ? -EINTR : s->deadlock ? -EDEADLK : 0;
     }
     COIL_ASSERT(!s->reap && !s->nlive && !s->timers.len, "coil_run ends with nothing left");
     coil__stack_pool_drain(s);
@@ -373,9 +420,18 @@ static int run(coil_fn main, void *arg) {
     free(s->ids.keys);
     free(s->ids.vals);
     coil__chan_quarantine_flush();
+    coil__offload_fini(s);
     coil__sched_cur = NULL;
     coil__overflow_guard_fini(s);
+    coil__shutdown_signals_release();
+    if (!pipe_was_pending && !sigismember(&old_mask, SIGPIPE)) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     s->backend->fini(s);
+    coil__fd_table_free(s);
     free(s);
     return err;
 }

@@ -1,0 +1,444 @@
+/*
+ * The blocking fd API: each call builds a struct coil__op in its own frame,
+ * hands it to the backend and parks until the completion (coil__op_run), or
+ * makes a system call that never blocks (socket, bind, listen, shutdown).
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Linux caps one read/write at this (MAX_RW_COUNT), and results are ints. */
+#define MAX_IO 0x7ffff000u
+
+/* ---- running operations ------------------------------------------------- */
+
+static void fd_link(struct coil__fd *f, struct coil__op *op) {
+    op->fd_prev = NULL;
+    op->fd_next = f->ops;
+    if (f->ops) f->ops->fd_prev = op;
+    f->ops = op;
+}
+
+static void fd_unlink(struct coil__sched *s, struct coil__op *op) {
+    /* The table may have grown while op was parked: index it afresh. */
+    struct coil__fd *f = &s->fds.v[op->fd];
+    if (op->fd_prev)
+        op->fd_prev->fd_next = op->fd_next;
+    else
+        f->ops = op->fd_next;
+    if (op->fd_next) op->fd_next->fd_prev = op->fd_prev;
+}
+
+/* A kill, a timeout or a close interrupts an operation in flight: ask the
+ * kernel to cancel it and keep the tasklet parked until the completion comes
+ * (the kernel may still be writing into the caller's buffer until then). */
+static bool op_unwait(struct coil__tasklet *t, int err) {
+    struct coil__op *op = t->wait_obj;
+    if (!op->interrupt) {
+        op->interrupt = err;
+        t->sched->backend->cancel(t->sched, op);
+    }
+    return false;
+}
+
+void coil__op_complete(struct coil__op *op, int res) {
+    if (op->interrupt) {
+        /* Cancelled as asked; an operation that completed first keeps its
+         * result, so that received data is never lost. */
+        if (res == -ECANCELED || res == -EINTR) res = op->interrupt;
+    } else if (res == -ECANCELED && op->has_timeout) {
+        res = -ETIMEDOUT; /* the linked timeout fired */
+    }
+    coil__wake(op->t, res);
+}
+
+int coil__op_run(struct coil__tasklet *t, struct coil__op *op) {
+    struct coil__sched *s = t->sched;
+    struct coil__fd *f = coil__fd_get(s, op->fd);
+    if (!f) return op->fd < 0 ? -EBADF : -ENOMEM;
+    if (f->timeout >= 0) {
+        int64_t now = coil_now();
+        int64_t d = f->timeout > INT64_MAX - now ? INT64_MAX : now + f->timeout;
+        if (op->deadline < 0 || d < op->deadline) op->deadline = d;
+    }
+    /* A deadline that has passed already still submits the operation: the
+     * kernel tries it once at once, and the timeout (linked, or the timer
+     * heap) cancels it right after if it would have to wait. */
+    op->t = t;
+    op->interrupt = 0;
+    op->polling = false;
+    op->has_timeout = false;
+    int err = s->backend->submit(s, op);
+    if (err) return err;
+    fd_link(f, op);
+    int res = coil__park(t, COIL__WAIT_IO, op, 0, op_unwait, op->has_timeout ? -1 : op->deadline);
+    fd_unlink(s, op);
+    return res;
+}
+
+/* Entry checks shared by the blocking calls. */
+static int enter_io(struct coil__tasklet **t, int fd, const void *buf, size_t len) {
+    if (!buf && len) return -EINVAL;
+    int err = coil__enter(t);
+    if (err) return err;
+    return fd < 0 ? -EBADF : 0;
+}
+
+/* A zero-length transfer never waits (a blocking recv(2) of 0 bytes on TCP
+ * would wait for data): one non-blocking system call reports the errors. */
+static ssize_t zero_length(int opcode, int fd, int flags) {
+    int saved = errno;
+    char dummy = 0;
+    ssize_t r;
+    switch (opcode) {
+    case COIL__OP_RECV: r = recv(fd, &dummy, 0, flags | MSG_DONTWAIT); break;
+    case COIL__OP_SEND: r = send(fd, &dummy, 0, flags | MSG_DONTWAIT); break;
+    case COIL__OP_READ: r = read(fd, &dummy, 0); break;
+    default: r = write(fd, &dummy, 0); break;
+    }
+    if (r < 0) r = errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    errno = saved;
+    return r;
+}
+
+static ssize_t run_io(int opcode, int fd, void *buf, size_t len, int flags, int64_t deadline) {
+    struct coil__tasklet *t;
+    int err = enter_io(&t, fd, buf, len);
+    if (err) return err;
+    if (!len) return zero_length(opcode, fd, flags);
+    struct coil__op op = {.fd = fd, .opcode = (uint8_t)opcode, .deadline = deadline};
+    op.u.io.buf = buf;
+    op.u.io.len = len > MAX_IO ? MAX_IO : len;
+    op.u.io.flags = flags;
+    return coil__op_run(t, &op);
+}
+
+/* ---- calls that never block --------------------------------------------- */
+
+static int sys_result(int r) {
+    return r < 0 ? -errno : r;
+}
+
+int coil_socket(int domain, int type, int protocol) {
+    int saved = errno;
+    int r = sys_result(socket(domain, type | SOCK_CLOEXEC, protocol));
+    errno = saved;
+    return r;
+}
+
+int coil_bind(int fd, const struct sockaddr *addr, socklen_t addrlen) {
+    int saved = errno;
+    int r = sys_result(bind(fd, addr, addrlen));
+    errno = saved;
+    return r;
+}
+
+int coil_listen(int fd, int backlog) {
+    int saved = errno;
+    int r = sys_result(listen(fd, backlog));
+    errno = saved;
+    return r;
+}
+
+int coil_shutdown(int fd, int how) {
+    int saved = errno;
+    int r = sys_result(shutdown(fd, how));
+    errno = saved;
+    return r;
+}
+
+int coil_close(int fd) {
+    struct coil__sched *s = coil__sched_cur;
+    int saved = errno;
+    if (s && fd >= 0 && (size_t)fd < s->fds.len) {
+        /* Wake every waiter at once: cancel its operation; the completion
+         * (with -ECANCELED, mapped to -EBADF) wakes it. Then push every queued
+         * SQE to the kernel before the number can be reused: a queued SQE
+         * names the fd by number until it is submitted. */
+        struct coil__fd *f = &s->fds.v[fd];
+        for (struct coil__op *op = f->ops; op; op = op->fd_next) {
+            if (op->interrupt) continue;
+            op->interrupt = -EBADF;
+            s->backend->cancel(s, op);
+        }
+        s->backend->flush(s);
+        f->timeout = -1;
+        f->kind = 0;
+    }
+    int r = sys_result(close(fd));
+    errno = saved;
+    return r;
+}
+
+int coil_set_timeout(int fd, int64_t ns) {
+    struct coil__sched *s = coil__sched_cur;
+    if (!s) return -EPERM;
+    int saved = errno;
+    int open = fd >= 0 && fcntl(fd, F_GETFD) >= 0;
+    errno = saved;
+    if (!open) return -EBADF;
+    struct coil__fd *f = coil__fd_get(s, fd);
+    if (!f) return -ENOMEM;
+    f->timeout = ns < 0 ? -1 : ns;
+    return 0;
+}
+
+/* ---- blocking calls ----------------------------------------------------- */
+
+int coil_accept_dl(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadline) {
+    struct coil__tasklet *t;
+    int err = enter_io(&t, fd, NULL, 0);
+    if (err) return err;
+    struct coil__op op = {.fd = fd, .opcode = COIL__OP_ACCEPT, .deadline = deadline};
+    op.u.accept.addr = addr;
+    op.u.accept.addrlen = addrlen;
+    int r = coil__op_run(t, &op);
+    if (r == -EMFILE || r == -ENFILE) {
+        /* The fd table is full and the connection stays queued: a caller that
+         * simply tries again would spin. Pause first (see coil.h). */
+        int64_t until = coil_now() + 100 * COIL_MSEC;
+        if (deadline >= 0 && deadline < until) until = deadline;
+        int e = coil_sleep_until(until);
+        if (e == -ECANCELED) return e;
+    }
+    return r;
+}
+
+int coil_accept(int fd, struct sockaddr *addr, socklen_t *addrlen) {
+    return coil_accept_dl(fd, addr, addrlen, COIL_FOREVER);
+}
+
+int coil_connect_dl(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t deadline) {
+    struct coil__tasklet *t;
+    int err = enter_io(&t, fd, NULL, 0);
+    if (err) return err;
+    if (!addr) return -EFAULT;
+    struct coil__op op = {.fd = fd, .opcode = COIL__OP_CONNECT, .deadline = deadline};
+    op.u.connect.addr = addr;
+    op.u.connect.addrlen = addrlen;
+    return coil__op_run(t, &op);
+}
+
+int coil_connect(int fd, const struct sockaddr *addr, socklen_t addrlen) {
+    return coil_connect_dl(fd, addr, addrlen, COIL_FOREVER);
+}
+
+ssize_t coil_recv_dl(int fd, void *buf, size_t len, int flags, int64_t deadline) {
+    return run_io(COIL__OP_RECV, fd, buf, len, flags, deadline);
+}
+
+ssize_t coil_recv(int fd, void *buf, size_t len, int flags) {
+    return run_io(COIL__OP_RECV, fd, buf, len, flags, COIL_FOREVER);
+}
+
+ssize_t coil_send_dl(int fd, const void *buf, size_t len, int flags, int64_t deadline) {
+    return run_io(COIL__OP_SEND, fd, (void *)buf, len, flags | MSG_NOSIGNAL, deadline);
+}
+
+ssize_t coil_send(int fd, const void *buf, size_t len, int flags) {
+    return run_io(COIL__OP_SEND, fd, (void *)buf, len, flags | MSG_NOSIGNAL, COIL_FOREVER);
+}
+
+ssize_t coil_sendall(int fd, const void *buf, size_t len, int flags, int64_t deadline) {
+    if (!buf && len) return -EINVAL;
+    size_t done = 0;
+    do { /* once even for len 0, so that the usual errors are reported */
+        ssize_t n = coil_send_dl(fd, (const char *)buf + done, len - done, flags, deadline);
+        if (n < 0) return n;
+        done += (size_t)n;
+    } while (done < len);
+    return (ssize_t)len;
+}
+
+static ssize_t run_msg(int opcode, int fd, struct msghdr *msg, int flags, int64_t deadline) {
+    struct coil__tasklet *t;
+    int err = coil__enter(&t);
+    if (err) return err;
+    if (fd < 0) return -EBADF;
+    struct coil__op op = {.fd = fd, .opcode = (uint8_t)opcode, .deadline = deadline};
+    op.u.msg.msg = msg;
+    op.u.msg.flags = flags;
+    return coil__op_run(t, &op);
+}
+
+ssize_t coil_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                      socklen_t *addrlen, int64_t deadline) {
+    if (!buf && len) return -EINVAL;
+    struct iovec iov = {.iov_base = buf, .iov_len = len > MAX_IO ? MAX_IO : len};
+    struct msghdr msg = {.msg_name = addr,
+                         .msg_namelen = addr && addrlen ? *addrlen : 0,
+                         .msg_iov = &iov,
+                         .msg_iovlen = 1};
+    ssize_t r = run_msg(COIL__OP_RECVMSG, fd, &msg, flags, deadline);
+    if (r >= 0 && addr && addrlen) *addrlen = msg.msg_namelen;
+    return r;
+}
+
+ssize_t coil_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
+                    socklen_t addrlen, int64_t deadline) {
+    if (!buf && len) return -EINVAL;
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len > MAX_IO ? MAX_IO : len};
+    struct msghdr msg = {.msg_name = (void *)addr,
+                         .msg_namelen = addr ? addrlen : 0,
+                         .msg_iov = &iov,
+                         .msg_iovlen = 1};
+    return run_msg(COIL__OP_SENDMSG, fd, &msg, flags | MSG_NOSIGNAL, deadline);
+}
+
+ssize_t coil_read_dl(int fd, void *buf, size_t len, int64_t deadline) {
+    return run_io(COIL__OP_READ, fd, buf, len, 0, deadline);
+}
+
+ssize_t coil_read(int fd, void *buf, size_t len) {
+    return run_io(COIL__OP_READ, fd, buf, len, 0, COIL_FOREVER);
+}
+
+/* A write to a socket is a send with MSG_NOSIGNAL, so that a closed peer is
+ * -EPIPE and never SIGPIPE. Which fds are sockets is remembered per fd. */
+ssize_t coil_write_dl(int fd, const void *buf, size_t len, int64_t deadline) {
+    struct coil__sched *s = coil__sched_cur;
+    struct coil__fd *f = s && coil__self() ? coil__fd_get(s, fd) : NULL;
+    if (f && !f->kind) {
+        struct stat st;
+        int saved = errno;
+        f->kind = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) ? 1 : 2;
+        errno = saved;
+    }
+    if (f && f->kind == 1) {
+        ssize_t r = run_io(COIL__OP_SEND, fd, (void *)buf, len, MSG_NOSIGNAL, deadline);
+        if (r != -ENOTSOCK) return r;
+        f = coil__fd_get(s, fd); /* closed and reused by a non-socket */
+        if (f) f->kind = 2;
+    }
+    return run_io(COIL__OP_WRITE, fd, (void *)buf, len, 0, deadline);
+}
+
+ssize_t coil_write(int fd, const void *buf, size_t len) {
+    return coil_write_dl(fd, buf, len, COIL_FOREVER);
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+struct resolve {
+    const char *host, *service;
+    struct addrinfo hints, *res;
+    int err;
+};
+
+static int do_resolve(void *arg) {
+    struct resolve *r = arg;
+    r->err = getaddrinfo(r->host, r->service, &r->hints, &r->res);
+    return 0;
+}
+
+static int resolve_error(int e, int sys_errno) {
+    switch (e) {
+    case 0: return 0;
+    case EAI_NONAME:
+#ifdef EAI_NODATA
+    case EAI_NODATA:
+#endif
+#ifdef EAI_ADDRFAMILY
+    case EAI_ADDRFAMILY:
+#endif
+        return -ENOENT;
+    case EAI_AGAIN: return -EAGAIN;
+    case EAI_MEMORY: return -ENOMEM;
+    case EAI_SYSTEM: return sys_errno ? -sys_errno : -EIO;
+    default: return -EINVAL;
+    }
+}
+
+/* Resolves on the offload pool. Returns 0 with *res set, or -errno. */
+static int resolve(const char *host, const char *service, int type, int flags,
+                   struct addrinfo **res) {
+    struct resolve r = {.host = host, .service = service};
+    r.hints.ai_socktype = type;
+    r.hints.ai_flags = flags;
+    int err = coil_offload(do_resolve, &r);
+    if (err) {
+        if (r.res) freeaddrinfo(r.res);
+        return err;
+    }
+    if (r.err) return resolve_error(r.err, errno);
+    *res = r.res;
+    return 0;
+}
+
+int coil_dial(const char *host, const char *service, int type, int64_t deadline) {
+    if (!host || !service || (type != SOCK_STREAM && type != SOCK_DGRAM)) return -EINVAL;
+    struct addrinfo *res;
+    int saved = errno;
+    int err = resolve(host, service, type, AI_ADDRCONFIG, &res);
+    if (err ==
+        -ENOENT) /* AI_ADDRCONFIG hides loopback-only names on hosts without other addresses */
+        err = resolve(host, service, type, 0, &res);
+    errno = saved;
+    if (err) return err;
+    err = -EHOSTUNREACH;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = coil_socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (fd < 0) {
+            err = fd;
+            continue;
+        }
+        err = coil_connect_dl(fd, ai->ai_addr, ai->ai_addrlen, deadline);
+        if (err == 0) {
+            freeaddrinfo(res);
+            return fd;
+        }
+        coil_close(fd);
+        if (err == -ECANCELED || err == -ETIMEDOUT) break;
+    }
+    freeaddrinfo(res);
+    return err;
+}
+
+int coil_listen_on(const char *host, const char *service, int backlog) {
+    if (!service) return -EINVAL;
+    struct addrinfo *res;
+    int saved = errno;
+    int err = resolve(host, service, SOCK_STREAM, AI_PASSIVE, &res);
+    errno = saved;
+    if (err) return err;
+    /* With no host, try the IPv6 wildcard first: it also takes IPv4 (dual
+     * stack). Otherwise the resolver's order. */
+    err = -EADDRNOTAVAIL;
+    for (int pass = 0; pass < 2; pass++) {
+        for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+            if (!host && (pass == 0) != (ai->ai_family == AF_INET6)) continue;
+            if (host && pass == 1) break;
+            int fd = coil_socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+            if (fd < 0) {
+                err = fd;
+                continue;
+            }
+            int one = 1, zero = 0;
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (ai->ai_family == AF_INET6 && !host)
+                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+            err = coil_bind(fd, ai->ai_addr, ai->ai_addrlen);
+            if (!err) err = coil_listen(fd, backlog);
+            if (!err) {
+                freeaddrinfo(res);
+                errno = saved;
+                return fd;
+            }
+            close(fd);
+        }
+    }
+    freeaddrinfo(res);
+    errno = saved;
+    return err;
+}
+
+const char *coil_backend_name(void) {
+    struct coil__sched *s = coil__sched_cur;
+    return s ? s->backend->name : coil__backend_uring.name;
+}

@@ -1,0 +1,129 @@
+/*
+ * The offload pool: a few worker threads, shared by every scheduler of the
+ * process, for calls that cannot be asynchronous (getaddrinfo, a library's
+ * blocking call). The job lives in the waiting tasklet's frame; a worker runs
+ * it, hands it back to the job's scheduler through that scheduler's list of
+ * finished jobs, and writes to the scheduler's wake eventfd, which the backend
+ * watches. Workers start on demand, up to OFFLOAD_THREADS, and stay.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#define OFFLOAD_THREADS 4
+
+struct job {
+    int (*fn)(void *);
+    void *arg;
+    int result;
+    struct coil__tasklet *t;
+    struct coil__sched *s;
+    struct job *next;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t work = PTHREAD_COND_INITIALIZER;
+static struct job *queue_head, *queue_tail;
+static int nthreads, nidle;
+
+static void *worker(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&lock);
+    for (;;) {
+        while (!queue_head) {
+            nidle++;
+            pthread_cond_wait(&work, &lock);
+            nidle--;
+        }
+        struct job *j = queue_head;
+        queue_head = j->next;
+        if (!queue_head) queue_tail = NULL;
+        pthread_mutex_unlock(&lock);
+
+        j->result = j->fn(j->arg);
+
+        pthread_mutex_lock(&lock);
+        struct coil__sched *s = j->s;
+        j->next = s->offload_done;
+        s->offload_done = j;
+        /* Wake the scheduler before unlocking: until it takes j under this
+         * lock its job stays pending, so it cannot have ended and closed (or
+         * reused) the eventfd. */
+        uint64_t one = 1;
+        ssize_t w = write(s->wake_fd, &one, sizeof one);
+        (void)w;
+    }
+    return NULL;
+}
+
+/* Called with the lock held. */
+static int ensure_worker(void) {
+    if (nidle > 0 || nthreads >= OFFLOAD_THREADS) return nthreads > 0 ? 0 : -EAGAIN;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    /* Workers take no signals: they belong to the program's threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t th;
+    int err = pthread_create(&th, &attr, worker, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (err) return nthreads > 0 ? 0 : -EAGAIN;
+    nthreads++;
+    return 0;
+}
+
+static bool offload_unwait(struct coil__tasklet *t, int err) {
+    (void)t;
+    (void)err;
+    return false; /* fn cannot be stopped; its completion wakes the tasklet */
+}
+
+int coil_offload(int (*fn)(void *arg), void *arg) {
+    if (!fn) return -EINVAL;
+    struct coil__tasklet *t;
+    int err = coil__enter(&t);
+    if (err) return err;
+    struct coil__sched *s = t->sched;
+    struct job j = {.fn = fn, .arg = arg, .t = t, .s = s};
+    int saved_errno = errno;
+    pthread_mutex_lock(&lock);
+    err = ensure_worker();
+    if (!err) {
+        if (queue_tail)
+            queue_tail->next = &j;
+        else
+            queue_head = &j;
+        queue_tail = &j;
+        pthread_cond_signal(&work);
+    }
+    pthread_mutex_unlock(&lock);
+    errno = saved_errno;
+    if (err) return err;
+    s->offload_pending++;
+    return coil__park(t, COIL__WAIT_OFFLOAD, &j, 0, offload_unwait, COIL_FOREVER);
+}
+
+void coil__offload_reap(struct coil__sched *s) {
+    pthread_mutex_lock(&lock);
+    struct job *j = s->offload_done;
+    s->offload_done = NULL;
+    pthread_mutex_unlock(&lock);
+    while (j) {
+        struct job *next = j->next; /* j is gone once its tasklet runs */
+        s->offload_pending--;
+        coil__wake(j->t, j->result);
+        j = next;
+    }
+}
+
+void coil__offload_fini(struct coil__sched *s) {
+    COIL_ASSERT(s->offload_pending == 0 && !s->offload_done,
+                "no offload job is pending when the scheduler ends");
+}
