@@ -14,7 +14,8 @@ need=(
   "cmake cmake the build"
   "make make the top-level Makefile"
   "cc gcc the compiler"
-  "pkg-config pkg-config finds cmocka"
+  "pkg-config pkg-config finds liburing and cmocka"
+  "/usr/include/liburing.h liburing-dev the io_uring backend"
 )
 if [ "$what" = check ]; then
   need+=(
@@ -26,6 +27,7 @@ if [ "$what" = check ]; then
     "aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu cross-builds the aarch64 context switch"
     "/usr/aarch64-linux-gnu/include/stdio.h libc6-dev-arm64-cross the cross compiler's C library; gcc-aarch64-linux-gnu only recommends it"
     "/usr/lib/aarch64-linux-gnu/pkgconfig/cmocka.pc libcmocka-dev:arm64 cmocka for the aarch64 tests, via multiarch; brings libc6:arm64, which qemu runs them with"
+    "/usr/lib/aarch64-linux-gnu/pkgconfig/liburing.pc liburing-dev:arm64 liburing for the aarch64 build, via multiarch"
     "qemu-aarch64 qemu-user runs the aarch64 tests"
   )
 fi

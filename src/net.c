@@ -6,6 +6,9 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -247,8 +250,9 @@ ssize_t coil_send(int fd, const void *buf, size_t len, int flags) {
 
 ssize_t coil_sendall(int fd, const void *buf, size_t len, int flags, int64_t deadline) {
     if (!buf && len) return -EINVAL;
+    if (!len) return coil_send_dl(fd, buf, 0, flags, deadline); /* reports the usual errors */
     size_t done = 0;
-    do { /* once even for len 0, so that the usual errors are reported */
+    do {
         ssize_t n = coil_send_dl(fd, (const char *)buf + done, len - done, flags, deadline);
         if (n < 0) return n;
         done += (size_t)n;
@@ -438,7 +442,29 @@ int coil_listen_on(const char *host, const char *service, int backlog) {
     return err;
 }
 
+/* Outside a scheduler: the backend coil_run would choose, by the same rule
+ * (COIL_BACKEND, else io_uring if a ring can be set up). */
+static const char *probed_name;
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+
+static void probe_backend(void) {
+    const char *want = getenv("COIL_BACKEND");
+    if (want && !strcmp(want, "epoll")) {
+        probed_name = coil__backend_epoll.name;
+        return;
+    }
+    struct io_uring ring;
+    int err = io_uring_queue_init(2, &ring, 0);
+    if (!err) io_uring_queue_exit(&ring);
+    probed_name = err == -ENOSYS || err == -EPERM || err == -EACCES ? coil__backend_epoll.name
+                                                                    : coil__backend_uring.name;
+}
+
 const char *coil_backend_name(void) {
     struct coil__sched *s = coil__sched_cur;
-    return s ? s->backend->name : coil__backend_uring.name;
+    if (s) return s->backend->name;
+    int saved = errno;
+    pthread_once(&probe_once, probe_backend);
+    errno = saved;
+    return probed_name;
 }

@@ -27,7 +27,7 @@ struct job {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work = PTHREAD_COND_INITIALIZER;
 static struct job *queue_head, *queue_tail;
-static int nthreads, nidle;
+static int nqueued, nthreads, nidle;
 
 static void *worker(void *unused) {
     (void)unused;
@@ -41,6 +41,7 @@ static void *worker(void *unused) {
         struct job *j = queue_head;
         queue_head = j->next;
         if (!queue_head) queue_tail = NULL;
+        nqueued--;
         pthread_mutex_unlock(&lock);
 
         j->result = j->fn(j->arg);
@@ -59,9 +60,11 @@ static void *worker(void *unused) {
     return NULL;
 }
 
-/* Called with the lock held. */
+/* Called with the lock held, after a job was queued: another worker starts
+ * while queued jobs outnumber the idle workers that will take them (an idle
+ * worker that was signalled still counts as idle until it wakes). */
 static int ensure_worker(void) {
-    if (nidle > 0 || nthreads >= OFFLOAD_THREADS) return nthreads > 0 ? 0 : -EAGAIN;
+    if (nqueued <= nidle || nthreads >= OFFLOAD_THREADS) return nthreads > 0 ? 0 : -EAGAIN;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -79,6 +82,20 @@ static int ensure_worker(void) {
     return 0;
 }
 
+/* A forked child has none of the workers (only the forking thread survives
+ * fork) and no scheduler of the parent's with jobs pending: start afresh. */
+static void after_fork_in_child(void) {
+    pthread_mutex_init(&lock, NULL);
+    pthread_cond_init(&work, NULL);
+    queue_head = queue_tail = NULL;
+    nqueued = nthreads = nidle = 0;
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void register_atfork(void) {
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
 static bool offload_unwait(struct coil__tasklet *t, int err) {
     (void)t;
     (void)err;
@@ -93,14 +110,19 @@ int coil_offload(int (*fn)(void *arg), void *arg) {
     struct coil__sched *s = t->sched;
     struct job j = {.fn = fn, .arg = arg, .t = t, .s = s};
     int saved_errno = errno;
+    pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&lock);
+    if (queue_tail)
+        queue_tail->next = &j;
+    else
+        queue_head = &j;
+    queue_tail = &j;
+    nqueued++;
     err = ensure_worker();
-    if (!err) {
-        if (queue_tail)
-            queue_tail->next = &j;
-        else
-            queue_head = &j;
-        queue_tail = &j;
+    if (err) { /* no worker at all: take the job back */
+        queue_head = queue_tail = NULL;
+        nqueued = 0;
+    } else {
         pthread_cond_signal(&work);
     }
     pthread_mutex_unlock(&lock);

@@ -224,3 +224,471 @@ static inline bool coil_test_has_number(const char *text, long long n) {
 }
 
 #endif
+
+/* ======================================================================== */
+/* Sockets, pipes and files: helpers of tests/test_net_*.c                  */
+/* ======================================================================== */
+/* (Appended after the guard above, so with a guard of its own.) */
+#ifndef COIL_TEST_NET_H
+#define COIL_TEST_NET_H
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* ---- checks inside tasklets ---------------------------------------------- */
+
+/* cmocka's assertions longjmp, which must not leave a tasklet's stack: code
+ * running in tasklets records failed checks with EXPECT / EXPECT_EQ (the
+ * first one is kept, the first few are printed), and COIL_RUN_CHECKED asserts
+ * after coil_run has returned. Both macros are expressions: true when the
+ * check held, so a tasklet can leave early with `if (!EXPECT(...)) return;`. */
+struct coil_test_failure {
+    int line;
+    int count;
+    char text[512];
+};
+
+static inline struct coil_test_failure *coil_test_failure(void) {
+    static struct coil_test_failure failure;
+    return &failure;
+}
+
+static inline bool coil_test_expect_eq(long long a, long long b, const char *as, const char *bs,
+                                       int line) {
+    if (a == b) return true;
+    struct coil_test_failure *f = coil_test_failure();
+    if (f->count++ == 0) {
+        f->line = line;
+        snprintf(f->text, sizeof f->text, "%s == %s: %lld != %lld", as, bs, a, b);
+    }
+    if (f->count <= 10)
+        fprintf(stderr, "check failed at line %d: %s == %s: %lld != %lld\n", line, as, bs, a, b);
+    return false;
+}
+
+#define EXPECT_EQ(a, b) coil_test_expect_eq((long long)(a), (long long)(b), #a, #b, __LINE__)
+#define EXPECT(c)       coil_test_expect_eq(!!(c), 1, #c, "true", __LINE__)
+
+/* Forgets earlier failures (cmocka runs the tests of a file in one process). */
+static inline void coil_test_reset_failures(void) {
+    memset(coil_test_failure(), 0, sizeof(struct coil_test_failure));
+}
+
+/* Fails the cmocka test if a check failed since coil_test_reset_failures. */
+static inline void coil_test_assert_no_failure(void) {
+    struct coil_test_failure *f = coil_test_failure();
+    if (f->count)
+        fail_msg("%d check(s) failed; the first at line %d: %s", f->count, f->line, f->text);
+}
+
+/* Runs fn(arg) as the main tasklet; asserts that coil_run returned 0 and that
+ * every check made meanwhile held. */
+#define COIL_RUN_CHECKED(fn, arg)                                                                  \
+    do {                                                                                           \
+        coil_test_reset_failures();                                                                \
+        int run_rc_ = coil_run((fn), (arg));                                                       \
+        coil_test_assert_no_failure();                                                             \
+        assert_int_equal(run_rc_, 0);                                                              \
+    } while (0)
+
+/* ---- sizes and time -------------------------------------------------------- */
+
+/* native natively, valgrind under Valgrind. */
+static inline size_t coil_test_scaled(size_t native, size_t valgrind) {
+    return coil_test_under_valgrind() ? valgrind : native;
+}
+
+/* The byte count in environment variable name (a number with an optional
+ * K, M or G suffix, powers of 1024), or dflt when it is unset or unreadable. */
+static inline size_t coil_test_env_bytes(const char *name, size_t dflt) {
+    const char *s = getenv(name);
+    if (!s || !*s) return dflt;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s) return dflt;
+    switch (*end) {
+    case 'k':
+    case 'K': v <<= 10; break;
+    case 'm':
+    case 'M': v <<= 20; break;
+    case 'g':
+    case 'G': v <<= 30; break;
+    default: break;
+    }
+    return (size_t)v;
+}
+
+/* A deadline ns from now. */
+static inline int64_t coil_test_in(int64_t ns) {
+    return coil_now() + ns;
+}
+
+/* Slack for "at once" and "did not wait" checks, generous enough for a
+ * loaded machine (ctest -j); Valgrind is much slower. */
+static inline int64_t coil_test_slack(void) {
+    return coil_test_under_valgrind() ? 3 * COIL_SEC : 500 * COIL_MSEC;
+}
+
+/* ---- addresses (loopback only) ------------------------------------------- */
+
+struct coil_test_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+};
+
+#define COIL_TEST_SA(a) ((struct sockaddr *)&(a)->ss)
+
+/* 127.0.0.1:port or [::1]:port. */
+static inline void coil_test_loopback(struct coil_test_addr *a, int family, uint16_t port) {
+    memset(a, 0, sizeof *a);
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_addr = in6addr_loopback;
+        s6->sin6_port = htons(port);
+        a->len = sizeof *s6;
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&a->ss;
+        s4->sin_family = AF_INET;
+        s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        s4->sin_port = htons(port);
+        a->len = sizeof *s4;
+    }
+}
+
+static inline uint16_t coil_test_port(const struct coil_test_addr *a) {
+    if (a->ss.ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+}
+
+/* True when a is 127.0.0.1 or ::1 (any port). */
+static inline bool coil_test_is_loopback(const struct coil_test_addr *a) {
+    if (a->ss.ss_family == AF_INET6)
+        return a->len == sizeof(struct sockaddr_in6) &&
+               IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+    return a->ss.ss_family == AF_INET && a->len == sizeof(struct sockaddr_in) &&
+           ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+}
+
+static inline int coil_test_sockname(int fd, struct coil_test_addr *a) {
+    memset(a, 0, sizeof *a);
+    a->len = sizeof a->ss;
+    return getsockname(fd, COIL_TEST_SA(a), &a->len) == 0 ? 0 : -errno;
+}
+
+static inline int coil_test_peername(int fd, struct coil_test_addr *a) {
+    memset(a, 0, sizeof *a);
+    a->len = sizeof a->ss;
+    return getpeername(fd, COIL_TEST_SA(a), &a->len) == 0 ? 0 : -errno;
+}
+
+/* True when two addresses are the same (family, address and port). */
+static inline bool coil_test_same_addr(const struct coil_test_addr *a,
+                                       const struct coil_test_addr *b) {
+    if (a->len != b->len || a->ss.ss_family != b->ss.ss_family) return false;
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    return memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* ---- fds made with plain system calls (callable anywhere) ---------------- */
+
+/* A socket of type bound to the loopback address of family on an ephemeral
+ * port, listening with backlog unless backlog < 0 (or type is not a stream);
+ * *bound gets its address. Returns the fd or -errno. */
+static inline int coil_test_raw_bound(int family, int type, int backlog,
+                                      struct coil_test_addr *bound) {
+    struct coil_test_addr a;
+    coil_test_loopback(&a, family, 0);
+    int fd = socket(family, type | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (bind(fd, COIL_TEST_SA(&a), a.len) != 0 ||
+        (backlog >= 0 && type == SOCK_STREAM && listen(fd, backlog) != 0) ||
+        coil_test_sockname(fd, bound) != 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+/* True when this machine has IPv6 loopback (::1 can be bound). */
+static inline bool coil_test_have_ipv6(void) {
+    struct coil_test_addr a;
+    int fd = coil_test_raw_bound(AF_INET6, SOCK_STREAM, -1, &a);
+    if (fd < 0) return false;
+    close(fd);
+    return true;
+}
+
+/* A connected TCP pair over loopback of family, made with blocking system
+ * calls (loopback connects complete at once). *client and *server are
+ * CLOEXEC and blocking. Returns 0 or -errno. */
+static inline int coil_test_raw_tcp_pair(int family, int *client, int *server) {
+    struct coil_test_addr a;
+    int l = coil_test_raw_bound(family, SOCK_STREAM, 1, &a);
+    if (l < 0) return l;
+    int c = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int err = 0;
+    if (c < 0 || connect(c, COIL_TEST_SA(&a), a.len) != 0) err = -errno;
+    int s = err ? -1 : accept(l, NULL, NULL);
+    if (!err && (s < 0 || fcntl(s, F_SETFD, FD_CLOEXEC) != 0)) err = -errno;
+    close(l);
+    if (err) {
+        if (c >= 0) close(c);
+        return err;
+    }
+    *client = c;
+    *server = s;
+    return 0;
+}
+
+static inline int coil_test_set_nonblock(int fd, bool on) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return -errno;
+    fl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
+    return fcntl(fd, F_SETFL, fl) == 0 ? 0 : -errno;
+}
+
+static inline int coil_test_setsockopt_int(int fd, int level, int name, int value) {
+    return setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0 : -errno;
+}
+
+/* Fills fd's send buffer (a stream socket whose peer does not read) until the
+ * kernel takes nothing more, even after the peer's window has closed and its
+ * delayed acknowledgements have come (300 ms without progress). Returns the
+ * number of bytes written. fd's blocking mode is left as it was. */
+static inline size_t coil_test_fill_socket(int fd) {
+    static const char junk[16384];
+    size_t total = 0;
+    for (int idle = 0; idle < 6;) {
+        ssize_t n = send(fd, junk, sizeof junk, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            total += (size_t)n;
+            idle = 0;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) break;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* let the peer acknowledge and shrink its window */
+        idle++;
+    }
+    return total;
+}
+
+/* Fills a pipe until a write would block; returns the number of bytes. The
+ * fd's blocking mode is left as it was. */
+static inline size_t coil_test_fill_pipe(int wfd) {
+    static const char junk[4096];
+    int fl = fcntl(wfd, F_GETFL);
+    fcntl(wfd, F_SETFL, fl | O_NONBLOCK);
+    size_t total = 0;
+    for (;;) {
+        ssize_t n = write(wfd, junk, sizeof junk);
+        if (n <= 0) {
+            n = write(wfd, junk, 1); /* the last partial page */
+            if (n <= 0) break;
+        }
+        total += (size_t)n;
+    }
+    fcntl(wfd, F_SETFL, fl);
+    return total;
+}
+
+/* Reads (without blocking) whatever fd holds now; returns the byte count.
+ * If out is not NULL, the first cap bytes read are copied there. */
+static inline size_t coil_test_drain(int fd, void *out, size_t cap) {
+    char buf[16384];
+    size_t total = 0;
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        if (out && total < cap)
+            memcpy((char *)out + total, buf, (size_t)n < cap - total ? (size_t)n : cap - total);
+        total += (size_t)n;
+    }
+    fcntl(fd, F_SETFL, fl);
+    return total;
+}
+
+/* A TCP listener on 127.0.0.1 whose accept queue is full: it listens with a
+ * backlog of 0 and is never accepted from, and connections are made to it
+ * until one is left hanging (its SYN dropped). A connect to *a then waits
+ * until its deadline. The fillers (fds to close afterwards) go to fillers
+ * (at most max), their count to *n. Returns the listener's fd or -errno
+ * (-EAGAIN if no connection was left hanging). Only loopback traffic. */
+static inline int coil_test_full_backlog_listener(struct coil_test_addr *a, int *fillers, int max,
+                                                  int *n) {
+    *n = 0;
+    int l = coil_test_raw_bound(AF_INET, SOCK_STREAM, 0, a);
+    if (l < 0) return l;
+    while (*n < max) {
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (c < 0) break;
+        fillers[(*n)++] = c;
+        if (connect(c, COIL_TEST_SA(a), a->len) == 0) continue;
+        if (errno != EINPROGRESS) break;
+        struct pollfd p = {.fd = c, .events = POLLOUT};
+        if (poll(&p, 1, 250) == 0) return l; /* hanging: the queue is full */
+    }
+    for (int i = 0; i < *n; i++)
+        close(fillers[i]);
+    *n = 0;
+    close(l);
+    return -EAGAIN;
+}
+
+/* Raises RLIMIT_NOFILE to at least want (the hard limit too, when allowed).
+ * Returns true when the soft limit is now at least want. */
+static inline bool coil_test_raise_nofile(rlim_t want) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return false;
+    if (rl.rlim_cur >= want) return true;
+    struct rlimit up = {want, rl.rlim_max >= want ? rl.rlim_max : want};
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0) return true;
+    up.rlim_cur = up.rlim_max = rl.rlim_max;
+    return setrlimit(RLIMIT_NOFILE, &up) == 0 && rl.rlim_max >= want;
+}
+
+/* ---- data whose every byte is known ------------------------------------- */
+
+static inline uint64_t coil_test_mix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* The byte at stream offset off of the stream named seed. */
+static inline uint8_t coil_test_pattern_byte(uint64_t seed, uint64_t off) {
+    return (uint8_t)(coil_test_mix64((off >> 3) ^ (seed << 40)) >> ((off & 7) * 8));
+}
+
+/* Fills buf with bytes off .. off + len - 1 of stream seed. */
+static inline void coil_test_pattern_fill(void *buf, size_t len, uint64_t seed, uint64_t off) {
+    uint8_t *p = buf;
+    size_t i = 0;
+    for (; i < len && ((off + i) & 7); i++)
+        p[i] = coil_test_pattern_byte(seed, off + i);
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w = coil_test_mix64(((off + i) >> 3) ^ (seed << 40));
+        memcpy(p + i, &w, 8); /* little-endian byte order assumed by pattern_byte */
+    }
+    for (; i < len; i++)
+        p[i] = coil_test_pattern_byte(seed, off + i);
+}
+
+/* The index of the first byte of buf that is not byte off + index of stream
+ * seed, or len if all are. */
+static inline size_t coil_test_pattern_check(const void *buf, size_t len, uint64_t seed,
+                                             uint64_t off) {
+    const uint8_t *p = buf;
+    size_t i = 0;
+    for (; i < len && ((off + i) & 7); i++)
+        if (p[i] != coil_test_pattern_byte(seed, off + i)) return i;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w = coil_test_mix64(((off + i) >> 3) ^ (seed << 40)), got;
+        memcpy(&got, p + i, 8);
+        if (got != w) break;
+    }
+    for (; i < len; i++)
+        if (p[i] != coil_test_pattern_byte(seed, off + i)) return i;
+    return len;
+}
+
+/* A running checksum (Fletcher-like, 64-bit halves) of a byte stream. */
+struct coil_test_sum {
+    uint64_t a, b, bytes;
+};
+
+static inline void coil_test_sum_add(struct coil_test_sum *s, const void *buf, size_t len) {
+    const uint8_t *p = buf;
+    uint64_t a = s->a, b = s->b;
+    for (size_t i = 0; i < len; i++) {
+        a += p[i];
+        b += a;
+    }
+    s->a = a;
+    s->b = b;
+    s->bytes += len;
+}
+
+/* ---- coil calls that loop (from a tasklet) -------------------------------- */
+
+/* Receives until len bytes have come, the stream ends or an error. Returns
+ * the byte count (short only at end of stream) or the error that stopped it;
+ * either way *got (if not NULL) says how many bytes came. */
+static inline ssize_t coil_test_recv_all(int fd, void *buf, size_t len, int64_t deadline,
+                                         size_t *got) {
+    size_t total = 0;
+    ssize_t r = 0;
+    while (total < len) {
+        r = coil_recv_dl(fd, (char *)buf + total, len - total, 0, deadline);
+        if (r <= 0) break;
+        total += (size_t)r;
+    }
+    if (got) *got = total;
+    return r < 0 ? r : (ssize_t)total;
+}
+
+/* coil_read until len bytes or end of file; as coil_test_recv_all. */
+static inline ssize_t coil_test_read_all(int fd, void *buf, size_t len, int64_t deadline,
+                                         size_t *got) {
+    size_t total = 0;
+    ssize_t r = 0;
+    while (total < len) {
+        r = coil_read_dl(fd, (char *)buf + total, len - total, deadline);
+        if (r <= 0) break;
+        total += (size_t)r;
+    }
+    if (got) *got = total;
+    return r < 0 ? r : (ssize_t)total;
+}
+
+/* A tasklet that counts its wake-ups (1 ms sleeps) until *stop is set: proof
+ * that the scheduler kept running while another tasklet waited. */
+struct coil_test_ticker {
+    volatile bool stop;
+    long ticks;
+};
+
+static inline void coil_test_ticker_fn(void *arg) {
+    struct coil_test_ticker *t = arg;
+    while (!t->stop && coil_sleep(COIL_MSEC) == 0)
+        t->ticks++;
+}
+
+/* Runs only the tests whose names match the pattern in COIL_TEST_FILTER
+ * (cmocka's wildcards: * and ?), when it is set; for debugging one case. */
+static inline void coil_test_apply_filter(void) {
+    const char *f = getenv("COIL_TEST_FILTER");
+    if (f && *f) cmocka_set_test_filter(f);
+}
+
+#endif /* COIL_TEST_NET_H */
+
+#ifndef COIL_TEST_FD_OPS_H
+#define COIL_TEST_FD_OPS_H
+/* The epoll backend runs the runtime only until its fd operations land (the
+ * epoll issue); there, every fd call answers -EOPNOTSUPP. A test of the fd
+ * API skips itself (exit 77) on that backend, saying why. */
+static inline void coil_test_skip_without_fd_ops(void) {
+    if (strcmp(coil_backend_name(), "epoll") == 0) {
+        fprintf(stderr, "skip: fd operations on the epoll backend are not implemented yet\n");
+        exit(77);
+    }
+}
+#endif
