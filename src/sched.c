@@ -325,8 +325,11 @@ static void loop(struct coil__sched *s) {
         }
         s->round_start = coil_now();
         fire_timers(s, s->round_start);
-        s->backend->poll(s);
-        if (!s->runq.len) {
+        /* One trip into the kernel per round: submit what the last round
+         * queued and reap, blocking only when nothing is runnable. */
+        if (s->runq.len) {
+            s->backend->poll(s);
+        } else {
             struct coil__timer *first = coil__timers_first(&s->timers);
             if (!first && !s->backend->busy(s)) {
                 deadlock(s);
@@ -334,7 +337,8 @@ static void loop(struct coil__sched *s) {
             }
             int err = s->backend->wait(s, first ? first->deadline : COIL_FOREVER);
             COIL_ASSERT(err == 0, "the backend can always wait");
-            continue;
+            if (!s->runq.len) continue; /* a timer is due, or a signal came */
+            s->round_start = coil_now();
         }
         s->budget = s->runq.len > BUDGET_MIN ? (long)s->runq.len : BUDGET_MIN;
         struct coil__tasklet *next = coil__runq_pop(s);
