@@ -33,6 +33,66 @@ static inline bool coil_test_under_valgrind(void) {
 /* Runs fn(arg) as the main tasklet and asserts that coil_run returned 0. */
 #define COIL_RUN_OK(fn, arg) assert_int_equal(coil_run((fn), (arg)), 0)
 
+/* ---- checks inside tasklets ---------------------------------------------- */
+
+/* cmocka's assertions longjmp, which must not leave a tasklet's stack: code
+ * running in tasklets records failed checks with EXPECT / EXPECT_EQ (the
+ * first one is kept, the first few are printed), and COIL_RUN_CHECKED asserts
+ * after coil_run has returned. Both macros are expressions: true when the
+ * check held, so a tasklet can leave early with `if (!EXPECT(...)) return;`. */
+struct coil_test_failure {
+    const char *file;
+    int line;
+    int count;
+    char text[512];
+};
+
+static inline struct coil_test_failure *coil_test_failure(void) {
+    static struct coil_test_failure failure;
+    return &failure;
+}
+
+static inline bool coil_test_expect_eq(long long a, long long b, const char *as, const char *bs,
+                                       const char *file, int line) {
+    if (a == b) return true;
+    struct coil_test_failure *f = coil_test_failure();
+    if (f->count++ == 0) {
+        f->file = file;
+        f->line = line;
+        snprintf(f->text, sizeof f->text, "%s == %s: %lld != %lld", as, bs, a, b);
+    }
+    if (f->count <= 10)
+        fprintf(stderr, "check failed at %s:%d: %s == %s: %lld != %lld\n", file, line, as, bs, a,
+                b);
+    return false;
+}
+
+#define EXPECT_EQ(a, b)                                                                            \
+    coil_test_expect_eq((long long)(a), (long long)(b), #a, #b, __FILE__, __LINE__)
+#define EXPECT(c) coil_test_expect_eq(!!(c), 1, #c, "true", __FILE__, __LINE__)
+
+/* Forgets earlier failures (cmocka runs the tests of a file in one process). */
+static inline void coil_test_reset_failures(void) {
+    memset(coil_test_failure(), 0, sizeof(struct coil_test_failure));
+}
+
+/* Fails the cmocka test if a check failed since coil_test_reset_failures. */
+static inline void coil_test_assert_no_failure(void) {
+    struct coil_test_failure *f = coil_test_failure();
+    if (f->count)
+        fail_msg("%d check(s) failed; the first at %s:%d: %s", f->count, f->file, f->line, f->text);
+}
+
+/* Runs fn(arg) as the main tasklet; asserts that coil_run returned 0 and that
+ * every check made meanwhile held. */
+#define COIL_RUN_CHECKED(fn, arg)                                                                  \
+    do {                                                                                           \
+        coil_test_reset_failures();                                                                \
+        int run_rc_ = coil_run((fn), (arg));                                                       \
+        coil_test_assert_no_failure();                                                             \
+        assert_int_equal(run_rc_, 0);                                                              \
+    } while (0)
+
 /* ---- child processes: crashes, fatal signals, what they print ---------- */
 
 /* A forked child whose stderr the test reads. */
@@ -238,62 +298,6 @@ static inline bool coil_test_has_number(const char *text, long long n) {
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-
-/* ---- checks inside tasklets ---------------------------------------------- */
-
-/* cmocka's assertions longjmp, which must not leave a tasklet's stack: code
- * running in tasklets records failed checks with EXPECT / EXPECT_EQ (the
- * first one is kept, the first few are printed), and COIL_RUN_CHECKED asserts
- * after coil_run has returned. Both macros are expressions: true when the
- * check held, so a tasklet can leave early with `if (!EXPECT(...)) return;`. */
-struct coil_test_failure {
-    int line;
-    int count;
-    char text[512];
-};
-
-static inline struct coil_test_failure *coil_test_failure(void) {
-    static struct coil_test_failure failure;
-    return &failure;
-}
-
-static inline bool coil_test_expect_eq(long long a, long long b, const char *as, const char *bs,
-                                       int line) {
-    if (a == b) return true;
-    struct coil_test_failure *f = coil_test_failure();
-    if (f->count++ == 0) {
-        f->line = line;
-        snprintf(f->text, sizeof f->text, "%s == %s: %lld != %lld", as, bs, a, b);
-    }
-    if (f->count <= 10)
-        fprintf(stderr, "check failed at line %d: %s == %s: %lld != %lld\n", line, as, bs, a, b);
-    return false;
-}
-
-#define EXPECT_EQ(a, b) coil_test_expect_eq((long long)(a), (long long)(b), #a, #b, __LINE__)
-#define EXPECT(c)       coil_test_expect_eq(!!(c), 1, #c, "true", __LINE__)
-
-/* Forgets earlier failures (cmocka runs the tests of a file in one process). */
-static inline void coil_test_reset_failures(void) {
-    memset(coil_test_failure(), 0, sizeof(struct coil_test_failure));
-}
-
-/* Fails the cmocka test if a check failed since coil_test_reset_failures. */
-static inline void coil_test_assert_no_failure(void) {
-    struct coil_test_failure *f = coil_test_failure();
-    if (f->count)
-        fail_msg("%d check(s) failed; the first at line %d: %s", f->count, f->line, f->text);
-}
-
-/* Runs fn(arg) as the main tasklet; asserts that coil_run returned 0 and that
- * every check made meanwhile held. */
-#define COIL_RUN_CHECKED(fn, arg)                                                                  \
-    do {                                                                                           \
-        coil_test_reset_failures();                                                                \
-        int run_rc_ = coil_run((fn), (arg));                                                       \
-        coil_test_assert_no_failure();                                                             \
-        assert_int_equal(run_rc_, 0);                                                              \
-    } while (0)
 
 /* ---- sizes and time -------------------------------------------------------- */
 
@@ -692,3 +696,122 @@ static inline void coil_test_skip_without_fd_ops(void) {
     }
 }
 #endif
+
+/* ======================================================================== */
+/* Channels: helpers of tests/test_chan*.c and tests/test_choose.c          */
+/* ======================================================================== */
+/* Short names, so only for the files that ask for them by defining
+ * COIL_TEST_CHAN_HELPERS before including this header. Checks inside
+ * tasklets use EXPECT / EXPECT_EQ; the main tasklet runs under
+ * COIL_RUN_CHECKED (see "checks inside tasklets" above). */
+#if defined(COIL_TEST_CHAN_HELPERS) && !defined(COIL_TEST_CHAN_H)
+#define COIL_TEST_CHAN_H
+
+/* An event log: tasklets append short tokens, the test compares the string. */
+struct evlog {
+    char buf[16384];
+    size_t len;
+};
+
+static inline void logev(struct evlog *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline void logev(struct evlog *l, const char *fmt, ...) {
+    if (l->len + 1 >= sizeof l->buf) return;
+    if (l->len) l->buf[l->len++] = ' ';
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(l->buf + l->len, sizeof l->buf - l->len, fmt, ap);
+    va_end(ap);
+    if (n > 0) l->len += (size_t)n;
+    if (l->len >= sizeof l->buf) l->len = sizeof l->buf - 1;
+}
+
+/* ch's coil_chan_getinfo, which is checked to succeed (on failure the fields
+ * are 0x5a bytes). */
+static inline coil_chan_info info_of(coil_chan *ch) {
+    coil_chan_info info;
+    memset(&info, 0x5a, sizeof info);
+    EXPECT_EQ(coil_chan_getinfo(ch, &info), 0);
+    return info;
+}
+
+static inline int balance(coil_chan *ch) {
+    return info_of(ch).balance;
+}
+
+static inline long count(coil_chan *ch) {
+    return (long)info_of(ch).count;
+}
+
+/* Yields until ch's balance is want (the other tasklets have parked). */
+static inline bool await_balance(coil_chan *ch, int want) {
+    for (int i = 0; i < 1000; i++) {
+        if (balance(ch) == want) return true;
+        coil_yield();
+    }
+    return false;
+}
+
+/* A new channel; asserts, so outside coil_run only. */
+static inline coil_chan *open_chan(size_t elem_size, size_t cap) {
+    coil_chan *ch = NULL;
+    assert_int_equal(coil_chan_open(&ch, elem_size, cap), 0);
+    assert_non_null(ch);
+    return ch;
+}
+
+/* One channel operation run as its own tasklet. */
+enum { OP_SEND = 1, OP_RECV, OP_SEND_ERROR, OP_CHOOSE_RECV };
+struct op {
+    coil_chan *ch;
+    int kind;
+    int val;           /* send: the value; send_error: the errno; recv: what arrived */
+    int result;        /* what the call returned */
+    int clause_result; /* OP_CHOOSE_RECV: the clause's result */
+    bool done;
+    int yields_first;  /* coil_yield this many times before the operation */
+    struct evlog *log; /* if set, "tag:start" and "tag:done=result,val" go there */
+    const char *tag;
+};
+
+static inline void op_fn(void *arg) {
+    struct op *o = arg;
+    for (int i = 0; i < o->yields_first; i++)
+        coil_yield();
+    if (o->log) logev(o->log, "%s:start", o->tag);
+    switch (o->kind) {
+    case OP_SEND: o->result = coil_chan_send(o->ch, &o->val); break;
+    case OP_RECV: o->result = coil_chan_recv(o->ch, &o->val); break;
+    case OP_SEND_ERROR: o->result = coil_chan_send_error(o->ch, o->val); break;
+    case OP_CHOOSE_RECV: {
+        coil_clause cl[1] = {{.ch = o->ch, .op = COIL_CHOOSE_RECV, .elem = &o->val}};
+        o->result = coil_choose(cl, 1, COIL_FOREVER);
+        o->clause_result = cl[0].result;
+        break;
+    }
+    }
+    o->done = true;
+    if (o->log) logev(o->log, "%s:done=%d,%d", o->tag, o->result, o->val);
+}
+
+static inline coil_id spawn_op(struct op *o) {
+    coil_id id = coil_spawn(op_fn, o, NULL);
+    EXPECT(id > 0);
+    return id;
+}
+
+/* Counts how often it gets to run: proof that a caller did not yield. */
+struct spy {
+    int runs;
+    bool stop;
+};
+
+static inline void spy_fn(void *arg) {
+    struct spy *s = arg;
+    while (!s->stop) {
+        s->runs++;
+        coil_yield();
+    }
+}
+
+#endif /* COIL_TEST_CHAN_H */

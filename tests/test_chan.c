@@ -1,108 +1,12 @@
 /* Unbuffered channels: rendezvous semantics, element copies, FIFO order of
  * waiters, balance, preference (who runs first after a transfer), send_error
  * and close as seen by the waiting side. */
+#define COIL_TEST_CHAN_HELPERS
 #include "coil_test.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-
-/* ---- helpers -------------------------------------------------------------
- * Checks inside tasklets record the first failure instead of longjmp'ing out
- * of coil_run; RUN() asserts after coil_run has returned. */
-
-static int fail_line;
-static char fail_text[512];
-
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (a_ != b_ && !fail_line) {                                                              \
-            fail_line = __LINE__;                                                                  \
-            snprintf(fail_text, sizeof fail_text, "%s == %s: %lld != %lld", #a, #b, a_, b_);       \
-        }                                                                                          \
-    } while (0)
-#define CHECK(c) CHECK_EQ(!!(c), 1)
-
-#define RUN(fn, arg)                                                                               \
-    do {                                                                                           \
-        fail_line = 0;                                                                             \
-        assert_int_equal(coil_run((fn), (arg)), 0);                                                \
-        if (fail_line) fail_msg("check failed at line %d: %s", fail_line, fail_text);              \
-    } while (0)
-
-/* An event log: tasklets append short tokens, the test compares the string. */
-struct evlog {
-    char buf[16384];
-    size_t len;
-};
-
-static void logev(struct evlog *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logev(struct evlog *l, const char *fmt, ...) {
-    if (l->len + 1 >= sizeof l->buf) return;
-    if (l->len) l->buf[l->len++] = ' ';
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(l->buf + l->len, sizeof l->buf - l->len, fmt, ap);
-    va_end(ap);
-    if (n > 0) l->len += (size_t)n;
-    if (l->len >= sizeof l->buf) l->len = sizeof l->buf - 1;
-}
-
-static int balance(coil_chan *ch) {
-    coil_chan_info info;
-    int err = coil_chan_getinfo(ch, &info);
-    return err ? -1000 + err : info.balance;
-}
-
-/* Yields until ch's balance is want (the other tasklets have parked). */
-static bool await_balance(coil_chan *ch, int want) {
-    for (int i = 0; i < 1000; i++) {
-        if (balance(ch) == want) return true;
-        coil_yield();
-    }
-    return false;
-}
-
-static coil_chan *open_chan(size_t elem_size, size_t cap) {
-    coil_chan *ch = NULL;
-    assert_int_equal(coil_chan_open(&ch, elem_size, cap), 0);
-    assert_non_null(ch);
-    return ch;
-}
-
-/* One channel operation run as its own tasklet. */
-enum { OP_SEND = 1, OP_RECV, OP_SEND_ERROR };
-struct op {
-    coil_chan *ch;
-    int kind;
-    int val;    /* send: the value; send_error: the errno; recv: what arrived */
-    int result; /* what the call returned */
-    bool done;
-    int yields_first; /* coil_yield this many times before the operation */
-    struct evlog *log;
-    const char *tag;
-};
-
-static void op_fn(void *arg) {
-    struct op *o = arg;
-    for (int i = 0; i < o->yields_first; i++)
-        coil_yield();
-    if (o->log) logev(o->log, "%s:start", o->tag);
-    switch (o->kind) {
-    case OP_SEND: o->result = coil_chan_send(o->ch, &o->val); break;
-    case OP_RECV: o->result = coil_chan_recv(o->ch, &o->val); break;
-    case OP_SEND_ERROR: o->result = coil_chan_send_error(o->ch, o->val); break;
-    }
-    o->done = true;
-    if (o->log) logev(o->log, "%s:done=%d,%d", o->tag, o->result, o->val);
-}
-
-static coil_id spawn_op(struct op *o) {
-    coil_id id = coil_spawn(op_fn, o, NULL);
-    CHECK(id > 0);
-    return id;
-}
 
 /* ---- rendezvous --------------------------------------------------------- */
 
@@ -116,26 +20,26 @@ static void send_waits_main(void *arg) {
     struct rdv *r = arg;
     struct op s = {.ch = r->ch, .kind = OP_SEND, .val = 42, .log = &r->log, .tag = "S"};
     coil_id id = spawn_op(&s);
-    CHECK(await_balance(r->ch, 1));
+    EXPECT(await_balance(r->ch, 1));
     for (int i = 0; i < 5; i++)
         coil_yield(); /* still parked however often others run */
-    CHECK(!s.done);
-    CHECK_EQ(balance(r->ch), 1);
+    EXPECT(!s.done);
+    EXPECT_EQ(balance(r->ch), 1);
     logev(&r->log, "M:recv");
     int v = -1;
-    CHECK_EQ(coil_chan_recv(r->ch, &v), 0);
-    CHECK_EQ(v, 42);
+    EXPECT_EQ(coil_chan_recv(r->ch, &v), 0);
+    EXPECT_EQ(v, 42);
     logev(&r->log, "M:got=%d", v);
-    CHECK_EQ(balance(r->ch), 0);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
-    CHECK(s.done);
-    CHECK_EQ(s.result, 0);
+    EXPECT_EQ(balance(r->ch), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT(s.done);
+    EXPECT_EQ(s.result, 0);
 }
 
 static void test_send_waits_for_receiver(void **state) {
     struct rdv r = {0};
     r.ch = open_chan(sizeof(int), 0);
-    RUN(send_waits_main, &r);
+    COIL_RUN_CHECKED(send_waits_main, &r);
     assert_string_equal(r.log.buf, "S:start M:recv M:got=42 S:done=0,42");
     assert_int_equal(coil_chan_free(r.ch), 0);
 }
@@ -145,26 +49,26 @@ static void recv_waits_main(void *arg) {
     struct rdv *r = arg;
     struct op rc = {.ch = r->ch, .kind = OP_RECV, .val = -1, .log = &r->log, .tag = "R"};
     coil_id id = spawn_op(&rc);
-    CHECK(await_balance(r->ch, -1));
+    EXPECT(await_balance(r->ch, -1));
     for (int i = 0; i < 5; i++)
         coil_yield();
-    CHECK(!rc.done);
-    CHECK_EQ(rc.val, -1); /* nothing written while waiting */
-    CHECK_EQ(balance(r->ch), -1);
+    EXPECT(!rc.done);
+    EXPECT_EQ(rc.val, -1); /* nothing written while waiting */
+    EXPECT_EQ(balance(r->ch), -1);
     logev(&r->log, "M:send");
     int v = 77;
-    CHECK_EQ(coil_chan_send(r->ch, &v), 0);
+    EXPECT_EQ(coil_chan_send(r->ch, &v), 0);
     logev(&r->log, "M:sent");
-    CHECK_EQ(balance(r->ch), 0);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
-    CHECK_EQ(rc.result, 0);
-    CHECK_EQ(rc.val, 77);
+    EXPECT_EQ(balance(r->ch), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(rc.result, 0);
+    EXPECT_EQ(rc.val, 77);
 }
 
 static void test_recv_waits_for_sender(void **state) {
     struct rdv r = {0};
     r.ch = open_chan(sizeof(int), 0);
-    RUN(recv_waits_main, &r);
+    COIL_RUN_CHECKED(recv_waits_main, &r);
     /* default preference -1: the receiver runs first after the transfer */
     assert_string_equal(r.log.buf, "R:start M:send R:done=0,77 M:sent");
     assert_int_equal(coil_chan_free(r.ch), 0);
@@ -191,24 +95,24 @@ static void ponger(void *arg) {
 static void pingpong_main(void *arg) {
     struct pingpong *p = arg;
     coil_id id = coil_spawn(ponger, p, NULL);
-    CHECK(id > 0);
+    EXPECT(id > 0);
     for (int i = 0; i < p->n; i++) {
         int v = i, w = -1;
-        CHECK_EQ(coil_chan_send(p->ping, &v), 0);
-        CHECK_EQ(coil_chan_recv(p->pong, &w), 0);
-        CHECK_EQ(w, 2 * i + 1);
+        EXPECT_EQ(coil_chan_send(p->ping, &v), 0);
+        EXPECT_EQ(coil_chan_recv(p->pong, &w), 0);
+        EXPECT_EQ(w, 2 * i + 1);
         p->sum += w;
     }
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
-    CHECK_EQ(balance(p->ping), 0);
-    CHECK_EQ(balance(p->pong), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(balance(p->ping), 0);
+    EXPECT_EQ(balance(p->pong), 0);
 }
 
 static void test_pingpong(void **state) {
     struct pingpong p = {.n = coil_test_under_valgrind() ? 500 : 5000};
     p.ping = open_chan(sizeof(int), 0);
     p.pong = open_chan(sizeof(int), 0);
-    RUN(pingpong_main, &p);
+    COIL_RUN_CHECKED(pingpong_main, &p);
     assert_int_equal(p.errors, 0);
     assert_int_equal(p.sum, (long)p.n * p.n); /* sum of 2i+1 for i < n */
     assert_int_equal(coil_chan_free(p.ping), 0);
@@ -246,16 +150,16 @@ static void copy_main(void *arg) {
     coil_id a, b;
     if (c->receiver_first) {
         a = coil_spawn(copy_receiver, c, NULL);
-        CHECK(await_balance(c->ch, -1));
+        EXPECT(await_balance(c->ch, -1));
         b = coil_spawn(copy_sender, c, NULL);
     } else {
         a = coil_spawn(copy_sender, c, NULL);
-        CHECK(await_balance(c->ch, 1));
+        EXPECT(await_balance(c->ch, 1));
         b = coil_spawn(copy_receiver, c, NULL);
     }
-    CHECK(a > 0 && b > 0);
-    CHECK_EQ(coil_join(a, COIL_FOREVER), 0);
-    CHECK_EQ(coil_join(b, COIL_FOREVER), 0);
+    EXPECT(a > 0 && b > 0);
+    EXPECT_EQ(coil_join(a, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(b, COIL_FOREVER), 0);
 }
 
 static void check_copy(size_t size, bool receiver_first) {
@@ -268,7 +172,7 @@ static void check_copy(size_t size, bool receiver_first) {
     for (size_t i = 0; i < size; i++)
         c.src[i] = pattern(i, size);
     memset(c.dst, 0xA5, size + GUARD);
-    RUN(copy_main, &c);
+    COIL_RUN_CHECKED(copy_main, &c);
     assert_int_equal(c.send_result, 0);
     assert_int_equal(c.recv_result, 0);
     for (size_t i = 0; i < size; i++) {
@@ -336,10 +240,10 @@ static void big_sender(void *arg) {
 static void big_main(void *arg) {
     struct bigctx *c = arg;
     coil_id id = coil_spawn(big_sender, c, NULL);
-    CHECK(await_balance(c->ch, 1));
+    EXPECT(await_balance(c->ch, 1));
     c->results[2] = coil_chan_recv(c->ch, &c->out[0]);
     c->results[3] = coil_chan_recv(c->ch, &c->out[1]);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
 }
 
 static void test_large_struct(void **state) {
@@ -347,7 +251,7 @@ static void test_large_struct(void **state) {
     assert_non_null(c);
     c->ch = open_chan(sizeof(struct big), 0);
     memset(c->out, 0xEE, sizeof c->out);
-    RUN(big_main, c);
+    COIL_RUN_CHECKED(big_main, c);
     for (int i = 0; i < 4; i++)
         assert_int_equal(c->results[i], 0);
     struct big want;
@@ -378,11 +282,11 @@ static void fifo_receivers_main(void *arg) {
         f->ops[i] = (struct op){.ch = f->ch, .kind = OP_RECV, .val = -1, .yields_first = NWAIT - i};
         spawn_op(&f->ops[i]);
     }
-    CHECK(await_balance(f->ch, -NWAIT));
+    EXPECT(await_balance(f->ch, -NWAIT));
     f->balances[0] = balance(f->ch);
     for (int k = 0; k < NWAIT; k++) {
         int v = 100 + k;
-        CHECK_EQ(coil_chan_send(f->ch, &v), 0);
+        EXPECT_EQ(coil_chan_send(f->ch, &v), 0);
         f->balances[k + 1] = balance(f->ch);
     }
     for (int i = 0; i < 10; i++)
@@ -392,7 +296,7 @@ static void fifo_receivers_main(void *arg) {
 static void test_fifo_receivers(void **state) {
     struct fifo f = {0};
     f.ch = open_chan(sizeof(int), 0);
-    RUN(fifo_receivers_main, &f);
+    COIL_RUN_CHECKED(fifo_receivers_main, &f);
     for (int i = 0; i < NWAIT; i++) {
         assert_true(f.ops[i].done);
         assert_int_equal(f.ops[i].result, 0);
@@ -411,11 +315,11 @@ static void fifo_senders_main(void *arg) {
             (struct op){.ch = f->ch, .kind = OP_SEND, .val = 200 + i, .yields_first = NWAIT - i};
         spawn_op(&f->ops[i]);
     }
-    CHECK(await_balance(f->ch, NWAIT));
+    EXPECT(await_balance(f->ch, NWAIT));
     f->balances[0] = balance(f->ch);
     for (int k = 0; k < NWAIT; k++) {
         int v = -1;
-        CHECK_EQ(coil_chan_recv(f->ch, &v), 0);
+        EXPECT_EQ(coil_chan_recv(f->ch, &v), 0);
         logev(&f->log, "%d", v);
         f->balances[k + 1] = balance(f->ch);
     }
@@ -426,7 +330,7 @@ static void fifo_senders_main(void *arg) {
 static void test_fifo_senders(void **state) {
     struct fifo f = {0};
     f.ch = open_chan(sizeof(int), 0);
-    RUN(fifo_senders_main, &f);
+    COIL_RUN_CHECKED(fifo_senders_main, &f);
     assert_string_equal(f.log.buf, "205 204 203 202 201 200");
     for (int i = 0; i < NWAIT; i++) {
         assert_true(f.ops[i].done);
@@ -448,7 +352,7 @@ struct bal {
 static void timed_recv(void *arg) {
     coil_chan *ch = arg;
     int v;
-    CHECK_EQ(coil_chan_recv_dl(ch, &v, coil_now() + 5 * COIL_MSEC), -ETIMEDOUT);
+    EXPECT_EQ(coil_chan_recv_dl(ch, &v, coil_now() + 5 * COIL_MSEC), -ETIMEDOUT);
 }
 
 static void balance_main(void *arg) {
@@ -459,52 +363,52 @@ static void balance_main(void *arg) {
     for (int i = 0; i < 3; i++) {
         s[i] = (struct op){.ch = b->ch, .kind = OP_SEND, .val = i};
         ids[i] = spawn_op(&s[i]);
-        CHECK(await_balance(b->ch, i + 1));
+        EXPECT(await_balance(b->ch, i + 1));
         b->seen[b->n++] = balance(b->ch); /* 1, 2, 3 */
     }
     int v;
-    CHECK_EQ(coil_chan_recv(b->ch, &v), 0);
-    CHECK_EQ(v, 0);
+    EXPECT_EQ(coil_chan_recv(b->ch, &v), 0);
+    EXPECT_EQ(v, 0);
     b->seen[b->n++] = balance(b->ch); /* 2 */
-    CHECK_EQ(coil_chan_recv(b->ch, &v), 0);
-    CHECK_EQ(coil_chan_recv(b->ch, &v), 0);
+    EXPECT_EQ(coil_chan_recv(b->ch, &v), 0);
+    EXPECT_EQ(coil_chan_recv(b->ch, &v), 0);
     b->seen[b->n++] = balance(b->ch); /* 0 */
     for (int i = 0; i < 2; i++) {
         r[i] = (struct op){.ch = b->ch, .kind = OP_RECV};
         ids[3 + i] = spawn_op(&r[i]);
-        CHECK(await_balance(b->ch, -(i + 1)));
+        EXPECT(await_balance(b->ch, -(i + 1)));
         b->seen[b->n++] = balance(b->ch); /* -1, -2 */
     }
     v = 9;
-    CHECK_EQ(coil_chan_send(b->ch, &v), 0);
+    EXPECT_EQ(coil_chan_send(b->ch, &v), 0);
     b->seen[b->n++] = balance(b->ch); /* -1 */
-    CHECK_EQ(coil_chan_send(b->ch, &v), 0);
+    EXPECT_EQ(coil_chan_send(b->ch, &v), 0);
     b->seen[b->n++] = balance(b->ch); /* 0 */
     for (int i = 0; i < 5; i++) {
-        CHECK_EQ(coil_join(ids[i], COIL_FOREVER), 0);
-        CHECK_EQ(i < 3 ? s[i].result : r[i - 3].result, 0);
+        EXPECT_EQ(coil_join(ids[i], COIL_FOREVER), 0);
+        EXPECT_EQ(i < 3 ? s[i].result : r[i - 3].result, 0);
     }
-    CHECK_EQ(r[0].val, 9);
+    EXPECT_EQ(r[0].val, 9);
     /* a waiter that times out no longer counts */
     coil_id id = coil_spawn(timed_recv, b->ch, NULL);
-    CHECK(await_balance(b->ch, -1));
+    EXPECT(await_balance(b->ch, -1));
     b->seen[b->n++] = balance(b->ch); /* -1 */
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     b->seen[b->n++] = balance(b->ch); /* 0 */
     /* nor does a killed one */
     struct op k = {.ch = b->ch, .kind = OP_SEND, .val = 5};
     id = spawn_op(&k);
-    CHECK(await_balance(b->ch, 1));
-    CHECK_EQ(coil_kill(id), 0);
+    EXPECT(await_balance(b->ch, 1));
+    EXPECT_EQ(coil_kill(id), 0);
     b->seen[b->n++] = balance(b->ch); /* 0 at once */
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
-    CHECK_EQ(k.result, -ECANCELED);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(k.result, -ECANCELED);
 }
 
 static void test_balance(void **state) {
     struct bal b = {0};
     b.ch = open_chan(sizeof(int), 0);
-    RUN(balance_main, &b);
+    COIL_RUN_CHECKED(balance_main, &b);
     static const int want[] = {0, 1, 2, 3, 2, 0, -1, -2, -1, 0, -1, 0, 0};
     assert_int_equal(b.n, (int)(sizeof want / sizeof want[0]));
     for (int i = 0; i < b.n; i++) {
@@ -558,23 +462,23 @@ static void pref_receiver(void *arg) {
 /* The sender makes the transfer: the receiver waits already. */
 static void pref_send_initiated_main(void *arg) {
     struct pref *p = arg;
-    CHECK_EQ(coil_chan_set_preference(p->ch, p->preference), 0);
+    EXPECT_EQ(coil_chan_set_preference(p->ch, p->preference), 0);
     coil_id id = coil_spawn(pref_receiver, p, NULL);
-    CHECK(await_balance(p->ch, -1));
+    EXPECT(await_balance(p->ch, -1));
     int v = 7;
     logev(&p->log, "S:send");
     int r = coil_chan_send(p->ch, &v);
     logev(&p->log, "S:sent=%d", r);
     coil_yield();
     logev(&p->log, "S:yielded");
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
 }
 
 static const char *pref_send_initiated(int preference, struct pref *p) {
     memset(p, 0, sizeof *p);
     p->preference = preference;
     p->ch = open_chan(sizeof(int), 0);
-    RUN(pref_send_initiated_main, p);
+    COIL_RUN_CHECKED(pref_send_initiated_main, p);
     assert_int_equal(coil_chan_free(p->ch), 0);
     return p->log.buf;
 }
@@ -613,23 +517,23 @@ static void pref_sender(void *arg) {
 /* The receiver makes the transfer: the sender waits already. */
 static void pref_recv_initiated_main(void *arg) {
     struct pref *p = arg;
-    CHECK_EQ(coil_chan_set_preference(p->ch, p->preference), 0);
+    EXPECT_EQ(coil_chan_set_preference(p->ch, p->preference), 0);
     coil_id id = coil_spawn(pref_sender, p, NULL);
-    CHECK(await_balance(p->ch, 1));
+    EXPECT(await_balance(p->ch, 1));
     int v = -1;
     logev(&p->log, "R:recv");
     int r = coil_chan_recv(p->ch, &v);
     logev(&p->log, "R:got=%d,%d", r, v);
     coil_yield();
     logev(&p->log, "R:yielded");
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
 }
 
 static const char *pref_recv_initiated(int preference, struct pref *p) {
     memset(p, 0, sizeof *p);
     p->preference = preference;
     p->ch = open_chan(sizeof(int), 0);
-    RUN(pref_recv_initiated_main, p);
+    COIL_RUN_CHECKED(pref_recv_initiated_main, p);
     assert_int_equal(coil_chan_free(p->ch), 0);
     return p->log.buf;
 }
@@ -663,29 +567,29 @@ static void bystander(void *arg) {
 
 static void pref_bystander_main(void *arg) {
     struct pref *p = arg;
-    CHECK_EQ(coil_chan_set_preference(p->ch, p->preference), 0);
+    EXPECT_EQ(coil_chan_set_preference(p->ch, p->preference), 0);
     coil_id r = coil_spawn(pref_receiver, p, NULL);
-    CHECK(await_balance(p->ch, -1));
+    EXPECT(await_balance(p->ch, -1));
     coil_id b = coil_spawn(bystander, p, NULL); /* runnable, ahead of everyone */
     int v = 7;
     logev(&p->log, "S:send");
     int res = coil_chan_send(p->ch, &v);
     logev(&p->log, "S:sent=%d", res);
-    CHECK_EQ(coil_join(r, COIL_FOREVER), 0);
-    CHECK_EQ(coil_join(b, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(r, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(b, COIL_FOREVER), 0);
 }
 
 static void test_preference_with_bystander(void **state) {
     struct pref p = {.preference = -1};
     p.ch = open_chan(sizeof(int), 0);
-    RUN(pref_bystander_main, &p);
+    COIL_RUN_CHECKED(pref_bystander_main, &p);
     /* receiver first; it yields, the bystander (queued before the sender) runs */
     assert_string_equal(p.log.buf, "R:wait S:send R:got=0,7 B:ran S:sent=0 R:end");
     assert_int_equal(coil_chan_free(p.ch), 0);
 
     memset(&p, 0, sizeof p);
     p.ch = open_chan(sizeof(int), 0);
-    RUN(pref_bystander_main, &p); /* preference 0 */
+    COIL_RUN_CHECKED(pref_bystander_main, &p); /* preference 0 */
     /* sender continues; the receiver is queued behind the bystander */
     assert_string_equal(p.log.buf, "R:wait S:send S:sent=0 B:ran R:got=0,7 R:end");
     assert_int_equal(coil_chan_free(p.ch), 0);
@@ -704,7 +608,7 @@ static void prefloop_consumer(void *arg) {
     struct prefloop *p = arg;
     for (int i = 0; i < p->n; i++) {
         int v = -1;
-        CHECK_EQ(coil_chan_recv(p->ch, &v), 0);
+        EXPECT_EQ(coil_chan_recv(p->ch, &v), 0);
         logev(&p->log, "R%d", v);
     }
 }
@@ -712,28 +616,28 @@ static void prefloop_consumer(void *arg) {
 static void prefloop_producer(void *arg) {
     struct prefloop *p = arg;
     for (int i = 0; i < p->n; i++) {
-        CHECK_EQ(coil_chan_send(p->ch, &i), 0);
+        EXPECT_EQ(coil_chan_send(p->ch, &i), 0);
         logev(&p->log, "S%d", i);
     }
 }
 
 static void prefloop_main(void *arg) {
     struct prefloop *p = arg;
-    CHECK_EQ(coil_chan_set_preference(p->ch, p->preference), 0);
+    EXPECT_EQ(coil_chan_set_preference(p->ch, p->preference), 0);
     if (p->preference < 0) {
         /* the consumer parks first each time: every transfer is made by the
          * producer (main) into a waiting receiver, which must run first */
         coil_id id = coil_spawn(prefloop_consumer, p, NULL);
-        CHECK(await_balance(p->ch, -1));
+        EXPECT(await_balance(p->ch, -1));
         prefloop_producer(p);
-        CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+        EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     } else {
         /* the producer parks first each time: every transfer is made by the
          * consumer (main) from a waiting sender, which must run first */
         coil_id id = coil_spawn(prefloop_producer, p, NULL);
-        CHECK(await_balance(p->ch, 1));
+        EXPECT(await_balance(p->ch, 1));
         prefloop_consumer(p);
-        CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+        EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     }
 }
 
@@ -743,7 +647,7 @@ static void check_prefloop(int preference) {
     p->n = 300;
     p->preference = preference;
     p->ch = open_chan(sizeof(int), 0);
-    RUN(prefloop_main, p);
+    COIL_RUN_CHECKED(prefloop_main, p);
     struct evlog *want = calloc(1, sizeof *want);
     assert_non_null(want);
     for (int i = 0; i < p->n; i++) {
@@ -796,24 +700,24 @@ static void send_error_main(void *arg) {
     /* to a waiting receiver: its elem stays untouched */
     e->ops[0] = (struct op){.ch = e->ch, .kind = OP_RECV, .val = 1234};
     spawn_op(&e->ops[0]);
-    CHECK(await_balance(e->ch, -1));
-    CHECK_EQ(coil_chan_send_error(e->ch, ECONNRESET), 0);
+    EXPECT(await_balance(e->ch, -1));
+    EXPECT_EQ(coil_chan_send_error(e->ch, ECONNRESET), 0);
     /* from a waiting sender: send_error waits for a receiver like a send */
     e->ops[1] = (struct op){.ch = e->ch, .kind = OP_SEND_ERROR, .val = ENOSPC};
     spawn_op(&e->ops[1]);
-    CHECK(await_balance(e->ch, 1));
+    EXPECT(await_balance(e->ch, 1));
     for (int i = 0; i < 3; i++)
         coil_yield();
-    CHECK(!e->ops[1].done);
+    EXPECT(!e->ops[1].done);
     e->v = 4321;
-    CHECK_EQ(coil_chan_recv(e->ch, &e->v), -ENOSPC);
-    CHECK_EQ(e->v, 4321);
-    CHECK_EQ(balance(e->ch), 0);
+    EXPECT_EQ(coil_chan_recv(e->ch, &e->v), -ENOSPC);
+    EXPECT_EQ(e->v, 4321);
+    EXPECT_EQ(balance(e->ch), 0);
     /* the channel keeps working afterwards */
     e->ops[2] = (struct op){.ch = e->ch, .kind = OP_SEND, .val = 55};
     spawn_op(&e->ops[2]);
-    CHECK_EQ(coil_chan_recv(e->ch, &e->v), 0);
-    CHECK_EQ(e->v, 55);
+    EXPECT_EQ(coil_chan_recv(e->ch, &e->v), 0);
+    EXPECT_EQ(e->v, 55);
     for (int i = 0; i < 5; i++)
         coil_yield();
 }
@@ -821,7 +725,7 @@ static void send_error_main(void *arg) {
 static void test_send_error(void **state) {
     struct errctx e = {0};
     e.ch = open_chan(sizeof(int), 0);
-    RUN(send_error_main, &e);
+    COIL_RUN_CHECKED(send_error_main, &e);
     assert_true(e.ops[0].done);
     assert_int_equal(e.ops[0].result, -ECONNRESET);
     assert_int_equal(e.ops[0].val, 1234);
@@ -838,15 +742,15 @@ static void close_wakes_main(void *arg) {
         e->ops[i] = (struct op){.ch = e->ch, .kind = OP_RECV, .val = 99};
         spawn_op(&e->ops[i]);
     }
-    CHECK(await_balance(e->ch, -3));
-    CHECK_EQ(coil_chan_close(e->ch), 0);
-    CHECK_EQ(balance(e->ch), 0);
+    EXPECT(await_balance(e->ch, -3));
+    EXPECT_EQ(coil_chan_close(e->ch), 0);
+    EXPECT_EQ(balance(e->ch), 0);
     for (int i = 0; i < 5; i++)
         coil_yield();
     int v = 3;
-    CHECK_EQ(coil_chan_recv(e->ch, &v), -EPIPE);
-    CHECK_EQ(v, 3);
-    CHECK_EQ(coil_chan_send(e->ch, &v), -EPIPE);
+    EXPECT_EQ(coil_chan_recv(e->ch, &v), -EPIPE);
+    EXPECT_EQ(v, 3);
+    EXPECT_EQ(coil_chan_send(e->ch, &v), -EPIPE);
 }
 
 static void close_wakes_senders_main(void *arg) {
@@ -855,20 +759,20 @@ static void close_wakes_senders_main(void *arg) {
         e->ops[i] = (struct op){.ch = e->ch, .kind = i == 1 ? OP_SEND_ERROR : OP_SEND, .val = 5};
         spawn_op(&e->ops[i]);
     }
-    CHECK(await_balance(e->ch, 3));
-    CHECK_EQ(coil_chan_close(e->ch), 0);
-    CHECK_EQ(balance(e->ch), 0);
+    EXPECT(await_balance(e->ch, 3));
+    EXPECT_EQ(coil_chan_close(e->ch), 0);
+    EXPECT_EQ(balance(e->ch), 0);
     for (int i = 0; i < 5; i++)
         coil_yield();
     int v = 3;
-    CHECK_EQ(coil_chan_recv(e->ch, &v), -EPIPE); /* nothing of theirs arrives */
-    CHECK_EQ(v, 3);
+    EXPECT_EQ(coil_chan_recv(e->ch, &v), -EPIPE); /* nothing of theirs arrives */
+    EXPECT_EQ(v, 3);
 }
 
 static void test_close_wakes_waiters(void **state) {
     struct errctx e = {0};
     e.ch = open_chan(sizeof(int), 0);
-    RUN(close_wakes_main, &e);
+    COIL_RUN_CHECKED(close_wakes_main, &e);
     for (int i = 0; i < 3; i++) {
         assert_true(e.ops[i].done);
         assert_int_equal(e.ops[i].result, -EPIPE);
@@ -878,7 +782,7 @@ static void test_close_wakes_waiters(void **state) {
 
     memset(&e, 0, sizeof e);
     e.ch = open_chan(sizeof(int), 0);
-    RUN(close_wakes_senders_main, &e);
+    COIL_RUN_CHECKED(close_wakes_senders_main, &e);
     for (int i = 0; i < 3; i++) {
         assert_true(e.ops[i].done);
         assert_int_equal(e.ops[i].result, -EPIPE);
@@ -894,35 +798,35 @@ static void deadline_met_main(void *arg) {
     spawn_op(&e->ops[0]);
     int v = 0;
     /* the sender arrives long before the deadline */
-    CHECK_EQ(coil_chan_recv_dl(e->ch, &v, coil_now() + 10 * COIL_SEC), 0);
-    CHECK_EQ(v, 31);
+    EXPECT_EQ(coil_chan_recv_dl(e->ch, &v, coil_now() + 10 * COIL_SEC), 0);
+    EXPECT_EQ(v, 31);
     e->ops[1] = (struct op){.ch = e->ch, .kind = OP_RECV, .yields_first = 3};
     spawn_op(&e->ops[1]);
     v = 32;
-    CHECK_EQ(coil_chan_send_dl(e->ch, &v, coil_now() + 10 * COIL_SEC), 0);
+    EXPECT_EQ(coil_chan_send_dl(e->ch, &v, coil_now() + 10 * COIL_SEC), 0);
     for (int i = 0; i < 5; i++)
         coil_yield();
-    CHECK_EQ(e->ops[1].val, 32);
+    EXPECT_EQ(e->ops[1].val, 32);
     /* a past deadline still takes what is ready */
     e->ops[2] = (struct op){.ch = e->ch, .kind = OP_SEND, .val = 33};
     spawn_op(&e->ops[2]);
-    CHECK(await_balance(e->ch, 1));
-    CHECK_EQ(coil_chan_recv_dl(e->ch, &v, 0), 0);
-    CHECK_EQ(v, 33);
+    EXPECT(await_balance(e->ch, 1));
+    EXPECT_EQ(coil_chan_recv_dl(e->ch, &v, 0), 0);
+    EXPECT_EQ(v, 33);
     e->ops[3] = (struct op){.ch = e->ch, .kind = OP_RECV};
     spawn_op(&e->ops[3]);
-    CHECK(await_balance(e->ch, -1));
+    EXPECT(await_balance(e->ch, -1));
     v = 34;
-    CHECK_EQ(coil_chan_send_dl(e->ch, &v, coil_now() - COIL_SEC), 0);
+    EXPECT_EQ(coil_chan_send_dl(e->ch, &v, coil_now() - COIL_SEC), 0);
     for (int i = 0; i < 5; i++)
         coil_yield();
-    CHECK_EQ(e->ops[3].val, 34);
+    EXPECT_EQ(e->ops[3].val, 34);
 }
 
 static void test_deadline_met(void **state) {
     struct errctx e = {0};
     e.ch = open_chan(sizeof(int), 0);
-    RUN(deadline_met_main, &e);
+    COIL_RUN_CHECKED(deadline_met_main, &e);
     for (int i = 0; i < 4; i++) {
         assert_true(e.ops[i].done);
         assert_int_equal(e.ops[i].result, 0);

@@ -2,102 +2,12 @@
  * full, FIFO order (ring wrap-around included), a waiting sender's element
  * moving into a freed slot, close (drain, then -EPIPE) and send_error taking
  * a slot in order with the elements. */
+#define COIL_TEST_CHAN_HELPERS
 #include "coil_test.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-
-/* ---- helpers ------------------------------------------------------------ */
-
-static int fail_line;
-static char fail_text[512];
-
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (a_ != b_ && !fail_line) {                                                              \
-            fail_line = __LINE__;                                                                  \
-            snprintf(fail_text, sizeof fail_text, "%s == %s: %lld != %lld", #a, #b, a_, b_);       \
-        }                                                                                          \
-    } while (0)
-#define CHECK(c) CHECK_EQ(!!(c), 1)
-
-#define RUN(fn, arg)                                                                               \
-    do {                                                                                           \
-        fail_line = 0;                                                                             \
-        assert_int_equal(coil_run((fn), (arg)), 0);                                                \
-        if (fail_line) fail_msg("check failed at line %d: %s", fail_line, fail_text);              \
-    } while (0)
-
-static coil_chan_info info_of(coil_chan *ch) {
-    coil_chan_info info;
-    memset(&info, 0x5a, sizeof info);
-    CHECK_EQ(coil_chan_getinfo(ch, &info), 0);
-    return info;
-}
-
-static int balance(coil_chan *ch) {
-    return info_of(ch).balance;
-}
-
-static long count(coil_chan *ch) {
-    return (long)info_of(ch).count;
-}
-
-static bool await_balance(coil_chan *ch, int want) {
-    for (int i = 0; i < 1000; i++) {
-        if (balance(ch) == want) return true;
-        coil_yield();
-    }
-    return false;
-}
-
-static coil_chan *open_chan(size_t elem_size, size_t cap) {
-    coil_chan *ch = NULL;
-    assert_int_equal(coil_chan_open(&ch, elem_size, cap), 0);
-    assert_non_null(ch);
-    return ch;
-}
-
-enum { OP_SEND = 1, OP_RECV, OP_SEND_ERROR };
-struct op {
-    coil_chan *ch;
-    int kind;
-    int val;
-    int result;
-    bool done;
-};
-
-static void op_fn(void *arg) {
-    struct op *o = arg;
-    switch (o->kind) {
-    case OP_SEND: o->result = coil_chan_send(o->ch, &o->val); break;
-    case OP_RECV: o->result = coil_chan_recv(o->ch, &o->val); break;
-    case OP_SEND_ERROR: o->result = coil_chan_send_error(o->ch, o->val); break;
-    }
-    o->done = true;
-}
-
-static coil_id spawn_op(struct op *o) {
-    coil_id id = coil_spawn(op_fn, o, NULL);
-    CHECK(id > 0);
-    return id;
-}
-
-/* Counts how often it gets to run: proof that the caller did not yield. */
-struct spy {
-    int runs;
-    bool stop;
-};
-
-static void spy_fn(void *arg) {
-    struct spy *s = arg;
-    while (!s->stop) {
-        s->runs++;
-        coil_yield();
-    }
-}
 
 /* ---- capacity ----------------------------------------------------------- */
 
@@ -113,51 +23,51 @@ static void capacity_main(void *arg) {
     struct cap *c = arg;
     struct spy spy = {0};
     coil_id sid = coil_spawn(spy_fn, &spy, NULL);
-    CHECK(sid > 0);
+    EXPECT(sid > 0);
     /* cap sends complete without waiting: the runnable spy never runs */
     for (size_t i = 0; i < c->cap; i++) {
         int v = (int)i;
-        CHECK_EQ(coil_chan_send(c->ch, &v), 0);
-        CHECK_EQ(count(c->ch), (long)i + 1);
-        CHECK_EQ(balance(c->ch), 0);
+        EXPECT_EQ(coil_chan_send(c->ch, &v), 0);
+        EXPECT_EQ(count(c->ch), (long)i + 1);
+        EXPECT_EQ(balance(c->ch), 0);
     }
     c->spy_runs_while_filling = spy.runs;
     coil_chan_info info = info_of(c->ch);
-    CHECK_EQ(info.capacity, c->cap);
-    CHECK_EQ(info.count, c->cap);
-    CHECK_EQ(info.elem_size, sizeof(int));
+    EXPECT_EQ(info.capacity, c->cap);
+    EXPECT_EQ(info.count, c->cap);
+    EXPECT_EQ(info.elem_size, sizeof(int));
     /* full: a send with a past deadline fails without waiting */
     int v = -1;
     c->dl_result = coil_chan_send_dl(c->ch, &v, 0);
-    CHECK_EQ(count(c->ch), (long)c->cap);
-    CHECK_EQ(spy.runs, c->spy_runs_while_filling);
+    EXPECT_EQ(count(c->ch), (long)c->cap);
+    EXPECT_EQ(spy.runs, c->spy_runs_while_filling);
     /* and a plain send waits */
     c->blocked = (struct op){.ch = c->ch, .kind = OP_SEND, .val = 1000};
     coil_id bid = spawn_op(&c->blocked);
-    CHECK(await_balance(c->ch, 1));
+    EXPECT(await_balance(c->ch, 1));
     for (int i = 0; i < 5; i++)
         coil_yield();
-    CHECK(!c->blocked.done);
-    CHECK_EQ(count(c->ch), (long)c->cap);
+    EXPECT(!c->blocked.done);
+    EXPECT_EQ(count(c->ch), (long)c->cap);
     /* drain, in order; the blocked element comes last */
     for (size_t i = 0; i < c->cap; i++) {
-        CHECK_EQ(coil_chan_recv(c->ch, &v), 0);
-        CHECK_EQ(v, (int)i);
+        EXPECT_EQ(coil_chan_recv(c->ch, &v), 0);
+        EXPECT_EQ(v, (int)i);
     }
-    CHECK_EQ(coil_chan_recv(c->ch, &v), 0);
-    CHECK_EQ(v, 1000);
-    CHECK_EQ(count(c->ch), 0);
-    CHECK_EQ(coil_join(bid, COIL_FOREVER), 0);
-    CHECK(c->blocked.done);
-    CHECK_EQ(c->blocked.result, 0);
+    EXPECT_EQ(coil_chan_recv(c->ch, &v), 0);
+    EXPECT_EQ(v, 1000);
+    EXPECT_EQ(count(c->ch), 0);
+    EXPECT_EQ(coil_join(bid, COIL_FOREVER), 0);
+    EXPECT(c->blocked.done);
+    EXPECT_EQ(c->blocked.result, 0);
     spy.stop = true;
-    CHECK_EQ(coil_join(sid, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(sid, COIL_FOREVER), 0);
 }
 
 static void check_capacity(size_t cap) {
     struct cap c = {.cap = cap};
     c.ch = open_chan(sizeof(int), cap);
-    RUN(capacity_main, &c);
+    COIL_RUN_CHECKED(capacity_main, &c);
     assert_int_equal(c.spy_runs_while_filling, 0);
     assert_int_equal(c.dl_result, -ETIMEDOUT);
     assert_int_equal(coil_chan_free(c.ch), 0);
@@ -189,34 +99,34 @@ static void ring_main(void *arg) {
         seed = seed * 1103515245u + 12345u;
         int want_send = (seed >> 16) % 3 != 0; /* fills up, then drains */
         if ((want_send && len < CAP) || len == 0) {
-            CHECK_EQ(coil_chan_send_dl(r->ch, &next, 0), 0);
+            EXPECT_EQ(coil_chan_send_dl(r->ch, &next, 0), 0);
             model[(head + len) % CAP] = next++;
             len++;
         } else {
             int v = -1;
-            CHECK_EQ(coil_chan_recv_dl(r->ch, &v, 0), 0);
-            CHECK_EQ(v, model[head]);
+            EXPECT_EQ(coil_chan_recv_dl(r->ch, &v, 0), 0);
+            EXPECT_EQ(v, model[head]);
             head = (head + 1) % CAP;
             len--;
             r->received++;
         }
-        CHECK_EQ(count(r->ch), len);
+        EXPECT_EQ(count(r->ch), len);
     }
     int v;
-    if (len == CAP) CHECK_EQ(coil_chan_send_dl(r->ch, &v, 0), -ETIMEDOUT);
+    if (len == CAP) EXPECT_EQ(coil_chan_send_dl(r->ch, &v, 0), -ETIMEDOUT);
     while (len > 0) {
-        CHECK_EQ(coil_chan_recv(r->ch, &v), 0);
-        CHECK_EQ(v, model[head]);
+        EXPECT_EQ(coil_chan_recv(r->ch, &v), 0);
+        EXPECT_EQ(v, model[head]);
         head = (head + 1) % CAP;
         len--;
     }
-    CHECK_EQ(coil_chan_recv_dl(r->ch, &v, 0), -ETIMEDOUT);
+    EXPECT_EQ(coil_chan_recv_dl(r->ch, &v, 0), -ETIMEDOUT);
 }
 
 static void test_order_and_wraparound(void **state) {
     struct ring r = {.iterations = coil_test_under_valgrind() ? 2000 : 20000};
     r.ch = open_chan(sizeof(int), 5);
-    RUN(ring_main, &r);
+    COIL_RUN_CHECKED(ring_main, &r);
     assert_true(r.received > r.iterations / 5);
     assert_int_equal(coil_chan_free(r.ch), 0);
 }
@@ -233,18 +143,18 @@ static void bigbuf_main(void *arg) {
     for (int k = 0; k < 4; k++) {
         memset(b->in, 'a' + k, b->size);
         b->in[(size_t)k % b->size] = 0;
-        CHECK_EQ(coil_chan_send(b->ch, b->in), 0);
+        EXPECT_EQ(coil_chan_send(b->ch, b->in), 0);
     }
     memset(b->in, 0xFF, b->size); /* the buffer holds copies */
     for (int k = 0; k < 4; k++) {
         memset(b->out, 0, b->size + 16);
-        CHECK_EQ(coil_chan_recv(b->ch, b->out), 0);
+        EXPECT_EQ(coil_chan_recv(b->ch, b->out), 0);
         bool ok = true;
         for (size_t i = 0; i < b->size; i++)
             if (b->out[i] != (i == (size_t)k % b->size ? 0 : 'a' + k)) ok = false;
         for (size_t i = b->size; i < b->size + 16; i++)
             if (b->out[i] != 0) ok = false;
-        CHECK(ok);
+        EXPECT(ok);
     }
 }
 
@@ -257,7 +167,7 @@ static void test_large_elements(void **state) {
         b.out = malloc(b.size + 16);
         assert_non_null(b.in);
         assert_non_null(b.out);
-        RUN(bigbuf_main, &b);
+        COIL_RUN_CHECKED(bigbuf_main, &b);
         assert_int_equal(coil_chan_free(b.ch), 0);
         free(b.in);
         free(b.out);
@@ -280,17 +190,17 @@ static void moves_main(void *arg) {
     int v;
     coil_id ids[3];
     for (v = 1; v <= 2; v++)
-        CHECK_EQ(coil_chan_send(m->ch, &v), 0);
+        EXPECT_EQ(coil_chan_send(m->ch, &v), 0);
     for (int i = 0; i < 3; i++) {
         m->s[i] = (struct op){.ch = m->ch, .kind = OP_SEND, .val = 3 + i};
         ids[i] = spawn_op(&m->s[i]);
-        CHECK(await_balance(m->ch, i + 1)); /* they park in order */
+        EXPECT(await_balance(m->ch, i + 1)); /* they park in order */
     }
     m->counts[0] = count(m->ch);
     m->balances[0] = balance(m->ch);
     /* one receive frees a slot: the first waiting sender's element moves in
      * at once, and that sender is released */
-    CHECK_EQ(coil_chan_recv(m->ch, &m->vals[0]), 0);
+    EXPECT_EQ(coil_chan_recv(m->ch, &m->vals[0]), 0);
     m->counts[1] = count(m->ch);
     m->balances[1] = balance(m->ch);
     for (int i = 0; i < 5; i++)
@@ -298,19 +208,19 @@ static void moves_main(void *arg) {
     for (int i = 0; i < 3; i++)
         m->done_after_first[i] = m->s[i].done;
     for (int k = 1; k < 5; k++) {
-        CHECK_EQ(coil_chan_recv(m->ch, &m->vals[k]), 0);
+        EXPECT_EQ(coil_chan_recv(m->ch, &m->vals[k]), 0);
         m->counts[k + 1] = count(m->ch);
         m->balances[k + 1] = balance(m->ch);
     }
-    CHECK_EQ(coil_chan_recv_dl(m->ch, &v, 0), -ETIMEDOUT);
+    EXPECT_EQ(coil_chan_recv_dl(m->ch, &v, 0), -ETIMEDOUT);
     for (int i = 0; i < 3; i++)
-        CHECK_EQ(coil_join(ids[i], COIL_FOREVER), 0);
+        EXPECT_EQ(coil_join(ids[i], COIL_FOREVER), 0);
 }
 
 static void test_waiting_sender_moves_into_buffer(void **state) {
     struct moves m = {0};
     m.ch = open_chan(sizeof(int), 2);
-    RUN(moves_main, &m);
+    COIL_RUN_CHECKED(moves_main, &m);
     for (int k = 0; k < 5; k++)
         assert_int_equal(m.vals[k], k + 1);
     static const long want_counts[] = {2, 2, 2, 2, 1, 0};
@@ -344,29 +254,29 @@ static void direct_main(void *arg) {
     for (int i = 0; i < 3; i++) {
         d->r[i] = (struct op){.ch = d->ch, .kind = OP_RECV, .val = -1};
         ids[i] = spawn_op(&d->r[i]);
-        CHECK(await_balance(d->ch, -(i + 1)));
+        EXPECT(await_balance(d->ch, -(i + 1)));
     }
     d->balances[0] = balance(d->ch);
     for (int k = 0; k < 3; k++) {
         int v = 50 + k;
-        CHECK_EQ(coil_chan_send(d->ch, &v), 0);
+        EXPECT_EQ(coil_chan_send(d->ch, &v), 0);
         d->counts[k] = count(d->ch);
         d->balances[k + 1] = balance(d->ch);
     }
     for (int i = 0; i < 3; i++)
-        CHECK_EQ(coil_join(ids[i], COIL_FOREVER), 0);
+        EXPECT_EQ(coil_join(ids[i], COIL_FOREVER), 0);
     /* with the receivers gone the buffer is used again */
     int v = 60;
-    CHECK_EQ(coil_chan_send(d->ch, &v), 0);
-    CHECK_EQ(count(d->ch), 1);
-    CHECK_EQ(coil_chan_recv(d->ch, &v), 0);
-    CHECK_EQ(v, 60);
+    EXPECT_EQ(coil_chan_send(d->ch, &v), 0);
+    EXPECT_EQ(count(d->ch), 1);
+    EXPECT_EQ(coil_chan_recv(d->ch, &v), 0);
+    EXPECT_EQ(v, 60);
 }
 
 static void test_waiting_receivers_get_elements_directly(void **state) {
     struct direct d = {0};
     d.ch = open_chan(sizeof(int), 4);
-    RUN(direct_main, &d);
+    COIL_RUN_CHECKED(direct_main, &d);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(d.r[i].result, 0);
         assert_int_equal(d.r[i].val, 50 + i);
@@ -406,14 +316,14 @@ static void prodcons_main(void *arg) {
         if (c > p->max_count) p->max_count = (int)c;
         if (v % 3 == 0) coil_yield();
     }
-    CHECK_EQ(r, -EPIPE);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(r, -EPIPE);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
 }
 
 static void test_producer_consumer(void **state) {
     struct prodcons p = {.n = coil_test_under_valgrind() ? 2000 : 20000};
     p.ch = open_chan(sizeof(int), 3);
-    RUN(prodcons_main, &p);
+    COIL_RUN_CHECKED(prodcons_main, &p);
     assert_int_equal(p.errors, 0);
     assert_int_equal(p.next_expected, p.n);
     assert_true(p.max_count <= 3);
@@ -434,27 +344,27 @@ struct closectx {
 static void close_drains_main(void *arg) {
     struct closectx *c = arg;
     for (int v = 1; v <= 3; v++)
-        CHECK_EQ(coil_chan_send(c->ch, &v), 0);
-    CHECK_EQ(coil_chan_close(c->ch), 0);
+        EXPECT_EQ(coil_chan_send(c->ch, &v), 0);
+    EXPECT_EQ(coil_chan_close(c->ch), 0);
     c->after_close = info_of(c->ch);
     int v = 9;
-    CHECK_EQ(coil_chan_send(c->ch, &v), -EPIPE);
-    CHECK_EQ(coil_chan_send_error(c->ch, EIO), -EPIPE);
-    CHECK_EQ(coil_chan_send_dl(c->ch, &v, 0), -EPIPE);
-    CHECK_EQ(count(c->ch), 3); /* refused sends add nothing */
+    EXPECT_EQ(coil_chan_send(c->ch, &v), -EPIPE);
+    EXPECT_EQ(coil_chan_send_error(c->ch, EIO), -EPIPE);
+    EXPECT_EQ(coil_chan_send_dl(c->ch, &v, 0), -EPIPE);
+    EXPECT_EQ(count(c->ch), 3); /* refused sends add nothing */
     for (int k = 0; k < 6; k++) {
         c->vals[k] = -1;
         c->results[k] = coil_chan_recv(c->ch, &c->vals[k]);
     }
     /* a past deadline reports the closed channel, not a timeout */
-    CHECK_EQ(coil_chan_recv_dl(c->ch, &v, 0), -EPIPE);
-    CHECK_EQ(coil_chan_close(c->ch), -EPIPE);
+    EXPECT_EQ(coil_chan_recv_dl(c->ch, &v, 0), -EPIPE);
+    EXPECT_EQ(coil_chan_close(c->ch), -EPIPE);
 }
 
 static void test_close_drains_then_epipe(void **state) {
     struct closectx c = {0};
     c.ch = open_chan(sizeof(int), 4);
-    RUN(close_drains_main, &c);
+    COIL_RUN_CHECKED(close_drains_main, &c);
     assert_int_equal(c.after_close.closed, 1);
     assert_int_equal(c.after_close.count, 3);
     for (int k = 0; k < 3; k++) {
@@ -474,17 +384,17 @@ static void close_full_main(void *arg) {
     struct closectx *c = arg;
     coil_id ids[2];
     int v = 1;
-    CHECK_EQ(coil_chan_send(c->ch, &v), 0);
+    EXPECT_EQ(coil_chan_send(c->ch, &v), 0);
     c->ops[0] = (struct op){.ch = c->ch, .kind = OP_SEND, .val = 2};
     c->ops[1] = (struct op){.ch = c->ch, .kind = OP_SEND_ERROR, .val = EIO};
     ids[0] = spawn_op(&c->ops[0]);
     ids[1] = spawn_op(&c->ops[1]);
-    CHECK(await_balance(c->ch, 2));
-    CHECK_EQ(coil_chan_close(c->ch), 0);
-    CHECK_EQ(balance(c->ch), 0);
-    CHECK_EQ(count(c->ch), 1);
+    EXPECT(await_balance(c->ch, 2));
+    EXPECT_EQ(coil_chan_close(c->ch), 0);
+    EXPECT_EQ(balance(c->ch), 0);
+    EXPECT_EQ(count(c->ch), 1);
     for (int i = 0; i < 2; i++)
-        CHECK_EQ(coil_join(ids[i], COIL_FOREVER), 0);
+        EXPECT_EQ(coil_join(ids[i], COIL_FOREVER), 0);
     for (int k = 0; k < 3; k++) {
         c->vals[k] = -1;
         c->results[k] = coil_chan_recv(c->ch, &c->vals[k]);
@@ -494,7 +404,7 @@ static void close_full_main(void *arg) {
 static void test_close_wakes_waiting_senders(void **state) {
     struct closectx c = {0};
     c.ch = open_chan(sizeof(int), 1);
-    RUN(close_full_main, &c);
+    COIL_RUN_CHECKED(close_full_main, &c);
     assert_int_equal(c.ops[0].result, -EPIPE);
     assert_int_equal(c.ops[1].result, -EPIPE);
     assert_int_equal(c.results[0], 0);
@@ -511,17 +421,17 @@ static void close_empty_main(void *arg) {
         c->ops[i] = (struct op){.ch = c->ch, .kind = OP_RECV, .val = 77};
         ids[i] = spawn_op(&c->ops[i]);
     }
-    CHECK(await_balance(c->ch, -3));
-    CHECK_EQ(coil_chan_close(c->ch), 0);
-    CHECK_EQ(balance(c->ch), 0);
+    EXPECT(await_balance(c->ch, -3));
+    EXPECT_EQ(coil_chan_close(c->ch), 0);
+    EXPECT_EQ(balance(c->ch), 0);
     for (int i = 0; i < 3; i++)
-        CHECK_EQ(coil_join(ids[i], COIL_FOREVER), 0);
+        EXPECT_EQ(coil_join(ids[i], COIL_FOREVER), 0);
 }
 
 static void test_close_wakes_waiting_receivers(void **state) {
     struct closectx c = {0};
     c.ch = open_chan(sizeof(int), 3);
-    RUN(close_empty_main, &c);
+    COIL_RUN_CHECKED(close_empty_main, &c);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(c.ops[i].result, -EPIPE);
         assert_int_equal(c.ops[i].val, 77);
@@ -544,17 +454,17 @@ struct errs {
 static void errors_in_order_main(void *arg) {
     struct errs *e = arg;
     int v = 10;
-    CHECK_EQ(coil_chan_send(e->ch, &v), 0);
-    CHECK_EQ(coil_chan_send_error(e->ch, E2BIG), 0);
+    EXPECT_EQ(coil_chan_send(e->ch, &v), 0);
+    EXPECT_EQ(coil_chan_send_error(e->ch, E2BIG), 0);
     v = 30;
-    CHECK_EQ(coil_chan_send(e->ch, &v), 0);
-    CHECK_EQ(coil_chan_send_error(e->ch, ENOENT), 0);
+    EXPECT_EQ(coil_chan_send(e->ch, &v), 0);
+    EXPECT_EQ(coil_chan_send_error(e->ch, ENOENT), 0);
     v = 50;
-    CHECK_EQ(coil_chan_send(e->ch, &v), 0);
-    e->count_before = count(e->ch);                   /* errors take slots */
-    CHECK_EQ(coil_chan_send_error(e->ch, EAGAIN), 0); /* 6th: full now */
-    CHECK_EQ(coil_chan_send_dl(e->ch, &v, 0), -ETIMEDOUT);
-    CHECK_EQ(coil_chan_close(e->ch), 0); /* errors drain too after close */
+    EXPECT_EQ(coil_chan_send(e->ch, &v), 0);
+    e->count_before = count(e->ch);                    /* errors take slots */
+    EXPECT_EQ(coil_chan_send_error(e->ch, EAGAIN), 0); /* 6th: full now */
+    EXPECT_EQ(coil_chan_send_dl(e->ch, &v, 0), -ETIMEDOUT);
+    EXPECT_EQ(coil_chan_close(e->ch), 0); /* errors drain too after close */
     for (int k = 0; k < 7; k++) {
         e->vals[k] = -1;
         e->results[k] = coil_chan_recv(e->ch, &e->vals[k]);
@@ -564,7 +474,7 @@ static void errors_in_order_main(void *arg) {
 static void test_send_error_in_order(void **state) {
     struct errs e = {0};
     e.ch = open_chan(sizeof(int), 6);
-    RUN(errors_in_order_main, &e);
+    COIL_RUN_CHECKED(errors_in_order_main, &e);
     assert_int_equal(e.count_before, 5);
     static const int want_res[] = {0, -E2BIG, 0, -ENOENT, 0, -EAGAIN, -EPIPE};
     static const int want_val[] = {10, -1, 30, -1, 50, -1, -1}; /* elem untouched on error */
@@ -581,26 +491,26 @@ static void test_send_error_in_order(void **state) {
 static void error_waits_main(void *arg) {
     struct errs *e = arg;
     int v = 1;
-    CHECK_EQ(coil_chan_send(e->ch, &v), 0);
+    EXPECT_EQ(coil_chan_send(e->ch, &v), 0);
     e->blocked = (struct op){.ch = e->ch, .kind = OP_SEND_ERROR, .val = ETIME};
     coil_id id = spawn_op(&e->blocked);
-    CHECK(await_balance(e->ch, 1));
-    CHECK(!e->blocked.done);
+    EXPECT(await_balance(e->ch, 1));
+    EXPECT(!e->blocked.done);
     e->blocked_vals[0] = -1;
     e->blocked_results[0] = coil_chan_recv(e->ch, &e->blocked_vals[0]);
-    CHECK_EQ(count(e->ch), 1); /* the error moved into the freed slot */
-    CHECK_EQ(balance(e->ch), 0);
+    EXPECT_EQ(count(e->ch), 1); /* the error moved into the freed slot */
+    EXPECT_EQ(balance(e->ch), 0);
     e->blocked_vals[1] = -1;
     e->blocked_results[1] = coil_chan_recv(e->ch, &e->blocked_vals[1]);
-    CHECK_EQ(count(e->ch), 0);
+    EXPECT_EQ(count(e->ch), 0);
     e->blocked_results[2] = coil_chan_recv_dl(e->ch, &v, 0);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
 }
 
 static void test_send_error_waits_for_room(void **state) {
     struct errs e = {0};
     e.ch = open_chan(sizeof(int), 1);
-    RUN(error_waits_main, &e);
+    COIL_RUN_CHECKED(error_waits_main, &e);
     assert_int_equal(e.blocked.result, 0);
     assert_int_equal(e.blocked_results[0], 0);
     assert_int_equal(e.blocked_vals[0], 1);
@@ -622,25 +532,25 @@ struct dl {
 static void deadline_main(void *arg) {
     struct dl *d = arg;
     int v = 1;
-    CHECK_EQ(coil_chan_send(d->ch, &v), 0);
-    CHECK_EQ(coil_chan_send(d->ch, &v), 0);
+    EXPECT_EQ(coil_chan_send(d->ch, &v), 0);
+    EXPECT_EQ(coil_chan_send(d->ch, &v), 0);
     int64_t t0 = coil_now();
     d->send_res = coil_chan_send_dl(d->ch, &v, t0 + 20 * COIL_MSEC);
     d->send_waited = coil_now() - t0;
     d->bal_after[0] = balance(d->ch);
-    CHECK_EQ(coil_chan_recv(d->ch, &v), 0);
-    CHECK_EQ(coil_chan_recv(d->ch, &v), 0);
+    EXPECT_EQ(coil_chan_recv(d->ch, &v), 0);
+    EXPECT_EQ(coil_chan_recv(d->ch, &v), 0);
     t0 = coil_now();
     d->recv_res = coil_chan_recv_dl(d->ch, &v, t0 + 20 * COIL_MSEC);
     d->recv_waited = coil_now() - t0;
     d->bal_after[1] = balance(d->ch);
-    CHECK_EQ(count(d->ch), 0);
+    EXPECT_EQ(count(d->ch), 0);
 }
 
 static void test_deadlines(void **state) {
     struct dl d = {0};
     d.ch = open_chan(sizeof(int), 2);
-    RUN(deadline_main, &d);
+    COIL_RUN_CHECKED(deadline_main, &d);
     assert_int_equal(d.send_res, -ETIMEDOUT);
     assert_int_equal(d.recv_res, -ETIMEDOUT);
     assert_true(d.send_waited >= 20 * COIL_MSEC);
@@ -655,14 +565,14 @@ static void test_deadlines(void **state) {
 static void free_buffered_main(void *arg) {
     coil_chan *ch = arg;
     int v = 3;
-    CHECK_EQ(coil_chan_send(ch, &v), 0);
-    CHECK_EQ(coil_chan_send(ch, &v), 0);
-    CHECK_EQ(coil_chan_free(ch), 0);
+    EXPECT_EQ(coil_chan_send(ch, &v), 0);
+    EXPECT_EQ(coil_chan_send(ch, &v), 0);
+    EXPECT_EQ(coil_chan_free(ch), 0);
 }
 
 static void test_free_with_buffered_elements(void **state) {
     coil_chan *ch = open_chan(sizeof(int), 8);
-    RUN(free_buffered_main, ch);
+    COIL_RUN_CHECKED(free_buffered_main, ch);
     ch = open_chan(sizeof(long), 8);
     coil_chan_info info;
     assert_int_equal(coil_chan_getinfo(ch, &info), 0);

@@ -2,6 +2,7 @@
  * outside a tasklet (-EPERM), killed tasklets (-ECANCELED), closed channels
  * (-EPIPE), busy (-EBUSY) and freed (-EBADF) channels, channels of another
  * scheduler (-EXDEV) and deadlines (-ETIMEDOUT). */
+#define COIL_TEST_CHAN_HELPERS
 #include "coil_test.h"
 
 #include <errno.h>
@@ -11,99 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-/* ---- helpers ------------------------------------------------------------ */
-
-static int fail_line;
-static char fail_text[512];
-
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (a_ != b_ && !fail_line) {                                                              \
-            fail_line = __LINE__;                                                                  \
-            snprintf(fail_text, sizeof fail_text, "%s == %s: %lld != %lld", #a, #b, a_, b_);       \
-        }                                                                                          \
-    } while (0)
-#define CHECK(c) CHECK_EQ(!!(c), 1)
-
-#define RUN(fn, arg)                                                                               \
-    do {                                                                                           \
-        fail_line = 0;                                                                             \
-        assert_int_equal(coil_run((fn), (arg)), 0);                                                \
-        if (fail_line) fail_msg("check failed at line %d: %s", fail_line, fail_text);              \
-    } while (0)
-
-static coil_chan_info info_of(coil_chan *ch) {
-    coil_chan_info info;
-    memset(&info, 0x5a, sizeof info);
-    CHECK_EQ(coil_chan_getinfo(ch, &info), 0);
-    return info;
-}
-
-static int balance(coil_chan *ch) {
-    return info_of(ch).balance;
-}
-
-static bool await_balance(coil_chan *ch, int want) {
-    for (int i = 0; i < 1000; i++) {
-        if (balance(ch) == want) return true;
-        coil_yield();
-    }
-    return false;
-}
-
-static coil_chan *open_chan(size_t elem_size, size_t cap) {
-    coil_chan *ch = NULL;
-    assert_int_equal(coil_chan_open(&ch, elem_size, cap), 0);
-    assert_non_null(ch);
-    return ch;
-}
-
-enum { OP_SEND = 1, OP_RECV, OP_SEND_ERROR, OP_CHOOSE_RECV };
-struct op {
-    coil_chan *ch;
-    int kind;
-    int val;
-    int result;
-    int clause_result; /* OP_CHOOSE_RECV: the clause's result */
-    bool done;
-};
-
-static void op_fn(void *arg) {
-    struct op *o = arg;
-    switch (o->kind) {
-    case OP_SEND: o->result = coil_chan_send(o->ch, &o->val); break;
-    case OP_RECV: o->result = coil_chan_recv(o->ch, &o->val); break;
-    case OP_SEND_ERROR: o->result = coil_chan_send_error(o->ch, o->val); break;
-    case OP_CHOOSE_RECV: {
-        coil_clause cl[1] = {{.ch = o->ch, .op = COIL_CHOOSE_RECV, .elem = &o->val}};
-        o->result = coil_choose(cl, 1, COIL_FOREVER);
-        o->clause_result = cl[0].result;
-        break;
-    }
-    }
-    o->done = true;
-}
-
-static coil_id spawn_op(struct op *o) {
-    coil_id id = coil_spawn(op_fn, o, NULL);
-    CHECK(id > 0);
-    return id;
-}
-
-struct spy {
-    int runs;
-    bool stop;
-};
-
-static void spy_fn(void *arg) {
-    struct spy *s = arg;
-    while (!s->stop) {
-        s->runs++;
-        coil_yield();
-    }
-}
 
 /* ---- coil_chan_open ----------------------------------------------------- */
 
@@ -164,35 +72,35 @@ static void null_args_main(void *arg) {
     struct nulls *n = arg;
     int v = 5;
     coil_chan_info info;
-    CHECK_EQ(coil_chan_send(NULL, &v), -EINVAL);
-    CHECK_EQ(coil_chan_send(n->ch, NULL), -EINVAL);
-    CHECK_EQ(coil_chan_send_dl(NULL, &v, COIL_FOREVER), -EINVAL);
-    CHECK_EQ(coil_chan_send_dl(n->ch, NULL, COIL_FOREVER), -EINVAL);
-    CHECK_EQ(coil_chan_send_dl(n->ch, NULL, 0), -EINVAL);
-    CHECK_EQ(coil_chan_recv(NULL, &v), -EINVAL);
-    CHECK_EQ(coil_chan_recv(n->ch, NULL), -EINVAL);
-    CHECK_EQ(coil_chan_recv_dl(NULL, &v, COIL_FOREVER), -EINVAL);
-    CHECK_EQ(coil_chan_recv_dl(n->ch, NULL, COIL_FOREVER), -EINVAL);
-    CHECK_EQ(coil_chan_send_error(NULL, EIO), -EINVAL);
-    CHECK_EQ(coil_chan_getinfo(NULL, &info), -EINVAL);
-    CHECK_EQ(coil_chan_getinfo(n->ch, NULL), -EINVAL);
-    CHECK_EQ(coil_chan_close(NULL), -EINVAL);
-    CHECK_EQ(coil_chan_free(NULL), -EINVAL);
-    CHECK_EQ(coil_chan_set_preference(NULL, 0), -EINVAL);
+    EXPECT_EQ(coil_chan_send(NULL, &v), -EINVAL);
+    EXPECT_EQ(coil_chan_send(n->ch, NULL), -EINVAL);
+    EXPECT_EQ(coil_chan_send_dl(NULL, &v, COIL_FOREVER), -EINVAL);
+    EXPECT_EQ(coil_chan_send_dl(n->ch, NULL, COIL_FOREVER), -EINVAL);
+    EXPECT_EQ(coil_chan_send_dl(n->ch, NULL, 0), -EINVAL);
+    EXPECT_EQ(coil_chan_recv(NULL, &v), -EINVAL);
+    EXPECT_EQ(coil_chan_recv(n->ch, NULL), -EINVAL);
+    EXPECT_EQ(coil_chan_recv_dl(NULL, &v, COIL_FOREVER), -EINVAL);
+    EXPECT_EQ(coil_chan_recv_dl(n->ch, NULL, COIL_FOREVER), -EINVAL);
+    EXPECT_EQ(coil_chan_send_error(NULL, EIO), -EINVAL);
+    EXPECT_EQ(coil_chan_getinfo(NULL, &info), -EINVAL);
+    EXPECT_EQ(coil_chan_getinfo(n->ch, NULL), -EINVAL);
+    EXPECT_EQ(coil_chan_close(NULL), -EINVAL);
+    EXPECT_EQ(coil_chan_free(NULL), -EINVAL);
+    EXPECT_EQ(coil_chan_set_preference(NULL, 0), -EINVAL);
     /* none of this parked anything or touched the channel */
     coil_chan_info i = info_of(n->ch);
-    CHECK_EQ(i.balance, 0);
-    CHECK_EQ(i.count, 0);
-    CHECK_EQ(i.closed, 0);
-    CHECK_EQ(i.preference, -1);
-    CHECK_EQ(coil_chan_send(n->ch, &v), 0);
-    CHECK_EQ(coil_chan_recv(n->ch, &v), 0);
+    EXPECT_EQ(i.balance, 0);
+    EXPECT_EQ(i.count, 0);
+    EXPECT_EQ(i.closed, 0);
+    EXPECT_EQ(i.preference, -1);
+    EXPECT_EQ(coil_chan_send(n->ch, &v), 0);
+    EXPECT_EQ(coil_chan_recv(n->ch, &v), 0);
 }
 
 static void test_null_arguments(void **state) {
     struct nulls n;
     n.ch = open_chan(sizeof(int), 1);
-    RUN(null_args_main, &n);
+    COIL_RUN_CHECKED(null_args_main, &n);
     /* the calls that are allowed anywhere check their arguments there too */
     coil_chan_info info;
     assert_int_equal(coil_chan_getinfo(NULL, &info), -EINVAL);
@@ -209,24 +117,24 @@ static void bad_values_main(void *arg) {
     coil_chan *ch = arg;
     static const int bad_errs[] = {0, -1, -EIO, INT_MIN};
     for (size_t i = 0; i < sizeof bad_errs / sizeof bad_errs[0]; i++)
-        CHECK_EQ(coil_chan_send_error(ch, bad_errs[i]), -EINVAL);
-    CHECK_EQ(info_of(ch).count, 0); /* nothing took a slot */
-    CHECK_EQ(balance(ch), 0);
+        EXPECT_EQ(coil_chan_send_error(ch, bad_errs[i]), -EINVAL);
+    EXPECT_EQ(info_of(ch).count, 0); /* nothing took a slot */
+    EXPECT_EQ(balance(ch), 0);
     static const int bad_prefs[] = {-2, 2, 3, 100, -100, INT_MIN, INT_MAX};
     for (int p = -1; p <= 1; p++) {
-        CHECK_EQ(coil_chan_set_preference(ch, p), 0);
+        EXPECT_EQ(coil_chan_set_preference(ch, p), 0);
         for (size_t i = 0; i < sizeof bad_prefs / sizeof bad_prefs[0]; i++)
-            CHECK_EQ(coil_chan_set_preference(ch, bad_prefs[i]), -EINVAL);
-        CHECK_EQ(info_of(ch).preference, p); /* unchanged by the refused calls */
+            EXPECT_EQ(coil_chan_set_preference(ch, bad_prefs[i]), -EINVAL);
+        EXPECT_EQ(info_of(ch).preference, p); /* unchanged by the refused calls */
     }
-    CHECK_EQ(coil_chan_send_error(ch, EIO), 0); /* a positive errno is fine */
+    EXPECT_EQ(coil_chan_send_error(ch, EIO), 0); /* a positive errno is fine */
     int v = 0;
-    CHECK_EQ(coil_chan_recv(ch, &v), -EIO);
+    EXPECT_EQ(coil_chan_recv(ch, &v), -EIO);
 }
 
 static void test_bad_values(void **state) {
     coil_chan *ch = open_chan(sizeof(int), 2);
-    RUN(bad_values_main, ch);
+    COIL_RUN_CHECKED(bad_values_main, ch);
     assert_int_equal(coil_chan_set_preference(ch, 2), -EINVAL);
     assert_int_equal(coil_chan_set_preference(ch, -2), -EINVAL);
     assert_int_equal(coil_chan_free(ch), 0);
@@ -256,10 +164,10 @@ static void *eperm_thread(void *arg) {
 static void use_after_eperm_main(void *arg) {
     coil_chan *ch = arg;
     int v = 11;
-    CHECK_EQ(coil_chan_send(ch, &v), 0);
+    EXPECT_EQ(coil_chan_send(ch, &v), 0);
     v = 0;
-    CHECK_EQ(coil_chan_recv(ch, &v), 0);
-    CHECK_EQ(v, 11);
+    EXPECT_EQ(coil_chan_recv(ch, &v), 0);
+    EXPECT_EQ(v, 11);
 }
 
 static void test_outside_tasklet(void **state) {
@@ -278,7 +186,7 @@ static void test_outside_tasklet(void **state) {
     assert_int_equal(coil_chan_getinfo(ch, &info), 0);
     assert_int_equal(info.count, 0);
     assert_int_equal(info.balance, 0);
-    RUN(use_after_eperm_main, ch);
+    COIL_RUN_CHECKED(use_after_eperm_main, ch);
     assert_int_equal(coil_chan_free(ch), 0);
 }
 
@@ -320,30 +228,30 @@ static void victim(void *arg) {
 static void kill_main(void *arg) {
     struct killctx *k = arg;
     int one = 1;
-    CHECK_EQ(coil_chan_send(k->buf, &one), 0);
+    EXPECT_EQ(coil_chan_send(k->buf, &one), 0);
     struct op peer = {.ch = k->peer, .kind = OP_RECV, .val = -1};
     coil_id pid = spawn_op(&peer);
-    CHECK(await_balance(k->peer, -1));
+    EXPECT(await_balance(k->peer, -1));
     coil_id vid = coil_spawn(victim, k, NULL);
     int want = k->kind == OP_RECV ? -1 : 1;
-    CHECK(await_balance(k->ch, want));
-    CHECK_EQ(coil_kill(vid), 0);
-    CHECK_EQ(balance(k->ch), 0); /* unlinked at once */
-    CHECK_EQ(coil_join(vid, COIL_FOREVER), 0);
+    EXPECT(await_balance(k->ch, want));
+    EXPECT_EQ(coil_kill(vid), 0);
+    EXPECT_EQ(balance(k->ch), 0); /* unlinked at once */
+    EXPECT_EQ(coil_join(vid, COIL_FOREVER), 0);
     /* the victim's operation did not happen, nor did any later one */
     int v = -1;
-    CHECK_EQ(coil_chan_recv_dl(k->ch, &v, 0), -ETIMEDOUT);
-    CHECK_EQ(coil_chan_send_dl(k->ch, &v, 0), -ETIMEDOUT);
+    EXPECT_EQ(coil_chan_recv_dl(k->ch, &v, 0), -ETIMEDOUT);
+    EXPECT_EQ(coil_chan_send_dl(k->ch, &v, 0), -ETIMEDOUT);
     coil_chan_info bi = info_of(k->buf);
-    CHECK_EQ(bi.count, 1);
-    CHECK_EQ(balance(k->peer), -1);
-    CHECK(!peer.done);
+    EXPECT_EQ(bi.count, 1);
+    EXPECT_EQ(balance(k->peer), -1);
+    EXPECT(!peer.done);
     v = 2;
-    CHECK_EQ(coil_chan_send(k->peer, &v), 0);
-    CHECK_EQ(coil_join(pid, COIL_FOREVER), 0);
-    CHECK_EQ(peer.val, 2);
-    CHECK_EQ(coil_chan_recv(k->buf, &v), 0);
-    CHECK_EQ(v, 1);
+    EXPECT_EQ(coil_chan_send(k->peer, &v), 0);
+    EXPECT_EQ(coil_join(pid, COIL_FOREVER), 0);
+    EXPECT_EQ(peer.val, 2);
+    EXPECT_EQ(coil_chan_recv(k->buf, &v), 0);
+    EXPECT_EQ(v, 1);
 }
 
 static void check_kill(int kind, int64_t deadline_from_now) {
@@ -352,7 +260,7 @@ static void check_kill(int kind, int64_t deadline_from_now) {
     k.buf = open_chan(sizeof(int), 4);
     k.peer = open_chan(sizeof(int), 0);
     k.deadline = deadline_from_now < 0 ? COIL_FOREVER : coil_now() + deadline_from_now;
-    RUN(kill_main, &k);
+    COIL_RUN_CHECKED(kill_main, &k);
     assert_int_equal(k.first, -ECANCELED);
     if (kind == OP_RECV) assert_int_equal(k.v, 1234); /* elem untouched */
     for (int i = 0; i < 8; i++)
@@ -398,7 +306,7 @@ static void early_victim(void *arg) {
 static void self_killer(void *arg) {
     struct early *e = arg;
     int v = 3;
-    CHECK_EQ(coil_kill(coil_self()), 0);
+    EXPECT_EQ(coil_kill(coil_self()), 0);
     e->results[1] = coil_chan_send(e->ch, &v);
     e->results[2] = coil_chan_recv(e->ch, &v);
 }
@@ -406,22 +314,22 @@ static void self_killer(void *arg) {
 static void early_main(void *arg) {
     struct early *e = arg;
     int v = 8;
-    CHECK_EQ(coil_chan_send(e->ch, &v), 0);
+    EXPECT_EQ(coil_chan_send(e->ch, &v), 0);
     coil_id id = coil_spawn(early_victim, e, NULL);
-    CHECK_EQ(coil_kill(id), 0); /* before it ever ran */
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_kill(id), 0); /* before it ever ran */
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     coil_id id2 = coil_spawn(self_killer, e, NULL);
-    CHECK_EQ(coil_join(id2, COIL_FOREVER), 0);
-    CHECK_EQ(info_of(e->ch).count, 1); /* only main's element */
+    EXPECT_EQ(coil_join(id2, COIL_FOREVER), 0);
+    EXPECT_EQ(info_of(e->ch).count, 1); /* only main's element */
     v = 0;
-    CHECK_EQ(coil_chan_recv(e->ch, &v), 0);
-    CHECK_EQ(v, 8);
+    EXPECT_EQ(coil_chan_recv(e->ch, &v), 0);
+    EXPECT_EQ(v, 8);
 }
 
 static void test_killed_before_first_call(void **state) {
     struct early e = {0};
     e.ch = open_chan(sizeof(int), 4);
-    RUN(early_main, &e);
+    COIL_RUN_CHECKED(early_main, &e);
     assert_true(e.ran); /* a killed tasklet still starts */
     assert_int_equal(e.results[0], -ECANCELED);
     assert_int_equal(e.results[1], -ECANCELED);
@@ -434,22 +342,22 @@ static void test_killed_before_first_call(void **state) {
 static void closed_main(void *arg) {
     coil_chan *ch = arg;
     int v = 4;
-    CHECK_EQ(coil_chan_close(ch), 0);
-    CHECK_EQ(coil_chan_close(ch), -EPIPE);
-    CHECK_EQ(coil_chan_send(ch, &v), -EPIPE);
-    CHECK_EQ(coil_chan_send_dl(ch, &v, COIL_FOREVER), -EPIPE);
-    CHECK_EQ(coil_chan_send_dl(ch, &v, 0), -EPIPE);
-    CHECK_EQ(coil_chan_send_error(ch, EIO), -EPIPE);
-    CHECK_EQ(coil_chan_recv(ch, &v), -EPIPE);
-    CHECK_EQ(coil_chan_recv_dl(ch, &v, coil_now() + COIL_SEC), -EPIPE);
-    CHECK_EQ(v, 4);
-    CHECK_EQ(coil_chan_close(ch), -EPIPE);
-    CHECK_EQ(info_of(ch).closed, 1);
+    EXPECT_EQ(coil_chan_close(ch), 0);
+    EXPECT_EQ(coil_chan_close(ch), -EPIPE);
+    EXPECT_EQ(coil_chan_send(ch, &v), -EPIPE);
+    EXPECT_EQ(coil_chan_send_dl(ch, &v, COIL_FOREVER), -EPIPE);
+    EXPECT_EQ(coil_chan_send_dl(ch, &v, 0), -EPIPE);
+    EXPECT_EQ(coil_chan_send_error(ch, EIO), -EPIPE);
+    EXPECT_EQ(coil_chan_recv(ch, &v), -EPIPE);
+    EXPECT_EQ(coil_chan_recv_dl(ch, &v, coil_now() + COIL_SEC), -EPIPE);
+    EXPECT_EQ(v, 4);
+    EXPECT_EQ(coil_chan_close(ch), -EPIPE);
+    EXPECT_EQ(info_of(ch).closed, 1);
 }
 
 static void test_closed(void **state) {
     coil_chan *ch = open_chan(sizeof(int), 0);
-    RUN(closed_main, ch);
+    COIL_RUN_CHECKED(closed_main, ch);
     assert_int_equal(coil_chan_close(ch), -EPIPE); /* outside coil_run too */
     assert_int_equal(coil_chan_free(ch), 0);
     /* close is callable outside coil_run */
@@ -476,34 +384,34 @@ static void busy_main(void *arg) {
     /* a waiting receiver */
     b->ops[0] = (struct op){.ch = b->ch, .kind = OP_RECV};
     ids[0] = spawn_op(&b->ops[0]);
-    CHECK(await_balance(b->ch, -1));
+    EXPECT(await_balance(b->ch, -1));
     b->results[0] = coil_chan_free(b->ch);
     int v = 17;
-    CHECK_EQ(coil_chan_send(b->ch, &v), 0); /* the channel still works */
-    CHECK_EQ(coil_join(ids[0], COIL_FOREVER), 0);
+    EXPECT_EQ(coil_chan_send(b->ch, &v), 0); /* the channel still works */
+    EXPECT_EQ(coil_join(ids[0], COIL_FOREVER), 0);
     /* a waiting sender */
     b->ops[1] = (struct op){.ch = b->ch, .kind = OP_SEND, .val = 18};
     ids[1] = spawn_op(&b->ops[1]);
-    CHECK(await_balance(b->ch, 1));
+    EXPECT(await_balance(b->ch, 1));
     b->results[1] = coil_chan_free(b->ch);
-    CHECK_EQ(coil_chan_recv(b->ch, &v), 0);
-    CHECK_EQ(v, 18);
-    CHECK_EQ(coil_join(ids[1], COIL_FOREVER), 0);
+    EXPECT_EQ(coil_chan_recv(b->ch, &v), 0);
+    EXPECT_EQ(v, 18);
+    EXPECT_EQ(coil_join(ids[1], COIL_FOREVER), 0);
     /* a tasklet waiting in coil_choose */
     b->ops[2] = (struct op){.ch = b->ch, .kind = OP_CHOOSE_RECV};
     ids[2] = spawn_op(&b->ops[2]);
-    CHECK(await_balance(b->ch, -1));
+    EXPECT(await_balance(b->ch, -1));
     b->results[2] = coil_chan_free(b->ch);
     /* close first, then free: the waiter is woken (and unlinked) by close */
-    CHECK_EQ(coil_chan_close(b->ch), 0);
+    EXPECT_EQ(coil_chan_close(b->ch), 0);
     b->results[3] = coil_chan_free(b->ch);
-    CHECK_EQ(coil_join(ids[2], COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(ids[2], COIL_FOREVER), 0);
 }
 
 static void test_free_busy(void **state) {
     struct busy b = {0};
     b.ch = open_chan(sizeof(int), 0);
-    RUN(busy_main, &b);
+    COIL_RUN_CHECKED(busy_main, &b);
     assert_int_equal(b.results[0], -EBUSY);
     assert_int_equal(b.results[1], -EBUSY);
     assert_int_equal(b.results[2], -EBUSY);
@@ -519,20 +427,20 @@ static void test_free_busy(void **state) {
 static void busy_buffered_main(void *arg) {
     struct busy *b = arg;
     int v = 1;
-    CHECK_EQ(coil_chan_send(b->ch, &v), 0);
+    EXPECT_EQ(coil_chan_send(b->ch, &v), 0);
     b->ops[0] = (struct op){.ch = b->ch, .kind = OP_SEND, .val = 2};
     coil_id id = spawn_op(&b->ops[0]);
-    CHECK(await_balance(b->ch, 1));
+    EXPECT(await_balance(b->ch, 1));
     b->results[0] = coil_chan_free(b->ch);
-    CHECK_EQ(coil_chan_recv(b->ch, &v), 0);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_chan_recv(b->ch, &v), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     b->results[1] = coil_chan_free(b->ch); /* one element buffered, no waiter */
 }
 
 static void test_free_busy_buffered(void **state) {
     struct busy b = {0};
     b.ch = open_chan(sizeof(int), 1);
-    RUN(busy_buffered_main, &b);
+    COIL_RUN_CHECKED(busy_buffered_main, &b);
     assert_int_equal(b.results[0], -EBUSY);
     assert_int_equal(b.results[1], 0);
     assert_int_equal(b.ops[0].result, 0);
@@ -548,12 +456,12 @@ struct freed {
 static void freed_main(void *arg) {
     struct freed *f = arg;
     coil_chan *ch, *buf;
-    CHECK_EQ(coil_chan_open(&ch, sizeof(int), 0), 0);
-    CHECK_EQ(coil_chan_open(&buf, sizeof(int), 4), 0);
+    EXPECT_EQ(coil_chan_open(&ch, sizeof(int), 0), 0);
+    EXPECT_EQ(coil_chan_open(&buf, sizeof(int), 4), 0);
     int v = 1;
-    CHECK_EQ(coil_chan_send(buf, &v), 0);
-    CHECK_EQ(coil_chan_free(ch), 0);
-    CHECK_EQ(coil_chan_free(buf), 0);
+    EXPECT_EQ(coil_chan_send(buf, &v), 0);
+    EXPECT_EQ(coil_chan_free(ch), 0);
+    EXPECT_EQ(coil_chan_free(buf), 0);
     coil_chan_info info;
     coil_clause cl[1] = {{.ch = buf, .op = COIL_CHOOSE_RECV, .elem = &v}};
     int *r = f->results;
@@ -575,7 +483,7 @@ static void freed_main(void *arg) {
 static void test_use_after_free(void **state) {
     struct freed f;
     memset(&f, 0, sizeof f);
-    RUN(freed_main, &f);
+    COIL_RUN_CHECKED(freed_main, &f);
     for (int i = 0; i < 12; i++)
         if (f.results[i] != -EBADF)
             fail_msg("call #%d on a freed channel returned %d, want -EBADF", i, f.results[i]);
@@ -616,19 +524,19 @@ static void xdev_ops(struct xdev *x, bool anywhere_calls) {
         x->results[x->n++] = coil_chan_free(x->ch);
     }
     /* the choose did not take the local element either */
-    CHECK_EQ(info_of(x->local).count, 1);
+    EXPECT_EQ(info_of(x->local).count, 1);
 }
 
 static void bind_main(void *arg) {
     coil_chan *ch = arg;
     int v = 42;
-    CHECK_EQ(coil_chan_send(ch, &v), 0); /* binds ch to this scheduler */
+    EXPECT_EQ(coil_chan_send(ch, &v), 0); /* binds ch to this scheduler */
 }
 
 static void xdev_later_run_main(void *arg) {
     struct xdev *x = arg;
     int v = 1;
-    CHECK_EQ(coil_chan_send(x->local, &v), 0);
+    EXPECT_EQ(coil_chan_send(x->local, &v), 0);
     xdev_ops(x, false);
 }
 
@@ -651,8 +559,8 @@ static void test_xdev_later_run_same_thread(void **state) {
     struct xdev x = {0};
     x.ch = open_chan(sizeof(int), 2);
     x.local = open_chan(sizeof(int), 2);
-    RUN(bind_main, x.ch);
-    RUN(xdev_later_run_main, &x);
+    COIL_RUN_CHECKED(bind_main, x.ch);
+    COIL_RUN_CHECKED(xdev_later_run_main, &x);
     check_xdev_results(&x, 9);
     assert_int_equal(coil_chan_free(x.ch), 0); /* outside coil_run: fine */
     assert_int_equal(coil_chan_free(x.local), 0);
@@ -674,7 +582,7 @@ static void test_xdev_other_thread_sequential(void **state) {
     assert_int_equal(pthread_create(&th, NULL, bind_thread, x.ch), 0);
     assert_int_equal(pthread_join(th, &res), 0);
     assert_int_equal(*(int *)res, 0);
-    RUN(xdev_later_run_main, &x);
+    COIL_RUN_CHECKED(xdev_later_run_main, &x);
     check_xdev_results(&x, 9);
     assert_int_equal(coil_chan_free(x.ch), 0);
     assert_int_equal(coil_chan_free(x.local), 0);
@@ -693,7 +601,7 @@ struct concurrent {
 static void owner_main(void *arg) {
     struct concurrent *c = arg;
     int v = 42;
-    CHECK_EQ(coil_chan_send(c->x.ch, &v), 0);
+    EXPECT_EQ(coil_chan_send(c->x.ch, &v), 0);
     atomic_store(&c->bound, 1);
     int64_t give_up = coil_now() + 30 * COIL_SEC;
     while (!atomic_load(&c->done)) {
@@ -716,7 +624,7 @@ static void *owner_thread(void *arg) {
 static void intruder_main(void *arg) {
     struct concurrent *c = arg;
     int v = 1;
-    CHECK_EQ(coil_chan_send(c->x.local, &v), 0);
+    EXPECT_EQ(coil_chan_send(c->x.local, &v), 0);
     xdev_ops(&c->x, true);
 }
 
@@ -735,13 +643,14 @@ static void test_xdev_concurrent(void **state) {
         pthread_join(th, NULL);
         fail_msg("the owner thread never bound the channel");
     }
-    fail_line = 0;
+    coil_test_reset_failures();
     int rc = coil_run(intruder_main, c);
-    int line = fail_line;
+    struct coil_test_failure seen = *coil_test_failure(); /* this run's checks only */
     atomic_store(&c->done, 1);
     assert_int_equal(pthread_join(th, NULL), 0);
     assert_int_equal(rc, 0);
-    if (line) fail_msg("check failed at line %d: %s", line, fail_text);
+    *coil_test_failure() = seen;
+    coil_test_assert_no_failure();
     assert_int_equal(c->owner_rc, 0);
     assert_false(c->timed_out);
     assert_int_equal(c->x.n, 13);
@@ -787,15 +696,15 @@ static void deadline_main(void *arg) {
         *r++ = coil_chan_recv_dl(d->ch, &v, past[i]);
     }
     d->spy_runs = spy.runs;
-    CHECK_EQ(balance(d->ch), 0);
+    EXPECT_EQ(balance(d->ch), 0);
     spy.stop = true;
-    CHECK_EQ(coil_join(sid, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(sid, COIL_FOREVER), 0);
 }
 
 static void test_deadlines(void **state) {
     struct dl d = {0};
     d.ch = open_chan(sizeof(int), 0);
-    RUN(deadline_main, &d);
+    COIL_RUN_CHECKED(deadline_main, &d);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(d.results[i], -ETIMEDOUT);
         assert_true(d.waited[i] >= (i + 1) * 15 * COIL_MSEC);

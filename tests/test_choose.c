@@ -2,6 +2,7 @@
  * exactly one operation happens and the other clauses leave no trace; closed
  * channels, send_error, deadlines, kill, fairness, invalid input, and send
  * and receive clauses on the same channel. */
+#define COIL_TEST_CHAN_HELPERS
 #include "coil_test.h"
 
 #include <errno.h>
@@ -10,87 +11,12 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static int fail_line;
-static char fail_text[512];
-
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (a_ != b_ && !fail_line) {                                                              \
-            fail_line = __LINE__;                                                                  \
-            snprintf(fail_text, sizeof fail_text, "%s == %s: %lld != %lld", #a, #b, a_, b_);       \
-        }                                                                                          \
-    } while (0)
-#define CHECK(c) CHECK_EQ(!!(c), 1)
-
-#define RUN(fn, arg)                                                                               \
-    do {                                                                                           \
-        fail_line = 0;                                                                             \
-        assert_int_equal(coil_run((fn), (arg)), 0);                                                \
-        if (fail_line) fail_msg("check failed at line %d: %s", fail_line, fail_text);              \
-    } while (0)
-
-static coil_chan_info info_of(coil_chan *ch) {
-    coil_chan_info info;
-    memset(&info, 0x5a, sizeof info);
-    CHECK_EQ(coil_chan_getinfo(ch, &info), 0);
-    return info;
-}
-
-static int balance(coil_chan *ch) {
-    return info_of(ch).balance;
-}
-
-static long count(coil_chan *ch) {
-    return (long)info_of(ch).count;
-}
-
-static bool await_balance(coil_chan *ch, int want) {
-    for (int i = 0; i < 1000; i++) {
-        if (balance(ch) == want) return true;
-        coil_yield();
-    }
-    return false;
-}
-
-static coil_chan *open_chan(size_t elem_size, size_t cap) {
-    coil_chan *ch = NULL;
-    assert_int_equal(coil_chan_open(&ch, elem_size, cap), 0);
-    assert_non_null(ch);
-    return ch;
-}
-
 static coil_clause recv_clause(coil_chan *ch, int *into) {
     return (coil_clause){.ch = ch, .op = COIL_CHOOSE_RECV, .elem = into};
 }
 
 static coil_clause send_clause(coil_chan *ch, int *from) {
     return (coil_clause){.ch = ch, .op = COIL_CHOOSE_SEND, .elem = from};
-}
-
-enum { OP_SEND = 1, OP_RECV, OP_SEND_ERROR };
-struct op {
-    coil_chan *ch;
-    int kind;
-    int val;
-    int result;
-    bool done;
-};
-
-static void op_fn(void *arg) {
-    struct op *o = arg;
-    switch (o->kind) {
-    case OP_SEND: o->result = coil_chan_send(o->ch, &o->val); break;
-    case OP_RECV: o->result = coil_chan_recv(o->ch, &o->val); break;
-    case OP_SEND_ERROR: o->result = coil_chan_send_error(o->ch, o->val); break;
-    }
-    o->done = true;
-}
-
-static coil_id spawn_op(struct op *o) {
-    coil_id id = coil_spawn(op_fn, o, NULL);
-    CHECK(id > 0);
-    return id;
 }
 
 /* A tasklet that runs one coil_choose over its clauses. */
@@ -107,19 +33,6 @@ static void chooser_fn(void *arg) {
     struct chooser *c = arg;
     c->result = coil_choose(c->cl, c->n, c->deadline);
     c->done = true;
-}
-
-struct spy {
-    int runs;
-    bool stop;
-};
-
-static void spy_fn(void *arg) {
-    struct spy *s = arg;
-    while (!s->stop) {
-        s->runs++;
-        coil_yield();
-    }
 }
 
 /* ---- picks the ready clause --------------------------------------------- */
@@ -140,7 +53,7 @@ static void ready_main(void *arg) {
         int ready_idx = i % 3;
         struct op s = {.ch = r->ch[ready_idx], .kind = OP_SEND, .val = 100 + i};
         coil_id sid = spawn_op(&s);
-        CHECK(await_balance(r->ch[ready_idx], 1));
+        EXPECT(await_balance(r->ch[ready_idx], 1));
         int v[3] = {-1, -1, -1};
         coil_clause cl[3] = {recv_clause(r->ch[0], &v[0]), recv_clause(r->ch[1], &v[1]),
                              recv_clause(r->ch[2], &v[2])};
@@ -150,19 +63,19 @@ static void ready_main(void *arg) {
             if (k != ready_idx && v[k] != -1) r->wrong++; /* no trace */
             if (balance(r->ch[k]) != 0) r->wrong++;
         }
-        CHECK_EQ(coil_join(sid, COIL_FOREVER), 0);
-        CHECK_EQ(s.result, 0);
+        EXPECT_EQ(coil_join(sid, COIL_FOREVER), 0);
+        EXPECT_EQ(s.result, 0);
 
         /* a receiver waits on one channel: the send clause to it is taken */
         struct op rc = {.ch = r->ch[ready_idx], .kind = OP_RECV, .val = -1};
         coil_id rid = spawn_op(&rc);
-        CHECK(await_balance(r->ch[ready_idx], -1));
+        EXPECT(await_balance(r->ch[ready_idx], -1));
         int out[3] = {10, 11, 12};
         coil_clause sc[3] = {send_clause(r->ch[0], &out[0]), send_clause(r->ch[1], &out[1]),
                              send_clause(r->ch[2], &out[2])};
         idx = coil_choose(sc, 3, COIL_FOREVER);
         if (idx != ready_idx || sc[idx].result != 0) r->wrong++;
-        CHECK_EQ(coil_join(rid, COIL_FOREVER), 0);
+        EXPECT_EQ(coil_join(rid, COIL_FOREVER), 0);
         if (rc.val != 10 + ready_idx) r->wrong++;
         for (int k = 0; k < 3; k++)
             if (balance(r->ch[k]) != 0) r->wrong++;
@@ -171,13 +84,13 @@ static void ready_main(void *arg) {
     coil_id spy_id = coil_spawn(spy_fn, &spy, NULL);
     for (int i = 0; i < 20; i++) {
         int one = 1, v = -1, w = -1;
-        CHECK_EQ(coil_chan_send(r->buf, &one), 0);
+        EXPECT_EQ(coil_chan_send(r->buf, &one), 0);
         coil_clause cl[2] = {recv_clause(r->ch[0], &v), recv_clause(r->buf, &w)};
         if (coil_choose(cl, 2, COIL_FOREVER) != 1 || w != 1 || v != -1) r->wrong++;
     }
     r->spy_runs = spy.runs;
     spy.stop = true;
-    CHECK_EQ(coil_join(spy_id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(spy_id, COIL_FOREVER), 0);
 }
 
 static void test_picks_the_ready_clause(void **state) {
@@ -185,7 +98,7 @@ static void test_picks_the_ready_clause(void **state) {
     for (int i = 0; i < 3; i++)
         r.ch[i] = open_chan(sizeof(int), 0);
     r.buf = open_chan(sizeof(int), 1);
-    RUN(ready_main, &r);
+    COIL_RUN_CHECKED(ready_main, &r);
     assert_int_equal(r.wrong, 0);
     assert_int_equal(r.spy_runs, 0);
     for (int i = 0; i < 3; i++)
@@ -215,15 +128,15 @@ static void waits_main(void *arg) {
         c->cl[k] = recv_clause(w->ch[k], &c->vals[k]);
     }
     coil_id id = coil_spawn(chooser_fn, c, NULL);
-    CHECK(await_balance(w->ch[2], -1));
+    EXPECT(await_balance(w->ch[2], -1));
     for (int k = 0; k < 3; k++)
         w->bal_parked[0][k] = balance(w->ch[k]);
-    CHECK(!c->done);
+    EXPECT(!c->done);
     w->v = 77;
-    CHECK_EQ(coil_chan_send(w->ch[1], &w->v), 0);
+    EXPECT_EQ(coil_chan_send(w->ch[1], &w->v), 0);
     for (int k = 0; k < 3; k++)
         w->bal_after[0][k] = balance(w->ch[k]);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     /* no receiver was left behind on the other channels */
     w->stray[0] = coil_chan_send_dl(w->ch[0], &w->v, 0);
     w->stray[1] = coil_chan_send_dl(w->ch[2], &w->v, 0);
@@ -237,15 +150,15 @@ static void waits_main(void *arg) {
         c->cl[k] = send_clause(w->ch[k], &c->vals[k]);
     }
     id = coil_spawn(chooser_fn, c, NULL);
-    CHECK(await_balance(w->ch[2], 1));
+    EXPECT(await_balance(w->ch[2], 1));
     for (int k = 0; k < 3; k++)
         w->bal_parked[1][k] = balance(w->ch[k]);
     w->v = -1;
-    CHECK_EQ(coil_chan_recv(w->ch[2], &w->v), 0);
-    CHECK_EQ(w->v, 202);
+    EXPECT_EQ(coil_chan_recv(w->ch[2], &w->v), 0);
+    EXPECT_EQ(w->v, 202);
     for (int k = 0; k < 3; k++)
         w->bal_after[1][k] = balance(w->ch[k]);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     w->stray[2] = coil_chan_recv_dl(w->ch[0], &w->v, 0);
     w->stray[3] = coil_chan_recv_dl(w->ch[1], &w->v, 0);
 
@@ -258,14 +171,14 @@ static void waits_main(void *arg) {
     c->cl[0] = recv_clause(w->ch[0], &c->vals[0]);
     c->cl[1] = send_clause(w->ch[1], &c->vals[1]);
     id = coil_spawn(chooser_fn, c, NULL);
-    CHECK(await_balance(w->ch[1], 1));
+    EXPECT(await_balance(w->ch[1], 1));
     for (int k = 0; k < 3; k++)
         w->bal_parked[2][k] = balance(w->ch[k]);
     w->v = 301;
-    CHECK_EQ(coil_chan_send(w->ch[0], &w->v), 0);
+    EXPECT_EQ(coil_chan_send(w->ch[0], &w->v), 0);
     for (int k = 0; k < 3; k++)
         w->bal_after[2][k] = balance(w->ch[k]);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     w->stray[4] = coil_chan_recv_dl(w->ch[1], &w->v, 0);
     w->stray[5] = coil_chan_send_dl(w->ch[0], &w->v, 0);
 }
@@ -275,7 +188,7 @@ static void test_waits_for_first_ready(void **state) {
     memset(&w, 0, sizeof w);
     for (int i = 0; i < 3; i++)
         w.ch[i] = open_chan(sizeof(int), 0);
-    RUN(waits_main, &w);
+    COIL_RUN_CHECKED(waits_main, &w);
     static const int parked[3][3] = {{-1, -1, -1}, {1, 1, 1}, {-1, 1, 0}};
     for (int i = 0; i < 3; i++)
         for (int k = 0; k < 3; k++) {
@@ -314,9 +227,9 @@ struct bufwait {
 static void bufwait_main(void *arg) {
     struct bufwait *b = arg;
     int v = 1;
-    CHECK_EQ(coil_chan_send(b->full, &v), 0);
+    EXPECT_EQ(coil_chan_send(b->full, &v), 0);
     v = 2;
-    CHECK_EQ(coil_chan_send(b->full, &v), 0);
+    EXPECT_EQ(coil_chan_send(b->full, &v), 0);
     b->c.n = 2;
     b->c.deadline = COIL_FOREVER;
     b->c.vals[0] = -1;
@@ -324,14 +237,14 @@ static void bufwait_main(void *arg) {
     b->c.cl[0] = recv_clause(b->empty, &b->c.vals[0]);
     b->c.cl[1] = send_clause(b->full, &b->c.vals[1]);
     coil_id id = coil_spawn(chooser_fn, &b->c, NULL);
-    CHECK(await_balance(b->full, 1));
-    CHECK_EQ(balance(b->empty), -1);
-    CHECK_EQ(coil_chan_recv(b->full, &b->got[0]), 0);
+    EXPECT(await_balance(b->full, 1));
+    EXPECT_EQ(balance(b->empty), -1);
+    EXPECT_EQ(coil_chan_recv(b->full, &b->got[0]), 0);
     b->full_count_after = count(b->full); /* the choose's element moved in */
     b->empty_bal_after = balance(b->empty);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
-    CHECK_EQ(coil_chan_recv(b->full, &b->got[1]), 0);
-    CHECK_EQ(coil_chan_recv(b->full, &b->got[2]), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_chan_recv(b->full, &b->got[1]), 0);
+    EXPECT_EQ(coil_chan_recv(b->full, &b->got[2]), 0);
 }
 
 static void test_waits_on_buffered(void **state) {
@@ -339,7 +252,7 @@ static void test_waits_on_buffered(void **state) {
     memset(&b, 0, sizeof b);
     b.empty = open_chan(sizeof(int), 2);
     b.full = open_chan(sizeof(int), 2);
-    RUN(bufwait_main, &b);
+    COIL_RUN_CHECKED(bufwait_main, &b);
     assert_int_equal(b.c.result, 1);
     assert_int_equal(b.c.cl[1].result, 0);
     assert_int_equal(b.c.vals[0], -1);
@@ -368,8 +281,8 @@ static void exactly_one_main(void *arg) {
         struct op sa = {.ch = o->a, .kind = OP_SEND, .val = 1000 + i};
         struct op sb = {.ch = o->b, .kind = OP_SEND, .val = 2000 + i};
         coil_id ia = spawn_op(&sa), ib = spawn_op(&sb);
-        CHECK(await_balance(o->a, 1));
-        CHECK(await_balance(o->b, 1));
+        EXPECT(await_balance(o->a, 1));
+        EXPECT(await_balance(o->b, 1));
         int va = -1, vb = -1;
         coil_clause cl[2] = {recv_clause(o->a, &va), recv_clause(o->b, &vb)};
         int idx = coil_choose(cl, 2, COIL_FOREVER);
@@ -387,10 +300,10 @@ static void exactly_one_main(void *arg) {
         if (!taken->done || left->done) o->wrong++;
         if (balance(other) != 1) o->wrong++; /* the other sender still waits */
         int v = -1;
-        CHECK_EQ(coil_chan_recv(other, &v), 0);
+        EXPECT_EQ(coil_chan_recv(other, &v), 0);
         if (v != left->val) o->wrong++;
-        CHECK_EQ(coil_join(ia, COIL_FOREVER), 0);
-        CHECK_EQ(coil_join(ib, COIL_FOREVER), 0);
+        EXPECT_EQ(coil_join(ia, COIL_FOREVER), 0);
+        EXPECT_EQ(coil_join(ib, COIL_FOREVER), 0);
     }
 }
 
@@ -398,7 +311,7 @@ static void test_exactly_one_operation(void **state) {
     struct one o = {.rounds = 200};
     o.a = open_chan(sizeof(int), 0);
     o.b = open_chan(sizeof(int), 0);
-    RUN(exactly_one_main, &o);
+    COIL_RUN_CHECKED(exactly_one_main, &o);
     assert_int_equal(o.wrong, 0);
     assert_int_equal(o.picked[0] + o.picked[1], o.rounds);
     assert_true(o.picked[0] > 0); /* both ready: both get picked sometimes */
@@ -430,14 +343,14 @@ static void many_chooser(void *arg) {
 static void many_main(void *arg) {
     struct many *m = arg;
     coil_id id = coil_spawn(many_chooser, m, NULL);
-    CHECK(await_balance(m->ch[7], -(int)(m->n / 8)));
+    EXPECT(await_balance(m->ch[7], -(int)(m->n / 8)));
     for (int k = 0; k < 8; k++)
         m->bal_parked[k] = balance(m->ch[k]);
     int v = 555;
-    CHECK_EQ(coil_chan_send(m->ch[5], &v), 0);
+    EXPECT_EQ(coil_chan_send(m->ch[5], &v), 0);
     for (int k = 0; k < 8; k++)
         m->bal_after[k] = balance(m->ch[k]);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     for (int k = 0; k < 8; k++)
         m->stray[k] = coil_chan_send_dl(m->ch[k], &v, 0);
 }
@@ -456,7 +369,7 @@ static void test_many_clauses_same_channels(void **state) {
         m.vals[i] = -1;
         m.cl[i] = recv_clause(m.ch[i % 8], &m.vals[i]);
     }
-    RUN(many_main, &m);
+    COIL_RUN_CHECKED(many_main, &m);
     assert_true(m.done);
     assert_true(m.result >= 0 && m.result < (int)m.n);
     assert_int_equal(m.result % 8, 5);
@@ -487,14 +400,14 @@ struct closed {
 
 static void closed_main(void *arg) {
     struct closed *c = arg;
-    CHECK_EQ(coil_chan_close(c->b), 0);
+    EXPECT_EQ(coil_chan_close(c->b), 0);
     /* a receive clause on a closed channel is ready, with -EPIPE */
     c->vals[0] = -1;
     int va = -1;
     coil_clause cl[2] = {recv_clause(c->a, &va), recv_clause(c->b, &c->vals[0])};
     c->idx[0] = coil_choose(cl, 2, COIL_FOREVER);
     c->res[0] = cl[1].result;
-    CHECK_EQ(va, -1);
+    EXPECT_EQ(va, -1);
     /* so is a send clause */
     int out = 5;
     coil_clause sc[2] = {recv_clause(c->a, &va), send_clause(c->b, &out)};
@@ -502,8 +415,8 @@ static void closed_main(void *arg) {
     c->res[1] = sc[1].result;
     /* a closed buffered channel drains first */
     int one = 1;
-    CHECK_EQ(coil_chan_send(c->buf, &one), 0);
-    CHECK_EQ(coil_chan_close(c->buf), 0);
+    EXPECT_EQ(coil_chan_send(c->buf, &one), 0);
+    EXPECT_EQ(coil_chan_close(c->buf), 0);
     for (int i = 2; i < 4; i++) {
         c->vals[i] = -1;
         coil_clause bc[2] = {recv_clause(c->a, &va), recv_clause(c->buf, &c->vals[i])};
@@ -518,11 +431,11 @@ static void closed_main(void *arg) {
     c->parked.cl[0] = recv_clause(c->a, &c->parked.vals[0]);
     c->parked.cl[1] = send_clause(c->c, &c->parked.vals[1]);
     coil_id id = coil_spawn(chooser_fn, &c->parked, NULL);
-    CHECK(await_balance(c->c, 1));
-    CHECK_EQ(coil_chan_close(c->c), 0);
+    EXPECT(await_balance(c->c, 1));
+    EXPECT_EQ(coil_chan_close(c->c), 0);
     c->bal_after[0] = balance(c->a);
     c->bal_after[1] = balance(c->c);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     c->closed_a = info_of(c->a).closed;
 }
 
@@ -533,7 +446,7 @@ static void test_closed_channel_clause(void **state) {
     c.b = open_chan(sizeof(int), 0);
     c.c = open_chan(sizeof(int), 0);
     c.buf = open_chan(sizeof(int), 2);
-    RUN(closed_main, &c);
+    COIL_RUN_CHECKED(closed_main, &c);
     assert_int_equal(c.idx[0], 1);
     assert_int_equal(c.res[0], -EPIPE);
     assert_int_equal(c.vals[0], -1);
@@ -573,15 +486,15 @@ static void senderr_main(void *arg) {
     /* from a waiting sender */
     e->s = (struct op){.ch = e->b, .kind = OP_SEND_ERROR, .val = ECONNRESET};
     coil_id sid = spawn_op(&e->s);
-    CHECK(await_balance(e->b, 1));
+    EXPECT(await_balance(e->b, 1));
     int va = -1;
     e->vals[0] = 1234;
     coil_clause cl[2] = {recv_clause(e->a, &va), recv_clause(e->b, &e->vals[0])};
     e->idx[0] = coil_choose(cl, 2, COIL_FOREVER);
     e->res[0] = cl[1].result;
-    CHECK_EQ(coil_join(sid, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(sid, COIL_FOREVER), 0);
     /* from a buffer */
-    CHECK_EQ(coil_chan_send_error(e->buf, EMSGSIZE), 0);
+    EXPECT_EQ(coil_chan_send_error(e->buf, EMSGSIZE), 0);
     e->vals[1] = 4321;
     coil_clause bc[2] = {recv_clause(e->a, &va), recv_clause(e->buf, &e->vals[1])};
     e->idx[1] = coil_choose(bc, 2, COIL_FOREVER);
@@ -594,10 +507,10 @@ static void senderr_main(void *arg) {
     e->parked.cl[0] = recv_clause(e->a, &e->parked.vals[0]);
     e->parked.cl[1] = recv_clause(e->b, &e->parked.vals[1]);
     coil_id id = coil_spawn(chooser_fn, &e->parked, NULL);
-    CHECK(await_balance(e->a, -1));
-    CHECK_EQ(coil_chan_send_error(e->a, EPROTO), 0);
-    CHECK_EQ(balance(e->b), 0);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT(await_balance(e->a, -1));
+    EXPECT_EQ(coil_chan_send_error(e->a, EPROTO), 0);
+    EXPECT_EQ(balance(e->b), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
 }
 
 static void test_send_error_through_choose(void **state) {
@@ -606,7 +519,7 @@ static void test_send_error_through_choose(void **state) {
     e.a = open_chan(sizeof(int), 0);
     e.b = open_chan(sizeof(int), 0);
     e.buf = open_chan(sizeof(int), 1);
-    RUN(senderr_main, &e);
+    COIL_RUN_CHECKED(senderr_main, &e);
     assert_int_equal(e.s.result, 0);
     assert_int_equal(e.idx[0], 1);
     assert_int_equal(e.res[0], -ECONNRESET);
@@ -653,16 +566,16 @@ static void deadline_main(void *arg) {
         d->past[i] = coil_choose(cl, 2, past[i]);
     /* nor does it stop a ready clause from being taken */
     int one = 1, got = -1;
-    CHECK_EQ(coil_chan_send(d->buf, &one), 0);
+    EXPECT_EQ(coil_chan_send(d->buf, &one), 0);
     coil_clause rc[2] = {recv_clause(d->a, &va), recv_clause(d->buf, &got)};
     d->ready_past = coil_choose(rc, 2, 0);
     d->ready_res = rc[1].result;
     d->ready_val = got;
     d->spy_runs = spy.runs;
     spy.stop = true;
-    CHECK_EQ(coil_join(sid, COIL_FOREVER), 0);
-    CHECK_EQ(balance(d->a), 0);
-    CHECK_EQ(balance(d->b), 0);
+    EXPECT_EQ(coil_join(sid, COIL_FOREVER), 0);
+    EXPECT_EQ(balance(d->a), 0);
+    EXPECT_EQ(balance(d->b), 0);
     d->free_after = coil_chan_free(d->a); /* no waiter left: not busy */
 }
 
@@ -672,7 +585,7 @@ static void test_deadline(void **state) {
     d.a = open_chan(sizeof(int), 0);
     d.b = open_chan(sizeof(int), 0);
     d.buf = open_chan(sizeof(int), 1);
-    RUN(deadline_main, &d);
+    COIL_RUN_CHECKED(deadline_main, &d);
     assert_int_equal(d.timed, -ETIMEDOUT);
     assert_true(d.waited >= 20 * COIL_MSEC);
     assert_int_equal(d.bal_after[0], 0);
@@ -713,7 +626,7 @@ static void kill_victim(void *arg) {
 static void kill_main(void *arg) {
     struct killctx *k = arg;
     int one = 1;
-    CHECK_EQ(coil_chan_send(k->buf, &one), 0);
+    EXPECT_EQ(coil_chan_send(k->buf, &one), 0);
     k->c.n = 3;
     k->c.deadline = coil_now() + 60 * COIL_SEC;
     k->c.vals[0] = -1;
@@ -723,18 +636,18 @@ static void kill_main(void *arg) {
     k->c.cl[1] = send_clause(k->ch[1], &k->c.vals[1]);
     k->c.cl[2] = recv_clause(k->ch[2], &k->c.vals[2]);
     coil_id id = coil_spawn(kill_victim, k, NULL);
-    CHECK(await_balance(k->ch[2], -1));
+    EXPECT(await_balance(k->ch[2], -1));
     for (int i = 0; i < 3; i++)
         k->bal_parked[i] = balance(k->ch[i]);
-    CHECK_EQ(coil_kill(id), 0);
+    EXPECT_EQ(coil_kill(id), 0);
     for (int i = 0; i < 3; i++)
         k->bal_after[i] = balance(k->ch[i]);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     int v = 3;
     k->stray[0] = coil_chan_send_dl(k->ch[0], &v, 0);
     k->stray[1] = coil_chan_recv_dl(k->ch[1], &v, 0);
     k->stray[2] = coil_chan_send_dl(k->ch[2], &v, 0);
-    CHECK_EQ(count(k->buf), 1);
+    EXPECT_EQ(count(k->buf), 1);
     for (int i = 0; i < 3; i++)
         k->frees[i] = coil_chan_free(k->ch[i]);
 }
@@ -745,7 +658,7 @@ static void test_kill_while_choosing(void **state) {
     for (int i = 0; i < 3; i++)
         k.ch[i] = open_chan(sizeof(int), 0);
     k.buf = open_chan(sizeof(int), 1);
-    RUN(kill_main, &k);
+    COIL_RUN_CHECKED(kill_main, &k);
     assert_int_equal(k.c.result, -ECANCELED);
     assert_int_equal(k.later, -ECANCELED);
     assert_int_equal(k.c.vals[0], -1);
@@ -779,8 +692,8 @@ static void fair_main(void *arg) {
         int idx = coil_choose(cl, 2, COIL_FOREVER);
         if (idx >= 0) f->send_picks[idx]++;
     }
-    CHECK_EQ(count(f->a), f->send_picks[0]);
-    CHECK_EQ(count(f->b), f->send_picks[1]);
+    EXPECT_EQ(count(f->a), f->send_picks[0]);
+    EXPECT_EQ(count(f->b), f->send_picks[1]);
     /* two receive clauses on buffers that stay non-empty */
     for (int i = 0; i < f->n; i++) {
         int va = -1, vb = -1;
@@ -788,7 +701,7 @@ static void fair_main(void *arg) {
         int idx = coil_choose(cl, 2, COIL_FOREVER);
         if (idx < 0) continue;
         f->recv_picks[idx]++;
-        CHECK_EQ(coil_chan_send(idx == 0 ? f->a : f->b, idx == 0 ? &va : &vb), 0);
+        EXPECT_EQ(coil_chan_send(idx == 0 ? f->a : f->b, idx == 0 ? &va : &vb), 0);
     }
     /* three clauses, the middle one never ready: the ready two share */
     int vc = -1;
@@ -799,7 +712,7 @@ static void fair_main(void *arg) {
         int idx = coil_choose(cl, 3, COIL_FOREVER);
         if (idx < 0) continue;
         f->three_picks[idx]++;
-        if (idx != 1) CHECK_EQ(coil_chan_send(idx == 0 ? f->a : f->b, idx == 0 ? &va : &vb), 0);
+        if (idx != 1) EXPECT_EQ(coil_chan_send(idx == 0 ? f->a : f->b, idx == 0 ? &va : &vb), 0);
     }
     /* a send clause and a receive clause, both ready */
     for (int i = 0; i < f->n; i++) {
@@ -809,9 +722,9 @@ static void fair_main(void *arg) {
         if (idx < 0) continue;
         f->mixed_picks[idx]++;
         if (idx == 0)
-            CHECK_EQ(coil_chan_send(f->a, &in), 0);
+            EXPECT_EQ(coil_chan_send(f->a, &in), 0);
         else
-            CHECK_EQ(coil_chan_recv(f->c, &out), 0);
+            EXPECT_EQ(coil_chan_recv(f->c, &out), 0);
     }
 }
 
@@ -822,7 +735,7 @@ static void test_fairness(void **state) {
     f.a = open_chan(sizeof(int), (size_t)f.n);
     f.b = open_chan(sizeof(int), (size_t)f.n);
     f.c = open_chan(sizeof(int), 1);
-    RUN(fair_main, &f);
+    COIL_RUN_CHECKED(fair_main, &f);
     int min = f.n / 10;
     assert_int_equal(f.send_picks[0] + f.send_picks[1], f.n);
     assert_true(f.send_picks[0] > min && f.send_picks[1] > min);
@@ -858,22 +771,22 @@ static void fair_idle_main(void *arg) {
     cl[IDLE] = recv_clause(f->a, &va);
     cl[IDLE + 1] = recv_clause(f->b, &vb);
     int one = 1;
-    CHECK_EQ(coil_chan_send(f->a, &one), 0);
-    CHECK_EQ(coil_chan_send(f->b, &one), 0);
+    EXPECT_EQ(coil_chan_send(f->a, &one), 0);
+    EXPECT_EQ(coil_chan_send(f->b, &one), 0);
     for (int i = 0; i < f->n; i++) {
         int idx = coil_choose(cl, IDLE + 2, COIL_FOREVER);
         if (idx == IDLE) {
             f->picks[0]++;
-            CHECK_EQ(coil_chan_send(f->a, &va), 0);
+            EXPECT_EQ(coil_chan_send(f->a, &va), 0);
         } else if (idx == IDLE + 1) {
             f->picks[1]++;
-            CHECK_EQ(coil_chan_send(f->b, &vb), 0);
+            EXPECT_EQ(coil_chan_send(f->b, &vb), 0);
         } else {
             f->other++;
             break;
         }
     }
-    CHECK_EQ(balance(f->idle), 0);
+    EXPECT_EQ(balance(f->idle), 0);
 }
 
 static void test_fairness_with_idle_clauses(void **state) {
@@ -883,7 +796,7 @@ static void test_fairness_with_idle_clauses(void **state) {
     f.idle = open_chan(sizeof(int), 0);
     f.a = open_chan(sizeof(int), 1);
     f.b = open_chan(sizeof(int), 1);
-    RUN(fair_idle_main, &f);
+    COIL_RUN_CHECKED(fair_idle_main, &f);
     int picks0 = f.picks[0], picks1 = f.picks[1], other = f.other;
     assert_int_equal(coil_chan_free(f.idle), 0);
     assert_int_equal(coil_chan_free(f.a), 0);
@@ -910,7 +823,7 @@ struct invalid {
 static void invalid_main(void *arg) {
     struct invalid *iv = arg;
     int one = 1, v = -1, w = -1;
-    CHECK_EQ(coil_chan_send(iv->ready, &one), 0);
+    EXPECT_EQ(coil_chan_send(iv->ready, &one), 0);
     /* clause 0 is ready every time: nothing may happen before the refusal */
     coil_clause cl[2];
 #define RESET() (cl[0] = recv_clause(iv->ready, &v), cl[1] = recv_clause(iv->other, &w))
@@ -938,12 +851,12 @@ static void invalid_main(void *arg) {
     iv->results[iv->n++] = coil_choose(cl, 2, 0);
 #undef RESET
     iv->count_after = count(iv->ready);
-    CHECK_EQ(v, -1);
-    CHECK_EQ(balance(iv->other), 0);
+    EXPECT_EQ(v, -1);
+    EXPECT_EQ(balance(iv->other), 0);
 
     /* n: 1024 is fine, 1025 is not */
     coil_clause *big = calloc(1025, sizeof *big);
-    CHECK(big != NULL);
+    EXPECT(big != NULL);
     if (!big) return;
     for (int i = 0; i < 1025; i++)
         big[i] = recv_clause(iv->other, &w);
@@ -953,11 +866,11 @@ static void invalid_main(void *arg) {
 
     /* a freed channel in a clause */
     coil_chan *gone;
-    CHECK_EQ(coil_chan_open(&gone, sizeof(int), 0), 0);
-    CHECK_EQ(coil_chan_free(gone), 0);
+    EXPECT_EQ(coil_chan_open(&gone, sizeof(int), 0), 0);
+    EXPECT_EQ(coil_chan_free(gone), 0);
     coil_clause fc[2] = {recv_clause(iv->ready, &v), recv_clause(gone, &w)};
     iv->freed = coil_choose(fc, 2, COIL_FOREVER);
-    CHECK_EQ(count(iv->ready), 1);
+    EXPECT_EQ(count(iv->ready), 1);
 }
 
 static void test_invalid_input(void **state) {
@@ -965,7 +878,7 @@ static void test_invalid_input(void **state) {
     memset(&iv, 0, sizeof iv);
     iv.ready = open_chan(sizeof(int), 1);
     iv.other = open_chan(sizeof(int), 0);
-    RUN(invalid_main, &iv);
+    COIL_RUN_CHECKED(invalid_main, &iv);
     assert_int_equal(iv.n, 12);
     for (int i = 0; i < iv.n; i++)
         if (iv.results[i] != -EINVAL)
@@ -1000,26 +913,26 @@ static void same_main(void *arg) {
     /* a plain receiver waits: the send clause is taken */
     s->partner[0] = (struct op){.ch = s->u, .kind = OP_RECV, .val = -1};
     coil_id pid = spawn_op(&s->partner[0]);
-    CHECK(await_balance(s->u, -1));
+    EXPECT(await_balance(s->u, -1));
     int out = 61, in = -1;
     coil_clause cl[2] = {send_clause(s->u, &out), recv_clause(s->u, &in)};
     s->idx[0] = coil_choose(cl, 2, COIL_FOREVER);
     s->res[0] = cl[0].result;
     s->got[0] = in;
-    CHECK_EQ(coil_join(pid, COIL_FOREVER), 0);
-    CHECK_EQ(balance(s->u), 0);
+    EXPECT_EQ(coil_join(pid, COIL_FOREVER), 0);
+    EXPECT_EQ(balance(s->u), 0);
     /* a plain sender waits: the receive clause is taken */
     s->partner[1] = (struct op){.ch = s->u, .kind = OP_SEND, .val = 62};
     pid = spawn_op(&s->partner[1]);
-    CHECK(await_balance(s->u, 1));
+    EXPECT(await_balance(s->u, 1));
     in = -1;
     cl[0] = send_clause(s->u, &out);
     cl[1] = recv_clause(s->u, &in);
     s->idx[1] = coil_choose(cl, 2, COIL_FOREVER);
     s->res[1] = cl[1].result;
     s->got[1] = in;
-    CHECK_EQ(coil_join(pid, COIL_FOREVER), 0);
-    CHECK_EQ(balance(s->u), 0);
+    EXPECT_EQ(coil_join(pid, COIL_FOREVER), 0);
+    EXPECT_EQ(balance(s->u), 0);
 
     /* capacity 1: empty, only the send is possible; full, only the receive */
     for (int i = 0; i < 40; i++) {
@@ -1033,7 +946,7 @@ static void same_main(void *arg) {
     }
     /* capacity 2 holding one element: both are possible */
     int seed = 100;
-    CHECK_EQ(coil_chan_send(s->b2, &seed), 0);
+    EXPECT_EQ(coil_chan_send(s->b2, &seed), 0);
     for (int i = 0; i < 200; i++) {
         int x = i, y = -1;
         coil_clause bc[2] = {recv_clause(s->b2, &y), send_clause(s->b2, &x)};
@@ -1045,10 +958,10 @@ static void same_main(void *arg) {
         s->picks[idx]++;
         /* back to one element */
         if (idx == 0) {
-            CHECK_EQ(coil_chan_send(s->b2, &y), 0);
+            EXPECT_EQ(coil_chan_send(s->b2, &y), 0);
         } else {
             int z;
-            CHECK_EQ(coil_chan_recv(s->b2, &z), 0);
+            EXPECT_EQ(coil_chan_recv(s->b2, &z), 0);
         }
         if (count(s->b2) != 1) s->wrong++;
     }
@@ -1064,14 +977,14 @@ static void same_main(void *arg) {
     coil_id id = coil_spawn(chooser_fn, &s->parked, NULL);
     for (int i = 0; i < 10; i++)
         coil_yield();
-    CHECK(!s->parked.done);
+    EXPECT(!s->parked.done);
     s->parked_balance = balance(s->u);
     s->parked_free = coil_chan_free(s->u);
     int v = 71;
-    CHECK_EQ(coil_chan_send(s->u, &v), 0);
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_chan_send(s->u, &v), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     v = -1;
-    CHECK_EQ(coil_chan_recv_dl(s->u, &v, 0), -ETIMEDOUT); /* its send clause is gone */
+    EXPECT_EQ(coil_chan_recv_dl(s->u, &v, 0), -ETIMEDOUT); /* its send clause is gone */
 
     /* two tasklets, each choosing {send, receive} on the same channel: one
      * sends to the other */
@@ -1088,10 +1001,10 @@ static void same_main(void *arg) {
     for (int i = 0; i < 10; i++)
         coil_yield();
     chooser_fn(&s->peers[1]); /* main is the second one */
-    CHECK_EQ(coil_join(p0, COIL_FOREVER), 0);
-    CHECK_EQ(info_of(s->u).balance, 0);
-    CHECK_EQ(coil_chan_recv_dl(s->u, &v, 0), -ETIMEDOUT);
-    CHECK_EQ(coil_chan_send_dl(s->u, &v, 0), -ETIMEDOUT);
+    EXPECT_EQ(coil_join(p0, COIL_FOREVER), 0);
+    EXPECT_EQ(info_of(s->u).balance, 0);
+    EXPECT_EQ(coil_chan_recv_dl(s->u, &v, 0), -ETIMEDOUT);
+    EXPECT_EQ(coil_chan_send_dl(s->u, &v, 0), -ETIMEDOUT);
 }
 
 static void test_same_channel_send_and_recv(void **state) {
@@ -1100,7 +1013,7 @@ static void test_same_channel_send_and_recv(void **state) {
     s.u = open_chan(sizeof(int), 0);
     s.b1 = open_chan(sizeof(int), 1);
     s.b2 = open_chan(sizeof(int), 2);
-    RUN(same_main, &s);
+    COIL_RUN_CHECKED(same_main, &s);
     assert_int_equal(s.idx[0], 0);
     assert_int_equal(s.res[0], 0);
     assert_int_equal(s.got[0], -1);
@@ -1142,7 +1055,7 @@ struct prefc {
 
 static void prefc_main(void *arg) {
     struct prefc *p = arg;
-    CHECK_EQ(coil_chan_set_preference(p->a, p->preference), 0);
+    EXPECT_EQ(coil_chan_set_preference(p->a, p->preference), 0);
     p->c.n = 2;
     p->c.deadline = COIL_FOREVER;
     p->c.vals[0] = -1;
@@ -1150,11 +1063,11 @@ static void prefc_main(void *arg) {
     p->c.cl[0] = recv_clause(p->b, &p->c.vals[0]);
     p->c.cl[1] = recv_clause(p->a, &p->c.vals[1]);
     coil_id id = coil_spawn(chooser_fn, &p->c, NULL);
-    CHECK(await_balance(p->a, -1));
+    EXPECT(await_balance(p->a, -1));
     int v = 5;
-    CHECK_EQ(coil_chan_send(p->a, &v), 0);
+    EXPECT_EQ(coil_chan_send(p->a, &v), 0);
     p->done_right_after_send = p->c.done;
-    CHECK_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
 }
 
 static void test_preference_with_choose(void **state) {
@@ -1164,7 +1077,7 @@ static void test_preference_with_choose(void **state) {
         p.preference = pref;
         p.a = open_chan(sizeof(int), 0);
         p.b = open_chan(sizeof(int), 0);
-        RUN(prefc_main, &p);
+        COIL_RUN_CHECKED(prefc_main, &p);
         assert_int_equal(p.c.result, 1);
         assert_int_equal(p.c.vals[1], 5);
         /* -1: the receiving choose ran before the sender continued */
