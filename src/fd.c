@@ -8,20 +8,31 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
-struct coil__fd *coil__fd_get(struct coil__sched *s, int fd) {
+struct coil__fd *coil__fd_get(struct coil__sched *s, int fd, int *err) {
+    if (fd >= 0 && (size_t)fd < s->fds.len) return &s->fds.v[fd];
+    *err = -EBADF;
     if (fd < 0) return NULL;
-    if ((size_t)fd >= s->fds.len) {
-        size_t len = s->fds.len ? s->fds.len : 64;
-        while (len <= (size_t)fd)
-            len *= 2;
-        struct coil__fd *v = realloc(s->fds.v, len * sizeof *v);
-        if (!v) return NULL;
-        for (size_t i = s->fds.len; i < len; i++)
-            v[i] = (struct coil__fd){.timeout = -1};
-        s->fds.v = v;
-        s->fds.len = len;
+    /* An fd at or above the limit cannot be open: do not grow the table for
+     * a bogus number (1 << 30 would cost gigabytes). The limit is read
+     * again here because the program may have raised it. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (rlim_t)fd >= rl.rlim_cur)
+        return NULL;
+    size_t len = s->fds.len ? s->fds.len : 64;
+    while (len <= (size_t)fd)
+        len *= 2;
+    struct coil__fd *v = realloc(s->fds.v, len * sizeof *v);
+    if (!v) {
+        *err = -ENOMEM;
+        return NULL;
     }
+    for (size_t i = s->fds.len; i < len; i++)
+        v[i] = (struct coil__fd){.timeout = -1};
+    s->fds.v = v;
+    s->fds.len = len;
     return &s->fds.v[fd];
 }
 

@@ -307,6 +307,7 @@ struct coil__op {
     uint8_t opcode;   /* enum coil__opcode */
     bool polling;     /* waiting for readiness before (re)trying the op */
     bool has_timeout; /* the backend enforces deadline itself */
+    bool retried;     /* submitted again after waiting for readiness */
     int interrupt;    /* error asked for by kill/timeout/close; 0 if none */
     int64_t deadline;
     union {
@@ -333,7 +334,7 @@ struct coil__op {
     } u;
     /* Backend scratch (io_uring: the linked timeout's timespec, which the
      * kernel reads when the SQE is submitted). */
-    int64_t scratch[2];
+    _Alignas(8) unsigned char scratch[16];
 };
 
 /* The fixed set of operations every backend implements, chosen once per
@@ -379,9 +380,10 @@ struct coil__fd {
     uint8_t kind;         /* 0 unknown, 1 socket, 2 other (for write -> send) */
 };
 
-/* The state of fd in s, growing the table as needed; NULL for a negative fd
- * or when memory runs out. */
-struct coil__fd *coil__fd_get(struct coil__sched *s, int fd);
+/* The state of fd in s, growing the table as needed; NULL with *err = -EBADF
+ * for a negative fd or one at or above RLIMIT_NOFILE (it cannot be open), or
+ * -ENOMEM. errno is left alone. */
+struct coil__fd *coil__fd_get(struct coil__sched *s, int fd, int *err);
 void coil__fd_table_free(struct coil__sched *s);
 /* Forgets fd's state (it was closed). */
 void coil__fd_forget(struct coil__sched *s, int fd);

@@ -63,8 +63,9 @@ void coil__op_complete(struct coil__op *op, int res) {
 
 int coil__op_run(struct coil__tasklet *t, struct coil__op *op) {
     struct coil__sched *s = t->sched;
-    struct coil__fd *f = coil__fd_get(s, op->fd);
-    if (!f) return op->fd < 0 ? -EBADF : -ENOMEM;
+    int err;
+    struct coil__fd *f = coil__fd_get(s, op->fd, &err);
+    if (!f) return err;
     if (f->timeout >= 0) {
         int64_t now = coil_now();
         int64_t d = f->timeout > INT64_MAX - now ? INT64_MAX : now + f->timeout;
@@ -75,9 +76,8 @@ int coil__op_run(struct coil__tasklet *t, struct coil__op *op) {
      * heap) cancels it right after if it would have to wait. */
     op->t = t;
     op->interrupt = 0;
-    op->polling = false;
-    op->has_timeout = false;
-    int err = s->backend->submit(s, op);
+    op->polling = op->retried = op->has_timeout = false;
+    err = s->backend->submit(s, op);
     if (err) return err;
     fd_link(f, op);
     int res = coil__park(t, COIL__WAIT_IO, op, 0, op_unwait, op->has_timeout ? -1 : op->deadline);
@@ -186,8 +186,9 @@ int coil_set_timeout(int fd, int64_t ns) {
     int open = fd >= 0 && fcntl(fd, F_GETFD) >= 0;
     errno = saved;
     if (!open) return -EBADF;
-    struct coil__fd *f = coil__fd_get(s, fd);
-    if (!f) return -ENOMEM;
+    int err;
+    struct coil__fd *f = coil__fd_get(s, fd, &err);
+    if (!f) return err;
     f->timeout = ns < 0 ? -1 : ns;
     return 0;
 }
@@ -307,7 +308,8 @@ ssize_t coil_read(int fd, void *buf, size_t len) {
  * -EPIPE and never SIGPIPE. Which fds are sockets is remembered per fd. */
 ssize_t coil_write_dl(int fd, const void *buf, size_t len, int64_t deadline) {
     struct coil__sched *s = coil__sched_cur;
-    struct coil__fd *f = s && coil__self() ? coil__fd_get(s, fd) : NULL;
+    int err;
+    struct coil__fd *f = s && coil__self() ? coil__fd_get(s, fd, &err) : NULL;
     if (f && !f->kind) {
         struct stat st;
         int saved = errno;
@@ -317,7 +319,7 @@ ssize_t coil_write_dl(int fd, const void *buf, size_t len, int64_t deadline) {
     if (f && f->kind == 1) {
         ssize_t r = run_io(COIL__OP_SEND, fd, (void *)buf, len, MSG_NOSIGNAL, deadline);
         if (r != -ENOTSOCK) return r;
-        f = coil__fd_get(s, fd); /* closed and reused by a non-socket */
+        f = coil__fd_get(s, fd, &err); /* closed and reused by a non-socket */
         if (f) f->kind = 2;
     }
     return run_io(COIL__OP_WRITE, fd, (void *)buf, len, 0, deadline);
@@ -332,12 +334,13 @@ ssize_t coil_write(int fd, const void *buf, size_t len) {
 struct resolve {
     const char *host, *service;
     struct addrinfo hints, *res;
-    int err;
+    int err, sys_errno; /* EAI_SYSTEM's errno is the worker thread's */
 };
 
 static int do_resolve(void *arg) {
     struct resolve *r = arg;
     r->err = getaddrinfo(r->host, r->service, &r->hints, &r->res);
+    r->sys_errno = errno;
     return 0;
 }
 
@@ -370,7 +373,7 @@ static int resolve(const char *host, const char *service, int type, int flags,
         if (r.res) freeaddrinfo(r.res);
         return err;
     }
-    if (r.err) return resolve_error(r.err, errno);
+    if (r.err) return resolve_error(r.err, r.sys_errno);
     *res = r.res;
     return 0;
 }

@@ -49,7 +49,7 @@ static void *worker(void *unused) {
         pthread_mutex_lock(&lock);
         struct coil__sched *s = j->s;
         j->next = s->offload_done;
-        s->offload_done = j;
+        __atomic_store_n(&s->offload_done, j, __ATOMIC_RELEASE); /* read unlocked each round */
         /* Wake the scheduler before unlocking: until it takes j under this
          * lock its job stays pending, so it cannot have ended and closed (or
          * reused) the eventfd. */

@@ -323,6 +323,9 @@ static void loop(struct coil__sched *s) {
             s->interrupted = true;
             kill_all(s);
         }
+        /* Offload results are collected every round, without a system call:
+         * the eventfd only wakes a scheduler that is blocked. */
+        if (__atomic_load_n(&s->offload_done, __ATOMIC_ACQUIRE)) coil__offload_reap(s);
         s->round_start = coil_now();
         fire_timers(s, s->round_start);
         /* One trip into the kernel per round: submit what the last round

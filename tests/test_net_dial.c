@@ -666,6 +666,52 @@ static void test_offload_from_two_schedulers(void **state) {
  * that has called getaddrinfo for a name), so under Valgrind the tests that
  * resolve names (localhost, nonexistent.invalid) are skipped; the numeric
  * ones (127.0.0.1, ::1, and NULL for coil_listen_on) still run there. */
+/* ---- an offload result reaches a scheduler that never goes idle -------------- */
+
+struct busy_offload {
+    volatile bool done;
+    int result;
+    int64_t took;
+};
+
+static int slow_42(void *arg) {
+    (void)arg;
+    usleep(10000);
+    return 42;
+}
+
+static void busy_offloader(void *arg) {
+    struct busy_offload *b = arg;
+    int64_t t0 = coil_now();
+    b->result = coil_offload(slow_42, NULL);
+    b->took = coil_now() - t0;
+    b->done = true;
+}
+
+static void busy_yielder(void *arg) {
+    struct busy_offload *b = arg;
+    int64_t t0 = coil_now();
+    while (!b->done && coil_now() - t0 < 3 * COIL_SEC)
+        coil_yield(); /* never idle */
+}
+
+static void busy_offload_main(void *arg) {
+    coil_spawn(busy_offloader, arg, NULL);
+    coil_spawn(busy_yielder, arg, NULL);
+}
+
+/* The worker's result must be collected while other tasklets keep the run
+ * queue full (the scheduler then never blocks in the kernel, where the
+ * eventfd would wake it): well before the yielder gives up after 3 s. */
+static void test_offload_result_reaches_a_busy_scheduler(void **state) {
+    (void)state;
+    struct busy_offload b = {0};
+    COIL_RUN_OK(busy_offload_main, &b);
+    assert_true(b.done);
+    assert_int_equal(b.result, 42);
+    assert_true(b.took < 2 * COIL_SEC);
+}
+
 int main(void) {
     coil_test_skip_without_fd_ops();
     coil_test_apply_filter();
@@ -674,6 +720,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_offload_sigint_waits_for_fn),
         cmocka_unit_test(test_offload_burst_runs_in_parallel),
+        cmocka_unit_test(test_offload_result_reaches_a_busy_scheduler),
         cmocka_unit_test(test_dial_ipv4_literal),
         cmocka_unit_test(test_dial_localhost),
         cmocka_unit_test(test_dial_ipv6_literal),

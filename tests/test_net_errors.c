@@ -724,10 +724,37 @@ static void test_emfile_accept_waits(void **state) {
     coil_test_child_free(&c);
 }
 
+/* ---- an fd number far beyond the fd limit ------------------------------------- */
+
+struct huge_fd {
+    ssize_t recv_rc, write_rc;
+    int timeout_rc;
+};
+
+static void huge_fd_main(void *arg) {
+    struct huge_fd *h = arg;
+    char buf[8];
+    h->recv_rc = coil_recv(1 << 30, buf, sizeof buf, 0);
+    h->write_rc = coil_write(INT32_MAX, buf, sizeof buf);
+    h->timeout_rc = coil_set_timeout(1 << 30, COIL_SEC);
+}
+
+/* -EBADF at once: coil must not grow its per-fd table to the number first
+ * (that would cost gigabytes, or end in -ENOMEM). */
+static void test_fd_beyond_the_limit_is_ebadf(void **state) {
+    (void)state;
+    struct huge_fd h = {0};
+    COIL_RUN_OK(huge_fd_main, &h);
+    assert_int_equal(h.recv_rc, -EBADF);
+    assert_int_equal(h.write_rc, -EBADF);
+    assert_int_equal(h.timeout_rc, -EBADF);
+}
+
 int main(void) {
     coil_test_skip_without_fd_ops();
     coil_test_apply_filter();
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fd_beyond_the_limit_is_ebadf),
         cmocka_unit_test(test_connect_refused_ipv4),
         cmocka_unit_test(test_connect_refused_ipv6),
         cmocka_unit_test(test_connect_timeout_full_backlog),

@@ -145,12 +145,14 @@ static void prep(struct uring *u, struct coil__op *op) {
         /* An absolute CLOCK_MONOTONIC timeout linked to the op: the kernel
          * cancels the op (res -ECANCELED) when it fires. It reads the
          * timespec at submission, which is before op's frame is left. */
-        struct __kernel_timespec *ts = (struct __kernel_timespec *)(void *)op->scratch;
-        ts->tv_sec = op->deadline / COIL_SEC;
-        ts->tv_nsec = op->deadline % COIL_SEC;
+        struct __kernel_timespec ts = {.tv_sec = op->deadline / COIL_SEC,
+                                       .tv_nsec = op->deadline % COIL_SEC};
+        _Static_assert(sizeof ts <= sizeof op->scratch, "the timespec fits in the op");
+        memcpy(op->scratch, &ts, sizeof ts);
         sqe->flags |= IOSQE_IO_LINK;
         struct io_uring_sqe *tsqe = get_sqe(u);
-        io_uring_prep_link_timeout(tsqe, ts, IORING_TIMEOUT_ABS);
+        io_uring_prep_link_timeout(tsqe, (struct __kernel_timespec *)(void *)op->scratch,
+                                   IORING_TIMEOUT_ABS);
         io_uring_sqe_set_data64(tsqe, 0);
         op->has_timeout = true;
     }
@@ -238,16 +240,21 @@ static void on_watch(struct coil__sched *s, struct uring *u, struct io_uring_cqe
 
 static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, int res) {
     u->inflight--;
-    mark_defined(op, res);
     if (op->polling) {
-        /* Readiness arrived (or the poll failed): now the operation itself. */
+        /* Readiness arrived (or the poll failed): now the operation itself.
+         * A readiness result (a poll mask) is never the call's result. */
         op->polling = false;
-        if (res >= 0 && !op->interrupt) {
+        if (op->interrupt) {
+            coil__op_complete(op, op->interrupt);
+            return;
+        }
+        if (res >= 0) {
+            op->retried = true;
             prep(u, op);
             u->inflight++;
             return;
         }
-    } else if (res == -EAGAIN && !op->interrupt && op->opcode != COIL__OP_POLL) {
+    } else if (res == -EAGAIN && op->opcode != COIL__OP_POLL) {
         /* An O_NONBLOCK fd (made outside coil) answers EAGAIN where a
          * blocking one would wait: wait for readiness, then try again. A
          * caller that asked for MSG_DONTWAIT gets its EAGAIN. */
@@ -256,13 +263,20 @@ static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, 
                         : (op->opcode == COIL__OP_RECVMSG || op->opcode == COIL__OP_SENDMSG)
                             ? (op->u.msg.flags & MSG_DONTWAIT)
                             : 0;
+        if (op->interrupt) {
+            coil__op_complete(op, op->interrupt);
+            return;
+        }
         if (!dontwait) {
             op->polling = true;
             prep(u, op);
             u->inflight++;
             return;
         }
+    } else if (res == -EISCONN && op->opcode == COIL__OP_CONNECT && op->retried) {
+        res = 0; /* the first attempt started it; readiness says it is done */
     }
+    mark_defined(op, res);
     coil__op_complete(op, res);
 }
 
@@ -272,7 +286,9 @@ static void reap(struct coil__sched *s, struct uring *u) {
     io_uring_for_each_cqe(&u->ring, head, cqe) {
         n++;
         uint64_t ud = cqe->user_data;
-        if (ud == 0) continue;
+        /* 0: nothing to do; LIBURING_UDATA_TIMEOUT: liburing's own timeout
+         * SQE on kernels without IORING_FEAT_EXT_ARG (before 5.11). */
+        if (ud == 0 || ud == LIBURING_UDATA_TIMEOUT) continue;
         if (ud == TAG_SIGNAL || ud == TAG_WAKE)
             on_watch(s, u, cqe);
         else
@@ -283,6 +299,7 @@ static void reap(struct coil__sched *s, struct uring *u) {
 
 static void ur_poll(struct coil__sched *s) {
     struct uring *u = s->backend_data;
+    arm_watches(s, u);
     /* With DEFER_TASKRUN completions are only posted when we enter the
      * kernel, so a round with work in flight costs one system call; a round
      * without any costs none. */
