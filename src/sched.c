@@ -396,8 +396,10 @@ static int run(coil_fn main, void *arg) {
         free(s);
         return err;
     }
-    coil__shutdown_signals_acquire();
+    /* Read before the handler goes in, so that a signal caught in between is
+     * acted on rather than lost. */
     s->shutdown_seen = coil__shutdown_requests;
+    coil__shutdown_signals_acquire();
     /* A write to a pipe whose reader is gone raises SIGPIPE on the thread
      * that runs it, and there is no MSG_NOSIGNAL for pipes. Block it on this
      * thread while the scheduler runs: the call returns -EPIPE instead, and
