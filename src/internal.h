@@ -319,10 +319,12 @@ struct coil__op {
         struct {
             struct msghdr *msg;
             int flags;
+            socklen_t namecap; /* msg_namelen before the call */
         } msg;
         struct {
             struct sockaddr *addr;
             socklen_t *addrlen;
+            socklen_t addrcap; /* *addrlen before the call */
         } accept;
         struct {
             const struct sockaddr *addr;

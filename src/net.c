@@ -202,6 +202,7 @@ int coil_accept_dl(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t de
     struct coil__op op = {.fd = fd, .opcode = COIL__OP_ACCEPT, .deadline = deadline};
     op.u.accept.addr = addr;
     op.u.accept.addrlen = addrlen;
+    op.u.accept.addrcap = addrlen ? *addrlen : 0;
     int r = coil__op_run(t, &op);
     if (r == -EMFILE || r == -ENFILE) {
         /* The fd table is full and the connection stays queued: a caller that
@@ -269,6 +270,7 @@ static ssize_t run_msg(int opcode, int fd, struct msghdr *msg, int flags, int64_
     struct coil__op op = {.fd = fd, .opcode = (uint8_t)opcode, .deadline = deadline};
     op.u.msg.msg = msg;
     op.u.msg.flags = flags;
+    op.u.msg.namecap = msg->msg_namelen;
     return coil__op_run(t, &op);
 }
 

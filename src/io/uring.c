@@ -187,7 +187,12 @@ static void mark_defined(const struct coil__op *op, int res) {
             VALGRIND_MAKE_MEM_DEFINED(m->msg_iov[i].iov_base, n);
             left -= n;
         }
-        if (m->msg_name) VALGRIND_MAKE_MEM_DEFINED(m->msg_name, m->msg_namelen);
+        /* The kernel reports the full address length, which may exceed the
+         * caller's buffer (the address was truncated): mark what was written. */
+        if (m->msg_name)
+            VALGRIND_MAKE_MEM_DEFINED(m->msg_name, m->msg_namelen < op->u.msg.namecap
+                                                       ? m->msg_namelen
+                                                       : op->u.msg.namecap);
         VALGRIND_MAKE_MEM_DEFINED(&m->msg_namelen, sizeof m->msg_namelen);
         if (m->msg_control) VALGRIND_MAKE_MEM_DEFINED(m->msg_control, m->msg_controllen);
         VALGRIND_MAKE_MEM_DEFINED(&m->msg_flags, sizeof m->msg_flags);
@@ -196,8 +201,9 @@ static void mark_defined(const struct coil__op *op, int res) {
     case COIL__OP_ACCEPT:
         if (op->u.accept.addrlen) {
             VALGRIND_MAKE_MEM_DEFINED(op->u.accept.addrlen, sizeof *op->u.accept.addrlen);
-            if (op->u.accept.addr)
-                VALGRIND_MAKE_MEM_DEFINED(op->u.accept.addr, *op->u.accept.addrlen);
+            socklen_t n = *op->u.accept.addrlen < op->u.accept.addrcap ? *op->u.accept.addrlen
+                                                                       : op->u.accept.addrcap;
+            if (op->u.accept.addr) VALGRIND_MAKE_MEM_DEFINED(op->u.accept.addr, n);
         }
         break;
     default: break;
