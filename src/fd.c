@@ -36,12 +36,6 @@ struct coil__fd *coil__fd_get(struct coil__sched *s, int fd, int *err) {
     return &s->fds.v[fd];
 }
 
-void coil__fd_forget(struct coil__sched *s, int fd) {
-    if (fd < 0 || (size_t)fd >= s->fds.len) return;
-    COIL_ASSERT(!s->fds.v[fd].ops, "a closed fd has no operations in flight");
-    s->fds.v[fd] = (struct coil__fd){.timeout = -1};
-}
-
 void coil__fd_table_free(struct coil__sched *s) {
     free(s->fds.v);
     s->fds.v = NULL;

@@ -387,8 +387,6 @@ struct coil__fd {
  * -ENOMEM. errno is left alone. */
 struct coil__fd *coil__fd_get(struct coil__sched *s, int fd, int *err);
 void coil__fd_table_free(struct coil__sched *s);
-/* Forgets fd's state (it was closed). */
-void coil__fd_forget(struct coil__sched *s, int fd);
 
 /* ---- offload pool (src/offload.c) -------------------------------------- */
 
