@@ -237,22 +237,30 @@ static bool wait_ready(int timeout_ms) {
     return poll(&pfd, 1, timeout_ms) == 1 && read(ready_pipe[0], &byte, 1) == 1;
 }
 
-static void test_dump_on_signal_wakes_an_idle_scheduler(void **state) {
-    (void)state;
+/* Starts child_fn in a child, waits until it says it is ready, sends it
+ * SIGQUIT and reads its stderr until `name` appears in a dump; then kills it
+ * and reaps it. Asserts that it got ready and dumped. */
+static void dump_child_on_sigquit(struct coil_test_child *c, void (*child_fn)(void *),
+                                  const char *name) {
     assert_int_equal(pipe(ready_pipe), 0);
-    struct coil_test_child c;
-    coil_test_child_start(&c, idle_child, NULL);
+    coil_test_child_start(c, child_fn, NULL);
     close(ready_pipe[1]);
     bool ready = wait_ready(20000);
-    if (ready) kill(c.pid, SIGQUIT);
-    /* Well before the 30 s sleep ends. */
-    bool dumped = ready && coil_test_child_read(&c, "\"idler\"", 15000);
-    kill(c.pid, SIGKILL);
-    coil_test_child_finish(&c, 10000);
+    if (ready) kill(c->pid, SIGQUIT);
+    bool dumped = ready && coil_test_child_read(c, name, 15000);
+    kill(c->pid, SIGKILL);
+    coil_test_child_finish(c, 10000);
     close(ready_pipe[0]);
-    if (!ready || !dumped) coil_test_child_describe(&c);
+    if (!ready || !dumped) coil_test_child_describe(c);
     assert_true(ready);
     assert_true(dumped);
+}
+
+static void test_dump_on_signal_wakes_an_idle_scheduler(void **state) {
+    (void)state;
+    struct coil_test_child c;
+    /* The dump must come well before the child's 30 s sleep ends. */
+    dump_child_on_sigquit(&c, idle_child, "\"idler\"");
     char line[512];
     assert_true(coil_test_find_line(c.err, "\"idler\"", line, sizeof line));
     assert_non_null(strstr(line, "sleep"));
@@ -292,19 +300,8 @@ static void busy_child(void *arg) {
 
 static void test_dump_on_signal_while_always_busy(void **state) {
     (void)state;
-    assert_int_equal(pipe(ready_pipe), 0);
     struct coil_test_child c;
-    coil_test_child_start(&c, busy_child, NULL);
-    close(ready_pipe[1]);
-    bool ready = wait_ready(20000);
-    if (ready) kill(c.pid, SIGQUIT);
-    bool dumped = ready && coil_test_child_read(&c, "\"spinner\"", 15000);
-    kill(c.pid, SIGKILL);
-    coil_test_child_finish(&c, 10000);
-    close(ready_pipe[0]);
-    if (!ready || !dumped) coil_test_child_describe(&c);
-    assert_true(ready);
-    assert_true(dumped);
+    dump_child_on_sigquit(&c, busy_child, "\"spinner\"");
     coil_test_child_free(&c);
 }
 
