@@ -91,7 +91,13 @@ typedef struct coil_spawn_opts {
  * tasklet killed the same way, and coil_run returns once all have finished.
  * (coil_run catches SIGINT and SIGTERM only while their disposition is the
  * default, and restores it on return; SIGPIPE is never raised by coil's
- * calls, which send with MSG_NOSIGNAL.) */
+ * calls, which send with MSG_NOSIGNAL.)
+ * The I/O backend is chosen here: io_uring, or epoll when io_uring cannot be
+ * set up (io_uring_setup fails with ENOSYS, EPERM or EACCES: an old kernel,
+ * a seccomp profile, kernel.io_uring_disabled; any other failure is
+ * returned). The environment variable COIL_BACKEND=io_uring or =epoll forces
+ * one: -EINVAL for another value, and the setup's error (-EPERM, ...) if the
+ * forced one cannot be set up; both are also said on stderr. */
 COIL_API int coil_run(coil_fn main, void *arg);
 
 /* Creates a tasklet that will run fn(arg); it is runnable at once and starts
@@ -269,7 +275,16 @@ COIL_API int coil_choose(coil_clause *clauses, size_t n, int64_t deadline);
  *    length.
  * Sends never raise SIGPIPE (MSG_NOSIGNAL): a closed peer is -EPIPE, a reset
  * one -ECONNRESET; end of stream is 0. fds made outside coil work too,
- * O_NONBLOCK or not (coil waits for readiness when the kernel says EAGAIN). */
+ * O_NONBLOCK or not (coil waits for readiness when the kernel says EAGAIN),
+ * and coil never leaves an fd's flags changed.
+ *
+ * Both backends give the same results and errors. On epoll, a call tries its
+ * system call at once and waits for readiness only if it would block; reads
+ * and writes of regular files run on the offload pool (see coil_offload) and
+ * are not interrupted by a kill, a timeout or a close: they complete (quickly:
+ * a file is never "not ready") and return their result. An fd that a call
+ * has waited on must be closed with coil_close, not close(2): coil_close
+ * tells the backend that the number no longer names that file. */
 
 /* socket(2) with SOCK_CLOEXEC added. Callable anywhere. Returns the fd or
  * -errno (-EAFNOSUPPORT, -EINVAL, -EMFILE, ...). */
@@ -356,7 +371,9 @@ COIL_API int coil_listen_on(const char *host, const char *service, int backlog);
 COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
 
 /* The name of the I/O backend of this thread's scheduler ("io_uring" or
- * "epoll"), or of the one coil_run would choose. Callable anywhere. */
+ * "epoll"), or of the one coil_run would choose (probed once per process);
+ * NULL if coil_run would fail to set one up (see coil_run). Callable
+ * anywhere. */
 COIL_API const char *coil_backend_name(void);
 
 #ifdef __cplusplus

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 struct coil__fd *coil__fd_get(struct coil__sched *s, int fd, int *err) {
     if (fd >= 0 && (size_t)fd < s->fds.len) return &s->fds.v[fd];
@@ -40,4 +42,25 @@ void coil__fd_table_free(struct coil__sched *s) {
     free(s->fds.v);
     s->fds.v = NULL;
     s->fds.len = 0;
+}
+
+void coil__fd_reset(struct coil__fd *f) {
+    f->timeout = -1;
+    f->gen++;
+    f->kind = COIL__FD_UNKNOWN;
+    f->registered = f->rd_idle = f->wr_idle = f->rd_shut = f->wr_shut = false;
+}
+
+enum coil__fd_kind coil__fd_kind(struct coil__fd *f, int fd) {
+    if (f->kind != COIL__FD_UNKNOWN) return (enum coil__fd_kind)f->kind;
+    int saved = errno;
+    int type;
+    socklen_t len = sizeof type;
+    struct stat st;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
+        f->kind = type == SOCK_STREAM ? COIL__FD_STREAM : COIL__FD_SOCKET;
+    else if (errno == ENOTSOCK && fstat(fd, &st) == 0)
+        f->kind = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) ? COIL__FD_FILE : COIL__FD_OTHER;
+    errno = saved;
+    return (enum coil__fd_kind)f->kind;
 }

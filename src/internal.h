@@ -308,7 +308,9 @@ struct coil__op {
     bool polling;     /* waiting for readiness before (re)trying the op */
     bool has_timeout; /* the backend enforces deadline itself */
     bool retried;     /* submitted again after waiting for readiness */
+    bool done;        /* epoll: finished, its tasklet woken (or about to be) */
     int interrupt;    /* error asked for by kill/timeout/close; 0 if none */
+    int res;          /* the result, when submit finished op at once */
     int64_t deadline;
     union {
         struct {
@@ -337,6 +339,12 @@ struct coil__op {
     /* Backend scratch (io_uring: the linked timeout's timespec, which the
      * kernel reads when the SQE is submitted). */
     _Alignas(8) unsigned char scratch[16];
+    /* epoll: the offload job of a regular file's read or write; the list of
+     * ops retried every few milliseconds (a Unix connect to a full backlog,
+     * which no readiness event announces). */
+    void *job;
+    struct coil__op *retry_next;
+    size_t got; /* epoll: bytes a MSG_WAITALL recv has received so far */
 };
 
 /* The fixed set of operations every backend implements, chosen once per
@@ -345,9 +353,11 @@ struct coil__backend_ops {
     const char *name;
     int (*init)(struct coil__sched *s);
     void (*fini)(struct coil__sched *s);
-    /* Starts op (queued; submitted in a batch by poll/wait). When the backend
-     * enforces op->deadline itself it sets op->has_timeout. Returns 0 or
-     * -errno (nothing started). */
+    /* Starts op (io_uring: queued, submitted in a batch by poll/wait). When
+     * the backend enforces op->deadline itself it sets op->has_timeout.
+     * Returns 0 when op is in flight (its completion wakes the caller), 1
+     * when it finished at once with its result in op->res (epoll: the first
+     * try did not have to wait), or -errno (nothing started). */
     int (*submit)(struct coil__sched *s, struct coil__op *op);
     /* Asks the kernel to cancel op; its completion still comes. */
     void (*cancel)(struct coil__sched *s, struct coil__op *op);
@@ -374,12 +384,45 @@ int coil__op_run(struct coil__tasklet *t, struct coil__op *op);
 extern const struct coil__backend_ops coil__backend_epoll;
 extern const struct coil__backend_ops coil__backend_uring;
 
+/* io_uring_setup failed with err: is epoll the answer (io_uring is absent or
+ * forbidden here) rather than a failure to report? */
+static inline bool coil__backend_fallback_ok(int err) {
+    return err == -ENOSYS || err == -EPERM || err == -EACCES;
+}
+
 /* ---- per-fd state (src/fd.c) ------------------------------------------- */
 
+/* What an fd is, learnt once (coil__fd_kind) and forgotten by coil_close. */
+enum coil__fd_kind {
+    COIL__FD_UNKNOWN = 0,
+    COIL__FD_STREAM, /* a SOCK_STREAM socket */
+    COIL__FD_SOCKET, /* any other socket */
+    COIL__FD_FILE,   /* a regular file or block device: never "not ready" */
+    COIL__FD_OTHER,  /* pipe, FIFO, tty, eventfd, ... */
+};
+
+/*
+ * What a scheduler knows of one fd number. The entry describes the open file
+ * the number names now: coil_close (and coil_socket/coil_accept, which return
+ * a number that names a new file) reset it with coil__fd_reset, and bump gen
+ * so that a readiness event of the old file (an epoll registration survives
+ * in a dup of it) is recognised as stale.
+ */
 struct coil__fd {
     struct coil__op *ops; /* operations in flight on this fd */
     int64_t timeout;      /* coil_set_timeout; negative: none */
-    uint8_t kind;         /* 0 unknown, 1 socket, 2 other (for write -> send) */
+    uint32_t gen;         /* bumped each time the number names a new file */
+    uint8_t kind;         /* enum coil__fd_kind */
+    /* epoll: registered (edge-triggered) in this scheduler's epoll set, and
+     * "the last try found nothing to read / no room to write": with an
+     * edge-triggered registration the next event says when to try again, so
+     * the next call parks without a useless system call. */
+    bool registered;
+    bool rd_idle, wr_idle;
+    /* epoll: the peer has shut down its side (EPOLLRDHUP) or the fd is in
+     * error or hung up: a read (a write) never waits again, and no further
+     * event would come to say so, so the fd is never marked idle. */
+    bool rd_shut, wr_shut;
 };
 
 /* The state of fd in s, growing the table as needed; NULL with *err = -EBADF
@@ -387,9 +430,33 @@ struct coil__fd {
  * -ENOMEM. errno is left alone. */
 struct coil__fd *coil__fd_get(struct coil__sched *s, int fd, int *err);
 void coil__fd_table_free(struct coil__sched *s);
+/* Forgets what was known of the file f named (not its ops in flight). */
+void coil__fd_reset(struct coil__fd *f);
+/* f's kind, learnt with a system call or two the first time (errno is left
+ * alone); COIL__FD_UNKNOWN if fd is not open. */
+enum coil__fd_kind coil__fd_kind(struct coil__fd *f, int fd);
+static inline bool coil__fd_is_socket(enum coil__fd_kind k) {
+    return k == COIL__FD_STREAM || k == COIL__FD_SOCKET;
+}
 
 /* ---- offload pool (src/offload.c) -------------------------------------- */
 
+/* A job for the offload pool. fn(arg) runs on a worker; then, back on the
+ * scheduler's thread, done(job) is called, or (done NULL) t is woken with
+ * fn's result. The job's memory must live until then. */
+struct coil__job {
+    int (*fn)(void *arg);
+    void *arg;
+    int result;
+    struct coil__tasklet *t;
+    void (*done)(struct coil__job *j);
+    struct coil__sched *s;
+    struct coil__job *next;
+};
+
+/* Queues j (j->fn, arg, t or done set by the caller). Returns 0, or -EAGAIN
+ * when no worker thread could be started. */
+int coil__offload_start(struct coil__sched *s, struct coil__job *j);
 /* Moves the jobs the workers finished to the run queue. */
 void coil__offload_reap(struct coil__sched *s);
 void coil__offload_fini(struct coil__sched *s);

@@ -76,9 +76,21 @@ int coil__op_run(struct coil__tasklet *t, struct coil__op *op) {
      * heap) cancels it right after if it would have to wait. */
     op->t = t;
     op->interrupt = 0;
-    op->polling = op->retried = op->has_timeout = false;
+    op->polling = op->retried = op->has_timeout = op->done = false;
+    op->got = 0;
     err = s->backend->submit(s, op);
-    if (err) return err;
+    if (err) {
+        if (err < 0) return err;
+        /* Finished at once (epoll: the first try did not have to wait). A
+         * tasklet whose every call finishes at once would never let the
+         * others run: such calls spend the round's switch budget, and when
+         * it is gone the tasklet yields like coil_yield. */
+        if (COIL_UNLIKELY(--s->budget < 0)) {
+            coil__runq_push(s, t);
+            coil__schedule(s, t);
+        }
+        return op->res;
+    }
     fd_link(f, op);
     int res = coil__park(t, COIL__WAIT_IO, op, 0, op_unwait, op->has_timeout ? -1 : op->deadline);
     fd_unlink(s, op);
@@ -128,10 +140,21 @@ static int sys_result(int r) {
     return r < 0 ? -errno : r;
 }
 
+/* fd names a file just made by coil: forget what was known of the number. */
+static void fd_fresh(int fd, enum coil__fd_kind kind) {
+    struct coil__sched *s = coil__sched_cur;
+    int err;
+    struct coil__fd *f = s ? coil__fd_get(s, fd, &err) : NULL;
+    if (!f) return;
+    coil__fd_reset(f);
+    f->kind = (uint8_t)kind;
+}
+
 int coil_socket(int domain, int type, int protocol) {
     int saved = errno;
     int r = sys_result(socket(domain, type | SOCK_CLOEXEC, protocol));
     errno = saved;
+    if (r >= 0) fd_fresh(r, (type & 0xf) == SOCK_STREAM ? COIL__FD_STREAM : COIL__FD_UNKNOWN);
     return r;
 }
 
@@ -171,8 +194,7 @@ int coil_close(int fd) {
             s->backend->cancel(s, op);
         }
         s->backend->flush(s);
-        f->timeout = -1;
-        f->kind = 0;
+        coil__fd_reset(f);
     }
     int r = sys_result(close(fd));
     errno = saved;
@@ -204,7 +226,12 @@ int coil_accept_dl(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t de
     op.u.accept.addrlen = addrlen;
     op.u.accept.addrcap = addrlen ? *addrlen : 0;
     int r = coil__op_run(t, &op);
-    if (r == -EMFILE || r == -ENFILE) {
+    if (r >= 0) {
+        /* The listener is a stream socket (or SOCK_SEQPACKET, whose
+         * kind is learnt on first use). */
+        enum coil__fd_kind k = (enum coil__fd_kind)t->sched->fds.v[fd].kind;
+        fd_fresh(r, k == COIL__FD_STREAM ? k : COIL__FD_UNKNOWN);
+    } else if (r == -EMFILE || r == -ENFILE) {
         /* The fd table is full and the connection stays queued: a caller that
          * simply tries again would spin. Pause first (see coil.h). */
         int64_t until = coil_now() + 100 * COIL_MSEC;
@@ -312,17 +339,11 @@ ssize_t coil_write_dl(int fd, const void *buf, size_t len, int64_t deadline) {
     struct coil__sched *s = coil__sched_cur;
     int err;
     struct coil__fd *f = s && coil__self() ? coil__fd_get(s, fd, &err) : NULL;
-    if (f && !f->kind) {
-        struct stat st;
-        int saved = errno;
-        f->kind = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) ? 1 : 2;
-        errno = saved;
-    }
-    if (f && f->kind == 1) {
+    if (f && coil__fd_is_socket(coil__fd_kind(f, fd))) {
         ssize_t r = run_io(COIL__OP_SEND, fd, (void *)buf, len, MSG_NOSIGNAL, deadline);
         if (r != -ENOTSOCK) return r;
         f = coil__fd_get(s, fd, &err); /* closed and reused by a non-socket */
-        if (f) f->kind = 2;
+        if (f) f->kind = COIL__FD_UNKNOWN;
     }
     return run_io(COIL__OP_WRITE, fd, (void *)buf, len, 0, deadline);
 }
@@ -448,21 +469,25 @@ int coil_listen_on(const char *host, const char *service, int backlog) {
 }
 
 /* Outside a scheduler: the backend coil_run would choose, by the same rule
- * (COIL_BACKEND, else io_uring if a ring can be set up). */
+ * (see backend_init in sched.c), probed once per process; NULL when coil_run
+ * would fail to set one up. */
 static const char *probed_name;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 
 static void probe_backend(void) {
     const char *want = getenv("COIL_BACKEND");
-    if (want && !strcmp(want, "epoll")) {
-        probed_name = coil__backend_epoll.name;
-        return;
+    if (want && *want) {
+        if (!strcmp(want, "epoll")) probed_name = coil__backend_epoll.name;
+        if (strcmp(want, "io_uring") != 0) return;
     }
     struct io_uring ring;
     int err = io_uring_queue_init(2, &ring, 0);
-    if (!err) io_uring_queue_exit(&ring);
-    probed_name = err == -ENOSYS || err == -EPERM || err == -EACCES ? coil__backend_epoll.name
-                                                                    : coil__backend_uring.name;
+    if (!err) {
+        io_uring_queue_exit(&ring);
+        probed_name = coil__backend_uring.name;
+    } else if (!(want && *want) && coil__backend_fallback_ok(err)) {
+        probed_name = coil__backend_epoll.name;
+    }
 }
 
 const char *coil_backend_name(void) {

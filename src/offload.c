@@ -15,18 +15,9 @@
 
 #define OFFLOAD_THREADS 4
 
-struct job {
-    int (*fn)(void *);
-    void *arg;
-    int result;
-    struct coil__tasklet *t;
-    struct coil__sched *s;
-    struct job *next;
-};
-
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work = PTHREAD_COND_INITIALIZER;
-static struct job *queue_head, *queue_tail;
+static struct coil__job *queue_head, *queue_tail;
 static int nqueued, nthreads, nidle;
 
 static void *worker(void *unused) {
@@ -38,7 +29,7 @@ static void *worker(void *unused) {
             pthread_cond_wait(&work, &lock);
             nidle--;
         }
-        struct job *j = queue_head;
+        struct coil__job *j = queue_head;
         queue_head = j->next;
         if (!queue_head) queue_tail = NULL;
         nqueued--;
@@ -102,23 +93,19 @@ static bool offload_unwait(struct coil__tasklet *t, int err) {
     return false; /* fn cannot be stopped; its completion wakes the tasklet */
 }
 
-int coil_offload(int (*fn)(void *arg), void *arg) {
-    if (!fn) return -EINVAL;
-    struct coil__tasklet *t;
-    int err = coil__enter(&t);
-    if (err) return err;
-    struct coil__sched *s = t->sched;
-    struct job j = {.fn = fn, .arg = arg, .t = t, .s = s};
+int coil__offload_start(struct coil__sched *s, struct coil__job *j) {
+    j->s = s;
+    j->next = NULL;
     int saved_errno = errno;
     pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&lock);
     if (queue_tail)
-        queue_tail->next = &j;
+        queue_tail->next = j;
     else
-        queue_head = &j;
-    queue_tail = &j;
+        queue_head = j;
+    queue_tail = j;
     nqueued++;
-    err = ensure_worker();
+    int err = ensure_worker();
     if (err) { /* no worker at all: take the job back */
         queue_head = queue_tail = NULL;
         nqueued = 0;
@@ -127,20 +114,33 @@ int coil_offload(int (*fn)(void *arg), void *arg) {
     }
     pthread_mutex_unlock(&lock);
     errno = saved_errno;
+    if (!err) s->offload_pending++;
+    return err;
+}
+
+int coil_offload(int (*fn)(void *arg), void *arg) {
+    if (!fn) return -EINVAL;
+    struct coil__tasklet *t;
+    int err = coil__enter(&t);
     if (err) return err;
-    s->offload_pending++;
+    struct coil__job j = {.fn = fn, .arg = arg, .t = t};
+    err = coil__offload_start(t->sched, &j);
+    if (err) return err;
     return coil__park(t, COIL__WAIT_OFFLOAD, &j, 0, offload_unwait, COIL_FOREVER);
 }
 
 void coil__offload_reap(struct coil__sched *s) {
     pthread_mutex_lock(&lock);
-    struct job *j = s->offload_done;
+    struct coil__job *j = s->offload_done;
     s->offload_done = NULL;
     pthread_mutex_unlock(&lock);
     while (j) {
-        struct job *next = j->next; /* j is gone once its tasklet runs */
+        struct coil__job *next = j->next; /* j is gone once its tasklet runs */
         s->offload_pending--;
-        coil__wake(j->t, j->result);
+        if (j->done)
+            j->done(j);
+        else
+            coil__wake(j->t, j->result);
         j = next;
     }
 }

@@ -350,20 +350,29 @@ static void loop(struct coil__sched *s) {
 }
 
 /* io_uring unless it cannot be set up here (no kernel support, a seccomp
- * filter, kernel.io_uring_disabled: ENOSYS, EPERM, EACCES); COIL_BACKEND=
- * io_uring or =epoll forces one, and forcing an unavailable one is an error. */
+ * filter, kernel.io_uring_disabled: ENOSYS, EPERM, EACCES; any other error
+ * is a real failure and is returned); COIL_BACKEND=io_uring or =epoll forces
+ * one, and forcing an unavailable one (or naming an unknown one) is an error,
+ * said on stderr since the variable is the user's own setting. */
 static int backend_init(struct coil__sched *s) {
     const char *want = getenv("COIL_BACKEND");
-    if (want && *want && strcmp(want, "io_uring") != 0 && strcmp(want, "epoll") != 0)
+    if (want && !*want) want = NULL;
+    if (want && strcmp(want, "io_uring") != 0 && strcmp(want, "epoll") != 0) {
+        fprintf(stderr, "coil: COIL_BACKEND=%s: unknown backend (io_uring or epoll)\n", want);
         return -EINVAL;
-    if (!want || !*want || !strcmp(want, "io_uring")) {
-        s->backend = &coil__backend_uring;
-        int err = s->backend->init(s);
-        if (!err) return 0;
-        if ((want && *want) || (err != -ENOSYS && err != -EPERM && err != -EACCES)) return err;
     }
-    s->backend = &coil__backend_epoll;
-    return s->backend->init(s);
+    const struct coil__backend_ops *b =
+        want && !strcmp(want, "epoll") ? &coil__backend_epoll : &coil__backend_uring;
+    int err = b->init(s);
+    if (err && !want && b == &coil__backend_uring && coil__backend_fallback_ok(err)) {
+        b = &coil__backend_epoll;
+        err = b->init(s);
+    }
+    if (err && want)
+        fprintf(stderr, "coil: COIL_BACKEND=%s: the backend cannot be set up: %s\n", want,
+                strerror(-err));
+    if (!err) s->backend = b;
+    return err;
 }
 
 static int run(coil_fn main, void *arg);

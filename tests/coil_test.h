@@ -30,6 +30,11 @@ static inline bool coil_test_under_valgrind(void) {
     return getenv("COIL_UNDER_VALGRIND") != NULL;
 }
 
+/* Set by the ctest registration of a cross build run under qemu-user. */
+static inline bool coil_test_under_qemu(void) {
+    return getenv("COIL_UNDER_QEMU") != NULL;
+}
+
 /* Runs fn(arg) as the main tasklet and asserts that coil_run returned 0. */
 #define COIL_RUN_OK(fn, arg) assert_int_equal(coil_run((fn), (arg)), 0)
 
@@ -683,19 +688,6 @@ static inline void coil_test_apply_filter(void) {
 }
 
 #endif /* COIL_TEST_NET_H */
-
-#ifndef COIL_TEST_FD_OPS_H
-#define COIL_TEST_FD_OPS_H
-/* The epoll backend runs the runtime only until its fd operations land (the
- * epoll issue); there, every fd call answers -EOPNOTSUPP. A test of the fd
- * API skips itself (exit 77) on that backend, saying why. */
-static inline void coil_test_skip_without_fd_ops(void) {
-    if (strcmp(coil_backend_name(), "epoll") == 0) {
-        fprintf(stderr, "skip: fd operations on the epoll backend are not implemented yet\n");
-        exit(77);
-    }
-}
-#endif
 
 /* ======================================================================== */
 /* Channels: helpers of tests/test_chan*.c and tests/test_choose.c          */

@@ -876,7 +876,7 @@ static void test_kill_race_accept(void **state) {
 }
 
 int main(void) {
-    coil_test_skip_without_fd_ops();
+
     coil_test_apply_filter();
     coil_test_pattern_fill(op_out, OP_LEN, 99, 0);
     const struct CMUnitTest tests[] = {

@@ -719,7 +719,7 @@ static void test_offload_result_reaches_a_busy_scheduler(void **state) {
 }
 
 int main(void) {
-    coil_test_skip_without_fd_ops();
+
     coil_test_apply_filter();
     /* Bounds the resolver's wait when no DNS server answers (resolv.conf(5)). */
     setenv("RES_OPTIONS", "timeout:2 attempts:1", 0);

@@ -389,6 +389,9 @@ static void test_close_outside_a_tasklet_bad_fds(void **state) {
     assert_true(fd >= 0);
     assert_int_equal(coil_close(fd), 0);
     assert_int_equal(coil_close(fd), -EBADF);
+    /* qemu-user checks the address before the fd (-EFAULT): the kernel's
+     * order is what is tested here. */
+    if (coil_test_under_qemu()) return;
     assert_int_equal(coil_bind(fd, NULL, 0), -EBADF);
     assert_int_equal(coil_listen(fd, 1), -EBADF);
     assert_int_equal(coil_shutdown(fd, SHUT_RD), -EBADF);
@@ -626,7 +629,8 @@ static void test_system_call_errors_passed_on(void **state) {
 static void test_socket_errors(void **state) {
     (void)state;
     assert_int_equal(coil_socket(12345, SOCK_STREAM, 0), -EAFNOSUPPORT);
-    assert_int_equal(coil_socket(AF_INET, 12345, 0), -EINVAL);
+    /* qemu-user answers an unknown type itself, with -ESOCKTNOSUPPORT. */
+    if (!coil_test_under_qemu()) assert_int_equal(coil_socket(AF_INET, 12345, 0), -EINVAL);
     assert_int_equal(coil_socket(AF_INET, SOCK_STREAM, IPPROTO_UDP), -EPROTONOSUPPORT);
     int fd = coil_socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     assert_true(fd >= 0);
@@ -751,7 +755,7 @@ static void test_fd_beyond_the_limit_is_ebadf(void **state) {
 }
 
 int main(void) {
-    coil_test_skip_without_fd_ops();
+
     coil_test_apply_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_beyond_the_limit_is_ebadf),

@@ -878,7 +878,7 @@ static void test_tcp_huge_lengths(void **state) {
 }
 
 int main(void) {
-    coil_test_skip_without_fd_ops();
+
     coil_test_apply_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tcp_ipv4_echo),

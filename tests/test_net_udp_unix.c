@@ -142,6 +142,9 @@ static void short_name_main(void *arg) {
 static void test_udp_recvfrom_short_address_buffer(void **state) {
     (void)state;
     if (!coil_test_have_ipv6()) skip();
+    /* qemu-user converts the whole address into the caller's buffer, past
+     * the length given: the kernel's truncation is not what it emulates. */
+    if (coil_test_under_qemu()) skip();
     struct short_name n;
     n.rx = coil_test_raw_bound(AF_INET6, SOCK_DGRAM, -1, &n.rx_addr);
     n.tx = coil_test_raw_bound(AF_INET6, SOCK_DGRAM, -1, &n.tx_addr);
@@ -498,7 +501,7 @@ static void test_unix_datagram_bound_paths(void **state) {
 }
 
 int main(void) {
-    coil_test_skip_without_fd_ops();
+
     coil_test_apply_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_udp_ipv4_round_trip),

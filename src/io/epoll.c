@@ -1,23 +1,68 @@
 /*
- * The epoll backend: the fallback when io_uring cannot be set up (qemu-user,
- * seccomp profiles, kernel.io_uring_disabled, old kernels).
+ * The epoll backend: the fallback when io_uring cannot be set up (seccomp
+ * profiles, kernel.io_uring_disabled, old kernels, qemu-user).
  *
- * Today it only waits: until the earliest timer, a signal (the process-wide
- * signal eventfd) or an offload completion (this scheduler's wake eventfd).
- * Operations on fds are the epoll issue's work: submit answers -EOPNOTSUPP
- * until then, so every fd call fails cleanly with that error here.
+ * Readiness is turned into the same blocking calls as on io_uring. A call
+ * first tries its system call without blocking; if that would block, the op
+ * stays linked on its fd (struct coil__fd.ops) and the tasklet parks; when
+ * epoll reports the fd ready the op is tried again, from the scheduler, and
+ * its tasklet woken with the result. So the guarantees of the fd API hold
+ * unchanged: kill, timeout and close take a parked op off at once (no system
+ * call is in progress for it), and a readiness event of a closed fd never
+ * reaches a later file with the same number (the event carries the fd's
+ * generation, bumped by coil_close).
+ *
+ * Registration. Each fd is added to the epoll set once, edge-triggered, for
+ * both directions, the first time a call on it has to wait; it is never
+ * modified or deleted (close(2) removes it; an event of a registration that
+ * outlives its number in a dup is stale by generation). One epoll_ctl per
+ * connection, none per message. Edge-triggered is exact here because a call
+ * always tries before it parks, except when the last try on the fd found it
+ * empty (or full) and no event has come since (rd_idle/wr_idle): then the
+ * data that makes it ready must arrive later, and its arrival is an event.
+ *
+ * Not blocking without changing what the user sees:
+ *  - recv/send/recvmsg/sendmsg, and read/write on sockets, pass MSG_DONTWAIT;
+ *  - accept, connect, and read/write on pipes, ttys and other non-sockets
+ *    set O_NONBLOCK for the duration of each try and then put the fd's flags
+ *    back: fds are often shared with other threads and processes (a shell's
+ *    terminal), and libraries look at their flags. (libuv, Go and gevent
+ *    leave O_NONBLOCK set; coil does not change an fd behind the program's
+ *    back, at the price of two fcntl calls per try on a blocking fd.)
+ *  - regular files and block devices are always "ready" to epoll (it refuses
+ *    them): their reads and writes run on the offload pool, on a dup of the
+ *    fd so that a close and reuse of the number cannot redirect them.
  */
 #include "internal.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#if COIL_HAVE_VALGRIND_H
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+#define DATA_WAKE   UINT64_MAX       /* this scheduler's wake eventfd */
+#define DATA_SIGNAL (UINT64_MAX - 1) /* the process-wide signal eventfd */
+#define MAX_EVENTS  256
+/* A Unix connect to a listener whose backlog is full answers EAGAIN and no
+ * readiness event says when to try again: such ops are retried this often. */
+#define RETRY_NS (5 * COIL_MSEC)
+
 struct epoll_backend {
     int epfd;
+    size_t waiting;           /* ops parked (on readiness, the retry list or a job) */
+    struct coil__op *retries; /* ops to try again every RETRY_NS */
+    int64_t next_retry;
     bool signal_fd_added;
     bool no_pwait2; /* epoll_pwait2 (Linux 5.11) returned ENOSYS */
 };
@@ -27,7 +72,7 @@ static int ep_init(struct coil__sched *s) {
     if (!b) return -ENOMEM;
     b->epfd = epoll_create1(EPOLL_CLOEXEC);
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = s->wake_fd};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = DATA_WAKE};
     if (b->epfd < 0 || s->wake_fd < 0 || epoll_ctl(b->epfd, EPOLL_CTL_ADD, s->wake_fd, &ev) != 0) {
         int err = -errno;
         if (b->epfd >= 0) close(b->epfd);
@@ -36,12 +81,15 @@ static int ep_init(struct coil__sched *s) {
         free(b);
         return err;
     }
+    /* Valgrind 3.19 does not know epoll_pwait2 (Linux 5.11) and warns of it. */
+    b->no_pwait2 = RUNNING_ON_VALGRIND;
     s->backend_data = b;
     return 0;
 }
 
 static void ep_fini(struct coil__sched *s) {
     struct epoll_backend *b = s->backend_data;
+    COIL_ASSERT(b->waiting == 0, "no operation is in flight when the scheduler ends");
     close(b->epfd);
     close(s->wake_fd);
     s->wake_fd = -1;
@@ -49,57 +97,432 @@ static void ep_fini(struct coil__sched *s) {
     s->backend_data = NULL;
 }
 
+/* ---- one try of an operation -------------------------------------------- */
+
+static bool is_read(const struct coil__op *op) {
+    switch (op->opcode) {
+    case COIL__OP_READ:
+    case COIL__OP_RECV:
+    case COIL__OP_RECVMSG:
+    case COIL__OP_ACCEPT: return true;
+    case COIL__OP_POLL: return op->u.poll.events & POLLIN;
+    default: return false;
+    }
+}
+
+static uint32_t events_of(const struct coil__op *op) {
+    if (op->opcode == COIL__OP_POLL) {
+        uint32_t e = 0;
+        if (op->u.poll.events & POLLIN) e |= EPOLLIN;
+        if (op->u.poll.events & POLLPRI) e |= EPOLLPRI;
+        if (op->u.poll.events & POLLOUT) e |= EPOLLOUT;
+        return e;
+    }
+    return is_read(op) ? EPOLLIN : EPOLLOUT;
+}
+
+/* accept, connect, and read/write on non-sockets have no per-call "do not
+ * wait" flag: O_NONBLOCK is set for the duration of the call (nb_begin
+ * returns the flags to restore, or -1 with errno) and the fd's own flags
+ * are put back after it (nb_end keeps errno). */
+static int nb_begin(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return -1;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+    return fl;
+}
+
+static void nb_end(int fd, int fl) {
+    if (fl & O_NONBLOCK) return;
+    int e = errno;
+    fcntl(fd, F_SETFL, fl);
+    errno = e;
+}
+
+enum { TRY_DONE, TRY_WAIT, TRY_RETRY_LATER };
+
+/* Tries op once without blocking. TRY_DONE with the result in op->res, or
+ * TRY_WAIT when it must wait for readiness (TRY_RETRY_LATER: for time). */
+static int try_op(struct coil__fd *f, struct coil__op *op) {
+    int fd = op->fd;
+    bool dontwait = false; /* the caller asked for EAGAIN rather than a wait */
+    /* A short transfer on a stream socket: nothing more to read (or no more
+     * room) for now. Not end of stream (r == 0), which stays readable. */
+    bool drained = false;
+    ssize_t r;
+    int k;
+    for (;;) {
+        switch (op->opcode) {
+        case COIL__OP_READ:
+        case COIL__OP_WRITE: {
+            bool wr = op->opcode == COIL__OP_WRITE;
+            k = coil__fd_kind(f, fd);
+            if (coil__fd_is_socket(k)) {
+                int fl = MSG_DONTWAIT | (wr ? MSG_NOSIGNAL : 0);
+                r = wr ? send(fd, op->u.io.buf, op->u.io.len, fl)
+                       : recv(fd, op->u.io.buf, op->u.io.len, fl);
+                if (r < 0 && errno == ENOTSOCK) { /* the number now names a non-socket */
+                    f->kind = COIL__FD_UNKNOWN;
+                    continue;
+                }
+            } else {
+                int fl = nb_begin(fd);
+                r = fl < 0 ? -1
+                    : wr   ? write(fd, op->u.io.buf, op->u.io.len)
+                           : read(fd, op->u.io.buf, op->u.io.len);
+                if (fl >= 0) nb_end(fd, fl);
+            }
+            drained = k == COIL__FD_STREAM && r > 0 && (size_t)r < op->u.io.len;
+            break;
+        }
+        case COIL__OP_RECV:
+        case COIL__OP_SEND: {
+            int fl = op->u.io.flags;
+            dontwait = fl & MSG_DONTWAIT;
+            char *buf = (char *)op->u.io.buf + op->got;
+            size_t len = op->u.io.len - op->got;
+            r = op->opcode == COIL__OP_SEND ? send(fd, buf, len, fl | MSG_DONTWAIT)
+                                            : recv(fd, buf, len, fl | MSG_DONTWAIT);
+            /* A peek leaves the data in place, and out-of-band data is apart. */
+            bool stream = coil__fd_kind(f, fd) == COIL__FD_STREAM;
+            drained = !(fl & (MSG_PEEK | MSG_OOB)) && r > 0 && (size_t)r < len && stream;
+            if (op->opcode == COIL__OP_RECV && (fl & MSG_WAITALL) && !dontwait && stream &&
+                !(fl & MSG_PEEK)) {
+                /* Waits for all len bytes, as a blocking recv does; stops
+                 * early at end of stream or an error, with what it has. */
+                if (r > 0) op->got += (size_t)r;
+                if (r > 0 && op->got < op->u.io.len) {
+                    f->rd_idle = !f->rd_shut;
+                    return TRY_WAIT;
+                }
+                if (op->got && !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+                    op->res = (int)op->got;
+                    return TRY_DONE;
+                }
+            }
+            break;
+        }
+        case COIL__OP_RECVMSG:
+        case COIL__OP_SENDMSG: {
+            int fl = op->u.msg.flags;
+            dontwait = fl & MSG_DONTWAIT;
+            r = op->opcode == COIL__OP_SENDMSG ? sendmsg(fd, op->u.msg.msg, fl | MSG_DONTWAIT)
+                                               : recvmsg(fd, op->u.msg.msg, fl | MSG_DONTWAIT);
+            break;
+        }
+        case COIL__OP_ACCEPT: {
+            int fl = nb_begin(fd);
+            r = fl < 0 ? -1 : accept4(fd, op->u.accept.addr, op->u.accept.addrlen, SOCK_CLOEXEC);
+            if (fl >= 0) nb_end(fd, fl);
+            break;
+        }
+        case COIL__OP_CONNECT:
+            if (!op->polling) {
+                /* The handshake goes on after the flags are restored. */
+                int fl = nb_begin(fd);
+                r = fl < 0 ? -1 : connect(fd, op->u.connect.addr, op->u.connect.addrlen);
+                if (fl >= 0) nb_end(fd, fl);
+                if (r < 0 && errno == EINPROGRESS) {
+                    op->polling = true; /* from now on: has it finished? */
+                    return TRY_WAIT;
+                }
+                /* A Unix socket whose listener's backlog is full. */
+                if (r < 0 && errno == EAGAIN) return TRY_RETRY_LATER;
+            } else {
+                int soerr = 0;
+                socklen_t len = sizeof soerr;
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) {
+                    r = -1;
+                } else if (soerr) {
+                    errno = soerr;
+                    r = -1;
+                } else {
+                    struct sockaddr_storage peer;
+                    socklen_t plen = sizeof peer;
+                    r = getpeername(fd, (struct sockaddr *)&peer, &plen);
+                    if (r < 0 && errno == ENOTCONN) return TRY_WAIT; /* not yet */
+                }
+            }
+            break;
+        case COIL__OP_POLL: {
+            struct pollfd p = {.fd = fd, .events = op->u.poll.events};
+            r = poll(&p, 1, 0);
+            if (r == 0) return TRY_WAIT;
+            if (r > 0) r = p.revents;
+            break;
+        }
+        default: COIL_ASSERT(0, "a known opcode"); return TRY_DONE;
+        }
+        if (r < 0 && errno == EINTR) continue; /* a handler without SA_RESTART */
+        break;
+    }
+    if ((r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) || drained) {
+        if (is_read(op))
+            f->rd_idle = !f->rd_shut;
+        else
+            f->wr_idle = !f->wr_shut;
+        if (!drained && !dontwait) return TRY_WAIT;
+    }
+    op->res = r < 0 ? -errno : (int)r;
+    return TRY_DONE;
+}
+
+/* ---- regular files: the offload pool ------------------------------------ */
+
+struct file_job {
+    struct coil__job job;
+    struct coil__op *op;
+    int fd; /* a dup of op->fd, closed when the job is done */
+};
+
+static int file_io(void *arg) {
+    struct file_job *fj = arg;
+    struct coil__op *op = fj->op;
+    ssize_t r = op->opcode == COIL__OP_WRITE ? write(fj->fd, op->u.io.buf, op->u.io.len)
+                                             : read(fj->fd, op->u.io.buf, op->u.io.len);
+    return r < 0 ? -errno : (int)r;
+}
+
+static void file_done(struct coil__job *j) {
+    struct file_job *fj = coil__container_of(j, struct file_job, job);
+    struct coil__op *op = fj->op;
+    struct epoll_backend *b = op->t->sched->backend_data;
+    int res = j->result;
+    close(fj->fd);
+    free(fj);
+    op->job = NULL;
+    op->done = true;
+    b->waiting--;
+    coil__op_complete(op, res); /* a kill or close meanwhile keeps the result */
+}
+
+/* Starts op on the offload pool. Returns 0, or -errno (nothing started). */
+static int start_file_job(struct coil__sched *s, struct coil__op *op) {
+    struct file_job *fj = malloc(sizeof *fj);
+    if (!fj) return -ENOMEM;
+    fj->fd = fcntl(op->fd, F_DUPFD_CLOEXEC, 0);
+    if (fj->fd < 0) {
+        int err = -errno;
+        free(fj);
+        return err;
+    }
+    fj->op = op;
+    fj->job = (struct coil__job){.fn = file_io, .arg = fj, .done = file_done};
+    int err = coil__offload_start(s, &fj->job);
+    if (err) {
+        close(fj->fd);
+        free(fj);
+        return err;
+    }
+    op->job = fj;
+    op->has_timeout = true; /* no deadline: a file's I/O is never "not ready" */
+    return 0;
+}
+
+/* ---- the backend operations --------------------------------------------- */
+
+/* Adds fd to the epoll set (once per file). Returns 0 or -errno. */
+static int watch(struct epoll_backend *b, struct coil__fd *f, int fd) {
+    if (f->registered) return 0;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = (uint64_t)f->gen << 32 | (uint32_t)fd};
+    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        /* EEXIST: registered under an older generation (the entry was reset
+         * while the file stayed open). */
+        if (errno != EEXIST || epoll_ctl(b->epfd, EPOLL_CTL_MOD, fd, &ev) < 0) return -errno;
+    }
+    f->registered = true;
+    return 0;
+}
+
+static void finish(struct epoll_backend *b, struct coil__op *op) {
+    op->done = true;
+    b->waiting--;
+    coil__op_complete(op, op->res);
+}
+
 static int ep_submit(struct coil__sched *s, struct coil__op *op) {
-    (void)s;
-    (void)op;
-    return -EOPNOTSUPP;
+    struct epoll_backend *b = s->backend_data;
+    struct coil__fd *f = &s->fds.v[op->fd]; /* coil__op_run made sure it exists */
+    int saved = errno;
+    int ret = 1;
+    op->job = NULL;
+    if ((op->opcode == COIL__OP_READ || op->opcode == COIL__OP_WRITE) &&
+        coil__fd_kind(f, op->fd) == COIL__FD_FILE) {
+        if (start_file_job(s, op) == 0) {
+            b->waiting++;
+            errno = saved;
+            return 0;
+        }
+        /* No worker thread or no fd for the dup: do it here (a regular
+         * file's read or write does not wait for a peer). */
+        ssize_t r = op->opcode == COIL__OP_WRITE ? write(op->fd, op->u.io.buf, op->u.io.len)
+                                                 : read(op->fd, op->u.io.buf, op->u.io.len);
+        op->res = r < 0 ? -errno : (int)r;
+        errno = saved;
+        return 1;
+    }
+    /* After a try that found nothing, an edge-triggered registration tells
+     * when to try again: wait for it without a system call that would only
+     * say EAGAIN. (Not for MSG_DONTWAIT, whose caller wants the EAGAIN.) */
+    bool dontwait = (op->opcode == COIL__OP_RECV || op->opcode == COIL__OP_SEND) &&
+                    (op->u.io.flags & MSG_DONTWAIT);
+    bool idle = is_read(op) ? f->rd_idle : f->wr_idle;
+    int st = f->registered && idle && !dontwait && op->opcode != COIL__OP_POLL ? TRY_WAIT
+                                                                               : try_op(f, op);
+    if (st == TRY_WAIT) {
+        int err = watch(b, f, op->fd);
+        if (err) {
+            op->res = err;
+            st = TRY_DONE;
+        } else {
+            ret = 0;
+        }
+    } else if (st == TRY_RETRY_LATER) {
+        op->retry_next = b->retries;
+        b->retries = op;
+        int64_t due = coil_now() + RETRY_NS;
+        if (!b->next_retry || due < b->next_retry) b->next_retry = due;
+        ret = 0;
+    }
+    if (ret == 0) b->waiting++;
+    errno = saved;
+    return ret;
 }
 
-static void ep_nothing(struct coil__sched *s) {
-    (void)s;
+static void unlink_retry(struct epoll_backend *b, struct coil__op *op) {
+    for (struct coil__op **p = &b->retries; *p; p = &(*p)->retry_next) {
+        if (*p == op) {
+            *p = op->retry_next;
+            return;
+        }
+    }
 }
 
+/* Nothing of op is in the kernel (a job excepted): it ends now. */
 static void ep_cancel(struct coil__sched *s, struct coil__op *op) {
-    (void)s;
-    (void)op;
+    struct epoll_backend *b = s->backend_data;
+    if (op->done || op->job) return; /* a job cannot be stopped: its end wakes the caller */
+    unlink_retry(b, op);
+    /* What a MSG_WAITALL recv has received is returned, not lost. */
+    op->res = op->got ? (int)op->got : -ECANCELED;
+    finish(b, op);
+}
+
+static void run_retries(struct epoll_backend *b) {
+    if (!b->retries || coil_now() < b->next_retry) return;
+    struct coil__op *list = b->retries;
+    b->retries = NULL;
+    b->next_retry = 0;
+    while (list) {
+        struct coil__op *op = list;
+        list = op->retry_next;
+        int st = try_op(&op->t->sched->fds.v[op->fd], op);
+        if (st == TRY_DONE) {
+            finish(b, op);
+        } else { /* still full (TRY_WAIT cannot come from a connect's first try) */
+            op->retry_next = b->retries;
+            b->retries = op;
+            b->next_retry = coil_now() + RETRY_NS;
+        }
+    }
+}
+
+/* fd is ready (events): try its parked ops again, oldest first. Once a try
+ * in one direction finds nothing, the others in that direction would too. */
+static void on_ready(struct coil__sched *s, struct epoll_backend *b, uint64_t data,
+                     uint32_t events) {
+    int fd = (int)(uint32_t)data;
+    if ((size_t)fd >= s->fds.len) return;
+    struct coil__fd *f = &s->fds.v[fd];
+    if (f->gen != (uint32_t)(data >> 32)) return; /* of a file closed since */
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        events |= EPOLLIN | EPOLLOUT | EPOLLPRI;
+        f->rd_shut = f->wr_shut = true;
+    }
+    if (events & EPOLLRDHUP) f->rd_shut = true;
+    if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP)) f->rd_idle = false;
+    if (events & EPOLLOUT) f->wr_idle = false;
+    struct coil__op *op = f->ops;
+    if (!op) return;
+    while (op->fd_next)
+        op = op->fd_next;
+    for (struct coil__op *prev; op; op = prev) {
+        prev = op->fd_prev;
+        if (op->done || op->job) continue;
+        if (!(events_of(op) & events)) continue;
+        bool rd = is_read(op);
+        if (op->opcode != COIL__OP_POLL && (rd ? f->rd_idle : f->wr_idle)) continue;
+        if (try_op(f, op) == TRY_DONE) finish(b, op);
+    }
+}
+
+static void dispatch(struct coil__sched *s, struct epoll_backend *b, struct epoll_event *evs,
+                     int n) {
+    for (int i = 0; i < n; i++) {
+        if (evs[i].data.u64 == DATA_WAKE) {
+            uint64_t v;
+            ssize_t r = read(s->wake_fd, &v, sizeof v); /* reset it; the jobs are in the list */
+            (void)r;
+            coil__offload_reap(s);
+        } else if (evs[i].data.u64 != DATA_SIGNAL) {
+            /* DATA_SIGNAL: the scheduler reads the signal counters every round. */
+            on_ready(s, b, evs[i].data.u64, evs[i].events);
+        }
+    }
+}
+
+static void add_signal_fd(struct epoll_backend *b) {
+    int fd = __atomic_load_n(&coil__signal_wake_fd, __ATOMIC_ACQUIRE);
+    if (!b->signal_fd_added && fd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = DATA_SIGNAL};
+        if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) b->signal_fd_added = true;
+    }
+}
+
+static void ep_poll(struct coil__sched *s) {
+    struct epoll_backend *b = s->backend_data;
+    run_retries(b);
+    if (!b->waiting) return; /* no fd is waited on: no system call this round */
+    struct epoll_event evs[MAX_EVENTS];
+    int n = epoll_wait(b->epfd, evs, MAX_EVENTS, 0);
+    if (n > 0) dispatch(s, b, evs, n);
 }
 
 static int ep_wait(struct coil__sched *s, int64_t deadline) {
     struct epoll_backend *b = s->backend_data;
-    int fd = __atomic_load_n(&coil__signal_wake_fd, __ATOMIC_ACQUIRE);
-    if (!b->signal_fd_added && fd >= 0) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.fd = fd};
-        if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) b->signal_fd_added = true;
-    }
-    struct epoll_event evs[8];
+    add_signal_fd(b);
+    run_retries(b);
+    if (b->retries && (deadline < 0 || b->next_retry < deadline)) deadline = b->next_retry;
+    struct epoll_event evs[MAX_EVENTS];
     int n;
     if (deadline < 0) {
-        n = epoll_wait(b->epfd, evs, 8, -1);
+        n = epoll_wait(b->epfd, evs, MAX_EVENTS, -1);
     } else {
         int64_t rel = deadline - coil_now();
         if (rel < 0) rel = 0;
         n = -1;
         if (!b->no_pwait2) {
             struct timespec ts = {.tv_sec = rel / COIL_SEC, .tv_nsec = rel % COIL_SEC};
-            n = (int)syscall(SYS_epoll_pwait2, b->epfd, evs, 8, &ts, NULL, (size_t)0);
+            n = (int)syscall(SYS_epoll_pwait2, b->epfd, evs, MAX_EVENTS, &ts, NULL, (size_t)0);
             if (n < 0 && errno == ENOSYS) b->no_pwait2 = true;
         }
         if (b->no_pwait2) /* whole milliseconds, rounded up: never wake early and spin */
-            n = epoll_wait(b->epfd, evs, 8, (int)((rel + COIL_MSEC - 1) / COIL_MSEC));
+            n = epoll_wait(b->epfd, evs, MAX_EVENTS, (int)((rel + COIL_MSEC - 1) / COIL_MSEC));
     }
     if (n < 0) return errno == EINTR ? 0 : -errno;
-    for (int i = 0; i < n; i++) {
-        if (evs[i].data.fd != s->wake_fd) continue;
-        uint64_t v;
-        ssize_t r = read(s->wake_fd, &v, sizeof v);
-        (void)r;
-        coil__offload_reap(s);
-    }
+    dispatch(s, b, evs, n);
+    run_retries(b);
     return 0;
 }
 
 static bool ep_busy(const struct coil__sched *s) {
-    return s->offload_pending > 0;
+    const struct epoll_backend *b = s->backend_data;
+    return b->waiting > 0 || s->offload_pending > 0;
+}
+
+static void ep_flush(struct coil__sched *s) {
+    (void)s; /* nothing is queued: every try is made at once */
 }
 
 const struct coil__backend_ops coil__backend_epoll = {
@@ -108,8 +531,8 @@ const struct coil__backend_ops coil__backend_epoll = {
     .fini = ep_fini,
     .submit = ep_submit,
     .cancel = ep_cancel,
-    .poll = ep_nothing,
+    .poll = ep_poll,
     .wait = ep_wait,
     .busy = ep_busy,
-    .flush = ep_nothing,
+    .flush = ep_flush,
 };
