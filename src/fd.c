@@ -51,8 +51,7 @@ void coil__fd_reset(struct coil__fd *f) {
     f->registered = f->rd_idle = f->wr_idle = f->rd_shut = f->wr_shut = false;
 }
 
-enum coil__fd_kind coil__fd_kind(struct coil__fd *f, int fd) {
-    if (f->kind != COIL__FD_UNKNOWN) return (enum coil__fd_kind)f->kind;
+enum coil__fd_kind coil__fd_learn_kind(struct coil__fd *f, int fd) {
     int saved = errno;
     int type;
     socklen_t len = sizeof type;

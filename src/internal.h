@@ -339,9 +339,12 @@ struct coil__op {
     /* Backend scratch (io_uring: the linked timeout's timespec, which the
      * kernel reads when the SQE is submitted). */
     _Alignas(8) unsigned char scratch[16];
-    /* epoll: the offload job of a regular file's read or write; the list of
-     * ops retried every few milliseconds (a Unix connect to a full backlog,
-     * which no readiness event announces). */
+    /* What op waits on inside the backend, when that is not the kernel
+     * (epoll: the offload job of a regular file's read or write; io_uring:
+     * the listener's multishot accept), and a link for lists of such ops
+     * (epoll: ops retried every few milliseconds, such as a Unix connect to a
+     * full backlog, which no readiness event announces; io_uring: the
+     * callers waiting for a multishot accept's next connection). */
     void *job;
     struct coil__op *retry_next;
     size_t got; /* epoll: bytes a MSG_WAITALL recv has received so far */
@@ -371,6 +374,10 @@ struct coil__backend_ops {
     /* Pushes everything queued to the kernel now (before an fd is closed, so
      * that no queued SQE can name a reused fd number). */
     void (*flush)(struct coil__sched *s);
+    /* The number of f is about to name another file (coil_close, or a new
+     * fd from coil_socket/coil_accept): drop what the backend keeps for the
+     * old one. Ops on it have been cancelled already. */
+    void (*fd_closing)(struct coil__sched *s, struct coil__fd *f);
 };
 
 /* Called by a backend when op has finished with res (-errno or a count):
@@ -423,6 +430,8 @@ struct coil__fd {
      * error or hung up: a read (a write) never waits again, and no further
      * event would come to say so, so the fd is never marked idle. */
     bool rd_shut, wr_shut;
+    /* io_uring: the listener's multishot accept, if one was set up. */
+    void *acceptor;
 };
 
 /* The state of fd in s, growing the table as needed; NULL with *err = -EBADF
@@ -434,7 +443,10 @@ void coil__fd_table_free(struct coil__sched *s);
 void coil__fd_reset(struct coil__fd *f);
 /* f's kind, learnt with a system call or two the first time (errno is left
  * alone); COIL__FD_UNKNOWN if fd is not open. */
-enum coil__fd_kind coil__fd_kind(struct coil__fd *f, int fd);
+enum coil__fd_kind coil__fd_learn_kind(struct coil__fd *f, int fd);
+static inline enum coil__fd_kind coil__fd_kind(struct coil__fd *f, int fd) {
+    return COIL_LIKELY(f->kind) ? (enum coil__fd_kind)f->kind : coil__fd_learn_kind(f, fd);
+}
 static inline bool coil__fd_is_socket(enum coil__fd_kind k) {
     return k == COIL__FD_STREAM || k == COIL__FD_SOCKET;
 }

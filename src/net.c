@@ -146,6 +146,7 @@ static void fd_fresh(int fd, enum coil__fd_kind kind) {
     int err;
     struct coil__fd *f = s ? coil__fd_get(s, fd, &err) : NULL;
     if (!f) return;
+    s->backend->fd_closing(s, f); /* the old file was closed with close(2) */
     coil__fd_reset(f);
     f->kind = (uint8_t)kind;
 }
@@ -193,6 +194,7 @@ int coil_close(int fd) {
             op->interrupt = -EBADF;
             s->backend->cancel(s, op);
         }
+        s->backend->fd_closing(s, f);
         s->backend->flush(s);
         coil__fd_reset(f);
     }

@@ -111,6 +111,10 @@ static void ids_del(struct coil__sched *s, coil_id id) {
 
 void coil__interrupt(struct coil__tasklet *t, int err) {
     if (t->state != COIL__WAITING) return;
+    /* Its deadline has done its work (or no longer matters after a kill):
+     * disarmed first, so that a wait that must go on until a completion
+     * (unwait returns false) is not found expired again and again. */
+    if (t->timer.index != COIL__TIMER_IDLE) coil__timer_disarm(&t->sched->timers, &t->timer);
     if (t->unwait && !t->unwait(t, err)) return; /* the completion will wake it */
     coil__wake(t, err);
 }

@@ -184,10 +184,10 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
             r = op->opcode == COIL__OP_SEND ? send(fd, buf, len, fl | MSG_DONTWAIT)
                                             : recv(fd, buf, len, fl | MSG_DONTWAIT);
             /* A peek leaves the data in place, and out-of-band data is apart. */
-            bool stream = coil__fd_kind(f, fd) == COIL__FD_STREAM;
-            drained = !(fl & (MSG_PEEK | MSG_OOB)) && r > 0 && (size_t)r < len && stream;
-            if (op->opcode == COIL__OP_RECV && (fl & MSG_WAITALL) && !dontwait && stream &&
-                !(fl & MSG_PEEK)) {
+            drained = !(fl & (MSG_PEEK | MSG_OOB)) && r > 0 && (size_t)r < len &&
+                      coil__fd_kind(f, fd) == COIL__FD_STREAM;
+            if (op->opcode == COIL__OP_RECV && (fl & MSG_WAITALL) && !dontwait &&
+                !(fl & MSG_PEEK) && coil__fd_kind(f, fd) == COIL__FD_STREAM) {
                 /* Waits for all len bytes, as a blocking recv does; stops
                  * early at end of stream or an error, with what it has. */
                 if (r > 0) op->got += (size_t)r;
@@ -525,6 +525,11 @@ static void ep_flush(struct coil__sched *s) {
     (void)s; /* nothing is queued: every try is made at once */
 }
 
+static void ep_fd_closing(struct coil__sched *s, struct coil__fd *f) {
+    (void)s; /* the registration goes with the file; its generation ends */
+    (void)f;
+}
+
 const struct coil__backend_ops coil__backend_epoll = {
     .name = "epoll",
     .init = ep_init,
@@ -535,4 +540,5 @@ const struct coil__backend_ops coil__backend_epoll = {
     .wait = ep_wait,
     .busy = ep_busy,
     .flush = ep_flush,
+    .fd_closing = ep_fd_closing,
 };

@@ -11,15 +11,31 @@
  *
  * Kernel features are probed, never assumed: DEFER_TASKRUN+SINGLE_ISSUER
  * (6.1), else COOP_TASKRUN (5.19), else neither; a registered ring fd (5.18);
- * multishot poll (5.13), else re-armed single-shot polls.
+ * multishot poll (5.13), else re-armed single-shot polls; multishot accept
+ * (5.19), else one accept SQE per call.
+ *
+ * Multishot accept. A listener that coil_accept waits on gets a record of its
+ * own (struct acceptor, on the heap, since it outlives every call): one
+ * multishot SQE, user_data = the record | 1, accepts connection after
+ * connection. Each new fd goes to the longest-waiting caller, or into the
+ * record's queue, which the next call takes from without a system call. The
+ * waiting callers are not in the kernel (the SQE is the record's), so a kill,
+ * timeout or close takes one off at once. With no caller waiting the queue
+ * may grow: at ACCEPT_HOLD fds the multishot is cancelled (and re-armed when
+ * the queue is empty and someone waits again), so one scheduler never hoards
+ * a shared listener's connections. Closing the listener cancels the SQE; the
+ * record is freed at its last CQE (no IORING_CQE_F_MORE), and fds accepted
+ * meanwhile are closed.
  */
 #include "internal.h"
 
+#include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #if COIL_HAVE_VALGRIND_H
@@ -29,14 +45,31 @@
 #define RUNNING_ON_VALGRIND             0
 #endif
 
-#define TAG_SIGNAL 1 /* the multishot poll on coil__signal_wake_fd */
-#define TAG_WAKE   2 /* the multishot poll on this scheduler's wake eventfd */
+#define TAG_SIGNAL  1 /* the multishot poll on coil__signal_wake_fd */
+#define TAG_WAKE    2 /* the multishot poll on this scheduler's wake eventfd */
+
+#define ACCEPT_HOLD 16 /* queued connections at which a multishot accept stops */
+
+struct acceptor {
+    struct acceptor *prev, *next; /* every record of the ring, freed at the end */
+    int fd;
+    bool armed;    /* the multishot SQE is in the kernel (until a CQE without F_MORE) */
+    bool closed;   /* the listener was closed: free at the last CQE */
+    bool plain;    /* this listener answers EAGAIN (O_NONBLOCK): one SQE per call */
+    bool stopping; /* a cancel of the SQE was asked for (the queue is full) */
+    struct coil__op *head, *tail; /* the callers waiting, linked by retry_next */
+    int *queue;                   /* accepted fds no caller has taken yet (a ring) */
+    size_t qhead, qlen, qcap;
+};
 
 struct uring {
     struct io_uring ring;
-    size_t inflight; /* ops queued or in the kernel whose CQE is not yet seen */
+    size_t inflight; /* ops queued or in the kernel whose CQE is not yet seen,
+                      * and callers waiting on a multishot accept */
     bool signal_armed, wake_armed;
-    bool no_multishot; /* the kernel refused a multishot poll */
+    bool no_multishot;        /* the kernel refused a multishot poll */
+    bool no_multishot_accept; /* ... or a multishot accept */
+    struct acceptor *acceptors;
 };
 
 static int ur_init(struct coil__sched *s) {
@@ -72,10 +105,14 @@ static int ur_init(struct coil__sched *s) {
     return 0;
 }
 
+static void acceptor_free(struct uring *u, struct acceptor *a);
+
 static void ur_fini(struct coil__sched *s) {
     struct uring *u = s->backend_data;
     COIL_ASSERT(u->inflight == 0, "no operation is in flight when the scheduler ends");
-    io_uring_queue_exit(&u->ring); /* also cancels the wake-up polls */
+    io_uring_queue_exit(&u->ring); /* also cancels the wake-up polls and accepts */
+    while (u->acceptors)
+        acceptor_free(u, u->acceptors);
     close(s->wake_fd);
     s->wake_fd = -1;
     free(u);
@@ -158,8 +195,210 @@ static void prep(struct uring *u, struct coil__op *op) {
     }
 }
 
+/* ---- multishot accept (see the top of the file) -------------------------- */
+
+static struct acceptor *acceptor_new(struct uring *u, struct coil__fd *f, int fd) {
+    struct acceptor *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->fd = fd;
+    /* io_uring answers EAGAIN on an O_NONBLOCK listener, which would end the
+     * multishot at each empty moment: such a listener gets the plain path. */
+    int saved = errno;
+    int fl = fcntl(fd, F_GETFL);
+    errno = saved;
+    a->plain = fl >= 0 && (fl & O_NONBLOCK);
+    a->next = u->acceptors;
+    if (a->next) a->next->prev = a;
+    u->acceptors = a;
+    f->acceptor = a;
+    return a;
+}
+
+static void acceptor_free(struct uring *u, struct acceptor *a) {
+    for (size_t i = 0; i < a->qlen; i++)
+        close(a->queue[(a->qhead + i) % a->qcap]);
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        u->acceptors = a->next;
+    if (a->next) a->next->prev = a->prev;
+    free(a->queue);
+    free(a);
+}
+
+static void arm_accept(struct uring *u, struct acceptor *a) {
+    struct io_uring_sqe *sqe = get_sqe(u);
+    io_uring_prep_multishot_accept(sqe, a->fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)a | 1);
+    a->armed = true;
+    a->stopping = false;
+}
+
+static void stop_accept(struct uring *u, struct acceptor *a) {
+    struct io_uring_sqe *sqe = get_sqe(u);
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)a | 1, 0);
+    io_uring_sqe_set_data64(sqe, 0);
+    a->stopping = true;
+}
+
+static struct coil__op *waiter_pop(struct acceptor *a) {
+    struct coil__op *op = a->head;
+    if (op) {
+        a->head = op->retry_next;
+        if (!a->head) a->tail = NULL;
+        op->job = NULL;
+    }
+    return op;
+}
+
+static void waiter_remove(struct acceptor *a, struct coil__op *op) {
+    struct coil__op *prev = NULL;
+    for (struct coil__op *o = a->head; o; prev = o, o = o->retry_next) {
+        if (o != op) continue;
+        if (prev)
+            prev->retry_next = o->retry_next;
+        else
+            a->head = o->retry_next;
+        if (a->tail == o) a->tail = prev;
+        break;
+    }
+    op->job = NULL;
+}
+
+static bool queue_push(struct acceptor *a, int fd) {
+    if (a->qlen == a->qcap) {
+        size_t cap = a->qcap ? a->qcap * 2 : ACCEPT_HOLD * 2;
+        int *q = malloc(cap * sizeof *q);
+        if (!q) return false;
+        for (size_t i = 0; i < a->qlen; i++)
+            q[i] = a->queue[(a->qhead + i) % a->qcap];
+        free(a->queue);
+        a->queue = q;
+        a->qcap = cap;
+        a->qhead = 0;
+    }
+    a->queue[(a->qhead + a->qlen) % a->qcap] = fd;
+    a->qlen++;
+    return true;
+}
+
+static int queue_pop(struct acceptor *a) {
+    int fd = a->queue[a->qhead];
+    a->qhead = (a->qhead + 1) % a->qcap;
+    a->qlen--;
+    return fd;
+}
+
+/* The caller's address, as accept(2) would have written it (the multishot
+ * SQE has no room for one address per connection). */
+static void fill_addr(const struct coil__op *op, int fd) {
+    if (!op->u.accept.addr || !op->u.accept.addrlen) return;
+    int saved = errno;
+    if (getpeername(fd, op->u.accept.addr, op->u.accept.addrlen) < 0)
+        *op->u.accept.addrlen = 0; /* the peer is gone already; the fd is still good */
+    errno = saved;
+}
+
+/* Each waiting caller gets an accept SQE of its own (this listener, or this
+ * kernel, cannot do multishot). They stay counted in inflight. */
+static void acceptor_to_plain(struct uring *u, struct acceptor *a) {
+    struct coil__op *op;
+    while ((op = waiter_pop(a)) != NULL)
+        prep(u, op);
+}
+
+/* Returns 1 with a queued connection in op->res, 0 when op waits for the
+ * multishot's next one, or -1 when the plain path must take it. */
+static int accept_submit(struct coil__sched *s, struct uring *u, struct coil__op *op) {
+    struct coil__fd *f = &s->fds.v[op->fd];
+    struct acceptor *a = f->acceptor;
+    if (a && a->qlen) {
+        int fd = queue_pop(a);
+        fill_addr(op, fd);
+        op->res = fd;
+        return 1;
+    }
+    /* A passed deadline still gets one try, which only a plain SQE (tried
+     * inline, then its linked timeout) gives. */
+    if (coil__deadline_passed(op->deadline)) return -1;
+    if (!a && !(a = acceptor_new(u, f, op->fd))) return -1;
+    if (a->plain) return -1;
+    op->retry_next = NULL;
+    op->job = a;
+    if (a->tail)
+        a->tail->retry_next = op;
+    else
+        a->head = op;
+    a->tail = op;
+    u->inflight++;
+    if (!a->armed) arm_accept(u, a);
+    return 0;
+}
+
+static void on_accept_cqe(struct uring *u, struct acceptor *a, int res, unsigned flags) {
+    if (!(flags & IORING_CQE_F_MORE)) a->armed = false;
+    if (a->closed) {
+        if (res >= 0) close(res);
+        if (!a->armed) acceptor_free(u, a);
+        return;
+    }
+    struct coil__op *op;
+    if (res >= 0) {
+        if ((op = waiter_pop(a)) != NULL) {
+            u->inflight--;
+            fill_addr(op, res);
+            coil__op_complete(op, res);
+        } else if (!queue_push(a, res)) {
+            close(res); /* no memory to keep it: the peer sees a reset */
+        } else if (a->qlen >= ACCEPT_HOLD && a->armed && !a->stopping) {
+            stop_accept(u, a);
+        }
+    } else if (res == -EINVAL || res == -EAGAIN) {
+        /* EINVAL from a listening socket: this kernel has no multishot
+         * accept (before 5.19). EAGAIN: the listener is O_NONBLOCK now. */
+        int saved = errno, listening = 0;
+        socklen_t len = sizeof listening;
+        if (res == -EINVAL && getsockopt(a->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
+            listening)
+            u->no_multishot_accept = true;
+        errno = saved;
+        a->plain = true;
+        acceptor_to_plain(u, a); /* and each gets its own answer */
+    } else if (res != -ECANCELED && (op = waiter_pop(a)) != NULL) {
+        u->inflight--; /* -EMFILE, -ENFILE, ...: the caller's to see */
+        coil__op_complete(op, res);
+    }
+    if (!a->armed && a->head && !a->plain) arm_accept(u, a);
+}
+
+static void ur_fd_closing(struct coil__sched *s, struct coil__fd *f) {
+    struct uring *u = s->backend_data;
+    struct acceptor *a = f->acceptor;
+    if (!a) return;
+    f->acceptor = NULL;
+    struct coil__op *op;
+    while ((op = waiter_pop(a)) != NULL) { /* only if the fd was closed with close(2) */
+        u->inflight--;
+        coil__op_complete(op, -EBADF);
+    }
+    while (a->qlen)
+        close(queue_pop(a));
+    a->closed = true;
+    if (!a->armed)
+        acceptor_free(u, a);
+    else if (!a->stopping)
+        stop_accept(u, a); /* freed at its last CQE */
+}
+
+/* ---- the backend operations --------------------------------------------- */
+
 static int ur_submit(struct coil__sched *s, struct coil__op *op) {
     struct uring *u = s->backend_data;
+    op->job = NULL;
+    if (op->opcode == COIL__OP_ACCEPT && !u->no_multishot_accept) {
+        int r = accept_submit(s, u, op);
+        if (r >= 0) return r;
+    }
     prep(u, op);
     u->inflight++;
     return 0;
@@ -167,6 +406,12 @@ static int ur_submit(struct coil__sched *s, struct coil__op *op) {
 
 static void ur_cancel(struct coil__sched *s, struct coil__op *op) {
     struct uring *u = s->backend_data;
+    if (op->job) { /* waiting for a multishot accept: nothing of its own in the kernel */
+        waiter_remove(op->job, op);
+        u->inflight--;
+        coil__op_complete(op, -ECANCELED);
+        return;
+    }
     struct io_uring_sqe *sqe = get_sqe(u);
     io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
     io_uring_sqe_set_data64(sqe, 0);
@@ -297,6 +542,9 @@ static void reap(struct coil__sched *s, struct uring *u) {
         if (ud == 0 || ud == LIBURING_UDATA_TIMEOUT) continue;
         if (ud == TAG_SIGNAL || ud == TAG_WAKE)
             on_watch(s, u, cqe);
+        else if (ud & 1)
+            on_accept_cqe(u, (struct acceptor *)(uintptr_t)(ud & ~(uint64_t)1), cqe->res,
+                          cqe->flags);
         else
             on_cqe(s, u, (struct coil__op *)(uintptr_t)ud, cqe->res);
     }
@@ -368,4 +616,5 @@ const struct coil__backend_ops coil__backend_uring = {
     .wait = ur_wait,
     .busy = ur_busy,
     .flush = ur_flush,
+    .fd_closing = ur_fd_closing,
 };
