@@ -370,6 +370,37 @@ COIL_API int coil_listen_on(const char *host, const char *service, int backlog);
  * -EAGAIN if no worker thread could be started. */
 COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
 
+/* ------------------------------------------------------------------------ */
+/* Unmodified blocking code inside tasklets                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Diverts the blocking libc calls of every loaded library and of the program
+ * (read, write, readv, writev, recv, send, recvfrom, sendto, recvmsg,
+ * sendmsg, accept, accept4, connect, close, socket, socketpair, poll, ppoll,
+ * select, pselect, epoll_wait, epoll_pwait, sleep, usleep, nanosleep,
+ * clock_nanosleep, getaddrinfo, getnameinfo, gethostbyname,
+ * gethostbyname_r) into coil when they are made inside a tasklet: they park
+ * the tasklet, not the thread, so libcurl, libpq, hiredis or OpenSSL run
+ * concurrently in tasklets without a change. Outside a tasklet (before
+ * coil_run, on other threads, in a forked child) every call goes to libc as
+ * it is. Inside one, libc's contract is kept: -1 and errno; an fd the program
+ * made O_NONBLOCK still answers EAGAIN (and poll/select on it park the
+ * tasklet); poll/select with a zero timeout never park; SO_RCVTIMEO and
+ * SO_SNDTIMEO are honoured; a killed tasklet's calls fail with ECANCELED; the
+ * resolver runs on the offload pool with glibc's own answers.
+ * It works by rewriting the GOT entries of those functions in each loaded
+ * object except libc, the loader and the object that contains coil (so when
+ * coil is linked statically, the program's own calls are not diverted: link
+ * with libcoil.so for that). Libraries loaded later (dlopen) are diverted by
+ * calling coil_install again. A program that cannot call it is installed at
+ * load time with COIL_INSTALL=1 in its environment. Callable anywhere,
+ * idempotent. Returns 0, or -errno if a GOT page could not be made writable
+ * (what was patched stays patched). */
+COIL_API int coil_install(void);
+
+/* Puts every patched GOT entry back. Callable anywhere. Returns 0. */
+COIL_API int coil_uninstall(void);
+
 /* The name of the I/O backend of this thread's scheduler ("io_uring" or
  * "epoll"), or of the one coil_run would choose (probed once per process);
  * NULL if coil_run would fail to set one up (see coil_run). Callable

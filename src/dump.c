@@ -19,6 +19,7 @@ const char *coil__wait_name(enum coil__wait kind) {
     case COIL__WAIT_CHOOSE: return "choose";
     case COIL__WAIT_IO: return "io";
     case COIL__WAIT_OFFLOAD: return "offload";
+    case COIL__WAIT_POLL: return "poll";
     case COIL__WAIT_NONE: break;
     }
     return "?";
@@ -58,6 +59,12 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
                 const struct coil__op *op = t->wait_obj;
                 fprintf(out, " %s fd %d%s", op->opcode < 10 ? names[op->opcode] : "?", op->fd,
                         op->interrupt ? " (cancelling)" : "");
+                break;
+            }
+            case COIL__WAIT_POLL: {
+                const struct coil__opgroup *g = t->wait_obj;
+                fprintf(out, " of %zu fd%s", g->n, g->n == 1 ? "" : "s");
+                if (g->n) fprintf(out, " (fd %d, ...)", g->ops[0].fd);
                 break;
             }
             case COIL__WAIT_CHAN_SEND:

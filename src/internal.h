@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <stdio.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -96,6 +97,7 @@ enum coil__wait {
     COIL__WAIT_CHOOSE,
     COIL__WAIT_IO,      /* wait_obj: the struct coil__op in flight */
     COIL__WAIT_OFFLOAD, /* wait_obj: the offload job */
+    COIL__WAIT_POLL,    /* wait_obj: the struct coil__opgroup of coil__wait_fds */
 };
 
 struct coil__sched;
@@ -348,7 +350,30 @@ struct coil__op {
     void *job;
     struct coil__op *retry_next;
     size_t got; /* epoll: bytes a MSG_WAITALL recv has received so far */
+    /* Set when op is one of several a tasklet waits on at once (poll(2) and
+     * select(2) after coil_install): see coil__wait_fds. */
+    struct coil__opgroup *group;
 };
+
+/* Ops a tasklet waits on together: the first to complete cancels the others,
+ * and the tasklet is woken when every one has completed (invariant 1: they
+ * live in its frame). */
+struct coil__opgroup {
+    struct coil__tasklet *t;
+    struct coil__op *ops;
+    size_t n;
+    size_t pending; /* submitted ops whose completion has not come yet */
+    bool fired;     /* one completed, or the wait was interrupted */
+    int interrupt;  /* the kill or timeout that interrupted it; 0 if none */
+};
+
+/* Parks the calling tasklet until one of the n fds may be ready for its
+ * events (POLLIN, POLLOUT, POLLPRI; errors and hang-ups always count), or
+ * the deadline. Returns 0 (look with poll(2) at what is ready: a wake-up may
+ * be spurious), -ETIMEDOUT, -ECANCELED, -ENOMEM, or -EPERM outside a
+ * tasklet. Entries with a negative fd are ignored; an fd that cannot be
+ * watched counts as ready. */
+int coil__wait_fds(const struct pollfd *fds, size_t n, int64_t deadline);
 
 /* The fixed set of operations every backend implements, chosen once per
  * scheduler (in the manner of redis's aeApi*). */
@@ -450,6 +475,13 @@ static inline enum coil__fd_kind coil__fd_kind(struct coil__fd *f, int fd) {
 static inline bool coil__fd_is_socket(enum coil__fd_kind k) {
     return k == COIL__FD_STREAM || k == COIL__FD_SOCKET;
 }
+
+/* fd is a number coil (or, after coil_install, the program) just got for a
+ * new file: forget what the scheduler of this thread knew of the number. */
+void coil__fd_fresh(int fd, enum coil__fd_kind kind);
+/* recvmsg(2)/sendmsg(2) as blocking calls (coil_install's wrappers). */
+ssize_t coil__recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
+ssize_t coil__sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
 
 /* ---- offload pool (src/offload.c) -------------------------------------- */
 

@@ -50,7 +50,14 @@ static bool op_unwait(struct coil__tasklet *t, int err) {
     return false;
 }
 
+static void group_done(struct coil__op *op, int res);
+
 void coil__op_complete(struct coil__op *op, int res) {
+    op->done = true;
+    if (op->group) {
+        group_done(op, res);
+        return;
+    }
     if (op->interrupt) {
         /* Cancelled as asked; an operation that completed first keeps its
          * result, so that received data is never lost. */
@@ -78,6 +85,7 @@ int coil__op_run(struct coil__tasklet *t, struct coil__op *op) {
     op->interrupt = 0;
     op->polling = op->retried = op->has_timeout = op->done = false;
     op->got = 0;
+    op->group = NULL;
     err = s->backend->submit(s, op);
     if (err) {
         if (err < 0) return err;
@@ -94,6 +102,91 @@ int coil__op_run(struct coil__tasklet *t, struct coil__op *op) {
     fd_link(f, op);
     int res = coil__park(t, COIL__WAIT_IO, op, 0, op_unwait, op->has_timeout ? -1 : op->deadline);
     fd_unlink(s, op);
+    return res;
+}
+
+/* ---- waiting on several fds at once ------------------------------------- */
+
+/* Cancels every op of g that has not completed. An epoll op completes inside
+ * cancel (re-entering group_done): the caller holds a count of g->pending so
+ * that only it can see the count reach zero. */
+static void group_cancel_rest(struct coil__opgroup *g) {
+    struct coil__sched *s = g->t->sched;
+    for (size_t i = 0; i < g->n; i++) {
+        struct coil__op *op = &g->ops[i];
+        if (op->done || op->interrupt) continue;
+        op->interrupt = -ECANCELED;
+        s->backend->cancel(s, op);
+    }
+}
+
+static void group_done(struct coil__op *op, int res) {
+    struct coil__opgroup *g = op->group;
+    op->res = res;
+    if (!g->fired) {
+        g->fired = true;
+        g->pending++; /* held while the others are cancelled */
+        group_cancel_rest(g);
+        g->pending--;
+    }
+    if (--g->pending == 0) coil__wake(g->t, g->interrupt);
+}
+
+static bool group_unwait(struct coil__tasklet *t, int err) {
+    struct coil__opgroup *g = t->wait_obj;
+    if (g->fired) return false;
+    g->fired = true;
+    g->interrupt = err;
+    g->pending++;
+    group_cancel_rest(g);
+    /* All completed inside cancel (epoll): the caller wakes t with err. */
+    return --g->pending == 0;
+}
+
+int coil__wait_fds(const struct pollfd *fds, size_t n, int64_t deadline) {
+    struct coil__tasklet *t;
+    int err = coil__enter(&t);
+    if (err) return err;
+    struct coil__sched *s = t->sched;
+    struct coil__op local[8];
+    struct coil__op *ops = n <= 8 ? local : calloc(n, sizeof *ops);
+    if (!ops) return -ENOMEM;
+    struct coil__opgroup g = {.t = t, .ops = ops};
+    for (size_t i = 0; i < n && !g.fired; i++) {
+        if (fds[i].fd < 0) continue;
+        struct coil__fd *f = coil__fd_get(s, fds[i].fd, &err);
+        if (!f) {
+            g.fired = true; /* poll(2) will say POLLNVAL */
+            break;
+        }
+        struct coil__op *op = &ops[g.n];
+        *op = (struct coil__op){.t = t, .fd = fds[i].fd, .opcode = COIL__OP_POLL, .deadline = -1};
+        op->u.poll.events = (short)(fds[i].events & (POLLIN | POLLPRI | POLLOUT));
+        op->group = &g;
+        int r = s->backend->submit(s, op);
+        if (r != 0) {
+            g.fired = true; /* ready now, or it cannot be watched: either way, look */
+            break;
+        }
+        fd_link(f, op);
+        g.n++;
+        g.pending++;
+    }
+    int res = 0;
+    if (g.fired) {
+        /* Something is ready already: take back what was started. */
+        g.pending++;
+        group_cancel_rest(&g);
+        if (--g.pending > 0) coil__park(t, COIL__WAIT_POLL, &g, 0, group_unwait, -1);
+    } else if (g.n == 0) {
+        res = deadline >= 0 ? coil_sleep_until(deadline) : -EINVAL; /* nothing to wait on */
+        if (res == 0) res = -ETIMEDOUT;
+    } else {
+        res = coil__park(t, COIL__WAIT_POLL, &g, 0, group_unwait, deadline);
+    }
+    for (size_t i = 0; i < g.n; i++)
+        fd_unlink(s, &ops[i]);
+    if (ops != local) free(ops);
     return res;
 }
 
@@ -141,7 +234,7 @@ static int sys_result(int r) {
 }
 
 /* fd names a file just made by coil: forget what was known of the number. */
-static void fd_fresh(int fd, enum coil__fd_kind kind) {
+void coil__fd_fresh(int fd, enum coil__fd_kind kind) {
     struct coil__sched *s = coil__sched_cur;
     int err;
     struct coil__fd *f = s ? coil__fd_get(s, fd, &err) : NULL;
@@ -155,7 +248,7 @@ int coil_socket(int domain, int type, int protocol) {
     int saved = errno;
     int r = sys_result(socket(domain, type | SOCK_CLOEXEC, protocol));
     errno = saved;
-    if (r >= 0) fd_fresh(r, (type & 0xf) == SOCK_STREAM ? COIL__FD_STREAM : COIL__FD_UNKNOWN);
+    if (r >= 0) coil__fd_fresh(r, (type & 0xf) == SOCK_STREAM ? COIL__FD_STREAM : COIL__FD_UNKNOWN);
     return r;
 }
 
@@ -232,7 +325,7 @@ int coil_accept_dl(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t de
         /* The listener is a stream socket (or SOCK_SEQPACKET, whose
          * kind is learnt on first use). */
         enum coil__fd_kind k = (enum coil__fd_kind)t->sched->fds.v[fd].kind;
-        fd_fresh(r, k == COIL__FD_STREAM ? k : COIL__FD_UNKNOWN);
+        coil__fd_fresh(r, k == COIL__FD_STREAM ? k : COIL__FD_UNKNOWN);
     } else if (r == -EMFILE || r == -ENFILE) {
         /* The fd table is full and the connection stays queued: a caller that
          * simply tries again would spin. Pause first (see coil.h). */
@@ -301,6 +394,14 @@ static ssize_t run_msg(int opcode, int fd, struct msghdr *msg, int flags, int64_
     op.u.msg.flags = flags;
     op.u.msg.namecap = msg->msg_namelen;
     return coil__op_run(t, &op);
+}
+
+ssize_t coil__recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline) {
+    return run_msg(COIL__OP_RECVMSG, fd, msg, flags, deadline);
+}
+
+ssize_t coil__sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline) {
+    return run_msg(COIL__OP_SENDMSG, fd, (struct msghdr *)msg, flags | MSG_NOSIGNAL, deadline);
 }
 
 ssize_t coil_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
