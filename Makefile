@@ -1,5 +1,6 @@
 # The two commands of the README:
 #   make demo    installs what is missing (as root), builds, runs the demo
+#                (coil-download: libcurl downloads, serial then in parallel)
 #   make check   installs what is missing (as root), builds and runs the whole
 #                suite: natively (gcc), under ASan+UBSan (clang), under Valgrind,
 #                and the runtime tests of the aarch64 build under qemu-user.
@@ -27,7 +28,7 @@ build: $(BUILD)/CMakeCache.txt
 
 demo: deps-demo
 	@$(MAKE) --no-print-directory build
-	$(BUILD)/examples/coil-pipeline
+	$(BUILD)/examples/coil-download
 
 check: deps-check
 	@$(MAKE) --no-print-directory check-native check-asan check-valgrind check-aarch64

@@ -9,6 +9,8 @@
 set -euo pipefail
 what=${1:-check}
 
+ma=$(gcc -print-multiarch 2>/dev/null || echo "$(uname -m)-linux-gnu")
+
 # command-or-file  Debian package  why
 need=(
   "cmake cmake the build"
@@ -16,6 +18,7 @@ need=(
   "cc gcc the compiler"
   "pkg-config pkg-config finds liburing and cmocka"
   "/usr/include/liburing.h liburing-dev the io_uring backend"
+  "/usr/lib/$ma/pkgconfig/libcurl.pc libcurl4-openssl-dev libcurl, for the download demo (coil-download) and the coil_install tests"
 )
 if [ "$what" = check ]; then
   need+=(
@@ -29,6 +32,10 @@ if [ "$what" = check ]; then
     "/usr/lib/aarch64-linux-gnu/pkgconfig/cmocka.pc libcmocka-dev:arm64 cmocka for the aarch64 tests, via multiarch; brings libc6:arm64, which qemu runs them with"
     "/usr/lib/aarch64-linux-gnu/pkgconfig/liburing.pc liburing-dev:arm64 liburing for the aarch64 build, via multiarch"
     "qemu-aarch64 qemu-user runs the aarch64 tests"
+    "/usr/include/hiredis/hiredis.h libhiredis-dev hiredis, an unmodified client library the coil_install tests run"
+    "redis-server redis-server the Redis server those tests start"
+    "/usr/include/openssl/ssl.h libssl-dev OpenSSL, for the HTTPS server of the coil_install tests"
+    "openssl openssl makes the test certificate"
   )
 fi
 
