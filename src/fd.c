@@ -12,8 +12,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-struct coil__fd *coil__fd_get(struct coil__sched *s, int fd, int *err) {
-    if (fd >= 0 && (size_t)fd < s->fds.len) return &s->fds.v[fd];
+struct coil__fd *coil__fd_grow(struct coil__sched *s, int fd, int *err) {
     *err = -EBADF;
     if (fd < 0) return NULL;
     /* An fd at or above the limit cannot be open: do not grow the table for

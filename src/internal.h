@@ -462,7 +462,11 @@ struct coil__fd {
 /* The state of fd in s, growing the table as needed; NULL with *err = -EBADF
  * for a negative fd or one at or above RLIMIT_NOFILE (it cannot be open), or
  * -ENOMEM. errno is left alone. */
-struct coil__fd *coil__fd_get(struct coil__sched *s, int fd, int *err);
+struct coil__fd *coil__fd_grow(struct coil__sched *s, int fd, int *err);
+static inline struct coil__fd *coil__fd_get(struct coil__sched *s, int fd, int *err) {
+    if (COIL_LIKELY(fd >= 0 && (size_t)fd < s->fds.len)) return &s->fds.v[fd];
+    return coil__fd_grow(s, fd, err);
+}
 void coil__fd_table_free(struct coil__sched *s);
 /* Forgets what was known of the file f named (not its ops in flight). */
 void coil__fd_reset(struct coil__fd *f);
