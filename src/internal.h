@@ -310,7 +310,8 @@ struct coil__op {
     bool polling;     /* waiting for readiness before (re)trying the op */
     bool has_timeout; /* the backend enforces deadline itself */
     bool retried;     /* submitted again after waiting for readiness */
-    bool done;        /* epoll: finished, its tasklet woken (or about to be) */
+    bool done;        /* finished, its tasklet woken (or about to be) */
+    bool sleeping;    /* io_uring: waiting out a retry delay (Unix connect, EAGAIN) */
     int interrupt;    /* error asked for by kill/timeout/close; 0 if none */
     int res;          /* the result, when submit finished op at once */
     int64_t deadline;

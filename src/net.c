@@ -62,8 +62,11 @@ void coil__op_complete(struct coil__op *op, int res) {
         /* Cancelled as asked; an operation that completed first keeps its
          * result, so that received data is never lost. */
         if (res == -ECANCELED || res == -EINTR) res = op->interrupt;
-    } else if (res == -ECANCELED && op->has_timeout) {
-        res = -ETIMEDOUT; /* the linked timeout fired */
+    } else if ((res == -ECANCELED || res == -EINTR) && op->has_timeout) {
+        /* The linked timeout fired. An op that io_uring runs as a blocking
+         * call on a worker thread (a connect on a blocking Unix socket whose
+         * listener's backlog is full) is interrupted: -EINTR. */
+        res = -ETIMEDOUT;
     }
     coil__wake(op->t, res);
 }
@@ -83,7 +86,7 @@ int coil__op_run(struct coil__tasklet *t, struct coil__op *op) {
      * heap) cancels it right after if it would have to wait. */
     op->t = t;
     op->interrupt = 0;
-    op->polling = op->retried = op->has_timeout = op->done = false;
+    op->polling = op->retried = op->has_timeout = op->done = op->sleeping = false;
     op->got = 0;
     op->group = NULL;
     err = s->backend->submit(s, op);

@@ -493,6 +493,8 @@ static int ep_wait(struct coil__sched *s, int64_t deadline) {
     struct epoll_backend *b = s->backend_data;
     add_signal_fd(b);
     run_retries(b);
+    /* A retry that finished woke its tasklet: look, but do not block. */
+    if (s->runq.len) deadline = 0;
     if (b->retries && (deadline < 0 || b->next_retry < deadline)) deadline = b->next_retry;
     struct epoll_event evs[MAX_EVENTS];
     int n;

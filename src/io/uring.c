@@ -489,8 +489,46 @@ static void on_watch(struct coil__sched *s, struct uring *u, struct io_uring_cqe
     /* TAG_SIGNAL: the scheduler reads the signal counters every round. */
 }
 
+/* How long a Unix connect that said EAGAIN (its listener's backlog is full)
+ * waits before it tries again: no readiness tells when there is room, and an
+ * unconnected Unix socket always polls writable. */
+#define CONNECT_RETRY_NS (5 * COIL_MSEC)
+
+static void retry_later(struct uring *u, struct coil__op *op) {
+    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = CONNECT_RETRY_NS};
+    memcpy(op->scratch, &ts, sizeof ts); /* read by the kernel at submission */
+    struct io_uring_sqe *sqe = get_sqe(u);
+    io_uring_prep_timeout(sqe, (struct __kernel_timespec *)(void *)op->scratch, 0, 0);
+    io_uring_sqe_set_data(sqe, op);
+    op->sleeping = true;
+    u->inflight++;
+}
+
 static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, int res) {
     u->inflight--;
+    if (op->sleeping) {
+        /* The retry delay is over (-ETIME), or a kill/close cancelled it. */
+        op->sleeping = false;
+        if (op->interrupt) {
+            coil__op_complete(op, op->interrupt);
+        } else if (coil__deadline_passed(op->deadline)) {
+            op->interrupt = -ETIMEDOUT;
+            coil__op_complete(op, -ETIMEDOUT);
+        } else {
+            prep(u, op);
+            u->inflight++;
+        }
+        return;
+    }
+    if (res == -EAGAIN && op->opcode == COIL__OP_CONNECT) {
+        if (op->interrupt)
+            coil__op_complete(op, op->interrupt);
+        else if (coil__deadline_passed(op->deadline))
+            coil__op_complete(op, -ETIMEDOUT);
+        else
+            retry_later(u, op);
+        return;
+    }
     if (op->polling) {
         /* Readiness arrived (or the poll failed): now the operation itself.
          * A readiness result (a poll mask) is never the call's result. */
