@@ -543,7 +543,12 @@ static inline struct coil__tasklet *coil__runq_pop(struct coil__sched *s) {
     struct coil__tasklet *t = s->runq.head;
     if (t) {
         s->runq.head = t->runq_next;
-        if (!s->runq.head) s->runq.tail = NULL;
+        if (!s->runq.head)
+            s->runq.tail = NULL;
+        else /* with a thousand tasklets their records are rarely cached:
+              * fetch the next one's while this one runs (measured, echo
+              * server at 1,000 connections: this load was the top miss) */
+            __builtin_prefetch(s->runq.head);
         s->runq.len--;
     }
     return t;
