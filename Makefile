@@ -56,7 +56,8 @@ bench: build
 	$(BUILD)/bench/coil-bench-runtime
 
 format:
-	clang-format -i include/*.h src/*.c src/*.h src/*/*.c examples/*.c tests/*.c bench/*.c
+	clang-format -i include/*.h src/*.c src/*.h src/*/*.c examples/*.c examples/*.h tests/*.c \
+	             tests/fuzz/*.c bench/*.c
 
 install: build
 	cmake --install $(BUILD)

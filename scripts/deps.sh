@@ -19,6 +19,7 @@ need=(
   "pkg-config pkg-config finds liburing and cmocka"
   "/usr/include/liburing.h liburing-dev the io_uring backend"
   "/usr/lib/$ma/pkgconfig/libcurl.pc libcurl4-openssl-dev libcurl, for the download demo (coil-download) and the coil_install tests"
+  "/usr/include/http_parser.h libhttp-parser-dev http_parser, for the HTTP server example (coil-http)"
 )
 if [ "$what" = check ]; then
   need+=(
