@@ -385,13 +385,20 @@ COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
  * coil_run, on other threads, in a forked child) every call goes to libc as
  * it is. Inside one, libc's contract is kept: -1 and errno; an fd the program
  * made O_NONBLOCK still answers EAGAIN (and poll/select on it park the
- * tasklet); poll/select with a zero timeout never park; SO_RCVTIMEO and
- * SO_SNDTIMEO are honoured; a killed tasklet's calls fail with ECANCELED; the
- * resolver runs on the offload pool with glibc's own answers.
+ * tasklet); poll/select with a zero timeout never park; a blocking write or
+ * send is complete, as the kernel makes it; SO_RCVTIMEO and SO_SNDTIMEO are
+ * honoured; a killed tasklet's calls fail with ECANCELED, its sleeps too (not
+ * EINTR, which retry loops would retry forever; sleep() returns 0); the
+ * resolver runs on the offload pool with glibc's own answers. Writes inside a
+ * tasklet never raise SIGPIPE (EPIPE instead).
  * It works by rewriting the GOT entries of those functions in each loaded
  * object except libc, the loader and the object that contains coil (so when
  * coil is linked statically, the program's own calls are not diverted: link
- * with libcoil.so for that). Libraries loaded later (dlopen) are diverted by
+ * with libcoil.so for that; likewise a function that a sanitizer runtime
+ * linked into the program defines itself, as clang's ASan does for read,
+ * recv, poll, ...: the program's own calls to it have no GOT entry, while
+ * libraries' calls are still diverted). Libraries loaded later (dlopen) are
+ * diverted by
  * calling coil_install again. A program that cannot call it is installed at
  * load time with COIL_INSTALL=1 in its environment. Callable anywhere,
  * idempotent. Returns 0, or -errno if a GOT page could not be made writable

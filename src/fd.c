@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
 
 struct coil__fd *coil__fd_grow(struct coil__sched *s, int fd, int *err) {
     *err = -EBADF;
@@ -47,7 +48,7 @@ void coil__fd_reset(struct coil__fd *f) {
     f->timeout = -1;
     f->gen++;
     f->kind = COIL__FD_UNKNOWN;
-    f->registered = f->rd_idle = f->wr_idle = f->rd_shut = f->wr_shut = false;
+    f->registered = f->rd_idle = f->wr_idle = f->rd_shut = f->wr_shut = f->tcp = false;
 }
 
 enum coil__fd_kind coil__fd_learn_kind(struct coil__fd *f, int fd) {
@@ -55,9 +56,13 @@ enum coil__fd_kind coil__fd_learn_kind(struct coil__fd *f, int fd) {
     int type;
     socklen_t len = sizeof type;
     struct stat st;
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0) {
         f->kind = type == SOCK_STREAM ? COIL__FD_STREAM : COIL__FD_SOCKET;
-    else if (errno == ENOTSOCK && fstat(fd, &st) == 0)
+        int proto = 0;
+        len = sizeof proto;
+        f->tcp = type == SOCK_STREAM &&
+                 getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 && proto == IPPROTO_TCP;
+    } else if (errno == ENOTSOCK && fstat(fd, &st) == 0)
         f->kind = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) ? COIL__FD_FILE : COIL__FD_OTHER;
     errno = saved;
     return (enum coil__fd_kind)f->kind;

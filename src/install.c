@@ -23,7 +23,9 @@
  *    SO_RCVTIMEO/SO_SNDTIMEO as its deadline, and the result in libc's form:
  *    -1 and errno. A timeout is EAGAIN (as the kernel says for SO_RCVTIMEO),
  *    EINPROGRESS for connect; a killed tasklet's call fails with ECANCELED,
- *    which no library retries (EINTR would be retried forever);
+ *    which no library retries (EINTR would be retried forever), its sleeps
+ *    too; a blocking write/send/writev/sendmsg is complete (short transfers
+ *    are continued), as the kernel makes it;
  *  - poll/ppoll/select/pselect/epoll_wait/epoll_pwait with a zero timeout
  *    never park; otherwise they look once (the real call, timeout 0), park on
  *    every fd (coil__wait_fds) until one may be ready or the timeout, and look
@@ -54,6 +56,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <limits.h>
 #include <unistd.h>
 
 static volatile bool installed;
@@ -96,6 +99,61 @@ static ssize_t data_result(ssize_t r) {
 
 /* ---- reads and writes ----------------------------------------------------- */
 
+/* A blocking write or send is complete, as the kernel makes it: short
+ * transfers are continued until all is written; an error after some bytes
+ * returns the count (as an interrupted write(2) does). */
+static ssize_t send_all(int fd, const char *buf, size_t n, int flags, const struct sockaddr *to,
+                        socklen_t tolen, bool plain_write) {
+    int64_t deadline = sock_deadline(fd, SO_SNDTIMEO);
+    size_t done = 0;
+    do {
+        ssize_t r = plain_write ? coil_write_dl(fd, buf + done, n - done, deadline)
+                    : to        ? coil_sendto(fd, buf + done, n - done, flags, to, tolen, deadline)
+                                : coil_send_dl(fd, buf + done, n - done, flags, deadline);
+        if (r < 0) return done ? (ssize_t)done : data_result(r);
+        done += (size_t)r;
+    } while (done < n);
+    return (ssize_t)done;
+}
+
+/* sendmsg/writev on a socket, complete: the iovecs are advanced past what
+ * was sent (ancillary data goes with the first part only). */
+static ssize_t sendmsg_all(int fd, const struct msghdr *msg, int flags) {
+    int64_t deadline = sock_deadline(fd, SO_SNDTIMEO);
+    size_t total = 0;
+    for (size_t i = 0; i < msg->msg_iovlen; i++)
+        total += msg->msg_iov[i].iov_len;
+    ssize_t r = coil__sendmsg(fd, msg, flags, deadline);
+    if (r < 0 || (size_t)r >= total) return data_result(r);
+    struct iovec local[16], *iov = local;
+    if (msg->msg_iovlen > 16 && !(iov = malloc(msg->msg_iovlen * sizeof *iov))) return r;
+    memcpy(iov, msg->msg_iov, msg->msg_iovlen * sizeof *iov);
+    struct msghdr m = *msg;
+    m.msg_iov = iov;
+    m.msg_control = NULL;
+    m.msg_controllen = 0;
+    size_t done = (size_t)r;
+    while (done < total) {
+        /* skip what is sent */
+        size_t skip = done;
+        m.msg_iov = iov;
+        m.msg_iovlen = msg->msg_iovlen;
+        memcpy(iov, msg->msg_iov, msg->msg_iovlen * sizeof *iov);
+        while (skip && skip >= m.msg_iov->iov_len) {
+            skip -= m.msg_iov->iov_len;
+            m.msg_iov++;
+            m.msg_iovlen--;
+        }
+        m.msg_iov->iov_base = (char *)m.msg_iov->iov_base + skip;
+        m.msg_iov->iov_len -= skip;
+        r = coil__sendmsg(fd, &m, flags, deadline);
+        if (r < 0) break;
+        done += (size_t)r;
+    }
+    if (iov != local) free(iov);
+    return (ssize_t)done;
+}
+
 static ssize_t w_read(int fd, void *buf, size_t n) {
     if (!inside() || user_nonblock(fd) != 0) return read(fd, buf, n);
     return data_result(coil_read_dl(fd, buf, n, sock_deadline(fd, SO_RCVTIMEO)));
@@ -103,7 +161,8 @@ static ssize_t w_read(int fd, void *buf, size_t n) {
 
 static ssize_t w_write(int fd, const void *buf, size_t n) {
     if (!inside() || user_nonblock(fd) != 0) return write(fd, buf, n);
-    return data_result(coil_write_dl(fd, buf, n, sock_deadline(fd, SO_SNDTIMEO)));
+    if (!buf && n) return data_result(-EFAULT);
+    return send_all(fd, buf, n, 0, NULL, 0, true);
 }
 
 static ssize_t w_recv(int fd, void *buf, size_t n, int flags) {
@@ -115,7 +174,8 @@ static ssize_t w_recv(int fd, void *buf, size_t n, int flags) {
 static ssize_t w_send(int fd, const void *buf, size_t n, int flags) {
     if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
         return send(fd, buf, n, flags);
-    return data_result(coil_send_dl(fd, buf, n, flags, sock_deadline(fd, SO_SNDTIMEO)));
+    if (!buf && n) return data_result(-EFAULT);
+    return send_all(fd, buf, n, flags, NULL, 0, false);
 }
 
 static ssize_t w_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
@@ -130,8 +190,8 @@ static ssize_t w_sendto(int fd, const void *buf, size_t n, int flags, const stru
                         socklen_t addrlen) {
     if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
         return sendto(fd, buf, n, flags, addr, addrlen);
-    return data_result(
-        coil_sendto(fd, buf, n, flags, addr, addrlen, sock_deadline(fd, SO_SNDTIMEO)));
+    if (!buf && n) return data_result(-EFAULT);
+    return send_all(fd, buf, n, flags, addr, addrlen, false);
 }
 
 static ssize_t w_recvmsg(int fd, struct msghdr *msg, int flags) {
@@ -143,7 +203,7 @@ static ssize_t w_recvmsg(int fd, struct msghdr *msg, int flags) {
 static ssize_t w_sendmsg(int fd, const struct msghdr *msg, int flags) {
     if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
         return sendmsg(fd, msg, flags);
-    return data_result(coil__sendmsg(fd, msg, flags, sock_deadline(fd, SO_SNDTIMEO)));
+    return sendmsg_all(fd, msg, flags);
 }
 
 /* readv/writev: on a socket, recvmsg/sendmsg; on anything else, wait until
@@ -152,10 +212,22 @@ static ssize_t vector_io(int fd, const struct iovec *iov, int iovcnt, bool wr) {
     struct coil__sched *s = coil__sched_cur;
     int err;
     struct coil__fd *f = coil__fd_get(s, fd, &err);
+    if (iovcnt < 0 || iovcnt > IOV_MAX) return data_result(-EINVAL);
     if (f && coil__fd_is_socket(coil__fd_kind(f, fd))) {
         struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-        return wr ? data_result(coil__sendmsg(fd, &msg, 0, sock_deadline(fd, SO_SNDTIMEO)))
+        return wr ? sendmsg_all(fd, &msg, 0)
                   : data_result(coil__recvmsg(fd, &msg, 0, sock_deadline(fd, SO_RCVTIMEO)));
+    }
+    if (f && wr) { /* a pipe or a file: each part written completely, in turn */
+        size_t done = 0;
+        for (int i = 0; i < iovcnt; i++) {
+            if (!iov[i].iov_len) continue;
+            ssize_t r = send_all(fd, iov[i].iov_base, iov[i].iov_len, 0, NULL, 0, true);
+            if (r < 0) return done ? (ssize_t)done : r;
+            done += (size_t)r;
+            if ((size_t)r < iov[i].iov_len) break;
+        }
+        return (ssize_t)done;
     }
     if (f && coil__fd_kind(f, fd) != COIL__FD_FILE) {
         struct pollfd p = {.fd = fd, .events = wr ? POLLOUT : POLLIN};
@@ -180,15 +252,15 @@ static ssize_t w_writev(int fd, const struct iovec *iov, int iovcnt) {
 static int w_socket(int domain, int type, int protocol) {
     int fd = socket(domain, type, protocol);
     if (fd >= 0 && installed && coil__sched_cur)
-        coil__fd_fresh(fd, (type & 0xf) == SOCK_STREAM ? COIL__FD_STREAM : COIL__FD_UNKNOWN);
+        coil__fd_fresh(fd, COIL__FD_UNKNOWN, false); /* learnt on first use */
     return fd;
 }
 
 static int w_socketpair(int domain, int type, int protocol, int sv[2]) {
     int r = socketpair(domain, type, protocol, sv);
     if (r == 0 && installed && coil__sched_cur) {
-        coil__fd_fresh(sv[0], COIL__FD_UNKNOWN);
-        coil__fd_fresh(sv[1], COIL__FD_UNKNOWN);
+        coil__fd_fresh(sv[0], COIL__FD_UNKNOWN, false);
+        coil__fd_fresh(sv[1], COIL__FD_UNKNOWN, false);
     }
     return r;
 }
@@ -205,7 +277,7 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 static int w_accept(int fd, struct sockaddr *addr, socklen_t *addrlen) {
     if (!inside() || user_nonblock(fd) != 0) {
         int r = accept(fd, addr, addrlen);
-        if (r >= 0 && installed && coil__sched_cur) coil__fd_fresh(r, COIL__FD_UNKNOWN);
+        if (r >= 0 && installed && coil__sched_cur) coil__fd_fresh(r, COIL__FD_UNKNOWN, false);
         return r;
     }
     return accept_common(fd, addr, addrlen, 0);
@@ -214,7 +286,7 @@ static int w_accept(int fd, struct sockaddr *addr, socklen_t *addrlen) {
 static int w_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
     if (!inside() || user_nonblock(fd) != 0) {
         int r = accept4(fd, addr, addrlen, flags);
-        if (r >= 0 && installed && coil__sched_cur) coil__fd_fresh(r, COIL__FD_UNKNOWN);
+        if (r >= 0 && installed && coil__sched_cur) coil__fd_fresh(r, COIL__FD_UNKNOWN, false);
         return r;
     }
     if (flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)) {
@@ -246,7 +318,9 @@ static int64_t deadline_ms(int timeout) {
 
 static int64_t deadline_ts(const struct timespec *ts) {
     if (!ts) return COIL_FOREVER;
-    return coil_now() + (int64_t)ts->tv_sec * COIL_SEC + ts->tv_nsec;
+    int64_t now = coil_now();
+    if (ts->tv_sec >= (INT64_MAX - now) / COIL_SEC - 1) return INT64_MAX; /* saturate */
+    return now + (int64_t)ts->tv_sec * COIL_SEC + ts->tv_nsec;
 }
 
 /* poll(2) that parks the tasklet: look, wait, look again. */
@@ -278,7 +352,7 @@ static int w_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, cons
 /* select(2) through park_poll: wait on the sets as pollfds, then let the real
  * select, with a zero timeout, compute its own answer on the original sets. */
 static int park_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t deadline) {
-    if (nfds < 0 || nfds > FD_SETSIZE) {
+    if (nfds < 0) {
         errno = EINVAL;
         return -1;
     }
@@ -324,10 +398,10 @@ static int park_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t dea
 static int w_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv) {
     if (!inside() || (tv && tv->tv_sec == 0 && tv->tv_usec == 0))
         return select(nfds, rd, wr, ex, tv);
-    if (tv && (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000)) {
+    if (tv && (tv->tv_sec < 0 || tv->tv_usec < 0)) {
         errno = EINVAL;
         return -1;
-    }
+    } /* (glibc folds whole seconds of tv_usec into tv_sec: so does the sum below) */
     int64_t deadline =
         tv ? coil_now() + (int64_t)tv->tv_sec * COIL_SEC + (int64_t)tv->tv_usec * 1000 : -1;
     int r = park_select(nfds, rd, wr, ex, deadline);
@@ -376,8 +450,11 @@ static int w_epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout
 
 /* ---- sleeping ------------------------------------------------------------------- */
 
-/* Parks until deadline; on a kill, EINTR with the time left in *rem. */
+/* Parks until deadline. A killed tasklet's sleep fails with ECANCELED (and
+ * the time left in *rem), not EINTR: the usual "while (nanosleep(&ts, &ts)
+ * && errno == EINTR);" would retry it forever without yielding. */
 static int park_sleep(int64_t deadline, struct timespec *rem) {
+    if (deadline < 0) deadline = 0; /* an absolute time long past: no wait */
     int r = coil_sleep_until(deadline);
     if (r == 0) return 0;
     if (rem) {
@@ -386,7 +463,7 @@ static int park_sleep(int64_t deadline, struct timespec *rem) {
         rem->tv_sec = left / COIL_SEC;
         rem->tv_nsec = left % COIL_SEC;
     }
-    errno = EINTR;
+    errno = ECANCELED;
     return -1;
 }
 
@@ -401,20 +478,19 @@ static int w_nanosleep(const struct timespec *req, struct timespec *rem) {
 
 static int w_clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
                              struct timespec *rem) {
-    if (!inside() || !req || (clk != CLOCK_MONOTONIC && clk != CLOCK_REALTIME))
+    /* CPU-time clocks do not advance while the tasklet is parked. */
+    struct timespec clk_now;
+    if (!inside() || !req || clk == CLOCK_PROCESS_CPUTIME_ID || clk == CLOCK_THREAD_CPUTIME_ID ||
+        clock_gettime(clk, &clk_now) != 0)
         return clock_nanosleep(clk, flags, req, rem);
     if (req->tv_sec < 0 || req->tv_nsec < 0 || req->tv_nsec >= COIL_SEC) return EINVAL;
     int64_t deadline;
     if (!(flags & TIMER_ABSTIME)) {
         deadline = deadline_ts(req);
     } else {
+        /* On the clock asked for, converted to coil_now()'s (monotonic). */
         int64_t at = (int64_t)req->tv_sec * COIL_SEC + req->tv_nsec;
-        if (clk == CLOCK_REALTIME) {
-            struct timespec now;
-            clock_gettime(CLOCK_REALTIME, &now);
-            at = coil_now() + at - ((int64_t)now.tv_sec * COIL_SEC + now.tv_nsec);
-        }
-        deadline = at;
+        deadline = coil_now() + at - ((int64_t)clk_now.tv_sec * COIL_SEC + clk_now.tv_nsec);
     }
     /* clock_nanosleep returns the error; it does not set errno. */
     int saved = errno;
@@ -431,10 +507,10 @@ static int w_usleep(useconds_t us) {
 
 static unsigned w_sleep(unsigned secs) {
     if (!inside()) return sleep(secs);
-    int64_t deadline = coil_now() + (int64_t)secs * COIL_SEC;
-    if (coil_sleep_until(deadline) == 0) return 0;
-    int64_t left = deadline - coil_now();
-    return left > 0 ? (unsigned)((left + COIL_SEC - 1) / COIL_SEC) : 0;
+    /* sleep(3) has no error to give: a killed tasklet's sleep returns 0
+     * at once, so that "while ((left = sleep(left)));" ends. */
+    coil_sleep_until(coil_now() + (int64_t)secs * COIL_SEC);
+    return 0;
 }
 
 /* ---- the resolver, on the offload pool ---------------------------------------- */
@@ -458,10 +534,7 @@ static int w_getaddrinfo(const char *node, const char *service, const struct add
     if (!inside()) return getaddrinfo(node, service, hints, res);
     struct gai_call c = {node, service, hints, res, 0, 0};
     int err = coil_offload(do_getaddrinfo, &c);
-    if (err == -ECANCELED && !c.result && *res) { /* it ran: a kill shows next time */
-        return 0;
-    }
-    if (err) {
+    if (err) { /* the job never ran (killed before the call, or no worker) */
         errno = -err;
         return EAI_SYSTEM;
     }
@@ -553,6 +626,39 @@ static int w_gethostbyname_r(const char *name, struct hostent *ret, char *buf, s
     return c.r;
 }
 
+/* ---- the fortified forms (-D_FORTIFY_SOURCE) ------------------------------------ */
+
+/* gcc calls these instead of read, recv, ... when it knows the buffer's size:
+ * glibc checks the size and calls the plain function. */
+extern void __chk_fail(void) __attribute__((noreturn));
+
+static ssize_t w___read_chk(int fd, void *buf, size_t n, size_t buflen) {
+    if (n > buflen) __chk_fail();
+    return w_read(fd, buf, n);
+}
+
+static ssize_t w___recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags) {
+    if (n > buflen) __chk_fail();
+    return w_recv(fd, buf, n, flags);
+}
+
+static ssize_t w___recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+                                struct sockaddr *addr, socklen_t *addrlen) {
+    if (n > buflen) __chk_fail();
+    return w_recvfrom(fd, buf, n, flags, addr, addrlen);
+}
+
+static int w___poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen) {
+    if (fdslen / sizeof *fds < n) __chk_fail();
+    return w_poll(fds, n, timeout);
+}
+
+static int w___ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+                         const sigset_t *mask, size_t fdslen) {
+    if (fdslen / sizeof *fds < n) __chk_fail();
+    return w_ppoll(fds, n, ts, mask);
+}
+
 /* ---- patching the GOT ----------------------------------------------------------- */
 
 #define WRAP(name)                                                                                 \
@@ -571,6 +677,8 @@ static const struct {
     WRAP(epoll_pwait), WRAP(nanosleep),     WRAP(clock_nanosleep),
     WRAP(usleep),      WRAP(sleep),         WRAP(getaddrinfo),
     WRAP(getnameinfo), WRAP(gethostbyname), WRAP(gethostbyname_r),
+    WRAP(__read_chk),  WRAP(__recv_chk),    WRAP(__recvfrom_chk),
+    WRAP(__poll_chk),  WRAP(__ppoll_chk),
 };
 #define NWRAPS (sizeof wraps / sizeof wraps[0])
 

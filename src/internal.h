@@ -369,7 +369,7 @@ struct coil__opgroup {
 };
 
 /* Parks the calling tasklet until one of the n fds may be ready for its
- * events (POLLIN, POLLOUT, POLLPRI; errors and hang-ups always count), or
+ * events (POLLIN, POLLOUT, POLLPRI, POLLRDHUP; errors and hang-ups always count), or
  * the deadline. Returns 0 (look with poll(2) at what is ready: a wake-up may
  * be spurious), -ETIMEDOUT, -ECANCELED, -ENOMEM, or -EPERM outside a
  * tasklet. Entries with a negative fd are ignored; an fd that cannot be
@@ -456,6 +456,10 @@ struct coil__fd {
      * error or hung up: a read (a write) never waits again, and no further
      * event would come to say so, so the fd is never marked idle. */
     bool rd_shut, wr_shut;
+    /* A TCP socket: a short read or write means it is drained (or full) for
+     * now. Not so for every stream: AF_UNIX stops a read at a message that
+     * carries fds, SCTP at each message. */
+    bool tcp;
     /* io_uring: the listener's multishot accept, if one was set up. */
     void *acceptor;
 };
@@ -483,7 +487,7 @@ static inline bool coil__fd_is_socket(enum coil__fd_kind k) {
 
 /* fd is a number coil (or, after coil_install, the program) just got for a
  * new file: forget what the scheduler of this thread knew of the number. */
-void coil__fd_fresh(int fd, enum coil__fd_kind kind);
+void coil__fd_fresh(int fd, enum coil__fd_kind kind, bool tcp);
 /* recvmsg(2)/sendmsg(2) as blocking calls (coil_install's wrappers). */
 ssize_t coil__recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
 ssize_t coil__sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);

@@ -164,7 +164,7 @@ int coil__wait_fds(const struct pollfd *fds, size_t n, int64_t deadline) {
         }
         struct coil__op *op = &ops[g.n];
         *op = (struct coil__op){.t = t, .fd = fds[i].fd, .opcode = COIL__OP_POLL, .deadline = -1};
-        op->u.poll.events = (short)(fds[i].events & (POLLIN | POLLPRI | POLLOUT));
+        op->u.poll.events = (short)(fds[i].events & (POLLIN | POLLPRI | POLLOUT | POLLRDHUP));
         op->group = &g;
         int r = s->backend->submit(s, op);
         if (r != 0) {
@@ -181,8 +181,9 @@ int coil__wait_fds(const struct pollfd *fds, size_t n, int64_t deadline) {
         g.pending++;
         group_cancel_rest(&g);
         if (--g.pending > 0) coil__park(t, COIL__WAIT_POLL, &g, 0, group_unwait, -1);
-    } else if (g.n == 0) {
-        res = deadline >= 0 ? coil_sleep_until(deadline) : -EINVAL; /* nothing to wait on */
+    } else if (g.n == 0) { /* nothing to wait on: the deadline, or until killed */
+        res = deadline >= 0 ? coil_sleep_until(deadline)
+                            : coil__park(t, COIL__WAIT_POLL, &g, 0, NULL, -1);
         if (res == 0) res = -ETIMEDOUT;
     } else {
         res = coil__park(t, COIL__WAIT_POLL, &g, 0, group_unwait, deadline);
@@ -237,7 +238,7 @@ static int sys_result(int r) {
 }
 
 /* fd names a file just made by coil: forget what was known of the number. */
-void coil__fd_fresh(int fd, enum coil__fd_kind kind) {
+void coil__fd_fresh(int fd, enum coil__fd_kind kind, bool tcp) {
     struct coil__sched *s = coil__sched_cur;
     int err;
     struct coil__fd *f = s ? coil__fd_get(s, fd, &err) : NULL;
@@ -245,13 +246,19 @@ void coil__fd_fresh(int fd, enum coil__fd_kind kind) {
     s->backend->fd_closing(s, f); /* the old file was closed with close(2) */
     coil__fd_reset(f);
     f->kind = (uint8_t)kind;
+    f->tcp = tcp;
 }
 
 int coil_socket(int domain, int type, int protocol) {
     int saved = errno;
     int r = sys_result(socket(domain, type | SOCK_CLOEXEC, protocol));
     errno = saved;
-    if (r >= 0) coil__fd_fresh(r, (type & 0xf) == SOCK_STREAM ? COIL__FD_STREAM : COIL__FD_UNKNOWN);
+    if (r >= 0) {
+        bool stream = (type & 0xf) == SOCK_STREAM;
+        bool tcp = stream && (domain == AF_INET || domain == AF_INET6) &&
+                   (protocol == 0 || protocol == IPPROTO_TCP);
+        coil__fd_fresh(r, stream ? COIL__FD_STREAM : COIL__FD_UNKNOWN, tcp);
+    }
     return r;
 }
 
@@ -327,8 +334,10 @@ int coil_accept_dl(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t de
     if (r >= 0) {
         /* The listener is a stream socket (or SOCK_SEQPACKET, whose
          * kind is learnt on first use). */
-        enum coil__fd_kind k = (enum coil__fd_kind)t->sched->fds.v[fd].kind;
-        coil__fd_fresh(r, k == COIL__FD_STREAM ? k : COIL__FD_UNKNOWN);
+        const struct coil__fd *lf = &t->sched->fds.v[fd];
+        enum coil__fd_kind k = (enum coil__fd_kind)lf->kind;
+        coil__fd_fresh(r, k == COIL__FD_STREAM ? k : COIL__FD_UNKNOWN,
+                       k == COIL__FD_STREAM && lf->tcp);
     } else if (r == -EMFILE || r == -ENFILE) {
         /* The fd table is full and the connection stays queued: a caller that
          * simply tries again would spin. Pause first (see coil.h). */

@@ -116,7 +116,8 @@ static uint32_t events_of(const struct coil__op *op) {
         if (op->u.poll.events & POLLIN) e |= EPOLLIN;
         if (op->u.poll.events & POLLPRI) e |= EPOLLPRI;
         if (op->u.poll.events & POLLOUT) e |= EPOLLOUT;
-        return e;
+        if (op->u.poll.events & POLLRDHUP) e |= EPOLLRDHUP;
+        return e | EPOLLERR | EPOLLHUP; /* poll(2) always reports these */
     }
     return is_read(op) ? EPOLLIN : EPOLLOUT;
 }
@@ -140,6 +141,53 @@ static void nb_end(int fd, int fl) {
 }
 
 enum { TRY_DONE, TRY_WAIT, TRY_RETRY_LATER };
+
+/* recvmsg with MSG_WAITALL on a stream: as a blocking one, it waits for all
+ * the bytes the iovecs hold (or end of stream, or an error). What arrived so
+ * far is op->got; the next try receives into the rest of the iovecs (the
+ * address and ancillary data come with the first part). Returns TRY_DONE or
+ * TRY_WAIT, or TRY_RETRY_LATER to let the caller report a failed first try
+ * (errno set) the usual way. */
+static int recvmsg_waitall(struct coil__fd *f, struct coil__op *op) {
+    struct msghdr *msg = op->u.msg.msg;
+    size_t total = 0;
+    for (size_t i = 0; i < msg->msg_iovlen; i++)
+        total += msg->msg_iov[i].iov_len;
+    struct iovec local[16];
+    struct msghdr m = *msg;
+    if (op->got) {
+        size_t skip = op->got, i = 0;
+        while (i < msg->msg_iovlen && skip >= msg->msg_iov[i].iov_len)
+            skip -= msg->msg_iov[i++].iov_len;
+        size_t n = msg->msg_iovlen - i;
+        if (n > 16) n = 16; /* enough for any use of it; the rest waits for the next try */
+        for (size_t j = 0; j < n; j++)
+            local[j] = msg->msg_iov[i + j];
+        local[0].iov_base = (char *)local[0].iov_base + skip;
+        local[0].iov_len -= skip;
+        m.msg_iov = local;
+        m.msg_iovlen = n;
+        m.msg_name = NULL;
+        m.msg_namelen = 0;
+        m.msg_control = NULL;
+        m.msg_controllen = 0;
+    }
+    ssize_t r = recvmsg(op->fd, &m, (op->u.msg.flags | MSG_DONTWAIT) & ~MSG_WAITALL);
+    if (!op->got && r >= 0) *msg = m; /* namelen, controllen, flags of the first part */
+    if (r > 0) op->got += (size_t)r;
+    if (r > 0 && op->got < total) {
+        f->rd_idle = !f->rd_shut;
+        return TRY_WAIT;
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        f->rd_idle = !f->rd_shut;
+        if (op->got) return TRY_WAIT;
+        return TRY_RETRY_LATER;
+    }
+    if (r < 0 && !op->got) return TRY_RETRY_LATER;
+    op->res = (int)op->got; /* all of it, or end of stream / an error after some */
+    return TRY_DONE;
+}
 
 /* Tries op once without blocking. TRY_DONE with the result in op->res, or
  * TRY_WAIT when it must wait for readiness (TRY_RETRY_LATER: for time). */
@@ -172,7 +220,7 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
                            : read(fd, op->u.io.buf, op->u.io.len);
                 if (fl >= 0) nb_end(fd, fl);
             }
-            drained = k == COIL__FD_STREAM && r > 0 && (size_t)r < op->u.io.len;
+            drained = k == COIL__FD_STREAM && f->tcp && r > 0 && (size_t)r < op->u.io.len;
             break;
         }
         case COIL__OP_RECV:
@@ -185,7 +233,7 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
                                             : recv(fd, buf, len, fl | MSG_DONTWAIT);
             /* A peek leaves the data in place, and out-of-band data is apart. */
             drained = !(fl & (MSG_PEEK | MSG_OOB)) && r > 0 && (size_t)r < len &&
-                      coil__fd_kind(f, fd) == COIL__FD_STREAM;
+                      coil__fd_kind(f, fd) == COIL__FD_STREAM && f->tcp;
             if (op->opcode == COIL__OP_RECV && (fl & MSG_WAITALL) && !dontwait &&
                 !(fl & MSG_PEEK) && coil__fd_kind(f, fd) == COIL__FD_STREAM) {
                 /* Waits for all len bytes, as a blocking recv does; stops
@@ -206,6 +254,13 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
         case COIL__OP_SENDMSG: {
             int fl = op->u.msg.flags;
             dontwait = fl & MSG_DONTWAIT;
+            if (op->opcode == COIL__OP_RECVMSG && (fl & MSG_WAITALL) && !dontwait &&
+                !(fl & MSG_PEEK) && coil__fd_kind(f, fd) == COIL__FD_STREAM) {
+                int st = recvmsg_waitall(f, op);
+                if (st != TRY_RETRY_LATER) return st;
+                r = -1; /* errno set: EAGAIN with nothing received yet, or an error */
+                break;
+            }
             r = op->opcode == COIL__OP_SENDMSG ? sendmsg(fd, op->u.msg.msg, fl | MSG_DONTWAIT)
                                                : recvmsg(fd, op->u.msg.msg, fl | MSG_DONTWAIT);
             break;
@@ -365,11 +420,16 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
     /* After a try that found nothing, an edge-triggered registration tells
      * when to try again: wait for it without a system call that would only
      * say EAGAIN. (Not for MSG_DONTWAIT, whose caller wants the EAGAIN.) */
-    bool dontwait = (op->opcode == COIL__OP_RECV || op->opcode == COIL__OP_SEND) &&
-                    (op->u.io.flags & MSG_DONTWAIT);
+    bool dontwait = ((op->opcode == COIL__OP_RECV || op->opcode == COIL__OP_SEND) &&
+                     (op->u.io.flags & MSG_DONTWAIT)) ||
+                    ((op->opcode == COIL__OP_RECVMSG || op->opcode == COIL__OP_SENDMSG) &&
+                     (op->u.msg.flags & MSG_DONTWAIT));
     bool idle = is_read(op) ? f->rd_idle : f->wr_idle;
-    int st = f->registered && idle && !dontwait && op->opcode != COIL__OP_POLL ? TRY_WAIT
-                                                                               : try_op(f, op);
+    /* A passed deadline gets its one try: an event may be waiting unread. */
+    int st = f->registered && idle && !dontwait && op->opcode != COIL__OP_POLL &&
+                     !coil__deadline_passed(op->deadline)
+                 ? TRY_WAIT
+                 : try_op(f, op);
     if (st == TRY_WAIT) {
         int err = watch(b, f, op->fd);
         if (err) {
@@ -527,9 +587,15 @@ static void ep_flush(struct coil__sched *s) {
     (void)s; /* nothing is queued: every try is made at once */
 }
 
+/* The registration goes with the file and its generation ends. Ops still
+ * parked here belong to a file closed with close(2) (coil_close cancelled its
+ * own): they end with -EBADF, or the next file's events would try them. */
 static void ep_fd_closing(struct coil__sched *s, struct coil__fd *f) {
-    (void)s; /* the registration goes with the file; its generation ends */
-    (void)f;
+    for (struct coil__op *op = f->ops; op; op = op->fd_next) {
+        if (op->done || op->interrupt) continue;
+        op->interrupt = -EBADF;
+        ep_cancel(s, op);
+    }
 }
 
 const struct coil__backend_ops coil__backend_epoll = {

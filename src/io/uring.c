@@ -106,11 +106,33 @@ static int ur_init(struct coil__sched *s) {
 }
 
 static void acceptor_free(struct uring *u, struct acceptor *a);
+static void stop_accept(struct uring *u, struct acceptor *a);
+static void reap(struct coil__sched *s, struct uring *u);
 
 static void ur_fini(struct coil__sched *s) {
     struct uring *u = s->backend_data;
     COIL_ASSERT(u->inflight == 0, "no operation is in flight when the scheduler ends");
-    io_uring_queue_exit(&u->ring); /* also cancels the wake-up polls and accepts */
+    /* A multishot accept still armed may have installed fds whose CQEs are
+     * not reaped yet: cancel each and reap until its last CQE, closing what
+     * comes (bounded: the kernel answers a cancel at once). */
+    bool armed = false;
+    for (struct acceptor *a = u->acceptors; a; a = a->next) {
+        a->closed = true;
+        if (a->armed) {
+            armed = true;
+            if (!a->stopping) stop_accept(u, a);
+        }
+    }
+    for (int i = 0; armed && i < 50; i++) {
+        struct io_uring_cqe *cqe;
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * COIL_MSEC};
+        io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+        reap(s, u);
+        armed = false;
+        for (struct acceptor *a = u->acceptors; a; a = a->next)
+            armed |= a->armed;
+    }
+    io_uring_queue_exit(&u->ring); /* also cancels the wake-up polls */
     while (u->acceptors)
         acceptor_free(u, u->acceptors);
     close(s->wake_fd);
