@@ -1248,6 +1248,44 @@ static void test_file_round_trip_while_others_run(void **state) {
     free(f.back);
 }
 
+/* ---- after a try that found the fd empty (epoll marks it idle) ------------- */
+
+struct idle {
+    int client, server;
+};
+
+static void idle_main(void *arg) {
+    struct idle *p = arg;
+    char buf[16];
+    struct sockaddr_storage from;
+    socklen_t fromlen = sizeof from;
+    /* Make the fd known empty: a wait that times out. */
+    EXPECT_EQ(coil_recv_dl(p->server, buf, sizeof buf, 0, coil_test_in(20 * COIL_MSEC)),
+              -ETIMEDOUT);
+    /* MSG_DONTWAIT wants EAGAIN at once, through every call. */
+    int64_t t0 = coil_now();
+    EXPECT_EQ(coil_recv(p->server, buf, sizeof buf, MSG_DONTWAIT), -EAGAIN);
+    EXPECT_EQ(coil_recvfrom(p->server, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from,
+                            &fromlen, COIL_FOREVER),
+              -EAGAIN);
+    EXPECT(coil_now() - t0 < coil_test_slack());
+    /* Data arrives while nobody waits; a call whose deadline has passed still
+     * gets its one try, and finds it. */
+    EXPECT_EQ(send(p->client, "late", 4, MSG_NOSIGNAL), 4);
+    EXPECT_EQ(coil_sleep(10 * COIL_MSEC), 0);
+    EXPECT_EQ(coil_recv_dl(p->server, buf, sizeof buf, 0, coil_now()), 4);
+    EXPECT(memcmp(buf, "late", 4) == 0);
+}
+
+static void test_idle_fd_dontwait_and_passed_deadline(void **state) {
+    (void)state;
+    struct idle p;
+    assert_int_equal(coil_test_raw_tcp_pair(AF_INET, &p.client, &p.server), 0);
+    COIL_RUN_CHECKED(idle_main, &p);
+    close(p.client);
+    close(p.server);
+}
+
 int main(void) {
     coil_test_apply_filter();
     const struct CMUnitTest tests[] = {
@@ -1266,6 +1304,7 @@ int main(void) {
         cmocka_unit_test(test_many_receivers_one_udp_socket),
         cmocka_unit_test(test_close_and_reuse_with_dup_open),
         cmocka_unit_test(test_file_round_trip_while_others_run),
+        cmocka_unit_test(test_idle_fd_dontwait_and_passed_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
