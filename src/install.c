@@ -580,29 +580,34 @@ struct ghbn_call {
     int r, herr;
 };
 
-/* gethostbyname's static result is shared by every thread (it is not
- * reentrant by contract): the workers take turns. */
-static pthread_mutex_t ghbn_lock = PTHREAD_MUTEX_INITIALIZER;
+static int do_gethostbyname_r(void *arg);
 
-static int do_gethostbyname(void *arg) {
-    struct ghbn_call *c = arg;
-    pthread_mutex_lock(&ghbn_lock);
-    c->ret = gethostbyname(c->name);
-    c->herr = h_errno;
-    pthread_mutex_unlock(&ghbn_lock);
-    return 0;
-}
+/* gethostbyname's result lives in static storage until the next call. glibc's
+ * is one for the whole process, which a worker could be rewriting while a
+ * tasklet reads it: this one is per thread of the caller (the scheduler's),
+ * and filled by gethostbyname_r on a worker. */
+static __thread struct {
+    struct hostent he;
+    char buf[16384];
+} ghbn;
 
 static struct hostent *w_gethostbyname(const char *name) {
     if (!inside()) return gethostbyname(name);
-    struct ghbn_call c = {.name = name};
-    int err = coil_offload(do_gethostbyname, &c);
-    if (err) {
+    struct hostent *result = NULL;
+    int herr = 0;
+    struct ghbn_call c = {.name = name,
+                          .result_buf = &ghbn.he,
+                          .buf = ghbn.buf,
+                          .buflen = sizeof ghbn.buf,
+                          .result = &result,
+                          .h_errnop = &herr};
+    int err = coil_offload(do_gethostbyname_r, &c);
+    if (err || (c.r && !herr)) { /* not run, or ERANGE: more aliases than the buffer holds */
         h_errno = NO_RECOVERY;
         return NULL;
     }
-    h_errno = c.herr;
-    return c.ret;
+    h_errno = herr;
+    return result;
 }
 
 static int do_gethostbyname_r(void *arg) {
