@@ -572,12 +572,12 @@ static int w_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
 
 struct ghbn_call {
     const char *name;
-    struct hostent *ret, *result_buf;
+    struct hostent *result_buf;
     char *buf;
     size_t buflen;
     struct hostent **result;
     int *h_errnop;
-    int r, herr;
+    int r;
 };
 
 static int do_gethostbyname_r(void *arg);

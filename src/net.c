@@ -238,12 +238,25 @@ static int sys_result(int r) {
 }
 
 /* fd names a file just made by coil: forget what was known of the number. */
+/* Every op still waiting on f ends with -EBADF (through its completion,
+ * which cancel brings about at once or later). */
+static void fd_cancel_ops(struct coil__sched *s, struct coil__fd *f) {
+    for (struct coil__op *op = f->ops; op; op = op->fd_next) {
+        if (op->interrupt || op->done) continue;
+        op->interrupt = -EBADF;
+        s->backend->cancel(s, op);
+    }
+}
+
 void coil__fd_fresh(int fd, enum coil__fd_kind kind, bool tcp) {
     struct coil__sched *s = coil__sched_cur;
     int err;
     struct coil__fd *f = s ? coil__fd_get(s, fd, &err) : NULL;
     if (!f) return;
-    s->backend->fd_closing(s, f); /* the old file was closed with close(2) */
+    /* The old file was closed with close(2): its waiters end as coil_close
+     * would have ended them. */
+    fd_cancel_ops(s, f);
+    s->backend->fd_closing(s, f);
     coil__fd_reset(f);
     f->kind = (uint8_t)kind;
     f->tcp = tcp;
@@ -292,11 +305,7 @@ int coil_close(int fd) {
          * SQE to the kernel before the number can be reused: a queued SQE
          * names the fd by number until it is submitted. */
         struct coil__fd *f = &s->fds.v[fd];
-        for (struct coil__op *op = f->ops; op; op = op->fd_next) {
-            if (op->interrupt) continue;
-            op->interrupt = -EBADF;
-            s->backend->cancel(s, op);
-        }
+        fd_cancel_ops(s, f);
         s->backend->fd_closing(s, f);
         s->backend->flush(s);
         coil__fd_reset(f);

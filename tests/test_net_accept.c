@@ -189,9 +189,8 @@ static void closing_main(void *arg) {
         if (!EXPECT(c->clients[i] >= 0)) return;
     }
     EXPECT_EQ(coil_sleep(20 * COIL_MSEC), 0);
-    /* Another listener's caller waits meanwhile; closing ours wakes none of
-     * its callers wrongly, and closes (or leaves to the kernel to reset)
-     * every connection no one accepted. */
+    /* Closing the listener closes (or leaves to the kernel to reset) every
+     * connection no one accepted: each client sees its end. */
     EXPECT_EQ(coil_close(c->listener), 0);
     for (int i = 0; i < 8; i++) {
         char buf[4];

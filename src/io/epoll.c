@@ -587,15 +587,9 @@ static void ep_flush(struct coil__sched *s) {
     (void)s; /* nothing is queued: every try is made at once */
 }
 
-/* The registration goes with the file and its generation ends. Ops still
- * parked here belong to a file closed with close(2) (coil_close cancelled its
- * own): they end with -EBADF, or the next file's events would try them. */
 static void ep_fd_closing(struct coil__sched *s, struct coil__fd *f) {
-    for (struct coil__op *op = f->ops; op; op = op->fd_next) {
-        if (op->done || op->interrupt) continue;
-        op->interrupt = -EBADF;
-        ep_cancel(s, op);
-    }
+    (void)s; /* the registration goes with the file; its generation ends */
+    (void)f;
 }
 
 const struct coil__backend_ops coil__backend_epoll = {

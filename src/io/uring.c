@@ -397,12 +397,7 @@ static void ur_fd_closing(struct coil__sched *s, struct coil__fd *f) {
     struct uring *u = s->backend_data;
     struct acceptor *a = f->acceptor;
     if (!a) return;
-    f->acceptor = NULL;
-    struct coil__op *op;
-    while ((op = waiter_pop(a)) != NULL) { /* only if the fd was closed with close(2) */
-        u->inflight--;
-        coil__op_complete(op, -EBADF);
-    }
+    f->acceptor = NULL; /* its waiters were cancelled before (fd_cancel_ops) */
     while (a->qlen)
         close(queue_pop(a));
     a->closed = true;
