@@ -312,6 +312,7 @@ struct coil__op {
     bool retried;     /* submitted again after waiting for readiness */
     bool done;        /* finished, its tasklet woken (or about to be) */
     bool sleeping;    /* io_uring: waiting out a retry delay (Unix connect, EAGAIN) */
+    bool poll_first;  /* io_uring: submitted with IORING_RECVSEND_POLL_FIRST */
     int interrupt;    /* error asked for by kill/timeout/close; 0 if none */
     int res;          /* the result, when submit finished op at once */
     int64_t deadline;
@@ -339,8 +340,8 @@ struct coil__op {
             short events;
         } poll;
     } u;
-    /* Backend scratch (io_uring: the linked timeout's timespec, which the
-     * kernel reads when the SQE is submitted). */
+    /* Backend scratch (io_uring: the timespec of a Unix connect's retry
+     * delay, which the kernel reads when the SQE is submitted). */
     _Alignas(8) unsigned char scratch[16];
     /* What op waits on inside the backend, when that is not the kernel
      * (epoll: the offload job of a regular file's read or write; io_uring:
@@ -383,7 +384,8 @@ struct coil__backend_ops {
     int (*init)(struct coil__sched *s);
     void (*fini)(struct coil__sched *s);
     /* Starts op (io_uring: queued, submitted in a batch by poll/wait). When
-     * the backend enforces op->deadline itself it sets op->has_timeout.
+     * the backend enforces op->deadline itself it sets op->has_timeout (none
+     * does at present: deadlines live in the scheduler's timer heap).
      * Returns 0 when op is in flight (its completion wakes the caller), 1
      * when it finished at once with its result in op->res (epoll: the first
      * try did not have to wait), or -errno (nothing started). */
@@ -451,7 +453,7 @@ struct coil__fd {
      * edge-triggered registration the next event says when to try again, so
      * the next call parks without a useless system call. */
     bool registered;
-    bool rd_idle, wr_idle;
+    bool rd_idle, wr_idle; /* io_uring uses rd_idle too: the last receive emptied it */
     /* epoll: the peer has shut down its side (EPOLLRDHUP) or the fd is in
      * error or hung up: a read (a write) never waits again, and no further
      * event would come to say so, so the fd is never marked idle. */

@@ -63,7 +63,7 @@ void coil__op_complete(struct coil__op *op, int res) {
          * result, so that received data is never lost. */
         if (res == -ECANCELED || res == -EINTR) res = op->interrupt;
     } else if ((res == -ECANCELED || res == -EINTR) && op->has_timeout) {
-        /* The linked timeout fired. An op that io_uring runs as a blocking
+        /* The backend's own timeout fired. An op that io_uring runs as a blocking
          * call on a worker thread (a connect on a blocking Unix socket whose
          * listener's backlog is full) is interrupted: -EINTR. */
         res = -ETIMEDOUT;

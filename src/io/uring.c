@@ -6,8 +6,8 @@
  * reaps completions once per round (io_uring_submit_and_get_events, or
  * io_uring_submit_and_wait_timeout when nothing is runnable), and each CQE
  * wakes the owner of the op it names (invariant 2). user_data values that are
- * not ops: 0 for SQEs whose completion means nothing to us (linked timeouts,
- * cancel requests), and the two tags below for the wake-up polls.
+ * not ops: 0 for SQEs whose completion means nothing to us (cancel
+ * requests), and the two tags below for the wake-up polls.
  *
  * Kernel features are probed, never assumed: DEFER_TASKRUN+SINGLE_ISSUER
  * (6.1), else COOP_TASKRUN (5.19), else neither; a registered ring fd (5.18);
@@ -70,6 +70,8 @@ struct uring {
     bool no_multishot;        /* the kernel refused a multishot poll */
     bool no_multishot_accept; /* ... or a multishot accept */
     struct acceptor *acceptors;
+    struct coil__sched *sched;
+    bool no_poll_first; /* the kernel refused IORING_RECVSEND_POLL_FIRST (before 5.19) */
 };
 
 static int ur_init(struct coil__sched *s) {
@@ -101,6 +103,7 @@ static int ur_init(struct coil__sched *s) {
         free(u);
         return err;
     }
+    u->sched = s;
     s->backend_data = u;
     return 0;
 }
@@ -162,9 +165,23 @@ static short events_of(const struct coil__op *op) {
     }
 }
 
+/* A receive on a socket that the last receive left empty (its CQE had no
+ * IORING_CQE_F_SOCK_NONEMPTY) will most likely have to wait: ask the kernel
+ * to arm its readiness poll first rather than try a receive that finds
+ * nothing (5.19; IORING_RECVSEND_POLL_FIRST). Only the order of the kernel's
+ * attempts changes, never the result, with two exceptions kept off this path:
+ * MSG_DONTWAIT (the kernel would wait instead of answering EAGAIN) and a
+ * deadline already passed (the op is owed one real try before its cancel). */
+static void poll_first(struct uring *u, struct coil__op *op, struct io_uring_sqe *sqe, int flags) {
+    op->poll_first = false;
+    if (u->no_poll_first || op->retried || (flags & MSG_DONTWAIT)) return;
+    if (!u->sched->fds.v[op->fd].rd_idle) return;
+    if (op->deadline >= 0 && coil__deadline_passed(op->deadline)) return;
+    sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    op->poll_first = true;
+}
+
 static void prep(struct uring *u, struct coil__op *op) {
-    /* Two SQEs when a linked timeout follows: never split them over a submit. */
-    if (op->deadline >= 0 && io_uring_sq_space_left(&u->ring) < 2) io_uring_submit(&u->ring);
     struct io_uring_sqe *sqe = get_sqe(u);
     if (op->polling) {
         io_uring_prep_poll_add(sqe, op->fd, (unsigned)events_of(op));
@@ -178,12 +195,14 @@ static void prep(struct uring *u, struct coil__op *op) {
             break;
         case COIL__OP_RECV:
             io_uring_prep_recv(sqe, op->fd, op->u.io.buf, op->u.io.len, op->u.io.flags);
+            poll_first(u, op, sqe, op->u.io.flags);
             break;
         case COIL__OP_SEND:
             io_uring_prep_send(sqe, op->fd, op->u.io.buf, op->u.io.len, op->u.io.flags);
             break;
         case COIL__OP_RECVMSG:
             io_uring_prep_recvmsg(sqe, op->fd, op->u.msg.msg, (unsigned)op->u.msg.flags);
+            poll_first(u, op, sqe, op->u.msg.flags);
             break;
         case COIL__OP_SENDMSG:
             io_uring_prep_sendmsg(sqe, op->fd, op->u.msg.msg, (unsigned)op->u.msg.flags);
@@ -200,21 +219,6 @@ static void prep(struct uring *u, struct coil__op *op) {
         }
     }
     io_uring_sqe_set_data(sqe, op);
-    if (op->deadline >= 0) {
-        /* An absolute CLOCK_MONOTONIC timeout linked to the op: the kernel
-         * cancels the op (res -ECANCELED) when it fires. It reads the
-         * timespec at submission, which is before op's frame is left. */
-        struct __kernel_timespec ts = {.tv_sec = op->deadline / COIL_SEC,
-                                       .tv_nsec = op->deadline % COIL_SEC};
-        _Static_assert(sizeof ts <= sizeof op->scratch, "the timespec fits in the op");
-        memcpy(op->scratch, &ts, sizeof ts);
-        sqe->flags |= IOSQE_IO_LINK;
-        struct io_uring_sqe *tsqe = get_sqe(u);
-        io_uring_prep_link_timeout(tsqe, (struct __kernel_timespec *)(void *)op->scratch,
-                                   IORING_TIMEOUT_ABS);
-        io_uring_sqe_set_data64(tsqe, 0);
-        op->has_timeout = true;
-    }
 }
 
 /* ---- multishot accept (see the top of the file) -------------------------- */
@@ -341,7 +345,7 @@ static int accept_submit(struct coil__sched *s, struct uring *u, struct coil__op
         return 1;
     }
     /* A passed deadline still gets one try, which only a plain SQE (tried
-     * inline, then its linked timeout) gives. */
+     * inline before the timer's cancel reaches the kernel) gives. */
     if (coil__deadline_passed(op->deadline)) return -1;
     if (!a && !(a = acceptor_new(u, f, op->fd))) return -1;
     if (a->plain) return -1;
@@ -521,7 +525,8 @@ static void retry_later(struct uring *u, struct coil__op *op) {
     u->inflight++;
 }
 
-static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, int res) {
+static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, int res,
+                   unsigned flags) {
     u->inflight--;
     if (op->sleeping) {
         /* The retry delay is over (-ETIME), or a kill/close cancelled it. */
@@ -581,6 +586,16 @@ static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, 
         }
     } else if (res == -EISCONN && op->opcode == COIL__OP_CONNECT && op->retried) {
         res = 0; /* the first attempt started it; readiness says it is done */
+    } else if (op->opcode == COIL__OP_RECV || op->opcode == COIL__OP_RECVMSG) {
+        if (res == -EINVAL && op->poll_first && !op->interrupt) {
+            /* A kernel before 5.19 rejects the flag: never again, and this
+             * receive goes again without it. */
+            u->no_poll_first = true;
+            prep(u, op);
+            u->inflight++;
+            return;
+        }
+        s->fds.v[op->fd].rd_idle = res > 0 && !(flags & IORING_CQE_F_SOCK_NONEMPTY);
     }
     mark_defined(op, res);
     coil__op_complete(op, res);
@@ -601,7 +616,7 @@ static void reap(struct coil__sched *s, struct uring *u) {
             on_accept_cqe(u, (struct acceptor *)(uintptr_t)(ud & ~(uint64_t)1), cqe->res,
                           cqe->flags);
         else
-            on_cqe(s, u, (struct coil__op *)(uintptr_t)ud, cqe->res);
+            on_cqe(s, u, (struct coil__op *)(uintptr_t)ud, cqe->res, cqe->flags);
     }
     io_uring_cq_advance(&u->ring, n);
 }
