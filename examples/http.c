@@ -301,13 +301,15 @@ static void serve(void *arg) {
     c.fd = (int)(intptr_t)arg;
     c.requests = 0;
     c.out_len = 0;
-    struct sockaddr_storage sa;
-    socklen_t len = sizeof sa;
-    if (getpeername(c.fd, (struct sockaddr *)&sa, &len) == 0)
-        format_addr((struct sockaddr *)&sa, len, c.peer, sizeof c.peer);
-    else
-        snprintf(c.peer, sizeof c.peer, "?");
-    if (srv.verbose) printf("%s: connected\n", c.peer);
+    if (srv.verbose) { /* the peer's name is only for the log */
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof sa;
+        if (getpeername(c.fd, (struct sockaddr *)&sa, &len) == 0)
+            format_addr((struct sockaddr *)&sa, len, c.peer, sizeof c.peer);
+        else
+            snprintf(c.peer, sizeof c.peer, "?");
+        printf("%s: connected\n", c.peer);
+    }
 
     int err = 0;
     enum end end = serve_requests(&c, &err);

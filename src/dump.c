@@ -73,8 +73,7 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
             default: break;
             }
             fprintf(out, " for %.3fs", secs(now - t->wait_since));
-            if (t->timer.index != COIL__TIMER_IDLE)
-                fprintf(out, ", deadline in %.3fs", secs(t->timer.deadline - now));
+            if (t->timer.armed) fprintf(out, ", deadline in %.3fs", secs(t->timer.deadline - now));
         }
         if (t->killed) fprintf(out, " [killed]");
         fputc('\n', out);

@@ -114,7 +114,7 @@ void coil__interrupt(struct coil__tasklet *t, int err) {
     /* Its deadline has done its work (or no longer matters after a kill):
      * disarmed first, so that a wait that must go on until a completion
      * (unwait returns false) is not found expired again and again. */
-    if (t->timer.index != COIL__TIMER_IDLE) coil__timer_disarm(&t->sched->timers, &t->timer);
+    coil__timer_disarm(&t->timer);
     if (t->unwait && !t->unwait(t, err)) return; /* the completion will wake it */
     coil__wake(t, err);
 }
@@ -128,6 +128,7 @@ __attribute__((noreturn)) static void tasklet_exit(struct coil__sched *s, struct
         coil__wake(j->t, 0);
     }
     ids_del(s, t->id);
+    coil__timer_remove(&s->timers, &t->timer);
     if (t->all_prev)
         t->all_prev->all_next = t->all_next;
     else
@@ -184,6 +185,7 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
     t->fn = fn;
     t->arg = arg;
     t->timer.index = COIL__TIMER_IDLE;
+    t->timer.armed = false;
     t->killed = s->killing_all; /* born into a shutdown: it must not hold it up */
     if (opts && opts->name) {
         size_t len = strnlen(opts->name, sizeof t->name - 1);

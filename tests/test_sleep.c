@@ -285,6 +285,86 @@ static void test_timer_heap_churn(void **state) {
         assert_true(c.deadline[c.log[k - 1]] < c.deadline[c.log[k]]);
 }
 
+/* Disarming is lazy (src/timer.c): a satisfied wait leaves its timer's slot
+ * keyed by the old deadline. With other timers in the heap, a later wait
+ * with an earlier deadline must still expire before them, one with a later
+ * deadline must not hold up an earlier timer behind it, and a tasklet that
+ * ends with a stale slot must leave the heap empty (coil_run asserts that at
+ * its end). Checked by the order of events, not by timing. */
+struct lazy {
+    coil_chan *ch;
+    int rc_early, rc_late, rc_short;
+    char log[8];
+    int n;
+};
+
+static void lazy_note(struct lazy *l, char c) {
+    if (l->n < (int)sizeof l->log - 1) l->log[l->n++] = c;
+}
+
+/* Sends one element: spawned just before a receive parks, it satisfies the
+ * receive after its timer is armed. */
+static void lazy_send_one(void *arg) {
+    struct lazy *l = arg;
+    int v = 1;
+    coil_chan_send(l->ch, &v);
+}
+
+static void lazy_sleep_100ms(void *arg) {
+    coil_sleep(100 * COIL_MSEC);
+    lazy_note(arg, 'b');
+}
+
+static void lazy_sleep_30ms(void *arg) {
+    coil_sleep(30 * COIL_MSEC);
+    lazy_note(arg, 's');
+}
+
+static void lazy_short_lived(void *arg) {
+    struct lazy *l = arg;
+    int v;
+    l->rc_short = coil_chan_recv_dl(l->ch, &v, coil_now() + 10 * COIL_SEC);
+}
+
+static void lazy_main(void *arg) {
+    struct lazy *l = arg;
+    coil_chan *never;
+    coil_chan_open(&l->ch, sizeof(int), 0);
+    coil_chan_open(&never, sizeof(int), 0);
+    int v;
+    /* A stale slot 10 s out, a sleeper at 100 ms, then a 20 ms deadline: it
+     * must expire first ("e" before "b"). */
+    coil_spawn(lazy_send_one, l, NULL);
+    coil_chan_recv_dl(l->ch, &v, coil_now() + 10 * COIL_SEC);
+    coil_spawn(lazy_sleep_100ms, l, NULL);
+    l->rc_early = coil_chan_recv_dl(never, &v, coil_now() + 20 * COIL_MSEC);
+    lazy_note(l, 'e');
+    coil_sleep(150 * COIL_MSEC); /* the sleeper is done */
+    /* A stale slot 5 ms out, then a 60 ms deadline, and a sleeper at 30 ms
+     * behind the stale slot: the sleeper wakes first ("s" before "l"). */
+    coil_spawn(lazy_send_one, l, NULL);
+    coil_chan_recv_dl(l->ch, &v, coil_now() + 5 * COIL_MSEC);
+    coil_spawn(lazy_sleep_30ms, l, NULL);
+    l->rc_late = coil_chan_recv_dl(never, &v, coil_now() + 60 * COIL_MSEC);
+    lazy_note(l, 'l');
+    /* A tasklet that ends while its slot (10 s out) is still in the heap. */
+    coil_spawn(lazy_short_lived, l, NULL);
+    coil_spawn(lazy_send_one, l, NULL);
+    coil_sleep(10 * COIL_MSEC);
+    coil_chan_free(never);
+    coil_chan_free(l->ch);
+}
+
+static void test_lazy_disarm_keeps_deadlines_exact(void **state) {
+    (void)state;
+    struct lazy l = {0};
+    COIL_RUN_OK(lazy_main, &l);
+    assert_int_equal(l.rc_early, -ETIMEDOUT);
+    assert_int_equal(l.rc_late, -ETIMEDOUT);
+    assert_int_equal(l.rc_short, 0);
+    assert_string_equal(l.log, "ebsl");
+}
+
 /* Many sleepers on the same deadline all wake. */
 struct same {
     int64_t deadline;
@@ -479,6 +559,7 @@ int main(void) {
         cmocka_unit_test(test_sleep_at_once_and_einval),
         cmocka_unit_test(test_sleepers_wake_in_deadline_order),
         cmocka_unit_test(test_timer_heap_churn),
+        cmocka_unit_test(test_lazy_disarm_keeps_deadlines_exact),
         cmocka_unit_test(test_same_deadline_all_wake),
         cmocka_unit_test(test_sleeps_overlap),
         cmocka_unit_test(test_very_long_sleep_parks_until_killed),
