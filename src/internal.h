@@ -70,13 +70,15 @@ struct coil__timer {
  * (a cache miss per level; 3-4% of coil-http's time at 1,000 connections).
  * So disarming only clears `armed`, and the timer keeps its slot, keyed by
  * its old deadline; arming again with a later deadline changes only the
- * timer, and the slot is re-keyed when it reaches the top (coil__timers_first
- * does that, and drops slots of disarmed timers). A slot's key is never later
- * than its armed timer's deadline, so the top, once cleaned, is the earliest.
- * Each timer has at most one slot: capacity is reserved ahead (one per live
- * tasklet, see coil__timers_reserve) so that arming never fails; a timer
- * whose tasklet ends is taken out for good (coil__timer_remove). Each slot
- * holds its key by value, so sifting compares within the array. */
+ * timer (an earlier one moves the slot up at once). A slot is looked at
+ * again only when its key comes due: coil__timers_expire then drops it (its
+ * timer is disarmed), re-keys it (armed again, for later) or returns it
+ * (expired). A slot's key is never later than its armed timer's deadline,
+ * so the top's key is a safe time to wake (at worst early, once per stale
+ * slot). Each timer has at most one slot: capacity is reserved ahead (one
+ * per live tasklet, see coil__timers_reserve) so that arming never fails; a
+ * timer whose tasklet ends is taken out for good (coil__timer_remove). Each
+ * slot holds its key by value, so sifting compares within the array. */
 struct coil__timer_slot {
     int64_t deadline;
     struct coil__timer *tm;
@@ -84,19 +86,28 @@ struct coil__timer_slot {
 struct coil__timers {
     struct coil__timer_slot *heap;
     size_t len, cap;
+    size_t armed; /* timers armed now (stale slots not counted) */
 };
 
 int coil__timers_reserve(struct coil__timers *ts, size_t n);
 void coil__timers_free(struct coil__timers *ts);
 void coil__timer_arm(struct coil__timers *ts, struct coil__timer *tm, int64_t deadline);
-static inline void coil__timer_disarm(struct coil__timer *tm) {
-    tm->armed = false;
+static inline void coil__timer_disarm(struct coil__timers *ts, struct coil__timer *tm) {
+    if (tm->armed) {
+        tm->armed = false;
+        ts->armed--;
+    }
 }
-/* Takes tm's slot out of the heap (its owner is going away). */
+/* Disarms tm and takes its slot out of the heap (its owner is going away). */
 void coil__timer_remove(struct coil__timers *ts, struct coil__timer *tm);
-/* The armed timer with the earliest deadline, or NULL; drops and re-keys
- * stale slots on the way (amortized O(log n) each). */
-struct coil__timer *coil__timers_first(struct coil__timers *ts);
+/* An armed timer whose deadline is <= now, or NULL; drops and re-keys the
+ * stale slots that come due on the way. */
+struct coil__timer *coil__timers_expire(struct coil__timers *ts, int64_t now);
+/* When the scheduler must look at the timers again: COIL_FOREVER (-1) when
+ * none is armed, else a time no later than the earliest armed deadline. */
+static inline int64_t coil__timers_next(const struct coil__timers *ts) {
+    return ts->armed ? ts->heap[0].deadline : -1;
+}
 
 /* ---- tasklets (src/sched.c) -------------------------------------------- */
 
@@ -631,7 +642,7 @@ static inline void coil__prepare_resume(struct coil__sched *s, struct coil__task
     t->wake_result = result;
     t->unwait = NULL;
     t->wait_kind = COIL__WAIT_NONE;
-    coil__timer_disarm(&t->timer);
+    coil__timer_disarm(&s->timers, &t->timer);
 }
 
 /* Puts t at the back of the run queue with wake_result = result. t must be

@@ -114,7 +114,7 @@ void coil__interrupt(struct coil__tasklet *t, int err) {
     /* Its deadline has done its work (or no longer matters after a kill):
      * disarmed first, so that a wait that must go on until a completion
      * (unwait returns false) is not found expired again and again. */
-    coil__timer_disarm(&t->timer);
+    coil__timer_disarm(&t->sched->timers, &t->timer);
     if (t->unwait && !t->unwait(t, err)) return; /* the completion will wake it */
     coil__wake(t, err);
 }
@@ -293,7 +293,7 @@ const char *coil_name(coil_id id) {
 
 static void fire_timers(struct coil__sched *s, int64_t now) {
     struct coil__timer *tm;
-    while ((tm = coil__timers_first(&s->timers)) != NULL && tm->deadline <= now)
+    while ((tm = coil__timers_expire(&s->timers, now)) != NULL)
         coil__interrupt(coil__container_of(tm, struct coil__tasklet, timer), -ETIMEDOUT);
 }
 
@@ -339,12 +339,12 @@ static void loop(struct coil__sched *s) {
         if (s->runq.len) {
             s->backend->poll(s);
         } else {
-            struct coil__timer *first = coil__timers_first(&s->timers);
-            if (!first && !s->backend->busy(s)) {
+            int64_t next = coil__timers_next(&s->timers);
+            if (next < 0 && !s->backend->busy(s)) {
                 deadlock(s);
                 continue;
             }
-            int err = s->backend->wait(s, first ? first->deadline : COIL_FOREVER);
+            int err = s->backend->wait(s, next);
             COIL_ASSERT(err == 0, "the backend can always wait");
             if (!s->runq.len) continue; /* a timer is due, or a signal came */
             s->round_start = coil_now();

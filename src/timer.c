@@ -2,9 +2,8 @@
  * Deadlines: a binary min-heap of the timers embedded in parked tasklets,
  * disarmed lazily (internal.h says how and why). Arming is O(1) when the
  * timer's slot is still there with an earlier key (a server's "now + idle
- * timeout" pattern), else O(log n); disarming is O(1); each stale slot costs
- * one O(log n) drop or re-key when it reaches the top, in coil__timers_first,
- * which the scheduler calls to know how long it may block.
+ * timeout" pattern), else O(log n); disarming is O(1); a stale slot costs one
+ * O(log n) drop or re-key when its key comes due (coil__timers_expire).
  */
 #include "internal.h"
 
@@ -70,6 +69,7 @@ void coil__timer_arm(struct coil__timers *ts, struct coil__timer *tm, int64_t de
     COIL_ASSERT(!tm->armed, "a timer is armed twice");
     tm->armed = true;
     tm->deadline = deadline;
+    ts->armed++;
     size_t i = tm->index;
     if (i == COIL__TIMER_IDLE) {
         COIL_ASSERT(ts->len < ts->cap, "timer heap reserved one slot per tasklet");
@@ -77,19 +77,19 @@ void coil__timer_arm(struct coil__timers *ts, struct coil__timer *tm, int64_t de
     } else if (deadline < ts->heap[i].deadline) {
         sift_up(ts, i, (struct coil__timer_slot){deadline, tm}); /* earlier: move it up now */
     }
-    /* else the slot keeps its earlier key until it surfaces */
+    /* else the slot keeps its earlier key until it comes due */
 }
 
 void coil__timer_remove(struct coil__timers *ts, struct coil__timer *tm) {
-    tm->armed = false;
+    coil__timer_disarm(ts, tm);
     if (tm->index == COIL__TIMER_IDLE) return;
     COIL_ASSERT(tm->index < ts->len && ts->heap[tm->index].tm == tm,
                 "timer heap index is consistent");
     remove_at(ts, tm->index);
 }
 
-struct coil__timer *coil__timers_first(struct coil__timers *ts) {
-    while (ts->len) {
+struct coil__timer *coil__timers_expire(struct coil__timers *ts, int64_t now) {
+    while (ts->len && ts->heap[0].deadline <= now) {
         struct coil__timer *tm = ts->heap[0].tm;
         if (!tm->armed)
             remove_at(ts, 0);
