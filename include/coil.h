@@ -398,14 +398,18 @@ COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
  * linked into the program defines itself, as clang's ASan does for read,
  * recv, poll, ...: the program's own calls to it have no GOT entry, while
  * libraries' calls are still diverted). Libraries loaded later (dlopen) are
- * diverted by
- * calling coil_install again. A program that cannot call it is installed at
+ * diverted by calling coil_install again (one being loaded by another thread
+ * while coil_install runs is left to the loader, and needs another call). A program that cannot call it is installed at
  * load time with COIL_INSTALL=1 in its environment. Callable anywhere,
- * idempotent. Returns 0, or -errno if a GOT page could not be made writable
- * (what was patched stays patched). */
+ * idempotent. Returns 0; -errno if /proc/self/maps cannot be read (it tells
+ * which pages are read-only; nothing is patched then), or if a GOT page
+ * could not be made writable (what was patched stays patched). */
 COIL_API int coil_install(void);
 
-/* Puts every patched GOT entry back. Callable anywhere. Returns 0. */
+/* Puts back every patched entry that still holds coil's wrapper, in the
+ * objects still loaded (an object dlclose'd since is left alone). Without
+ * /proc/self/maps nothing is put back, but the wrappers pass every call
+ * straight to libc from then on. Callable anywhere. Returns 0. */
 COIL_API int coil_uninstall(void);
 
 /* The name of the I/O backend of this thread's scheduler ("io_uring" or

@@ -3,13 +3,13 @@
  *
  * How calls are diverted. coil_install rewrites, in every loaded object but
  * the C library, the dynamic loader and the object coil itself is in, the
- * GOT slots (the JUMP_SLOT and GLOB_DAT relocations) of the libc functions
- * below so that they point at coil's wrappers; coil_uninstall puts the saved
- * values back. coil's own calls to libc go through its own GOT, which is
- * never patched, so a wrapper reaches the real function by simply calling
- * it. Nothing is exported under libc's names, so a program that never calls
- * coil_install (and has no COIL_INSTALL=1 in its environment) runs exactly as
- * without coil.
+ * GOT slots (the JUMP_SLOT and GLOB_DAT relocations, and function pointers
+ * kept in data: R_X86_64_64/R_AARCH64_ABS64) of the libc functions below so
+ * that they point at coil's wrappers; coil_uninstall puts the saved values
+ * back where the wrappers still are, in objects still loaded. coil's own calls to libc go through
+ * its own GOT, which is never patched, so a wrapper reaches the real function by simply calling it.
+ * Nothing is exported under libc's names, so a program that never calls coil_install (and has no
+ * COIL_INSTALL=1 in its environment) runs exactly as without coil.
  *
  * What a wrapper does. Outside a tasklet (before coil_run, on another thread
  * such as libcurl's resolver thread or an offload worker, in a forked child)
@@ -690,7 +690,7 @@ static const struct {
 struct patch {
     void **slot;
     void *orig;
-    bool relro; /* in a read-only-after-relocation page: mprotect around the write */
+    void *wrapper; /* what was written: restored only if still there */
 };
 
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -698,8 +698,96 @@ static struct patch *patches;
 static size_t npatches, cappatches;
 static size_t page_size;
 
-static int write_slot(void **slot, void *value, bool relro) {
-    if (!relro) {
+/* The process's mappings and their protection, read from /proc/self/maps at
+ * each coil_install and coil_uninstall (both rare). A slot in a read-only
+ * page (a RELRO region the loader has protected) is written with the page
+ * made writable for the moment and then read-only again; a slot in a
+ * writable page is written as it is. Guessing "read-only" from the ELF
+ * headers alone is wrong twice: for an object the loader is still relocating
+ * (another thread's dlopen; the loader would fault on a page made read-only
+ * under it) and for the part of a RELRO region that shares its last page
+ * with writable data (glibc protects whole pages only). */
+struct region {
+    uintptr_t lo, hi;
+    bool writable;
+};
+static struct region *regions;
+static size_t nregions;
+
+static void regions_free(void) {
+    free(regions);
+    regions = NULL;
+    nregions = 0;
+}
+
+static int regions_load(void) {
+    regions_free();
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    size_t cap = 0, len = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (cap - len < 4096) {
+            char *b = realloc(buf, cap = cap ? cap * 2 : 16384);
+            if (!b) {
+                free(buf);
+                close(fd);
+                return -ENOMEM;
+            }
+            buf = b;
+        }
+        ssize_t n = read(fd, buf + len, cap - len - 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += buf[i] == '\n';
+    regions = malloc((lines + 1) * sizeof *regions);
+    if (!regions) {
+        free(buf);
+        return -ENOMEM;
+    }
+    /* Each line: "lo-hi perms offset dev inode path", addresses in hex. */
+    for (char *line = buf; *line;) {
+        char *end, *nl = strchr(line, '\n');
+        struct region r;
+        r.lo = (uintptr_t)strtoull(line, &end, 16);
+        if (*end == '-') {
+            r.hi = (uintptr_t)strtoull(end + 1, &end, 16);
+            if (*end == ' ' && end[1] && end[2]) {
+                r.writable = end[2] == 'w';
+                regions[nregions++] = r;
+            }
+        }
+        if (!nl) break;
+        line = nl + 1;
+    }
+    free(buf);
+    return 0;
+}
+
+/* 1 if the page of addr is writable now, 0 if not, -1 if it is not mapped. */
+static int page_writable(uintptr_t addr) {
+    size_t lo = 0, hi = nregions; /* the kernel lists mappings in address order */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (addr < regions[mid].lo)
+            hi = mid;
+        else if (addr >= regions[mid].hi)
+            lo = mid + 1;
+        else
+            return regions[mid].writable;
+    }
+    return -1;
+}
+
+/* Writes value into slot, whose page is writable (w = 1) or read-only (0). */
+static int write_slot(void **slot, void *value, int w) {
+    if (w) {
         __atomic_store_n(slot, value, __ATOMIC_RELEASE);
         return 0;
     }
@@ -719,9 +807,11 @@ static int wrapper_of(const char *name) {
 #if defined(__x86_64__)
 #define R_JUMP_SLOT R_X86_64_JUMP_SLOT
 #define R_GLOB_DAT  R_X86_64_GLOB_DAT
+#define R_ABS64     R_X86_64_64
 #elif defined(__aarch64__)
 #define R_JUMP_SLOT R_AARCH64_JUMP_SLOT
 #define R_GLOB_DAT  R_AARCH64_GLOB_DAT
+#define R_ABS64     R_AARCH64_ABS64
 #else
 #error "coil_install: the relocation types of this architecture"
 #endif
@@ -730,20 +820,35 @@ struct object {
     ElfW(Addr) base;
     const ElfW(Sym) * symtab;
     const char *strtab;
-    uintptr_t relro_lo, relro_hi;
+    uintptr_t span; /* the end of its highest segment, as an offset from base */
     int err;
 };
 
+/* The relocations that hold a function's address: PLT slots (JUMP_SLOT),
+ * GOT entries of address-taking code (GLOB_DAT), and function pointers
+ * stored in data (R_X86_64_64 / R_AARCH64_ABS64 with no addend: a table
+ * such as SQLite's list of the system calls it uses). */
 static void patch_relocs(struct object *o, const ElfW(Rela) * r, size_t size) {
     if (!r) return;
     for (size_t i = 0; i < size / sizeof *r && !o->err; i++) {
         unsigned type = (unsigned)ELF64_R_TYPE(r[i].r_info);
-        if (type != R_JUMP_SLOT && type != R_GLOB_DAT) continue;
-        const ElfW(Sym) *sym = &o->symtab[ELF64_R_SYM(r[i].r_info)];
+        if (type != R_JUMP_SLOT && type != R_GLOB_DAT && !(type == R_ABS64 && r[i].r_addend == 0))
+            continue;
+        unsigned symi = (unsigned)ELF64_R_SYM(r[i].r_info);
+        if (!symi) continue;
+        const ElfW(Sym) *sym = &o->symtab[symi];
         int w = wrapper_of(o->strtab + sym->st_name);
         if (w < 0) continue;
         void **slot = (void **)(o->base + r[i].r_offset);
-        if (*slot == wraps[w].wrapper) continue; /* installed already */
+        void *orig = *slot;
+        if (orig == wraps[w].wrapper) continue; /* installed already */
+        /* Not relocated yet (the loader is still at work on this object, for
+         * a dlopen on another thread): a link-time value, an offset into the
+         * object (a lazy PLT slot) or the addend (0), where a relocated one
+         * is an address in the process's mappings. The loader will put the
+         * real address there; a later coil_install diverts it. (The main
+         * executable, base 0, is relocated before any code runs.) */
+        if (o->base && (uintptr_t)orig < o->span) continue;
         if (npatches == cappatches) {
             size_t cap = cappatches ? cappatches * 2 : 64;
             struct patch *p = realloc(patches, cap * sizeof *p);
@@ -754,14 +859,16 @@ static void patch_relocs(struct object *o, const ElfW(Rela) * r, size_t size) {
             patches = p;
             cappatches = cap;
         }
-        bool relro = (uintptr_t)slot >= o->relro_lo && (uintptr_t)slot < o->relro_hi;
-        void *orig = *slot;
-        int err = write_slot(slot, wraps[w].wrapper, relro);
+        /* Not in the view of the mappings: mapped after it was read (a
+         * dlopen on another thread), so the loader is still at work on it. */
+        int writable = page_writable((uintptr_t)slot);
+        if (writable < 0) continue;
+        int err = write_slot(slot, wraps[w].wrapper, writable);
         if (err) {
             o->err = err;
             return;
         }
-        patches[npatches++] = (struct patch){slot, orig, relro};
+        patches[npatches++] = (struct patch){slot, orig, wraps[w].wrapper};
     }
 }
 
@@ -785,9 +892,16 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t lo = o.base + ph->p_vaddr, hi = lo + ph->p_memsz;
         if (ph->p_type == PT_DYNAMIC) dyn = (const ElfW(Dyn) *)lo;
+        if (ph->p_type == PT_LOAD && ph->p_vaddr + ph->p_memsz > o.span)
+            o.span = ph->p_vaddr + ph->p_memsz;
         if (ph->p_type == PT_GNU_RELRO) {
-            o.relro_lo = lo & ~(uintptr_t)(page_size - 1);
-            o.relro_hi = hi;
+            /* The loader makes the whole pages of this region read-only
+             * once it has relocated the object. Still writable: another
+             * thread's dlopen is relocating it now; leave it to the loader
+             * (a later coil_install diverts it). */
+            uintptr_t first = lo & ~(uintptr_t)(page_size - 1);
+            uintptr_t last = hi & ~(uintptr_t)(page_size - 1);
+            if (first < last && page_writable(first) == 1) return 0;
         }
         if (ph->p_type == PT_LOAD && me >= lo && me < hi) return 0; /* coil's own object */
     }
@@ -828,25 +942,51 @@ int coil_install(void) {
     pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&install_lock);
     if (!page_size) page_size = (size_t)sysconf(_SC_PAGESIZE);
-    int err = 0;
-    dl_iterate_phdr(patch_object, &err);
+    int err = regions_load();
+    if (!err) dl_iterate_phdr(patch_object, &err);
+    regions_free();
     if (!err) installed = true;
     pthread_mutex_unlock(&install_lock);
     errno = saved;
     return err;
 }
 
+/* Puts back the saved values of the slots inside this object, if they still
+ * hold the wrapper. Runs under the loader's lock (dl_iterate_phdr), so the
+ * object cannot be unloaded meanwhile; slots of objects unloaded since
+ * coil_install are in no object and are left alone (writing there would
+ * write into unmapped memory, or into whatever was mapped there since). */
+static int unpatch_object(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    (void)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        for (size_t k = 0; k < npatches; k++) {
+            struct patch *p = &patches[k];
+            if (!p->slot || (uintptr_t)p->slot < lo || (uintptr_t)p->slot >= hi) continue;
+            int writable = page_writable((uintptr_t)p->slot);
+            if (writable >= 0 && __atomic_load_n(p->slot, __ATOMIC_ACQUIRE) == p->wrapper)
+                write_slot(p->slot, p->orig, writable);
+            p->slot = NULL; /* done */
+        }
+    }
+    return 0;
+}
+
 int coil_uninstall(void) {
     int saved = errno;
     pthread_mutex_lock(&install_lock);
     installed = false;
-    while (npatches) {
-        struct patch *p = &patches[--npatches];
-        write_slot(p->slot, p->orig, p->relro);
-    }
+    /* Without a view of the mappings nothing can be written safely: the
+     * wrappers stay (they pass every call through once `installed` is
+     * false). */
+    if (npatches && regions_load() == 0) dl_iterate_phdr(unpatch_object, NULL);
+    regions_free();
     free(patches);
     patches = NULL;
-    cappatches = 0;
+    npatches = cappatches = 0;
     pthread_mutex_unlock(&install_lock);
     errno = saved;
     return 0;

@@ -1,0 +1,220 @@
+// coil-test: link-shared
+/* coil_install() and shared objects that come and go: a plugin (tests/plugin/,
+ * built twice: linked -z now so its GOT is in its RELRO region, and lazily
+ * bound without RELRO so its GOT stays writable) loaded with dlopen is
+ * diverted by the next coil_install, through its PLT and through a function
+ * pointer it took; coil_uninstall after the plugin was dlclose'd leaves the
+ * unmapped object alone; and coil_install/coil_uninstall running while
+ * another thread loads and unloads the plugin neither crash nor corrupt it.
+ * Each case runs in a child of its own (a crash there is a failed case). */
+#define _GNU_SOURCE
+#include "coil_test.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+typedef ssize_t (*read_fn)(int, void *, size_t);
+
+struct plugin {
+    void *handle;
+    read_fn read;      /* coil_test_plugin_read: its call of read is a PLT call */
+    read_fn *read_ptr; /* coil_test_plugin_read_ptr: read's address, as data */
+};
+
+static bool plugin_open_path(struct plugin *p, const char *path) {
+    p->handle = dlopen(path, RTLD_LAZY | RTLD_LOCAL);
+    if (!p->handle) {
+        fprintf(stderr, "dlopen: %s\n", dlerror());
+        return false;
+    }
+    p->read = (read_fn)dlsym(p->handle, "coil_test_plugin_read");
+    p->read_ptr = (read_fn *)dlsym(p->handle, "coil_test_plugin_read_ptr");
+    return p->read && p->read_ptr;
+}
+
+static bool plugin_open(struct plugin *p) {
+    return plugin_open_path(p, COIL_TEST_PLUGIN);
+}
+
+static const char *const plugin_paths[] = {COIL_TEST_PLUGIN, COIL_TEST_PLUGIN_LAZY};
+
+static void child_run(void (*fn)(void *), void *arg, const char *what) {
+    struct coil_test_child c;
+    int limit_ms = coil_test_under_valgrind() ? 120000 : 20000;
+    coil_test_fork_run(&c, fn, arg, limit_ms);
+    if (!coil_test_child_exited(&c, 0)) {
+        coil_test_child_describe(&c);
+        bool hung = coil_test_child_signaled(&c, SIGKILL);
+        coil_test_child_free(&c);
+        fail_msg("%s%s", what, hung ? " (the child hung: killed after the time limit)" : "");
+    }
+    coil_test_child_free(&c);
+}
+
+/* ---- a plugin loaded after coil_install is diverted by the next one ------------- */
+
+struct parks {
+    read_fn read;
+    int fds[2];
+    ssize_t got;
+    bool writer_ran_first; /* the writer ran while the read waited: it parked */
+    bool wrote;
+};
+
+static void parks_writer(void *arg) {
+    struct parks *p = arg;
+    coil_sleep(20 * COIL_MSEC);
+    p->wrote = true;
+    if (write(p->fds[1], "x", 1) != 1) p->wrote = false;
+}
+
+static void parks_main(void *arg) {
+    struct parks *p = arg;
+    coil_spawn(parks_writer, p, NULL);
+    char c;
+    p->got = p->read(p->fds[0], &c, 1); /* blocks the whole thread unless diverted */
+    p->writer_ran_first = p->wrote;
+}
+
+/* Exit 0 when read through r parks only its tasklet. */
+static int read_parks(read_fn r) {
+    struct parks p = {.read = r};
+    if (pipe(p.fds) != 0) return 1;
+    /* A read the writer never answers would hang the child: the time limit
+     * of child_run ends it. */
+    int rc = coil_run(parks_main, &p);
+    close(p.fds[0]);
+    close(p.fds[1]);
+    if (rc != 0) return 2;
+    if (p.got != 1 || !p.writer_ran_first) return 3;
+    return 0;
+}
+
+static void diverted_child(void *arg) {
+    const char *path = arg;
+    struct plugin pl;
+    if (coil_install() != 0) _exit(10);
+    if (!plugin_open_path(&pl, path)) _exit(11);
+    if (coil_install() != 0) _exit(12); /* the plugin's GOT now */
+    int e = read_parks(pl.read);
+    if (e) _exit(20 + e);
+    e = read_parks(*pl.read_ptr);
+    if (e) _exit(30 + e);
+    if (coil_uninstall() != 0) _exit(40);
+    if (dlclose(pl.handle) != 0) _exit(41);
+    _exit(0);
+}
+
+static void test_dlopened_plugin_diverted_by_next_install(void **state) {
+    (void)state;
+    for (size_t i = 0; i < 2; i++)
+        child_run(diverted_child, (void *)plugin_paths[i],
+                  "exit 2x: the plugin's PLT call of read not diverted; 3x: its pointer to read");
+}
+
+/* ---- coil_uninstall after the plugin is gone ---------------------------------- */
+
+static void unloaded_child(void *arg) {
+    const char *path = arg;
+    struct plugin pl;
+    if (!plugin_open_path(&pl, path)) _exit(10);
+    if (coil_install() != 0) _exit(11);
+    if (dlclose(pl.handle) != 0) _exit(12);
+    /* Its GOT is unmapped now (or belongs to whatever is mapped there next):
+     * coil_uninstall must not write into it. */
+    if (coil_uninstall() != 0) _exit(13);
+    /* And a later load starts from the loader's own relocations. */
+    if (!plugin_open_path(&pl, path)) _exit(14);
+    int fds[2];
+    char c = 0;
+    if (pipe(fds) != 0 || write(fds[1], "y", 1) != 1) _exit(15);
+    if (pl.read(fds[0], &c, 1) != 1 || c != 'y') _exit(16);
+    _exit(0);
+}
+
+static void test_uninstall_after_dlclose(void **state) {
+    (void)state;
+    for (size_t i = 0; i < 2; i++)
+        child_run(unloaded_child, (void *)plugin_paths[i], "coil_uninstall after dlclose");
+}
+
+/* ---- coil_install racing dlopen/dlclose on another thread ----------------------- */
+
+struct race {
+    int rounds;
+    atomic_bool stop;
+    int bad; /* the loader thread's failure code, 0 if none */
+};
+
+static void *loader_thread(void *arg) {
+    struct race *r = arg;
+    int fds[2];
+    if (pipe(fds) != 0) {
+        r->bad = 1;
+        return NULL;
+    }
+    for (int i = 0; i < r->rounds && !atomic_load(&r->stop); i++) {
+        struct plugin pl;
+        if (!plugin_open(&pl)) {
+            r->bad = 2;
+            break;
+        }
+        /* Outside coil_run the calls are libc's, installed or not. */
+        char c = 0;
+        if (write(fds[1], "z", 1) != 1 || pl.read(fds[0], &c, 1) != 1 || c != 'z') {
+            r->bad = 3;
+            break;
+        }
+        if (write(fds[1], "w", 1) != 1 || (*pl.read_ptr)(fds[0], &c, 1) != 1 || c != 'w') {
+            r->bad = 4;
+            break;
+        }
+        if (dlclose(pl.handle) != 0) {
+            r->bad = 5;
+            break;
+        }
+    }
+    close(fds[0]);
+    close(fds[1]);
+    return NULL;
+}
+
+static void race_child(void *arg) {
+    (void)arg;
+    struct race r = {.rounds = coil_test_under_valgrind() ? 30 : 500};
+    atomic_init(&r.stop, false);
+    pthread_t th;
+    if (pthread_create(&th, NULL, loader_thread, &r) != 0) _exit(10);
+    for (int i = 0; i < r.rounds; i++) {
+        if (coil_install() != 0) _exit(11);
+        if (coil_uninstall() != 0) _exit(12);
+    }
+    atomic_store(&r.stop, true);
+    pthread_join(th, NULL);
+    if (r.bad) _exit(20 + r.bad);
+    /* Still whole afterwards: a fresh load is diverted by an install. */
+    struct plugin pl;
+    if (!plugin_open(&pl)) _exit(30);
+    if (coil_install() != 0) _exit(31);
+    int e = read_parks(pl.read);
+    if (e) _exit(40 + e);
+    _exit(0);
+}
+
+static void test_install_racing_dlopen(void **state) {
+    (void)state;
+    /* qemu-user (Debian 12's 7.2) aborts on its own assertions when a child
+     * forked from a multithreaded process starts a thread: natively only. */
+    if (coil_test_under_qemu()) skip();
+    child_run(race_child, NULL, "coil_install/coil_uninstall while another thread dlopens");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dlopened_plugin_diverted_by_next_install),
+        cmocka_unit_test(test_uninstall_after_dlclose),
+        cmocka_unit_test(test_install_racing_dlopen),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
