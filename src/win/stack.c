@@ -1,11 +1,22 @@
 /*
  * Tasklet stacks on Windows: VirtualAlloc'd, the same layout as on Linux
  * (src/stack.c): a 64 KiB guard at the bottom of the reservation, the stack
- * above it, the tasklet record at the top. The guard is committed
- * PAGE_NOACCESS, so a stack overflow faults there rather than in a
- * neighbour; a vectored exception handler names the tasklet and aborts.
- * Stacks are committed whole (Windows backs a committed page with memory
- * only when it is first touched, but counts it against the commit limit).
+ * above it, the tasklet record at the top. The stack is committed whole
+ * (Windows backs a committed page with memory only when it is first touched,
+ * but counts it against the commit limit).
+ *
+ * The guard is Windows' own kind, because a plain PAGE_NOACCESS page leaves
+ * no room to report an overflow: an exception is dispatched on the stack
+ * that faulted, below its stack pointer, i.e. in the inaccessible page
+ * itself (under Wine 8.0 that killed the process with a host SIGSEGV and
+ * nothing said). So the top page of the guard is PAGE_GUARD and the rest is
+ * reserved, uncommitted, as below a thread's stack: the TEB's
+ * DeallocationStack names the reservation (see ctx.c), so a touch of the
+ * guard page makes the system move it down, as it grows a thread's stack,
+ * until the reservation is nearly used up, and then raise
+ * EXCEPTION_STACK_OVERFLOW with room left to handle it. A vectored handler
+ * names the tasklet and ends the process. Reserved pages fault like
+ * PAGE_NOACCESS: nothing below the guard, another stack, is ever touched.
  */
 #include "internal.h"
 
@@ -37,8 +48,11 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
         return t;
     }
     size_t map_len = stack_size + COIL__GUARD_SIZE;
+    size_t page = s->page;
     char *map = VirtualAlloc(NULL, map_len, MEM_RESERVE, PAGE_NOACCESS);
-    if (!map || !VirtualAlloc(map, COIL__GUARD_SIZE, MEM_COMMIT, PAGE_NOACCESS) ||
+    if (!map ||
+        !VirtualAlloc(map + COIL__GUARD_SIZE - page, page, MEM_COMMIT,
+                      PAGE_READWRITE | PAGE_GUARD) ||
         !VirtualAlloc(map + COIL__GUARD_SIZE, stack_size, MEM_COMMIT, PAGE_READWRITE)) {
         if (map) VirtualFree(map, 0, MEM_RELEASE);
         *err_out = -ENOMEM;
@@ -73,21 +87,22 @@ void coil__stack_pool_drain(struct coil__sched *s) {
 
 /* ---- stack overflow ----------------------------------------------------- */
 
-/* Runs on the faulting thread, on the stack that overflowed: the guard is
- * 64 KiB below the stack pointer's page at most, and Windows builds the
- * exception record below rsp, which is still inside the stack (a push into
- * the guard itself leaves no room: Windows then ends the process on its own,
- * with STATUS_STACK_OVERFLOW or an access violation; either way no
- * neighbour's memory is touched). */
+/* Runs on the faulting thread, on the stack that overflowed, in the room
+ * the moved guard left (see the top of this file). */
 static LONG CALLBACK on_fault(EXCEPTION_POINTERS *ep) {
     const EXCEPTION_RECORD *er = ep->ExceptionRecord;
-    if (er->ExceptionCode != EXCEPTION_ACCESS_VIOLATION || er->NumberParameters < 2)
-        return EXCEPTION_CONTINUE_SEARCH;
     struct coil__sched *s = coil__sched_cur;
     struct coil__tasklet *t = s ? s->current : NULL;
-    uintptr_t addr = (uintptr_t)er->ExceptionInformation[1];
-    if (!t || t == &s->root || addr < (uintptr_t)t->map || addr >= (uintptr_t)coil__stack_lo(t))
+    if (!t || t == &s->root) return EXCEPTION_CONTINUE_SEARCH;
+    if (er->ExceptionCode == EXCEPTION_STACK_OVERFLOW) {
+        /* Raised on the overflowing stack: the running tasklet's. */
+    } else if (er->ExceptionCode == EXCEPTION_ACCESS_VIOLATION && er->NumberParameters >= 2) {
+        uintptr_t addr = (uintptr_t)er->ExceptionInformation[1];
+        if (addr < (uintptr_t)t->map || addr >= (uintptr_t)coil__stack_lo(t))
+            return EXCEPTION_CONTINUE_SEARCH;
+    } else {
         return EXCEPTION_CONTINUE_SEARCH;
+    }
     char msg[160];
     int n = snprintf(msg, sizeof msg,
                      "coil: tasklet %lld \"%s\" overflowed its %llu-byte stack (raise "
