@@ -227,6 +227,70 @@ static void test_close_wakes_accept(void **state) {
     COIL_RUN_CHECKED(close_accept_main, NULL);
 }
 
+/* ---- connect that cannot complete ---------------------------------------- */
+
+/* A listener whose backlog is full and that never accepts: the host (Linux,
+ * under Wine) drops further SYNs, so a connect stays pending. */
+struct conn_waiter {
+    int fd;
+    uint16_t port;
+    int64_t deadline;
+    int result;
+};
+
+static void in_connect(void *arg) {
+    struct conn_waiter *c = arg;
+    struct sockaddr_in a = win_test_loopback(c->port);
+    c->result = coil_connect_dl(c->fd, (struct sockaddr *)&a, sizeof a, c->deadline);
+}
+
+static void connect_main(void *arg) {
+    (void)arg;
+    int lfd = coil_socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    struct sockaddr_in any = win_test_loopback(0);
+    EXPECT_EQ(coil_bind(lfd, (struct sockaddr *)&any, sizeof any), 0);
+    EXPECT_EQ(coil_listen(lfd, 1), 0);
+    uint16_t port = win_test_port(lfd);
+    /* Fill the backlog: connects succeed until one times out. */
+    int fds[16], n = 0, timed_out = -1;
+    for (; n < 16; n++) {
+        fds[n] = coil_socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+        struct conn_waiter c = {
+            .fd = fds[n], .port = port, .deadline = coil_now() + 300 * COIL_MSEC};
+        in_connect(&c);
+        if (c.result == -ETIMEDOUT) {
+            timed_out = n++;
+            break;
+        }
+        EXPECT_EQ(c.result, 0);
+    }
+    if (!EXPECT(timed_out >= 0)) goto out;
+    /* Now a connect waits: kill one, close another's socket. */
+    struct conn_waiter k = {
+        .fd = coil_socket(AF_INET, SOCK_STREAM, IPPROTO_TCP), .port = port, .deadline = -1};
+    struct conn_waiter c = {
+        .fd = coil_socket(AF_INET, SOCK_STREAM, IPPROTO_TCP), .port = port, .deadline = -1};
+    coil_id kid = coil_spawn(in_connect, &k, NULL);
+    coil_id cid = coil_spawn(in_connect, &c, NULL);
+    coil_sleep(100 * COIL_MSEC);
+    EXPECT_EQ(coil_kill(kid), 0);
+    EXPECT_EQ(coil_close(c.fd), 0);
+    EXPECT_EQ(coil_join(kid, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(cid, COIL_FOREVER), 0);
+    EXPECT_EQ(k.result, -ECANCELED);
+    EXPECT_EQ(c.result, -EBADF);
+    coil_close(k.fd);
+out:
+    for (int i = 0; i < n; i++)
+        coil_close(fds[i]);
+    coil_close(lfd);
+}
+
+static void test_connect_timeout_kill_close(void **state) {
+    (void)state;
+    COIL_RUN_CHECKED(connect_main, NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timeouts),
@@ -234,6 +298,7 @@ int main(void) {
         cmocka_unit_test(test_kill_after_completion_keeps_data),
         cmocka_unit_test(test_close_wakes_waiters),
         cmocka_unit_test(test_close_wakes_accept),
+        cmocka_unit_test(test_connect_timeout_kill_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -176,6 +176,28 @@ static void test_outside_a_tasklet(void **state) {
     COIL_RUN_OK(outside_main, NULL);
 }
 
+/* Sockets are the only fds on Windows: a file handle is -ENOTSUP, a number
+ * that names nothing -EBADF. */
+static void file_main(void *arg) {
+    (void)arg;
+    char path[MAX_PATH], dir[MAX_PATH];
+    GetTempPathA(sizeof dir, dir);
+    GetTempFileNameA(dir, "coil", 0, path);
+    HANDLE h = CreateFileA(path, GENERIC_READ | GENERIC_WRITE, 0, NULL, CREATE_ALWAYS,
+                           FILE_FLAG_DELETE_ON_CLOSE, NULL);
+    if (!EXPECT(h != INVALID_HANDLE_VALUE)) return;
+    char buf[4];
+    EXPECT_EQ(coil_read((int)(intptr_t)h, buf, sizeof buf), -ENOTSUP);
+    EXPECT_EQ(coil_write((int)(intptr_t)h, "abc", 3), -ENOTSUP);
+    CloseHandle(h);
+    EXPECT_EQ(coil_read((int)(intptr_t)h, buf, sizeof buf), -EBADF);
+}
+
+static void test_files_are_enotsup(void **state) {
+    (void)state;
+    COIL_RUN_CHECKED(file_main, NULL);
+}
+
 static void test_install_is_enotsup(void **state) {
     (void)state;
     assert_int_equal(coil_install(), -ENOTSUP);
@@ -276,8 +298,8 @@ int main(void) {
         cmocka_unit_test(test_backend_is_iocp),     cmocka_unit_test(test_echo_4mb),
         cmocka_unit_test(test_connect_refused),     cmocka_unit_test(test_closed_socket_is_ebadf),
         cmocka_unit_test(test_reset_is_econnreset), cmocka_unit_test(test_outside_a_tasklet),
-        cmocka_unit_test(test_install_is_enotsup),  cmocka_unit_test(test_data_already_there),
-        cmocka_unit_test(test_dial_and_listen_on),
+        cmocka_unit_test(test_install_is_enotsup),  cmocka_unit_test(test_files_are_enotsup),
+        cmocka_unit_test(test_data_already_there),  cmocka_unit_test(test_dial_and_listen_on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
