@@ -98,6 +98,57 @@ static void test_echo_4mb(void **state) {
     COIL_RUN_CHECKED(echo_main, &e);
 }
 
+/* ---- IPv6: AcceptEx's address buffers hold a sockaddr_in6 --------------- */
+
+static void v6_server(void *arg) {
+    int lfd = *(int *)arg;
+    struct sockaddr_in6 peer;
+    socklen_t plen = sizeof peer;
+    int fd = coil_accept(lfd, (struct sockaddr *)&peer, &plen);
+    if (!EXPECT(fd >= 0)) return;
+    EXPECT_EQ(plen, sizeof peer);
+    EXPECT_EQ(peer.sin6_family, AF_INET6);
+    EXPECT(IN6_IS_ADDR_LOOPBACK(&peer.sin6_addr));
+    char buf[16];
+    ssize_t n = coil_recv(fd, buf, sizeof buf, 0);
+    EXPECT_EQ(n, 2);
+    EXPECT_EQ(coil_send(fd, buf, (size_t)n, 0), 2);
+    coil_close(fd);
+}
+
+static bool v6_missing;
+
+static void v6_main(void *arg) {
+    (void)arg;
+    int lfd = coil_socket(AF_INET6, SOCK_STREAM, IPPROTO_TCP);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    int err = lfd < 0 ? lfd : coil_bind(lfd, (struct sockaddr *)&a, sizeof a);
+    if (err == -EAFNOSUPPORT || err == -EADDRNOTAVAIL) { /* no IPv6 loopback here */
+        v6_missing = true;
+        if (lfd >= 0) coil_close(lfd);
+        return;
+    }
+    if (!EXPECT_EQ(err, 0)) return;
+    EXPECT_EQ(coil_listen(lfd, 8), 0);
+    int alen = sizeof a;
+    getsockname((SOCKET)lfd, (struct sockaddr *)&a, &alen);
+    coil_id id = coil_spawn(v6_server, &lfd, NULL);
+    int fd = coil_socket(AF_INET6, SOCK_STREAM, IPPROTO_TCP);
+    EXPECT_EQ(coil_connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    EXPECT_EQ(coil_send(fd, "v6", 2, 0), 2);
+    char buf[4];
+    EXPECT_EQ(coil_recv(fd, buf, sizeof buf, MSG_WAITALL), 2);
+    coil_join(id, COIL_FOREVER);
+    coil_close(fd);
+    coil_close(lfd);
+}
+
+static void test_ipv6(void **state) {
+    (void)state;
+    COIL_RUN_CHECKED(v6_main, NULL);
+    if (v6_missing) skip();
+}
+
 /* ---- errors ------------------------------------------------------------- */
 
 static void refused_main(void *arg) {
@@ -295,11 +346,17 @@ static void test_dial_and_listen_on(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_backend_is_iocp),     cmocka_unit_test(test_echo_4mb),
-        cmocka_unit_test(test_connect_refused),     cmocka_unit_test(test_closed_socket_is_ebadf),
-        cmocka_unit_test(test_reset_is_econnreset), cmocka_unit_test(test_outside_a_tasklet),
-        cmocka_unit_test(test_install_is_enotsup),  cmocka_unit_test(test_files_are_enotsup),
-        cmocka_unit_test(test_data_already_there),  cmocka_unit_test(test_dial_and_listen_on),
+        cmocka_unit_test(test_backend_is_iocp),
+        cmocka_unit_test(test_echo_4mb),
+        cmocka_unit_test(test_ipv6),
+        cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_closed_socket_is_ebadf),
+        cmocka_unit_test(test_reset_is_econnreset),
+        cmocka_unit_test(test_outside_a_tasklet),
+        cmocka_unit_test(test_install_is_enotsup),
+        cmocka_unit_test(test_files_are_enotsup),
+        cmocka_unit_test(test_data_already_there),
+        cmocka_unit_test(test_dial_and_listen_on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
