@@ -102,13 +102,15 @@ typedef struct coil_spawn_opts {
  * tasklet killed the same way, and coil_run returns once all have finished.
  * (coil_run catches SIGINT and SIGTERM only while their disposition is the
  * default, and restores it on return; SIGPIPE is never raised by coil's
- * calls, which send with MSG_NOSIGNAL.)
+ * calls, which send with MSG_NOSIGNAL. On Windows they are caught with the C
+ * runtime's signal(), which also delivers a console Ctrl-C as SIGINT.)
  * The I/O backend is chosen here: io_uring, or epoll when io_uring cannot be
  * set up (io_uring_setup fails with ENOSYS, EPERM or EACCES: an old kernel,
  * a seccomp profile, kernel.io_uring_disabled; any other failure is
  * returned). The environment variable COIL_BACKEND=io_uring or =epoll forces
  * one: -EINVAL for another value, and the setup's error (-EPERM, ...) if the
- * forced one cannot be set up; both are also said on stderr. */
+ * forced one cannot be set up; both are also said on stderr. On Windows the
+ * backend is I/O completion ports ("iocp"), the only one there. */
 COIL_API int coil_run(coil_fn main, void *arg);
 
 /* Creates a tasklet that will run fn(arg); it is runnable at once and starts
