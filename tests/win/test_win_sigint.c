@@ -126,12 +126,45 @@ static void test_run_after_shutdown(void **state) {
     COIL_RUN_CHECKED(plain_main, NULL);
 }
 
+/* coil_dump_on_signal with the C runtime's signals: Ctrl-Break's SIGBREAK
+ * makes each scheduler write its dump at its next round. */
+static void napper(void *arg) {
+    (void)arg;
+    coil_sleep(200 * COIL_MSEC);
+}
+
+static void dump_main(void *arg) {
+    (void)arg;
+    coil_spawn(napper, NULL, &(coil_spawn_opts){.name = "napper"});
+    coil_sleep(10 * COIL_MSEC);
+    raise(SIGBREAK);
+    coil_sleep(10 * COIL_MSEC); /* a round goes by */
+}
+
+static void test_dump_on_signal(void **state) {
+    (void)state;
+    assert_int_equal(coil_dump_on_signal(SIGSEGV), -EINVAL);
+    assert_int_equal(coil_dump_on_signal(SIGBREAK), 0);
+    struct coil_test_stderr cap;
+    coil_test_stderr_begin(&cap);
+    coil_test_reset_failures();
+    int rc = coil_run(dump_main, NULL);
+    char *err = coil_test_stderr_end(&cap);
+    signal(SIGBREAK, SIG_DFL);
+    print_message("%s", err);
+    coil_test_assert_no_failure();
+    assert_int_equal(rc, 0);
+    char line[256];
+    assert_true(coil_test_find_line(err, "\"napper\"", line, sizeof line));
+    assert_non_null(strstr(line, "sleep"));
+    free(err);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_raise_sigint),
-        cmocka_unit_test(test_run_after_shutdown),
-        cmocka_unit_test(test_console_ctrl_c),
-        cmocka_unit_test(test_run_after_shutdown),
+        cmocka_unit_test(test_raise_sigint),   cmocka_unit_test(test_run_after_shutdown),
+        cmocka_unit_test(test_console_ctrl_c), cmocka_unit_test(test_run_after_shutdown),
+        cmocka_unit_test(test_dump_on_signal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
