@@ -3,14 +3,15 @@
 #                (coil-download: libcurl downloads, serial then in parallel)
 #   make check   installs what is missing (as root), builds and runs the whole
 #                suite: natively (gcc), under ASan+UBSan (clang), under Valgrind,
-#                and the runtime tests of the aarch64 build under qemu-user.
+#                the runtime tests of the aarch64 build under qemu-user, and the
+#                Windows build (mingw-w64) under Wine.
 # Other targets: build, bench, format, install, clean.
 
 JOBS ?= $(shell nproc)
 BUILD ?= build
 CTEST = ctest --output-on-failure -j$(JOBS)
 
-.PHONY: all build demo check check-native check-asan check-valgrind check-aarch64 \
+.PHONY: all build demo check check-native check-asan check-valgrind check-aarch64 check-windows \
         bench format install clean deps-demo deps-check
 
 all: build
@@ -31,7 +32,8 @@ demo: deps-demo
 	$(BUILD)/examples/coil-download
 
 check: deps-check
-	@$(MAKE) --no-print-directory check-native check-asan check-valgrind check-aarch64
+	@$(MAKE) --no-print-directory check-native check-asan check-valgrind check-aarch64 \
+	        check-windows
 	@echo "check: every stage passed"
 
 check-native: build
@@ -52,15 +54,23 @@ check-aarch64:
 	cmake --build build-aarch64 -j$(JOBS)
 	cd build-aarch64 && $(CTEST) -L native
 
+# Windows: mingw-w64 cross build, tests under Wine (label windows). The echo
+# test talks to coil-echo.exe from the native build's coil-echo-client.
+check-windows: build
+	cmake -S . -B build-windows -DCMAKE_TOOLCHAIN_FILE=cmake/x86_64-w64-mingw32.cmake \
+	      -DCOIL_BENCH=OFF -DCOIL_LINUX_ECHO_CLIENT=$(CURDIR)/$(BUILD)/examples/coil-echo-client
+	cmake --build build-windows -j$(JOBS)
+	cd build-windows && $(CTEST) -L windows
+
 bench: build
 	$(BUILD)/bench/coil-bench-runtime
 
 format:
-	clang-format -i include/*.h src/*.c src/*.h src/*/*.c examples/*.c examples/*.h tests/*.c \
-	             tests/fuzz/*.c bench/*.c
+	clang-format -i include/*.h src/*.c src/*.h src/*/*.c src/win/*.h examples/*.c examples/*.h \
+	             tests/*.c tests/win/*.c tests/win/*.h tests/fuzz/*.c bench/*.c
 
 install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf build build-asan build-aarch64
+	rm -rf build build-asan build-aarch64 build-windows

@@ -19,14 +19,16 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32 /* Windows: coil.h brings Winsock */
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
+#endif
 
 /* What every tasklet shares. One scheduler is one thread: no locks needed. */
 struct server {
@@ -131,7 +133,7 @@ static void acceptor(void *arg) {
          * it back while an earlier piece is unacknowledged. (setsockopt never
          * blocks, so the plain call is fine inside a tasklet.) */
         int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, sizeof one);
 
         struct conn *c = malloc(sizeof *c);
         if (!c) {
@@ -190,6 +192,9 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+#ifdef _WIN32
+    setvbuf(stdout, NULL, _IONBF, 0); /* the C runtime has no line buffering */
+#else
     /* Many connections need many fds: raise the soft limit to the hard one. */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -197,6 +202,7 @@ int main(int argc, char **argv) {
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     setvbuf(stdout, NULL, _IOLBF, 0); /* a log: each line as it happens, even into a pipe */
+#endif
 
     int err = coil_run(acceptor, &srv);
     if (err != 0 && err != -EINTR) { /* -EINTR: Ctrl-C or SIGTERM, the normal way out */

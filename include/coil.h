@@ -24,14 +24,25 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/socket.h>
 #include <sys/types.h>
+#ifdef _WIN32
+/* Windows: an "fd" in this API is a SOCKET value cast to int (coil_socket and
+ * coil_accept return one; pass (int)s for a SOCKET made elsewhere with
+ * WSA_FLAG_OVERLAPPED). Winsock handles are small numbers that fit an int.
+ * See the Sockets section for what differs there. */
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
+#include <sys/socket.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#if defined(__GNUC__)
+#if defined(_WIN32)
+#define COIL_API /* Windows: coil is built as a static library only */
+#elif defined(__GNUC__)
 #define COIL_API __attribute__((visibility("default")))
 #else
 #define COIL_API
@@ -91,13 +102,15 @@ typedef struct coil_spawn_opts {
  * tasklet killed the same way, and coil_run returns once all have finished.
  * (coil_run catches SIGINT and SIGTERM only while their disposition is the
  * default, and restores it on return; SIGPIPE is never raised by coil's
- * calls, which send with MSG_NOSIGNAL.)
+ * calls, which send with MSG_NOSIGNAL. On Windows they are caught with the C
+ * runtime's signal(), which also delivers a console Ctrl-C as SIGINT.)
  * The I/O backend is chosen here: io_uring, or epoll when io_uring cannot be
  * set up (io_uring_setup fails with ENOSYS, EPERM or EACCES: an old kernel,
  * a seccomp profile, kernel.io_uring_disabled; any other failure is
  * returned). The environment variable COIL_BACKEND=io_uring or =epoll forces
  * one: -EINVAL for another value, and the setup's error (-EPERM, ...) if the
- * forced one cannot be set up; both are also said on stderr. */
+ * forced one cannot be set up; both are also said on stderr. On Windows the
+ * backend is I/O completion ports ("iocp"), the only one there. */
 COIL_API int coil_run(coil_fn main, void *arg);
 
 /* Creates a tasklet that will run fn(arg); it is runnable at once and starts
@@ -284,7 +297,19 @@ COIL_API int coil_choose(coil_clause *clauses, size_t n, int64_t deadline);
  * are not interrupted by a kill, a timeout or a close: they complete (quickly:
  * a file is never "not ready") and return their result. An fd that a call
  * has waited on must be closed with coil_close, not close(2): coil_close
- * tells the backend that the number no longer names that file. */
+ * tells the backend that the number no longer names that file.
+ *
+ * Windows (the IOCP backend, "iocp"): an fd is a SOCKET cast to int, and
+ * sockets are the only fds: coil_read and coil_write work on sockets (as
+ * recv and send) and answer -ENOTSUP for any other handle (files, pipes);
+ * coil_install answers -ENOTSUP. Errors are the same errno values as on
+ * Linux (Winsock's are mapped by one table): a refused connect is
+ * -ECONNREFUSED, a closed or invalid socket -EBADF. A socket is bound to the
+ * completion port of the first scheduler that waits on it: use it from that
+ * thread's tasklets only. Sockets made outside coil must have been created
+ * with WSA_FLAG_OVERLAPPED (socket() does that). MSG_NOSIGNAL does not exist
+ * there (Windows raises no SIGPIPE); other flags go to Winsock as they are.
+ * The process must have called WSAStartup, which coil_run does. */
 
 /* socket(2) with SOCK_CLOEXEC added. Callable anywhere. Returns the fd or
  * -errno (-EAFNOSUPPORT, -EINVAL, -EMFILE, ...). */
@@ -399,11 +424,13 @@ COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
  * recv, poll, ...: the program's own calls to it have no GOT entry, while
  * libraries' calls are still diverted). Libraries loaded later (dlopen) are
  * diverted by calling coil_install again (one being loaded by another thread
- * while coil_install runs is left to the loader, and needs another call). A program that cannot call it is installed at
- * load time with COIL_INSTALL=1 in its environment. Callable anywhere,
+ * while coil_install runs is left to the loader, and needs another call). A program that cannot
+ * call it is installed at load time with COIL_INSTALL=1 in its environment. Callable anywhere,
  * idempotent. Returns 0; -errno if /proc/self/maps cannot be read (it tells
  * which pages are read-only; nothing is patched then), or if a GOT page
- * could not be made writable (what was patched stays patched). */
+ * could not be made writable (what was patched stays patched). On Windows it
+ * is not supported (hooking Winsock is another project) and returns
+ * -ENOTSUP; coil_uninstall returns 0. */
 COIL_API int coil_install(void);
 
 /* Puts back every patched entry that still holds coil's wrapper, in the
@@ -413,9 +440,8 @@ COIL_API int coil_install(void);
 COIL_API int coil_uninstall(void);
 
 /* The name of the I/O backend of this thread's scheduler ("io_uring" or
- * "epoll"), or of the one coil_run would choose (probed once per process);
- * NULL if coil_run would fail to set one up (see coil_run). Callable
- * anywhere. */
+ * "epoll"; "iocp" on Windows, the only one there), or of the one coil_run would choose (probed once
+ * per process); NULL if coil_run would fail to set one up (see coil_run). Callable anywhere. */
 COIL_API const char *coil_backend_name(void);
 
 #ifdef __cplusplus

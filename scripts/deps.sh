@@ -5,7 +5,8 @@
 #   scripts/deps.sh demo    build tools only
 #   scripts/deps.sh check   + what the test suite needs, including the aarch64
 #                           build's cmocka from Debian's arm64 packages (multiarch:
-#                           the script adds the arm64 architecture to dpkg first)
+#                           the script adds the arm64 architecture to dpkg first),
+#                           and mingw-w64 and Wine for the Windows build
 set -euo pipefail
 what=${1:-check}
 
@@ -37,6 +38,8 @@ if [ "$what" = check ]; then
     "redis-server redis-server the Redis server those tests start"
     "/usr/include/openssl/ssl.h libssl-dev OpenSSL, for the HTTPS server of the coil_install tests"
     "openssl openssl makes the test certificate"
+    "x86_64-w64-mingw32-gcc-posix gcc-mingw-w64-x86-64 cross-builds coil for Windows (its -posix variant has winpthreads)"
+    "/usr/lib/wine/wine64 wine64 runs the Windows tests (coil-echo.exe included)"
   )
 fi
 

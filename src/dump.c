@@ -95,10 +95,15 @@ static void on_dump_signal(int sig) {
     int saved = errno;
     __atomic_add_fetch(&coil__dump_requests, 1, __ATOMIC_RELAXED);
     coil__signal_wake();
+#ifdef _WIN32 /* the C runtime resets a handler to SIG_DFL before calling it */
+    signal(sig, on_dump_signal);
+#endif
     errno = saved;
 }
 
+#ifndef _WIN32
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+#endif
 static int dump_on_signal(int signo);
 
 int coil_dump_on_signal(int signo) {
@@ -109,6 +114,10 @@ int coil_dump_on_signal(int signo) {
 }
 
 static int dump_on_signal(int signo) {
+#ifdef _WIN32 /* the C runtime's signals: SIGINT, SIGBREAK (Ctrl-Break), SIGTERM, ... */
+    if (signo <= 0 || signo >= NSIG || signo == SIGSEGV || signo == SIGABRT) return -EINVAL;
+    return signal(signo, on_dump_signal) == SIG_ERR ? -EINVAL : 0;
+#else
     if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP || signo == SIGSEGV ||
         signo == SIGBUS)
         return -EINVAL;
@@ -124,4 +133,5 @@ static int dump_on_signal(int signo) {
     }
     pthread_mutex_unlock(&dump_lock);
     return err;
+#endif
 }

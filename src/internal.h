@@ -11,8 +11,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <poll.h>
 #include <stdio.h>
+#ifdef _WIN32
+#include "win/compat.h"
+#else
+#include <poll.h>
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #define COIL_ASAN 1
@@ -249,8 +253,14 @@ struct coil__sched {
 
 /* The scheduler of the calling thread, or NULL outside coil_run. */
 /* initial-exec: a blocking call reads it first thing, and the default model
- * for a shared library costs a call to __tls_get_addr each time. */
-extern __thread struct coil__sched *coil__sched_cur __attribute__((tls_model("initial-exec")));
+ * for a shared library costs a call to __tls_get_addr each time. (mingw-w64
+ * has one TLS model, emulated; the attribute would only warn there.) */
+#ifdef _WIN32
+#define COIL__TLS_IE
+#else
+#define COIL__TLS_IE __attribute__((tls_model("initial-exec")))
+#endif
+extern __thread struct coil__sched *coil__sched_cur COIL__TLS_IE;
 
 static inline struct coil__tasklet *coil__self(void) {
     struct coil__sched *s = coil__sched_cur;
@@ -326,6 +336,12 @@ enum coil__opcode {
     COIL__OP_POLL, /* wait for readiness: u.poll.events */
 };
 
+#ifdef _WIN32
+#define COIL__OP_SCRATCH 384
+#else
+#define COIL__OP_SCRATCH 16
+#endif
+
 /*
  * One I/O operation in flight. It lives in the frame of the tasklet that
  * waits on it, and that frame is not left before the backend has reported
@@ -372,8 +388,10 @@ struct coil__op {
         } poll;
     } u;
     /* Backend scratch (io_uring: the timespec of a Unix connect's retry
-     * delay, which the kernel reads when the SQE is submitted). */
-    _Alignas(8) unsigned char scratch[16];
+     * delay, which the kernel reads when the SQE is submitted; iocp: the
+     * OVERLAPPED and what the kernel writes besides the caller's buffer, see
+     * src/io/iocp.c). */
+    _Alignas(8) unsigned char scratch[COIL__OP_SCRATCH];
     /* What op waits on inside the backend, when that is not the kernel
      * (epoll: the offload job of a regular file's read or write; io_uring:
      * the listener's multishot accept), and a link for lists of such ops
@@ -449,6 +467,7 @@ int coil__op_run(struct coil__tasklet *t, struct coil__op *op);
 
 extern const struct coil__backend_ops coil__backend_epoll;
 extern const struct coil__backend_ops coil__backend_uring;
+extern const struct coil__backend_ops coil__backend_iocp;
 
 /* io_uring_setup failed with err: is epoll the answer (io_uring is absent or
  * forbidden here) rather than a failure to report? */
@@ -495,6 +514,12 @@ struct coil__fd {
     bool tcp;
     /* io_uring: the listener's multishot accept, if one was set up. */
     void *acceptor;
+#ifdef _WIN32
+    /* iocp: `registered` means associated with this scheduler's port; and
+     * FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set, so that an operation
+     * that succeeds at once queues no completion packet. */
+    bool skip_on_success;
+#endif
 };
 
 /* The state of fd in s, growing the table as needed; NULL with *err = -EBADF

@@ -5,16 +5,18 @@
  */
 #include "internal.h"
 
+#include <stdlib.h>
+#include <string.h>
+#ifndef _WIN32
 #include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#endif
 
 /* Linux caps one read/write at this (MAX_RW_COUNT), and results are ints. */
 #define MAX_IO 0x7ffff000u
@@ -134,6 +136,11 @@ static void group_done(struct coil__op *op, int res) {
     }
     if (--g->pending == 0) coil__wake(g->t, g->interrupt);
 }
+
+/* Everything below is POSIX (coil__wait_fds serves coil_install's poll and
+ * select); on Windows the calls are in src/win/net.c, built on the
+ * operations above. */
+#ifndef _WIN32
 
 static bool group_unwait(struct coil__tasklet *t, int err) {
     struct coil__opgroup *g = t->wait_obj;
@@ -622,3 +629,5 @@ const char *coil_backend_name(void) {
     errno = saved;
     return probed_name;
 }
+
+#endif /* !_WIN32 */

@@ -44,9 +44,13 @@ static void *worker(void *unused) {
         /* Wake the scheduler before unlocking: until it takes j under this
          * lock its job stays pending, so it cannot have ended and closed (or
          * reused) the eventfd. */
+#ifdef _WIN32
+        coil__iocp_wake(s);
+#else
         uint64_t one = 1;
         ssize_t w = write(s->wake_fd, &one, sizeof one);
         (void)w;
+#endif
     }
     return NULL;
 }
@@ -60,13 +64,17 @@ static int ensure_worker(void) {
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_t th;
+#ifdef _WIN32 /* no signal masks: the C runtime's signals are raised by their own thread */
+    int err = pthread_create(&th, &attr, worker, NULL);
+#else
     /* Workers take no signals: they belong to the program's threads. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t th;
     int err = pthread_create(&th, &attr, worker, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+#endif
     pthread_attr_destroy(&attr);
     if (err) return nthreads > 0 ? 0 : -EAGAIN;
     nthreads++;
@@ -84,7 +92,11 @@ static void after_fork_in_child(void) {
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void register_atfork(void) {
+#ifndef _WIN32 /* no fork there */
     pthread_atfork(NULL, NULL, after_fork_in_child);
+#else
+    (void)after_fork_in_child;
+#endif
 }
 
 static bool offload_unwait(struct coil__tasklet *t, int err) {

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-__thread struct coil__sched *coil__sched_cur __attribute__((tls_model("initial-exec")));
+__thread struct coil__sched *coil__sched_cur COIL__TLS_IE;
 static atomic_uint_fast64_t sched_serial;
 
 /* Direct switches a round allows at least, however short the run queue. */
@@ -360,6 +360,19 @@ static void loop(struct coil__sched *s) {
  * is a real failure and is returned); COIL_BACKEND=io_uring or =epoll forces
  * one, and forcing an unavailable one (or naming an unknown one) is an error,
  * said on stderr since the variable is the user's own setting. */
+#ifdef _WIN32
+/* Windows has one backend, IOCP; COIL_BACKEND may name it and nothing else. */
+static int backend_init(struct coil__sched *s) {
+    const char *want = getenv("COIL_BACKEND");
+    if (want && *want && strcmp(want, "iocp") != 0) {
+        fprintf(stderr, "coil: COIL_BACKEND=%s: unknown backend (iocp on Windows)\n", want);
+        return -EINVAL;
+    }
+    int err = coil__backend_iocp.init(s);
+    if (!err) s->backend = &coil__backend_iocp;
+    return err;
+}
+#else
 static int backend_init(struct coil__sched *s) {
     const char *want = getenv("COIL_BACKEND");
     if (want && !*want) want = NULL;
@@ -380,6 +393,7 @@ static int backend_init(struct coil__sched *s) {
     if (!err) s->backend = b;
     return err;
 }
+#endif
 
 static int run(coil_fn main, void *arg);
 
@@ -395,7 +409,11 @@ int coil_run(coil_fn main, void *arg) {
 static int run(coil_fn main, void *arg) {
     struct coil__sched *s = calloc(1, sizeof *s);
     if (!s) return -ENOMEM;
+#ifdef _WIN32
+    s->page = coil__page_size();
+#else
     s->page = (size_t)sysconf(_SC_PAGESIZE);
+#endif
     s->next_id = 1;
     s->serial = atomic_fetch_add(&sched_serial, 1) + 1;
     s->errno_ptr = &errno;
@@ -415,6 +433,7 @@ static int run(coil_fn main, void *arg) {
      * acted on rather than lost. */
     s->shutdown_seen = coil__shutdown_requests;
     coil__shutdown_signals_acquire();
+#ifndef _WIN32 /* Windows has no SIGPIPE */
     /* A write to a pipe whose reader is gone raises SIGPIPE on the thread
      * that runs it, and there is no MSG_NOSIGNAL for pipes. Block it on this
      * thread while the scheduler runs: the call returns -EPIPE instead, and
@@ -426,6 +445,7 @@ static int run(coil_fn main, void *arg) {
     sigset_t pending;
     sigpending(&pending);
     bool pipe_was_pending = sigismember(&pending, SIGPIPE);
+#endif
     err = coil__overflow_guard_init(s);
     coil__sched_cur = s;
     if (!err) {
@@ -448,12 +468,14 @@ static int run(coil_fn main, void *arg) {
     coil__sched_cur = NULL;
     coil__overflow_guard_fini(s);
     coil__shutdown_signals_release();
+#ifndef _WIN32
     if (!pipe_was_pending && !sigismember(&old_mask, SIGPIPE)) {
         struct timespec zero = {0, 0};
         while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE) {
         }
     }
     pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+#endif
     s->backend->fini(s);
     coil__fd_table_free(s);
     free(s);

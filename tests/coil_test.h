@@ -11,15 +11,17 @@
 #include <stdlib.h>
 
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#endif
 
 #include <cmocka.h>
 
@@ -97,6 +99,11 @@ static inline void coil_test_assert_no_failure(void) {
         coil_test_assert_no_failure();                                                             \
         assert_int_equal(run_rc_, 0);                                                              \
     } while (0)
+
+/* Windows (mingw-w64, run under Wine) has no fork, pipes of this kind or
+ * POSIX sockets: the helpers below are POSIX only, and the Windows tests
+ * (tests/win/) bring what they need. */
+#ifndef _WIN32
 
 /* ---- child processes: crashes, fatal signals, what they print ---------- */
 
@@ -221,6 +228,8 @@ static inline void coil_test_child_describe(const struct coil_test_child *c) {
     print_message("child stderr:\n%s\n", c->err ? c->err : "");
 }
 
+#endif /* !_WIN32 */
+
 /* ---- this process's stderr, captured ------------------------------------ */
 
 struct coil_test_stderr {
@@ -294,7 +303,7 @@ static inline bool coil_test_has_number(const char *text, long long n) {
 /* Sockets, pipes and files: helpers of tests/test_net_*.c                  */
 /* ======================================================================== */
 /* (Appended after the guard above, so with a guard of its own.) */
-#ifndef COIL_TEST_NET_H
+#if !defined(COIL_TEST_NET_H) && !defined(_WIN32)
 #define COIL_TEST_NET_H
 
 #include <arpa/inet.h>

@@ -9,7 +9,25 @@ void coil__ctx_start(void);
 
 void coil__ctx_make(struct coil__ctx *ctx, void *top, void (*entry)(void *), void *arg) {
     uintptr_t t = (uintptr_t)top & ~(uintptr_t)15;
-#if defined(__x86_64__)
+#if defined(__x86_64__) && defined(_WIN32)
+    /* The 256-byte frame of switch_win64.S, from the stack pointer up:
+     * xmm6..xmm15 (160 bytes), DeallocationStack, StackLimit, StackBase,
+     * r15 r14 r13 r12 rsi rdi rbx rbp, then the address its jmp resumes at;
+     * coil__ctx_start then runs with rsp = frame + 256, 16-byte aligned.
+     * The TEB's stack bounds must describe the tasklet's stack while it runs:
+     * ctx is the first member of the tasklet record, which sits at the top
+     * of its own mapping (see src/win/stack.c), so the bounds are known. */
+    struct coil__tasklet *owner = coil__container_of(ctx, struct coil__tasklet, ctx);
+    uint64_t *sp = (uint64_t *)(t - 16 - 256);
+    memset(sp, 0, 256);
+    sp[20] = (uint64_t)(uintptr_t)owner->map;            /* DeallocationStack */
+    sp[21] = (uint64_t)(uintptr_t)coil__stack_lo(owner); /* StackLimit */
+    sp[22] = (uint64_t)(uintptr_t)top;                   /* StackBase */
+    sp[25] = (uint64_t)(uintptr_t)arg;                   /* r13 */
+    sp[26] = (uint64_t)(uintptr_t)entry;                 /* r12 */
+    sp[31] = (uint64_t)(uintptr_t)coil__ctx_start;
+    ctx->sp = sp;
+#elif defined(__x86_64__)
     /* Popped by coil__ctx_switch: r15 r14 r13 r12 rbx rbp, then `ret` to
      * coil__ctx_start with rsp = t - 16 (16-byte aligned). */
     uint64_t *sp = (uint64_t *)(t - 16) - 7;

@@ -1,0 +1,396 @@
+/*
+ * The I/O completion port backend (Windows).
+ *
+ * One completion port per scheduler; a socket is associated with it the
+ * first time a call waits on it (a socket can be associated with one port
+ * only, ever). Every operation is an overlapped Winsock call: WSARecv,
+ * WSASend, WSARecvFrom, WSASendTo, and AcceptEx and ConnectEx, which Winsock
+ * hands out through WSAIoctl(SIO_GET_EXTENSION_FUNCTION_POINTER).
+ *
+ * The OVERLAPPED lives in the operation record (struct coil__op, in op->
+ * scratch), which lives in the frame of the tasklet that waits on it
+ * (invariant 1); the kernel writes into it, and into the caller's buffer,
+ * until the completion packet is reaped, so the tasklet stays parked until
+ * then, cancelled or not: CancelIoEx only asks, and the cancelled operation
+ * still delivers a packet (ERROR_OPERATION_ABORTED), which is what wakes it.
+ * A packet finds its record through the OVERLAPPED pointer it carries
+ * (CONTAINING_RECORD; invariant 2), never through the socket.
+ *
+ * Sockets get FILE_SKIP_COMPLETION_PORT_ON_SUCCESS: a call that succeeds at
+ * once then queues no packet, and submit returns 1 with the result, as
+ * epoll's first try does. Where the mode cannot be set, a call that succeeds
+ * at once still queues a packet, and is treated as pending.
+ *
+ * Deadlines, kills and coil_close go through the scheduler: its timer (or
+ * the kill, or the close) calls cancel, and the packet brings the error.
+ */
+#include "internal.h"
+
+#include <mswsock.h>
+#include <stdlib.h>
+#include <string.h>
+#include <winternl.h>
+
+/* What the kernel owns while an op is in flight, inside op->scratch. */
+struct iocp_op {
+    OVERLAPPED ov;
+    WSABUF buf;
+    DWORD flags;      /* WSARecv/WSARecvFrom: in and out */
+    INT fromlen;      /* WSARecvFrom: the sender's address length, written at completion */
+    SOCKET accepted;  /* AcceptEx: the socket that becomes the connection */
+    uint32_t pending; /* POSTED while a packet is owed: checked when one arrives */
+    /* AcceptEx: the local and remote addresses, each with 16 bytes spare
+     * (its documented minimum). */
+    char addrs[2 * (sizeof(SOCKADDR_STORAGE) + 16)];
+};
+_Static_assert(sizeof(struct iocp_op) <= COIL__OP_SCRATCH, "the OVERLAPPED fits in the op");
+#define POSTED      0x10c9u
+
+#define MAX_ENTRIES 128
+
+struct iocp_backend {
+    HANDLE port;
+    size_t inflight; /* packets owed to ops */
+};
+
+static struct iocp_op *iop_of(struct coil__op *op) {
+    return (struct iocp_op *)(void *)op->scratch;
+}
+
+static SOCKET sock_of(const struct coil__op *op) {
+    return (SOCKET)(uintptr_t)(unsigned)op->fd;
+}
+
+/* ---- Winsock's extension functions --------------------------------------- */
+
+static LPFN_ACCEPTEX accept_ex;
+static LPFN_CONNECTEX connect_ex;
+static LPFN_GETACCEPTEXSOCKADDRS get_accept_ex_sockaddrs;
+
+/* Asks the socket's provider for an extension function, once per process (the
+ * providers of TCP over IPv4 and IPv6 hand out the same functions). */
+static void *extension(SOCKET sk, void **cache, GUID guid) {
+    void *fn = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
+    if (fn) return fn;
+    DWORD bytes;
+    if (WSAIoctl(sk, SIO_GET_EXTENSION_FUNCTION_POINTER, &guid, sizeof guid, &fn, sizeof fn, &bytes,
+                 NULL, NULL) != 0)
+        return NULL;
+    __atomic_store_n(cache, fn, __ATOMIC_RELEASE);
+    return fn;
+}
+
+/* ---- setup --------------------------------------------------------------- */
+
+static int iocp_init(struct coil__sched *s) {
+    WSADATA wsa;
+    if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) return -ENOSYS;
+    struct iocp_backend *b = calloc(1, sizeof *b);
+    if (!b) return -ENOMEM;
+    b->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
+    if (!b->port) {
+        int err = coil__win_errno(GetLastError());
+        free(b);
+        return err;
+    }
+    coil__win_port_register(b->port);
+    s->backend_data = b;
+    return 0;
+}
+
+static void iocp_fini(struct coil__sched *s) {
+    struct iocp_backend *b = s->backend_data;
+    COIL_ASSERT(b->inflight == 0, "no operation is in flight when the scheduler ends");
+    coil__win_port_unregister(b->port);
+    CloseHandle(b->port);
+    free(b);
+    s->backend_data = NULL;
+    WSACleanup();
+}
+
+void coil__iocp_wake(struct coil__sched *s) {
+    struct iocp_backend *b = s->backend_data;
+    PostQueuedCompletionStatus(b->port, 0, 0, NULL);
+}
+
+/* Associates the op's socket with the port the first time it is waited on. */
+static int associate(struct iocp_backend *b, struct coil__fd *f, SOCKET sk) {
+    if (f->registered) return 0;
+    if (!CreateIoCompletionPort((HANDLE)sk, b->port, 0, 0)) {
+        DWORD e = GetLastError();
+        /* Not a handle at all, or one already bound to another port (another
+         * scheduler's socket): neither can be waited on here. */
+        return e == ERROR_INVALID_PARAMETER ? -EINVAL : coil__win_errno(e);
+    }
+    f->registered = true;
+    f->skip_on_success = SetFileCompletionNotificationModes(
+        (HANDLE)sk, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE);
+    return 0;
+}
+
+/* ---- results ------------------------------------------------------------- */
+
+/* The op has finished with Win32 error code err (0: success) after bytes
+ * bytes: its result, with the steps AcceptEx and ConnectEx need after them. */
+static int finish(struct coil__op *op, DWORD err, DWORD bytes) {
+    struct iocp_op *iop = iop_of(op);
+    switch (op->opcode) {
+    case COIL__OP_ACCEPT: {
+        SOCKET acc = iop->accepted;
+        iop->accepted = INVALID_SOCKET;
+        if (err) {
+            closesocket(acc);
+            return coil__win_errno(err);
+        }
+        /* Until then the new socket knows nothing of its listener:
+         * getpeername, shutdown and the like fail on it. */
+        SOCKET listener = sock_of(op);
+        setsockopt(acc, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, (const char *)&listener,
+                   sizeof listener);
+        if (op->u.accept.addr && op->u.accept.addrlen) {
+            struct sockaddr *local, *remote;
+            INT llen = 0, rlen = 0;
+            DWORD each = sizeof(SOCKADDR_STORAGE) + 16;
+            get_accept_ex_sockaddrs(iop->addrs, 0, each, each, &local, &llen, &remote, &rlen);
+            socklen_t n =
+                (socklen_t)rlen < op->u.accept.addrcap ? (socklen_t)rlen : op->u.accept.addrcap;
+            memcpy(op->u.accept.addr, remote, (size_t)n);
+            *op->u.accept.addrlen = (socklen_t)rlen;
+        }
+        return (int)(uintptr_t)acc;
+    }
+    case COIL__OP_CONNECT:
+        if (err) return coil__win_errno(err);
+        setsockopt(sock_of(op), SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0);
+        return 0;
+    case COIL__OP_RECVMSG:
+        /* A datagram larger than the buffer: Linux returns the truncated
+         * length (without MSG_TRUNC), and so do we. */
+        if (err && err != ERROR_MORE_DATA && err != WSAEMSGSIZE) return coil__win_errno(err);
+        if (op->u.msg.msg->msg_name) op->u.msg.msg->msg_namelen = (socklen_t)iop->fromlen;
+        return (int)bytes;
+    default: return err ? coil__win_errno(err) : (int)bytes;
+    }
+}
+
+/* ---- starting an operation ----------------------------------------------- */
+
+static int start_accept(struct coil__op *op, DWORD *bytes) {
+    struct iocp_op *iop = iop_of(op);
+    SOCKET listener = sock_of(op);
+    if (!extension(listener, (void **)&accept_ex, (GUID)WSAID_ACCEPTEX) ||
+        !extension(listener, (void **)&get_accept_ex_sockaddrs, (GUID)WSAID_GETACCEPTEXSOCKADDRS))
+        return SOCKET_ERROR;
+    /* The connection's socket is made beforehand, of the listener's family. */
+    SOCKADDR_STORAGE ss;
+    int len = sizeof ss;
+    if (getsockname(listener, (struct sockaddr *)&ss, &len) != 0) return SOCKET_ERROR;
+    iop->accepted = WSASocketW(ss.ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+                               WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (iop->accepted == INVALID_SOCKET) return SOCKET_ERROR;
+    DWORD each = sizeof(SOCKADDR_STORAGE) + 16;
+    if (accept_ex(listener, iop->accepted, iop->addrs, 0, each, each, bytes, &iop->ov)) return 0;
+    return SOCKET_ERROR;
+}
+
+static int start_connect(struct coil__op *op) {
+    SOCKET sk = sock_of(op);
+    if (!extension(sk, (void **)&connect_ex, (GUID)WSAID_CONNECTEX)) return SOCKET_ERROR;
+    /* ConnectEx wants a bound socket (connect binds implicitly; it does not). */
+    SOCKADDR_STORAGE ss;
+    int len = sizeof ss;
+    if (getsockname(sk, (struct sockaddr *)&ss, &len) != 0) {
+        if (WSAGetLastError() != WSAEINVAL) return SOCKET_ERROR;
+        memset(&ss, 0, sizeof ss);
+        ss.ss_family = op->u.connect.addr->sa_family;
+        len = ss.ss_family == AF_INET6 ? (int)sizeof(struct sockaddr_in6)
+                                       : (int)sizeof(struct sockaddr_in);
+        if (bind(sk, (struct sockaddr *)&ss, len) != 0) return SOCKET_ERROR;
+    }
+    if (connect_ex(sk, op->u.connect.addr, (int)op->u.connect.addrlen, NULL, 0, NULL,
+                   &iop_of(op)->ov))
+        return 0;
+    return SOCKET_ERROR;
+}
+
+static void dequeue(struct coil__sched *s, DWORD timeout_ms);
+
+/* A datagram larger than the buffer was there already: WSARecvFrom fails at
+ * once with WSAEMSGSIZE. Its status, STATUS_BUFFER_OVERFLOW, is a warning,
+ * not an error, and Windows queues a packet for a warning, even with
+ * FILE_SKIP_COMPLETION_PORT_ON_SUCCESS (which skips only success); Wine 8.0
+ * queues none. Both are handled without guessing: a packet of an op that
+ * finished inline is queued before the call returns, so the port is drained
+ * now (other ops' packets complete them as usual) and ours, if there, is
+ * recognised by its mark and dropped. */
+#define SYNC_CHECK 0x5c5cu
+static int truncated_at_once(struct coil__sched *s, struct coil__op *op) {
+    struct iocp_backend *b = s->backend_data;
+    struct iocp_op *iop = iop_of(op);
+    iop->pending = SYNC_CHECK;
+    b->inflight++;
+    size_t before;
+    do {
+        before = b->inflight;
+        dequeue(s, 0);
+    } while (iop->pending == SYNC_CHECK && b->inflight < before);
+    if (iop->pending == SYNC_CHECK) { /* no packet came: none will */
+        iop->pending = 0;
+        b->inflight--;
+    }
+    return finish(op, ERROR_MORE_DATA, iop->buf.len);
+}
+
+static int iocp_submit(struct coil__sched *s, struct coil__op *op) {
+    struct iocp_backend *b = s->backend_data;
+    int err;
+    struct coil__fd *f = coil__fd_get(s, op->fd, &err);
+    if (!f) return err;
+    SOCKET sk = sock_of(op);
+    err = associate(b, f, sk);
+    if (err) return err;
+    struct iocp_op *iop = iop_of(op);
+    memset(iop, 0, offsetof(struct iocp_op, addrs));
+    iop->accepted = INVALID_SOCKET;
+    DWORD bytes = 0;
+    int r;
+    switch (op->opcode) {
+    case COIL__OP_RECV:
+    case COIL__OP_READ:
+        iop->buf.buf = op->u.io.buf;
+        iop->buf.len = (ULONG)op->u.io.len;
+        iop->flags = (DWORD)op->u.io.flags;
+        r = WSARecv(sk, &iop->buf, 1, &bytes, &iop->flags, &iop->ov, NULL);
+        break;
+    case COIL__OP_SEND:
+    case COIL__OP_WRITE:
+        iop->buf.buf = op->u.io.buf;
+        iop->buf.len = (ULONG)op->u.io.len;
+        r = WSASend(sk, &iop->buf, 1, &bytes, (DWORD)op->u.io.flags, &iop->ov, NULL);
+        break;
+    case COIL__OP_RECVMSG: {
+        struct msghdr *m = op->u.msg.msg;
+        iop->buf.buf = m->msg_iovlen ? m->msg_iov[0].iov_base : NULL;
+        iop->buf.len = m->msg_iovlen ? (ULONG)m->msg_iov[0].iov_len : 0;
+        iop->flags = (DWORD)op->u.msg.flags;
+        iop->fromlen = (INT)op->u.msg.namecap;
+        r = WSARecvFrom(sk, &iop->buf, 1, &bytes, &iop->flags, m->msg_name,
+                        m->msg_name ? &iop->fromlen : NULL, &iop->ov, NULL);
+        break;
+    }
+    case COIL__OP_SENDMSG: {
+        struct msghdr *m = op->u.msg.msg;
+        iop->buf.buf = m->msg_iovlen ? m->msg_iov[0].iov_base : NULL;
+        iop->buf.len = m->msg_iovlen ? (ULONG)m->msg_iov[0].iov_len : 0;
+        r = WSASendTo(sk, &iop->buf, 1, &bytes, (DWORD)op->u.msg.flags, m->msg_name,
+                      (int)m->msg_namelen, &iop->ov, NULL);
+        break;
+    }
+    case COIL__OP_ACCEPT: r = start_accept(op, &bytes); break;
+    case COIL__OP_CONNECT: r = start_connect(op); break;
+    default: return -ENOTSUP; /* readiness (coil_install's poll) is not offered here */
+    }
+    if (r == 0) {
+        if (f->skip_on_success) { /* no packet will come: done */
+            op->res = finish(op, 0, bytes);
+            return 1;
+        }
+    } else {
+        DWORD e = (DWORD)WSAGetLastError();
+        if (e == WSAEMSGSIZE && op->opcode == COIL__OP_RECVMSG) {
+            op->res = truncated_at_once(s, op);
+            return 1;
+        }
+        if (e != WSA_IO_PENDING) {
+            if (iop->accepted != INVALID_SOCKET) closesocket(iop->accepted);
+            return coil__win_errno(e);
+        }
+    }
+    iop->pending = POSTED;
+    b->inflight++;
+    return 0;
+}
+
+static void iocp_cancel(struct coil__sched *s, struct coil__op *op) {
+    (void)s;
+    /* ERROR_NOT_FOUND: it has completed and its packet is on the way;
+     * ERROR_INVALID_HANDLE: the socket is closed, which cancelled it. Either
+     * way the packet comes. */
+    CancelIoEx((HANDLE)sock_of(op), &iop_of(op)->ov);
+}
+
+/* ---- reaping ------------------------------------------------------------- */
+
+static void reap(struct coil__sched *s, const OVERLAPPED_ENTRY *e, ULONG n) {
+    struct iocp_backend *b = s->backend_data;
+    for (ULONG i = 0; i < n; i++) {
+        if (!e[i].lpOverlapped) continue; /* a wake-up: offload jobs, a signal */
+        struct iocp_op *iop = CONTAINING_RECORD(e[i].lpOverlapped, struct iocp_op, ov);
+        struct coil__op *op = coil__container_of(iop, struct coil__op, scratch);
+        if (iop->pending == SYNC_CHECK) { /* see truncated_at_once */
+            iop->pending = 0;
+            b->inflight--;
+            continue;
+        }
+        COIL_ASSERT(iop->pending == POSTED && !op->done,
+                    "a completion packet names an operation in flight");
+        iop->pending = 0;
+        b->inflight--;
+        NTSTATUS st = (NTSTATUS)e[i].lpOverlapped->Internal;
+        DWORD err = st ? RtlNtStatusToDosError(st) : 0;
+        coil__op_complete(op, finish(op, err, e[i].dwNumberOfBytesTransferred));
+    }
+}
+
+static void dequeue(struct coil__sched *s, DWORD timeout_ms) {
+    struct iocp_backend *b = s->backend_data;
+    OVERLAPPED_ENTRY e[MAX_ENTRIES];
+    ULONG n = 0;
+    if (GetQueuedCompletionStatusEx(b->port, e, MAX_ENTRIES, &n, timeout_ms, FALSE)) reap(s, e, n);
+}
+
+static void iocp_poll(struct coil__sched *s) {
+    struct iocp_backend *b = s->backend_data;
+    if (b->inflight) dequeue(s, 0);
+}
+
+static int iocp_wait(struct coil__sched *s, int64_t deadline) {
+    DWORD ms = INFINITE;
+    if (s->runq.len) {
+        ms = 0;
+    } else if (deadline >= 0) {
+        /* whole milliseconds, rounded up: never wake early and spin */
+        int64_t rel = deadline - coil_now();
+        rel = rel <= 0 ? 0 : (rel + COIL_MSEC - 1) / COIL_MSEC;
+        ms = rel >= INFINITE ? INFINITE - 1 : (DWORD)rel;
+    }
+    dequeue(s, ms);
+    return 0;
+}
+
+static bool iocp_busy(const struct coil__sched *s) {
+    const struct iocp_backend *b = s->backend_data;
+    return b->inflight > 0 || s->offload_pending > 0;
+}
+
+static void iocp_flush(struct coil__sched *s) {
+    (void)s; /* nothing is queued: every call goes to the kernel at once */
+}
+
+static void iocp_fd_closing(struct coil__sched *s, struct coil__fd *f) {
+    (void)s; /* the port association goes with the socket */
+    (void)f;
+}
+
+const struct coil__backend_ops coil__backend_iocp = {
+    .name = "iocp",
+    .init = iocp_init,
+    .fini = iocp_fini,
+    .submit = iocp_submit,
+    .cancel = iocp_cancel,
+    .poll = iocp_poll,
+    .wait = iocp_wait,
+    .busy = iocp_busy,
+    .flush = iocp_flush,
+    .fd_closing = iocp_fd_closing,
+};
