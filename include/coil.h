@@ -99,7 +99,9 @@ typedef struct coil_spawn_opts {
  * those tasklets so that their calls return -ECANCELED and they finish
  * through their own cleanup, and returns once they have; -EINTR if SIGINT or
  * SIGTERM arrived: every outstanding operation is cancelled and every
- * tasklet killed the same way, and coil_run returns once all have finished.
+ * tasklet killed the same way, and coil_run returns once all have finished
+ * (also when the signal came just as the last tasklet ended: it is never
+ * lost).
  * (coil_run catches SIGINT and SIGTERM only while their disposition is the
  * default, and restores it on return; SIGPIPE is never raised by coil's
  * calls, which send with MSG_NOSIGNAL. On Windows they are caught with the C

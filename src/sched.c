@@ -468,6 +468,11 @@ static int run(coil_fn main, void *arg) {
     coil__sched_cur = NULL;
     coil__overflow_guard_fini(s);
     coil__shutdown_signals_release();
+    /* A SIGINT/SIGTERM caught after the loop last looked (as the last tasklet
+     * ended, or while everything was being freed) is still the user's Ctrl-C
+     * during coil_run: say so, rather than let it vanish. */
+    if (!err && __atomic_load_n(&coil__shutdown_requests, __ATOMIC_RELAXED) != s->shutdown_seen)
+        err = -EINTR;
 #ifndef _WIN32
     if (!pipe_was_pending && !sigismember(&old_mask, SIGPIPE)) {
         struct timespec zero = {0, 0};

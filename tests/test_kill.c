@@ -514,6 +514,41 @@ static void test_kill_after_the_wait_is_over(void **state) {
     }
 }
 
+#ifndef _WIN32
+/* A SIGINT that comes as the last tasklet ends (the loop has nothing left to
+ * run, so it never looks at the shutdown counter again) is still Ctrl-C:
+ * coil_run returns -EINTR rather than 0, and the program learns of it.
+ * raise() makes the timing exact: the handler has run before raise returns.
+ * In a child: the signal's disposition is the point. */
+static void sigint_last_main(void *arg) {
+    (void)arg;
+    raise(SIGINT);
+}
+
+static void sigint_last_child(void *arg) {
+    (void)arg;
+    signal(SIGINT, SIG_DFL);
+    int rc = coil_run(sigint_last_main, NULL);
+    struct sigaction sa;
+    sigaction(SIGINT, NULL, &sa);
+    fprintf(stderr, "coil_run=%d disposition %s\n", rc,
+            sa.sa_handler == SIG_DFL ? "restored" : "NOT restored");
+    _exit(rc == -EINTR && sa.sa_handler == SIG_DFL ? 0 : 1);
+}
+
+static void test_sigint_as_the_last_tasklet_ends(void **state) {
+    (void)state;
+    struct coil_test_child c;
+    coil_test_fork_run(&c, sigint_last_child, NULL, 20000);
+    if (!coil_test_child_exited(&c, 0)) {
+        coil_test_child_describe(&c);
+        coil_test_child_free(&c);
+        fail_msg("a SIGINT at the end of coil_run was lost");
+    }
+    coil_test_child_free(&c);
+}
+#endif
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill_while_sleeping),
@@ -526,6 +561,9 @@ int main(void) {
         cmocka_unit_test(test_kill_main),
         cmocka_unit_test(test_killed_waiters_timers_are_disarmed),
         cmocka_unit_test(test_kill_after_the_wait_is_over),
+#ifndef _WIN32
+        cmocka_unit_test(test_sigint_as_the_last_tasklet_ends),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
