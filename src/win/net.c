@@ -97,8 +97,8 @@ int coil_socket(int domain, int type, int protocol) {
          * reports them on connected datagram sockets only; an unconnected
          * server socket would otherwise fail a recvfrom because some client
          * went away. Both off; failures ignored (SIO_UDP_NETRESET is not on
-         * every Windows; Wine takes neither: its host is Linux, whose
-         * unconnected sockets never report them anyway). */
+         * every Windows; under Wine the
+         * host is Linux, whose unconnected sockets never report them anyway). */
         BOOL off = FALSE;
         DWORD bytes;
         WSAIoctl(sk, SIO_UDP_CONNRESET, &off, sizeof off, NULL, 0, &bytes, NULL, NULL);
