@@ -64,6 +64,7 @@ void coil__fd_reset(struct coil__fd *f) {
     f->registered = f->rd_idle = f->wr_idle = f->rd_shut = f->wr_shut = f->tcp = false;
 #ifdef _WIN32
     f->skip_on_success = false;
+    f->base_socket = 0;
 #endif
 }
 

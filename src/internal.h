@@ -519,6 +519,9 @@ struct coil__fd {
      * FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set, so that an operation
      * that succeeds at once queues no completion packet. */
     bool skip_on_success;
+    /* iocp: the base provider's socket (SIO_BASE_HANDLE), for CancelIoEx
+     * under a layered provider; the socket itself without one. */
+    uintptr_t base_socket;
 #endif
 };
 

@@ -38,6 +38,7 @@ struct iocp_op {
     DWORD flags;      /* WSARecv/WSARecvFrom: in and out */
     INT fromlen;      /* WSARecvFrom: the sender's address length, written at completion */
     SOCKET accepted;  /* AcceptEx: the socket that becomes the connection */
+    SOCKET base;      /* the base provider's socket, for cancel (see associate) */
     uint32_t pending; /* POSTED while a packet is owed: checked when one arrives */
     /* AcceptEx: the local and remote addresses, each with 16 bytes spare
      * (its documented minimum). */
@@ -51,6 +52,10 @@ _Static_assert(sizeof(struct iocp_op) <= COIL__OP_SCRATCH, "the OVERLAPPED fits 
 struct iocp_backend {
     HANDLE port;
     size_t inflight; /* packets owed to ops */
+    /* dequeue's batch (4 KiB: kept off the tasklet stack that
+     * truncated_at_once drains from). dequeue is never re-entered: reap only
+     * marks ops complete. */
+    OVERLAPPED_ENTRY entries[MAX_ENTRIES];
 };
 
 static struct iocp_op *iop_of(struct coil__op *op) {
@@ -86,14 +91,27 @@ static int iocp_init(struct coil__sched *s) {
     WSADATA wsa;
     if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) return -ENOSYS;
     struct iocp_backend *b = calloc(1, sizeof *b);
-    if (!b) return -ENOMEM;
+    if (!b) {
+        WSACleanup();
+        return -ENOMEM;
+    }
     b->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
     if (!b->port) {
         int err = coil__win_errno(GetLastError());
         free(b);
+        WSACleanup();
         return err;
     }
-    coil__win_port_register(b->port);
+    /* Every running scheduler's port is in signal.c's table, or Ctrl-C
+     * would not wake it (invariant 8): with the table full, coil_run fails
+     * (-EAGAIN) rather than run deaf to it. */
+    int err = coil__win_port_register(b->port);
+    if (err) {
+        CloseHandle(b->port);
+        free(b);
+        WSACleanup();
+        return err;
+    }
     s->backend_data = b;
     return 0;
 }
@@ -113,7 +131,26 @@ void coil__iocp_wake(struct coil__sched *s) {
     PostQueuedCompletionStatus(b->port, 0, 0, NULL);
 }
 
-/* Associates the op's socket with the port the first time it is waited on. */
+/* Associates the op's socket with the port the first time it is waited on.
+ *
+ * Layered service providers (LSPs: old firewalls, VPN and proxy clients)
+ * may sit between Winsock and the base provider (AFD). An IFS one hands out
+ * the base provider's handles, and its I/O is the kernel's; a non-IFS one
+ * (no XP1_IFS_HANDLES in the socket's protocol info) hands out handles of
+ * its own, does the I/O on the base socket with OVERLAPPEDs of its own and
+ * completes ours itself with WPUCompleteOverlappedRequest, which queues a
+ * packet even when the call succeeded at once. So:
+ *  - FILE_SKIP_COMPLETION_PORT_ON_SUCCESS only for IFS handles: on a non-IFS
+ *    socket an inline success is treated as pending, and its packet reaped;
+ *    skipping would leave that packet to name a frame long gone;
+ *  - the socket associated is the one the application has (the LSP's):
+ *    WPUCompleteOverlappedRequest posts to its port. The base socket is not
+ *    associated (as libuv does not): the LSP's own packets, naming its
+ *    OVERLAPPEDs, would come to this port;
+ *  - cancel asks the socket, then, if that finds nothing, the base socket
+ *    (WSAIoctl SIO_BASE_HANDLE), as libuv does: an LSP that passes our
+ *    OVERLAPPED down has the request there.
+ * Wine has no LSPs: every socket is IFS and is its own base (tested). */
 static int associate(struct iocp_backend *b, struct coil__fd *f, SOCKET sk) {
     if (f->registered) return 0;
     if (!CreateIoCompletionPort((HANDLE)sk, b->port, 0, 0)) {
@@ -123,8 +160,18 @@ static int associate(struct iocp_backend *b, struct coil__fd *f, SOCKET sk) {
         return e == ERROR_INVALID_PARAMETER ? -EINVAL : coil__win_errno(e);
     }
     f->registered = true;
-    f->skip_on_success = SetFileCompletionNotificationModes(
-        (HANDLE)sk, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE);
+    WSAPROTOCOL_INFOW info;
+    int len = sizeof info;
+    bool ifs = getsockopt(sk, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &len) == 0 &&
+               (info.dwServiceFlags1 & XP1_IFS_HANDLES);
+    f->skip_on_success =
+        ifs && SetFileCompletionNotificationModes((HANDLE)sk, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
+                                                                  FILE_SKIP_SET_EVENT_ON_HANDLE);
+    SOCKET base = INVALID_SOCKET;
+    DWORD bytes;
+    if (WSAIoctl(sk, SIO_BASE_HANDLE, NULL, 0, &base, sizeof base, &bytes, NULL, NULL) != 0)
+        base = sk;
+    f->base_socket = (uintptr_t)base;
     return 0;
 }
 
@@ -139,7 +186,7 @@ static int finish(struct coil__op *op, DWORD err, DWORD bytes) {
         SOCKET acc = iop->accepted;
         iop->accepted = INVALID_SOCKET;
         if (err) {
-            closesocket(acc);
+            if (acc != INVALID_SOCKET) closesocket(acc);
             return coil__win_errno(err);
         }
         /* Until then the new socket knows nothing of its listener:
@@ -163,11 +210,16 @@ static int finish(struct coil__op *op, DWORD err, DWORD bytes) {
         if (err) return coil__win_errno(err);
         setsockopt(sock_of(op), SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0);
         return 0;
+    case COIL__OP_RECV:
+    case COIL__OP_READ:
     case COIL__OP_RECVMSG:
-        /* A datagram larger than the buffer: Linux returns the truncated
-         * length (without MSG_TRUNC), and so do we. */
-        if (err && err != ERROR_MORE_DATA && err != WSAEMSGSIZE) return coil__win_errno(err);
-        if (op->u.msg.msg->msg_name) op->u.msg.msg->msg_namelen = (socklen_t)iop->fromlen;
+        /* A datagram larger than the buffer (ERROR_MORE_DATA is its packet's
+         * STATUS_BUFFER_OVERFLOW, WSAEMSGSIZE the inline failure): Linux's
+         * recv, read and recvfrom return the truncated length (without
+         * MSG_TRUNC) and drop the rest of the datagram, and so do we. */
+        if (err && err != ERROR_MORE_DATA && err != WSAEMSGSIZE) return coil__win_recv_errno(err);
+        if (op->opcode == COIL__OP_RECVMSG && op->u.msg.msg->msg_name)
+            op->u.msg.msg->msg_namelen = (socklen_t)iop->fromlen;
         return (int)bytes;
     default: return err ? coil__win_errno(err) : (int)bytes;
     }
@@ -213,7 +265,7 @@ static int start_connect(struct coil__op *op) {
     return SOCKET_ERROR;
 }
 
-static void dequeue(struct coil__sched *s, DWORD timeout_ms);
+static ULONG dequeue(struct coil__sched *s, DWORD timeout_ms);
 
 /* A datagram larger than the buffer was there already: WSARecvFrom fails at
  * once with WSAEMSGSIZE. Its status, STATUS_BUFFER_OVERFLOW, is a warning,
@@ -222,18 +274,17 @@ static void dequeue(struct coil__sched *s, DWORD timeout_ms);
  * queues none. Both are handled without guessing: a packet of an op that
  * finished inline is queued before the call returns, so the port is drained
  * now (other ops' packets complete them as usual) and ours, if there, is
- * recognised by its mark and dropped. */
+ * recognised by its mark and dropped. The port is drained until ours came or
+ * a batch comes back short (the port was empty then): a full batch of other
+ * packets, wake-ups say, proves nothing about ours. */
 #define SYNC_CHECK 0x5c5cu
 static int truncated_at_once(struct coil__sched *s, struct coil__op *op) {
     struct iocp_backend *b = s->backend_data;
     struct iocp_op *iop = iop_of(op);
     iop->pending = SYNC_CHECK;
     b->inflight++;
-    size_t before;
-    do {
-        before = b->inflight;
-        dequeue(s, 0);
-    } while (iop->pending == SYNC_CHECK && b->inflight < before);
+    while (iop->pending == SYNC_CHECK && dequeue(s, 0) == MAX_ENTRIES) {
+    }
     if (iop->pending == SYNC_CHECK) { /* no packet came: none will */
         iop->pending = 0;
         b->inflight--;
@@ -252,6 +303,7 @@ static int iocp_submit(struct coil__sched *s, struct coil__op *op) {
     struct iocp_op *iop = iop_of(op);
     memset(iop, 0, offsetof(struct iocp_op, addrs));
     iop->accepted = INVALID_SOCKET;
+    iop->base = (SOCKET)f->base_socket;
     DWORD bytes = 0;
     int r;
     switch (op->opcode) {
@@ -297,13 +349,22 @@ static int iocp_submit(struct coil__sched *s, struct coil__op *op) {
         }
     } else {
         DWORD e = (DWORD)WSAGetLastError();
-        if (e == WSAEMSGSIZE && op->opcode == COIL__OP_RECVMSG) {
+        /* Every receive, not only WSARecvFrom: a connected datagram socket's
+         * WSARecv (coil_recv, coil_read) fails the same way, and its packet,
+         * if Windows queues one, must not outlive this frame. */
+        if (e == WSAEMSGSIZE && (op->opcode == COIL__OP_RECV || op->opcode == COIL__OP_READ ||
+                                 op->opcode == COIL__OP_RECVMSG)) {
             op->res = truncated_at_once(s, op);
             return 1;
         }
+        /* Failed at once: finish maps it as it maps a packet's status (a
+         * receive after shutdown(SD_RECEIVE) is end of file) and closes
+         * AcceptEx's socket. */
         if (e != WSA_IO_PENDING) {
-            if (iop->accepted != INVALID_SOCKET) closesocket(iop->accepted);
-            return coil__win_errno(e);
+            int res = finish(op, e, 0);
+            if (res < 0) return res;
+            op->res = res; /* end of file: done, not pending */
+            return 1;
         }
     }
     iop->pending = POSTED;
@@ -316,7 +377,10 @@ static void iocp_cancel(struct coil__sched *s, struct coil__op *op) {
     /* ERROR_NOT_FOUND: it has completed and its packet is on the way;
      * ERROR_INVALID_HANDLE: the socket is closed, which cancelled it. Either
      * way the packet comes. */
-    CancelIoEx((HANDLE)sock_of(op), &iop_of(op)->ov);
+    struct iocp_op *iop = iop_of(op);
+    SOCKET sk = sock_of(op);
+    if (!CancelIoEx((HANDLE)sk, &iop->ov) && iop->base != sk)
+        CancelIoEx((HANDLE)iop->base, &iop->ov); /* see associate */
 }
 
 /* ---- reaping ------------------------------------------------------------- */
@@ -342,11 +406,14 @@ static void reap(struct coil__sched *s, const OVERLAPPED_ENTRY *e, ULONG n) {
     }
 }
 
-static void dequeue(struct coil__sched *s, DWORD timeout_ms) {
+/* Reaps one batch; returns its size (MAX_ENTRIES: there may be more). */
+static ULONG dequeue(struct coil__sched *s, DWORD timeout_ms) {
     struct iocp_backend *b = s->backend_data;
-    OVERLAPPED_ENTRY e[MAX_ENTRIES];
     ULONG n = 0;
-    if (GetQueuedCompletionStatusEx(b->port, e, MAX_ENTRIES, &n, timeout_ms, FALSE)) reap(s, e, n);
+    if (!GetQueuedCompletionStatusEx(b->port, b->entries, MAX_ENTRIES, &n, timeout_ms, FALSE))
+        return 0;
+    reap(s, b->entries, n);
+    return n;
 }
 
 static void iocp_poll(struct coil__sched *s) {

@@ -41,5 +41,7 @@ void coil__win_port_unregister(HANDLE port);
 size_t coil__page_size(void);
 /* A Winsock or Win32 error code as a negative errno (one table, src/win/errno.c). */
 int coil__win_errno(DWORD err);
+/* The same for a receive: 0 (end of file) where Linux's recv returns 0. */
+int coil__win_recv_errno(DWORD err);
 
 #endif /* COIL_WIN_COMPAT_H */

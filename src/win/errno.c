@@ -41,7 +41,13 @@ static const struct {
     {WSAENOBUFS, ENOBUFS},
     {WSAEISCONN, EISCONN},
     {WSAENOTCONN, ENOTCONN},
-    {WSAESHUTDOWN, EPIPE}, /* sending after shutdown(SD_SEND): Linux says EPIPE */
+    {WSAESHUTDOWN, EPIPE}, /* sending after shutdown(SD_SEND): Linux says EPIPE
+                            * (a receive after SD_RECEIVE: see below) */
+    /* The peer ended a message-oriented connection gracefully. Not a reset
+     * (ECONNRESET would say data may be lost): a send after it is Linux's
+     * send after the peer's shutdown, EPIPE, like ERROR_GRACEFUL_DISCONNECT,
+     * its NTSTATUS twin below; a receive sees end of file (see below). */
+    {WSAEDISCON, EPIPE},
     {WSAETIMEDOUT, ETIMEDOUT},
     {WSAECONNREFUSED, ECONNREFUSED},
     {WSAEHOSTDOWN, EHOSTUNREACH},
@@ -56,9 +62,17 @@ static const struct {
     {ERROR_INVALID_HANDLE, EBADF},
     {ERROR_NOT_ENOUGH_MEMORY, ENOMEM},
     {ERROR_OUTOFMEMORY, ENOMEM},
+    /* Out of nonpaged pool or of the process's quota for it, mostly: what
+     * Linux says when socket buffers run out. */
+    {ERROR_NO_SYSTEM_RESOURCES, ENOBUFS},
+    {ERROR_NOT_ENOUGH_QUOTA, ENOBUFS},
     {ERROR_INVALID_PARAMETER, EINVAL},
     {ERROR_NOT_SUPPORTED, ENOTSUP},
     {ERROR_OPERATION_ABORTED, ECANCELED},
+    /* STATUS_BUFFER_OVERFLOW: a datagram larger than the buffer. A receive
+     * never gets here (iocp.c's finish returns the truncated length, as
+     * Linux does); anything else that sees it was given too small a buffer. */
+    {ERROR_MORE_DATA, EMSGSIZE},
     {ERROR_NETNAME_DELETED, ECONNRESET},
     {ERROR_CONNECTION_REFUSED, ECONNREFUSED},
     {ERROR_CONNECTION_ABORTED, ECONNABORTED},
@@ -81,4 +95,17 @@ int coil__win_errno(DWORD code) {
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (table[i].code == code) return -table[i].err;
     return -EIO; /* unknown: an error still, never a count */
+}
+
+/* A receive's error: end of file (0) where Linux's recv returns 0, that is
+ * after shutdown(SHUT_RD) (WSAESHUTDOWN) and after the peer's graceful end of
+ * a message-oriented connection (WSAEDISCON, ERROR_GRACEFUL_DISCONNECT);
+ * anything else as the table says. */
+int coil__win_recv_errno(DWORD code) {
+    switch (code) {
+    case WSAESHUTDOWN:
+    case WSAEDISCON:
+    case ERROR_GRACEFUL_DISCONNECT: return 0;
+    default: return coil__win_errno(code);
+    }
 }

@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <limits.h>
+#include <mswsock.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,15 @@ static SOCKET sock(int fd) {
 static int wsa_error(void) {
     return coil__win_errno((DWORD)WSAGetLastError());
 }
+
+/* mingw-w64's mswsock.h has SIO_UDP_CONNRESET but not SIO_UDP_NETRESET (the
+ * values are Microsoft's, from the SDK's mstcpip.h). */
+#ifndef SIO_UDP_CONNRESET
+#define SIO_UDP_CONNRESET _WSAIOW(IOC_VENDOR, 12)
+#endif
+#ifndef SIO_UDP_NETRESET
+#define SIO_UDP_NETRESET _WSAIOW(IOC_VENDOR, 15)
+#endif
 
 /* coil_socket and friends are callable outside coil_run: Winsock must be
  * started by then. Started once and never cleaned up (the process's end
@@ -79,6 +89,20 @@ int coil_socket(int domain, int type, int protocol) {
     if (sk > INT_MAX) { /* never seen: handles are small; but an fd is an int */
         closesocket(sk);
         return -EMFILE;
+    }
+    if (type == SOCK_DGRAM) {
+        /* Windows reports an ICMP port unreachable (net unreachable: TTL
+         * expired) that answered an earlier sendto to the next receive on
+         * the socket, connected or not: WSAECONNRESET (WSAENETRESET). Linux
+         * reports them on connected datagram sockets only; an unconnected
+         * server socket would otherwise fail a recvfrom because some client
+         * went away. Both off; failures ignored (SIO_UDP_NETRESET is not on
+         * every Windows; under Wine the
+         * host is Linux, whose unconnected sockets never report them anyway). */
+        BOOL off = FALSE;
+        DWORD bytes;
+        WSAIoctl(sk, SIO_UDP_CONNRESET, &off, sizeof off, NULL, 0, &bytes, NULL, NULL);
+        WSAIoctl(sk, SIO_UDP_NETRESET, &off, sizeof off, NULL, 0, &bytes, NULL, NULL);
     }
     coil__fd_fresh((int)sk, type == SOCK_STREAM ? COIL__FD_STREAM : COIL__FD_SOCKET,
                    type == SOCK_STREAM);
@@ -177,6 +201,13 @@ int coil_connect_dl(int fd, const struct sockaddr *addr, socklen_t addrlen, int6
     int err = enter_io(&t, fd, NULL, 0);
     if (err) return err;
     if (!addr) return -EFAULT;
+    /* ConnectEx is for connection-oriented sockets only (Microsoft's
+     * documentation; Wine happens to accept a datagram socket). A datagram
+     * socket's connect only sets its default peer and never blocks: the plain
+     * call, its result mapped. */
+    int type, tlen = sizeof type;
+    if (getsockopt(sock(fd), SOL_SOCKET, SO_TYPE, (char *)&type, &tlen) != 0) return wsa_error();
+    if (type != SOCK_STREAM) return connect(sock(fd), addr, (int)addrlen) == 0 ? 0 : wsa_error();
     struct coil__op op = {.fd = fd, .opcode = COIL__OP_CONNECT, .deadline = deadline};
     op.u.connect.addr = addr;
     op.u.connect.addrlen = addrlen;

@@ -4,9 +4,19 @@
  * CTRL_C_EVENT into SIGINT on a thread of its own, Wine's msvcrt included).
  * The handler does what src/signal.c's does: bump a counter, and wake every
  * scheduler, here by posting a packet to each running scheduler's completion
- * port (PostQueuedCompletionStatus may be called from any thread). The ports
- * sit in a fixed array of slots taken with compare-and-swap, so the handler
- * takes no lock (raise() runs it on the thread that may hold one).
+ * port (PostQueuedCompletionStatus may be called from any thread).
+ *
+ * The ports sit in a fixed array under a slim reader/writer lock: the
+ * handler posts under the shared lock, and a scheduler's end takes its port
+ * out under the exclusive lock before it closes the handle. Without it the
+ * handler, on its own thread, could load a port just before iocp_fini closes
+ * it and post to a closed handle, or to whatever object got the number next.
+ * A lock is safe here: on Windows no handler interrupts a thread. A console
+ * Ctrl-C runs the C runtime's handler on a thread the console starts for it
+ * (an ordinary thread, which may wait); raise() runs it on the caller's
+ * thread, synchronously, and coil never raises while holding the lock (the
+ * lock is held only inside the three functions below, which call nothing
+ * that raises), so that thread cannot deadlock on itself either.
  */
 #include "internal.h"
 
@@ -18,24 +28,32 @@ int coil__signal_wake_fd = -1; /* not used on Windows: ports are woken instead *
 
 #define MAX_PORTS 256
 static HANDLE ports[MAX_PORTS];
+static SRWLOCK ports_lock = SRWLOCK_INIT;
 
 int coil__win_port_register(HANDLE port) {
+    int err = -EAGAIN; /* more schedulers than slots: signals would not wake this one */
+    AcquireSRWLockExclusive(&ports_lock);
     for (int i = 0; i < MAX_PORTS; i++) {
-        HANDLE empty = NULL;
-        if (__atomic_compare_exchange_n(&ports[i], &empty, port, false, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_RELAXED))
-            return 0;
+        if (!ports[i]) {
+            ports[i] = port;
+            err = 0;
+            break;
+        }
     }
-    return -EAGAIN; /* more schedulers than slots: signals would not wake this one */
+    ReleaseSRWLockExclusive(&ports_lock);
+    return err;
 }
 
+/* Once this returns, no handler posts to port: the caller may close it. */
 void coil__win_port_unregister(HANDLE port) {
+    AcquireSRWLockExclusive(&ports_lock);
     for (int i = 0; i < MAX_PORTS; i++) {
-        HANDLE mine = port;
-        if (__atomic_compare_exchange_n(&ports[i], &mine, NULL, false, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_RELAXED))
-            return;
+        if (ports[i] == port) {
+            ports[i] = NULL;
+            break;
+        }
     }
+    ReleaseSRWLockExclusive(&ports_lock);
 }
 
 int coil__signal_wake_init(void) {
@@ -43,10 +61,10 @@ int coil__signal_wake_init(void) {
 }
 
 void coil__signal_wake(void) {
-    for (int i = 0; i < MAX_PORTS; i++) {
-        HANDLE p = __atomic_load_n(&ports[i], __ATOMIC_ACQUIRE);
-        if (p) PostQueuedCompletionStatus(p, 0, 0, NULL);
-    }
+    AcquireSRWLockShared(&ports_lock);
+    for (int i = 0; i < MAX_PORTS; i++)
+        if (ports[i]) PostQueuedCompletionStatus(ports[i], 0, 0, NULL);
+    ReleaseSRWLockShared(&ports_lock);
 }
 
 static void on_shutdown(int sig) {

@@ -4,8 +4,32 @@
  * error Linux gives. */
 #include "win_test.h"
 
-/* The callee's frame holds the OVERLAPPED: a scribbled frame after the call
- * returned would show as corrupt canaries in the caller. */
+/* The OVERLAPPED lives in the frames of the call (run_io's op), below
+ * wait_in_call's: canaries in wait_in_call's own frame cannot see a late
+ * write there. So after the call returns, check_no_late_write is called from
+ * the same place: its frame covers the stack the call used (8 KiB, far more
+ * than the call's frames), painted with a pattern; it then lets the
+ * scheduler reap for a while and checks the pattern. A packet reaped after
+ * the call returned would have the kernel write its OVERLAPPED (Internal,
+ * InternalHigh) into the painted range, and reap would find its mark painted
+ * over and abort; a late data write would change the call's buffer, which is
+ * checked too. */
+#define PAINT_BYTES 8192
+static __attribute__((noinline)) void check_no_late_write(const char *buf, size_t len) {
+    volatile unsigned char paint[PAINT_BYTES];
+    for (size_t i = 0; i < PAINT_BYTES; i++)
+        paint[i] = (unsigned char)(0xa5 ^ i);
+    char copy[512];
+    memcpy(copy, buf, len);
+    for (int i = 0; i < 5; i++)
+        coil_sleep(5 * COIL_MSEC); /* reap rounds: the loop waits on the port */
+    size_t bad = 0;
+    for (size_t i = 0; i < PAINT_BYTES; i++)
+        bad += paint[i] != (unsigned char)(0xa5 ^ i);
+    EXPECT_EQ(bad, 0);
+    EXPECT_EQ(memcmp(copy, buf, len), 0);
+}
+
 struct waiter {
     int fd;
     int op; /* 0 recv, 1 accept, 2 recvfrom, 3 send (until the buffers fill) */
@@ -34,6 +58,7 @@ static void wait_in_call(void *arg) {
     }
     }
     w->took = coil_now() - t0;
+    check_no_late_write(buf, sizeof buf);
     EXPECT_EQ(canary_hi, 0x1122334455667788ull);
     EXPECT_EQ(canary_lo, 0x8877665544332211ull);
     w->done = true;
@@ -127,27 +152,42 @@ static void test_kill_while_blocked(void **state) {
 
 /* A kill that comes after the data: the call returns the data (nothing is
  * lost), the kill shows from the next call on. */
+struct late_victim {
+    int fd;
+    ssize_t result, next;
+    volatile char *buf; /* the pending receive's buffer, for the killer */
+};
+
 static void late_kill_victim(void *arg) {
-    struct waiter *w = arg;
-    char buf[16];
+    struct late_victim *w = arg;
+    char buf[16] = {0};
+    w->buf = buf;
     w->result = coil_recv(w->fd, buf, sizeof buf, 0);
-    w->took = coil_recv(w->fd, buf, sizeof buf, 0); /* the next call */
+    w->next = coil_recv(w->fd, buf, sizeof buf, 0); /* the next call */
+    w->buf = NULL;
 }
 
 static void late_kill_main(void *arg) {
     (void)arg;
     struct win_test_pair p;
     if (!EXPECT_EQ(win_test_pair(&p), 0)) return;
-    struct waiter w = {.fd = p.b};
+    struct late_victim w = {.fd = p.b};
     coil_id id = coil_spawn(late_kill_victim, &w, NULL);
     coil_sleep(20 * COIL_MSEC);
+    if (!EXPECT(w.buf != NULL)) return; /* parked in its first receive */
     EXPECT_EQ(coil_send(p.a, "data", 4, 0), 4);
-    /* Give the packet time to be queued, not reaped: no yield in between. */
-    Sleep(50);
+    /* Wait, without yielding (so nothing reaps), until the receive has
+     * completed in the kernel: its data is in the victim's buffer, and the
+     * packet is queued when the data has been copied. Not a guess at how
+     * long that takes: the buffer says when. */
+    int64_t give_up = coil_now() + 5 * COIL_SEC;
+    while (memcmp((const char *)w.buf, "data", 4) != 0 && coil_now() < give_up)
+        Sleep(1);
+    EXPECT_EQ(memcmp((const char *)w.buf, "data", 4), 0);
     EXPECT_EQ(coil_kill(id), 0);
     EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     EXPECT_EQ(w.result, 4);
-    EXPECT_EQ(w.took, -ECANCELED);
+    EXPECT_EQ(w.next, -ECANCELED);
     coil_close(p.a);
     coil_close(p.b);
 }

@@ -2,6 +2,8 @@
  * over loopback, with the exact errors Linux gives. */
 #include "win_test.h"
 
+#include <mswsock.h>
+
 static void check_backend(void *arg) {
     (void)arg;
     EXPECT(strcmp(coil_backend_name(), "iocp") == 0);
@@ -383,6 +385,65 @@ static void test_dial_and_listen_on(void **state) {
     COIL_RUN_CHECKED(dial_main, NULL);
 }
 
+/* A receive after shutdown(SD_RECEIVE) is end of file, 0, as Linux's recv
+ * after SHUT_RD (WSAESHUTDOWN was mapped to -EPIPE, a send's error). */
+static void shut_rd_main(void *arg) {
+    (void)arg;
+    struct win_test_pair p;
+    if (!EXPECT_EQ(win_test_pair(&p), 0)) return;
+    EXPECT_EQ(coil_shutdown(p.b, SD_RECEIVE), 0);
+    char buf[8];
+    EXPECT_EQ(coil_recv_dl(p.b, buf, sizeof buf, 0, coil_now() + COIL_SEC), 0);
+    EXPECT_EQ(coil_read_dl(p.b, buf, sizeof buf, coil_now() + COIL_SEC), 0);
+    /* A send after shutdown(SD_SEND) is still -EPIPE. */
+    EXPECT_EQ(coil_shutdown(p.a, SD_SEND), 0);
+    EXPECT_EQ(coil_send(p.a, "x", 1, 0), -EPIPE);
+    coil_close(p.a);
+    coil_close(p.b);
+}
+
+static void test_recv_after_shut_rd_is_eof(void **state) {
+    (void)state;
+    COIL_RUN_CHECKED(shut_rd_main, NULL);
+}
+
+/* The layered-provider checks of iocp.c's associate: under Wine every socket
+ * is IFS and its own base, so the skip-on-success path is the one taken, and
+ * an operation that succeeds at once (data already there) still returns its
+ * data. What a non-IFS provider does (a packet after an inline success) is
+ * real Windows with such an LSP installed only: not tested here. */
+static void lsp_main(void *arg) {
+    (void)arg;
+    struct win_test_pair p;
+    if (!EXPECT_EQ(win_test_pair(&p), 0)) return;
+    WSAPROTOCOL_INFOW info;
+    int len = sizeof info;
+    EXPECT_EQ(getsockopt((SOCKET)p.b, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &len), 0);
+    print_message("XP1_IFS_HANDLES %s\n", info.dwServiceFlags1 & XP1_IFS_HANDLES ? "set" : "clear");
+    SOCKET base = INVALID_SOCKET;
+    DWORD bytes;
+    int r = WSAIoctl((SOCKET)p.b, SIO_BASE_HANDLE, NULL, 0, &base, sizeof base, &bytes, NULL, NULL);
+    print_message("SIO_BASE_HANDLE %d: %s\n", r,
+                  r == 0 && base == (SOCKET)p.b ? "the socket itself" : "another socket or none");
+    for (int i = 0; i < 3; i++) {
+        EXPECT_EQ(coil_send(p.a, "abc", 3, 0), 3);
+        coil_sleep(10 * COIL_MSEC);
+        char buf[8];
+        EXPECT_EQ(coil_recv(p.b, buf, sizeof buf, 0), 3);
+        EXPECT_EQ(memcmp(buf, "abc", 3), 0);
+    }
+    /* A cancelled wait still ends (cancel asks the socket, then its base). */
+    char buf[8];
+    EXPECT_EQ(coil_recv_dl(p.b, buf, sizeof buf, 0, coil_now() + 50 * COIL_MSEC), -ETIMEDOUT);
+    coil_close(p.a);
+    coil_close(p.b);
+}
+
+static void test_layered_provider_checks(void **state) {
+    (void)state;
+    COIL_RUN_CHECKED(lsp_main, NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backend_is_iocp),
@@ -397,6 +458,8 @@ int main(void) {
         cmocka_unit_test(test_data_already_there),
         cmocka_unit_test(test_queued_accept),
         cmocka_unit_test(test_dial_and_listen_on),
+        cmocka_unit_test(test_recv_after_shut_rd_is_eof),
+        cmocka_unit_test(test_layered_provider_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

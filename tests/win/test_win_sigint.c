@@ -160,11 +160,52 @@ static void test_dump_on_signal(void **state) {
     free(err);
 }
 
+/* Every running scheduler's port must be in the signal table (or Ctrl-C
+ * would not wake it): with the table full, coil_run fails with -EAGAIN
+ * before main runs, and works again once a slot is free. The table is
+ * filled through its own functions (internal, linked from the static
+ * library). */
+int coil__win_port_register(HANDLE port);
+void coil__win_port_unregister(HANDLE port);
+
+static bool full_ran;
+static void full_main(void *arg) {
+    (void)arg;
+    full_ran = true;
+}
+
+static void test_port_table_full(void **state) {
+    (void)state;
+    enum { MAX = 1024 };
+    static HANDLE ports[MAX];
+    int n = 0;
+    for (; n < MAX; n++) {
+        ports[n] = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
+        assert_non_null(ports[n]);
+        if (coil__win_port_register(ports[n]) != 0) {
+            CloseHandle(ports[n]);
+            break;
+        }
+    }
+    print_message("signal table: %d slots\n", n);
+    assert_true(n > 0 && n < MAX);
+    full_ran = false;
+    assert_int_equal(coil_run(full_main, NULL), -EAGAIN);
+    assert_false(full_ran);
+    coil__win_port_unregister(ports[0]);
+    assert_int_equal(coil_run(full_main, NULL), 0);
+    assert_true(full_ran);
+    for (int i = 0; i < n; i++) {
+        coil__win_port_unregister(ports[i]);
+        CloseHandle(ports[i]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_raise_sigint),   cmocka_unit_test(test_run_after_shutdown),
         cmocka_unit_test(test_console_ctrl_c), cmocka_unit_test(test_run_after_shutdown),
-        cmocka_unit_test(test_dump_on_signal),
+        cmocka_unit_test(test_dump_on_signal), cmocka_unit_test(test_port_table_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
