@@ -67,16 +67,27 @@ void coil__signal_wake(void) {
     ReleaseSRWLockShared(&ports_lock);
 }
 
+static CRITICAL_SECTION lock;
+static int active_runs;
+
 static void on_shutdown(int sig) {
     int saved = errno;
+    /* The C runtime resets a handler to SIG_DFL before calling it: put it
+     * back first, and only while a coil_run is active. Done after the wake
+     * (as it once was), a console Ctrl-C's handler thread could put it back
+     * after coil_run had ended and given SIGINT back (seen under Wine in
+     * test_win_sigint): a later Ctrl-C would then be swallowed. The lock
+     * orders it with coil__shutdown_signals_release (the handler runs on an
+     * ordinary thread, or inside raise() on a thread that does not hold it;
+     * the section is recursive anyway). */
+    EnterCriticalSection(&lock);
+    if (active_runs > 0) signal(sig, on_shutdown);
+    LeaveCriticalSection(&lock);
     __atomic_add_fetch(&coil__shutdown_requests, 1, __ATOMIC_RELAXED);
     coil__signal_wake();
-    /* The C runtime resets a handler to SIG_DFL before calling it. */
-    signal(sig, on_shutdown);
     errno = saved;
 }
 
-static CRITICAL_SECTION lock;
 static INIT_ONCE lock_once = INIT_ONCE_STATIC_INIT;
 static BOOL CALLBACK lock_init(PINIT_ONCE once, PVOID param, PVOID *ctx) {
     (void)once;
@@ -86,7 +97,6 @@ static BOOL CALLBACK lock_init(PINIT_ONCE once, PVOID param, PVOID *ctx) {
     return TRUE;
 }
 
-static int active_runs;
 static bool caught[2];
 static const int shutdown_sigs[2] = {SIGINT, SIGTERM};
 
