@@ -878,9 +878,34 @@ static uintptr_t dyn_ptr(ElfW(Addr) p, ElfW(Addr) base) {
     return p < base ? p + base : p;
 }
 
+/* What a walk over the loaded objects carries. The view of the mappings is
+ * read at its first object, inside dl_iterate_phdr, that is under the
+ * loader's lock: no object joins or leaves the list meanwhile, so every
+ * listed object's pages are in the view, and an address cannot be unmapped
+ * and mapped again for another object between the view and the walk (a view
+ * read before the walk could call a page read-only that now belongs to an
+ * object the loader is still relocating: the likely cause of one failure of
+ * test_install_dlopen's race case under Valgrind, whose thread switches make
+ * such windows wide). A RELRO page goes only from
+ * writable to read-only while listed, so a stale "writable" errs safe. */
+struct walk {
+    int err;
+    bool viewed;
+};
+
+static bool walk_view(struct walk *w) {
+    if (!w->viewed) {
+        w->viewed = true;
+        w->err = regions_load();
+    }
+    return w->err == 0;
+}
+
 static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
-    int *errp = data;
+    struct walk *walk = data;
+    if (!walk_view(walk)) return 1;
+    int *errp = &walk->err;
     const char *name = info->dlpi_name ? info->dlpi_name : "";
     /* libc and the loader call each other internally; the vDSO has no GOT. */
     if (strstr(name, "linux-vdso") || strstr(name, "/ld-linux") || strstr(name, "/libc.so."))
@@ -942,9 +967,10 @@ int coil_install(void) {
     pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&install_lock);
     if (!page_size) page_size = (size_t)sysconf(_SC_PAGESIZE);
-    int err = regions_load();
-    if (!err) dl_iterate_phdr(patch_object, &err);
+    struct walk walk = {0};
+    dl_iterate_phdr(patch_object, &walk);
     regions_free();
+    int err = walk.err;
     if (!err) installed = true;
     pthread_mutex_unlock(&install_lock);
     errno = saved;
@@ -958,7 +984,7 @@ int coil_install(void) {
  * write into unmapped memory, or into whatever was mapped there since). */
 static int unpatch_object(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
-    (void)data;
+    if (!walk_view(data)) return 1;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD) continue;
@@ -982,7 +1008,8 @@ int coil_uninstall(void) {
     /* Without a view of the mappings nothing can be written safely: the
      * wrappers stay (they pass every call through once `installed` is
      * false). */
-    if (npatches && regions_load() == 0) dl_iterate_phdr(unpatch_object, NULL);
+    struct walk walk = {0};
+    if (npatches) dl_iterate_phdr(unpatch_object, &walk);
     regions_free();
     free(patches);
     patches = NULL;
