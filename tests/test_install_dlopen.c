@@ -39,6 +39,15 @@ static bool plugin_open(struct plugin *p) {
 
 static const char *const plugin_paths[] = {COIL_TEST_PLUGIN, COIL_TEST_PLUGIN_LAZY};
 
+/* A crash in a child must show as the signal it is: cmocka's handlers,
+ * inherited through fork, would turn it into a confusing exit code. */
+static void child_defaults(void) {
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    signal(SIGABRT, SIG_DFL);
+    signal(SIGILL, SIG_DFL);
+}
+
 static void child_run(void (*fn)(void *), void *arg, const char *what) {
     struct coil_test_child c;
     int limit_ms = coil_test_under_valgrind() ? 120000 : 20000;
@@ -93,6 +102,7 @@ static int read_parks(read_fn r) {
 
 static void diverted_child(void *arg) {
     const char *path = arg;
+    child_defaults();
     struct plugin pl;
     if (coil_install() != 0) _exit(10);
     if (!plugin_open_path(&pl, path)) _exit(11);
@@ -117,6 +127,7 @@ static void test_dlopened_plugin_diverted_by_next_install(void **state) {
 
 static void unloaded_child(void *arg) {
     const char *path = arg;
+    child_defaults();
     struct plugin pl;
     if (!plugin_open_path(&pl, path)) _exit(10);
     if (coil_install() != 0) _exit(11);
@@ -182,6 +193,7 @@ static void *loader_thread(void *arg) {
 
 static void race_child(void *arg) {
     (void)arg;
+    child_defaults();
     struct race r = {.rounds = coil_test_under_valgrind() ? 30 : 500};
     atomic_init(&r.stop, false);
     pthread_t th;
