@@ -433,8 +433,10 @@ struct coil__backend_ops {
     int (*init)(struct coil__sched *s);
     void (*fini)(struct coil__sched *s);
     /* Starts op (io_uring: queued, submitted in a batch by poll/wait). When
-     * the backend enforces op->deadline itself it sets op->has_timeout (none
-     * does at present: deadlines live in the scheduler's timer heap).
+     * the backend enforces op->deadline itself, or must not have it enforced
+     * (epoll: a regular file's read or write on the offload pool, which takes
+     * no deadline), it sets op->has_timeout; otherwise the scheduler's timer
+     * heap enforces it.
      * Returns 0 when op is in flight (its completion wakes the caller), 1
      * when it finished at once with its result in op->res (epoll: the first
      * try did not have to wait), or -errno (nothing started). */
