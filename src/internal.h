@@ -551,6 +551,8 @@ static inline bool coil__fd_is_socket(enum coil__fd_kind k) {
 /* fd is a number coil (or, after coil_install, the program) just got for a
  * new file: forget what the scheduler of this thread knew of the number. */
 void coil__fd_fresh(int fd, enum coil__fd_kind kind, bool tcp);
+/* Ends every op waiting on f with -EBADF (coil_close, and a reused number). */
+void coil__fd_cancel_ops(struct coil__sched *s, struct coil__fd *f);
 /* recvmsg(2)/sendmsg(2) as blocking calls (coil_install's wrappers). */
 ssize_t coil__recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
 ssize_t coil__sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);

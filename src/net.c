@@ -137,6 +137,33 @@ static void group_done(struct coil__op *op, int res) {
     if (--g->pending == 0) coil__wake(g->t, g->interrupt);
 }
 
+/* ---- the life of an fd's number (both platforms) ------------------------ */
+
+/* Every op still waiting on f ends with -EBADF (through its completion,
+ * which cancel brings about at once or later). */
+void coil__fd_cancel_ops(struct coil__sched *s, struct coil__fd *f) {
+    for (struct coil__op *op = f->ops; op; op = op->fd_next) {
+        if (op->interrupt || op->done) continue;
+        op->interrupt = -EBADF;
+        s->backend->cancel(s, op);
+    }
+}
+
+/* fd names a file just made (by coil, or by the program behind coil's back):
+ * forget what was known of the number. The old file was closed without
+ * coil_close, so its waiters end as coil_close would have ended them. */
+void coil__fd_fresh(int fd, enum coil__fd_kind kind, bool tcp) {
+    struct coil__sched *s = coil__sched_cur;
+    int err;
+    struct coil__fd *f = s ? coil__fd_get(s, fd, &err) : NULL;
+    if (!f) return;
+    coil__fd_cancel_ops(s, f);
+    s->backend->fd_closing(s, f);
+    coil__fd_reset(f);
+    f->kind = (uint8_t)kind;
+    f->tcp = tcp;
+}
+
 /* Everything below is POSIX (coil__wait_fds serves coil_install's poll and
  * select); on Windows the calls are in src/win/net.c, built on the
  * operations above. */
@@ -244,31 +271,6 @@ static int sys_result(int r) {
     return r < 0 ? -errno : r;
 }
 
-/* fd names a file just made by coil: forget what was known of the number. */
-/* Every op still waiting on f ends with -EBADF (through its completion,
- * which cancel brings about at once or later). */
-static void fd_cancel_ops(struct coil__sched *s, struct coil__fd *f) {
-    for (struct coil__op *op = f->ops; op; op = op->fd_next) {
-        if (op->interrupt || op->done) continue;
-        op->interrupt = -EBADF;
-        s->backend->cancel(s, op);
-    }
-}
-
-void coil__fd_fresh(int fd, enum coil__fd_kind kind, bool tcp) {
-    struct coil__sched *s = coil__sched_cur;
-    int err;
-    struct coil__fd *f = s ? coil__fd_get(s, fd, &err) : NULL;
-    if (!f) return;
-    /* The old file was closed with close(2): its waiters end as coil_close
-     * would have ended them. */
-    fd_cancel_ops(s, f);
-    s->backend->fd_closing(s, f);
-    coil__fd_reset(f);
-    f->kind = (uint8_t)kind;
-    f->tcp = tcp;
-}
-
 int coil_socket(int domain, int type, int protocol) {
     int saved = errno;
     int r = sys_result(socket(domain, type | SOCK_CLOEXEC, protocol));
@@ -312,7 +314,7 @@ int coil_close(int fd) {
          * SQE to the kernel before the number can be reused: a queued SQE
          * names the fd by number until it is submitted. */
         struct coil__fd *f = &s->fds.v[fd];
-        fd_cancel_ops(s, f);
+        coil__fd_cancel_ops(s, f);
         s->backend->fd_closing(s, f);
         s->backend->flush(s);
         coil__fd_reset(f);

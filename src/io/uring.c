@@ -401,7 +401,7 @@ static void ur_fd_closing(struct coil__sched *s, struct coil__fd *f) {
     struct uring *u = s->backend_data;
     struct acceptor *a = f->acceptor;
     if (!a) return;
-    f->acceptor = NULL; /* its waiters were cancelled before (fd_cancel_ops) */
+    f->acceptor = NULL; /* its waiters were cancelled before (coil__fd_cancel_ops) */
     while (a->qlen)
         close(queue_pop(a));
     a->closed = true;

@@ -56,30 +56,6 @@ static int check_socket(int fd) {
 
 /* ---- fd life ------------------------------------------------------------ */
 
-/* Every op still waiting on f ends with -EBADF (through its completion,
- * which cancel brings about). */
-static void fd_cancel_ops(struct coil__sched *s, struct coil__fd *f) {
-    for (struct coil__op *op = f->ops; op; op = op->fd_next) {
-        if (op->interrupt || op->done) continue;
-        op->interrupt = -EBADF;
-        s->backend->cancel(s, op);
-    }
-}
-
-void coil__fd_fresh(int fd, enum coil__fd_kind kind, bool tcp) {
-    struct coil__sched *s = coil__sched_cur;
-    int err;
-    struct coil__fd *f = s ? coil__fd_get(s, fd, &err) : NULL;
-    if (!f) return;
-    /* The number named a socket closed behind coil's back: its waiters end
-     * as coil_close would have ended them. */
-    fd_cancel_ops(s, f);
-    s->backend->fd_closing(s, f);
-    coil__fd_reset(f);
-    f->kind = (uint8_t)kind;
-    f->tcp = tcp;
-}
-
 int coil_socket(int domain, int type, int protocol) {
     int err = startup();
     if (err) return err;
@@ -129,7 +105,7 @@ int coil_close(int fd) {
          * find their op by OVERLAPPED pointer, never by socket, so nothing
          * of this socket can reach a later one with the same number. */
         struct coil__fd *f = &s->fds.v[fd];
-        fd_cancel_ops(s, f);
+        coil__fd_cancel_ops(s, f);
         s->backend->fd_closing(s, f);
         s->backend->flush(s);
         coil__fd_reset(f);
