@@ -228,6 +228,21 @@ static inline void coil_test_child_describe(const struct coil_test_child *c) {
     print_message("child stderr:\n%s\n", c->err ? c->err : "");
 }
 
+/* Runs fn(arg) in a child that must exit with 0 within limit_ms; otherwise
+ * the case fails with `what` (and says whether the child hung and was
+ * killed after the limit). */
+static inline void coil_test_child_run(void (*fn)(void *), void *arg, int limit_ms,
+                                       const char *what) {
+    struct coil_test_child c;
+    coil_test_fork_run(&c, fn, arg, limit_ms);
+    if (!coil_test_child_exited(&c, 0)) {
+        coil_test_child_describe(&c);
+        bool hung = coil_test_child_signaled(&c, SIGKILL);
+        coil_test_child_free(&c);
+        fail_msg("%s%s", what, hung ? " (the child hung: killed after the time limit)" : "");
+    }
+    coil_test_child_free(&c);
+}
 #endif /* !_WIN32 */
 
 /* ---- this process's stderr, captured ------------------------------------ */

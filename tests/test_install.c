@@ -2127,16 +2127,7 @@ static void test_blocking_send_is_complete(void **state) {
 /* Runs fn in a child that must exit with 0 within a few seconds (its work
  * takes well under one); one that hangs is killed (signal 9). */
 static void child_run(void (*fn)(void *), void *arg, const char *what) {
-    struct coil_test_child c;
-    int limit_ms = coil_test_under_valgrind() ? 60000 : 8000;
-    coil_test_fork_run(&c, fn, arg, limit_ms);
-    if (!coil_test_child_exited(&c, 0)) {
-        coil_test_child_describe(&c);
-        bool hung = coil_test_child_signaled(&c, SIGKILL);
-        coil_test_child_free(&c);
-        fail_msg("%s%s", what, hung ? " (the child hung: killed after the time limit)" : "");
-    }
-    coil_test_child_free(&c);
+    coil_test_child_run(fn, arg, coil_test_under_valgrind() ? 60000 : 8000, what);
 }
 
 static int child_result(int rc) {

@@ -49,16 +49,7 @@ static void child_defaults(void) {
 }
 
 static void child_run(void (*fn)(void *), void *arg, const char *what) {
-    struct coil_test_child c;
-    int limit_ms = coil_test_under_valgrind() ? 120000 : 20000;
-    coil_test_fork_run(&c, fn, arg, limit_ms);
-    if (!coil_test_child_exited(&c, 0)) {
-        coil_test_child_describe(&c);
-        bool hung = coil_test_child_signaled(&c, SIGKILL);
-        coil_test_child_free(&c);
-        fail_msg("%s%s", what, hung ? " (the child hung: killed after the time limit)" : "");
-    }
-    coil_test_child_free(&c);
+    coil_test_child_run(fn, arg, coil_test_under_valgrind() ? 120000 : 20000, what);
 }
 
 /* ---- a plugin loaded after coil_install is diverted by the next one ------------- */
