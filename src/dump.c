@@ -43,6 +43,7 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
     int n = 0;
     fprintf(out, "coil: %zu tasklet%s (backend %s, %zu runnable, %zu timers)\n", s->nlive,
             s->nlive == 1 ? "" : "s", s->backend->name, s->runq.len, s->timers.armed);
+    if (s->backend->describe) s->backend->describe(s, out);
     for (const struct coil__tasklet *t = s->all_head; t; t = t->all_next, n++) {
         fprintf(out, "  tasklet %lld \"%s\": %s", (long long)t->id, t->name, state_name(t));
         if (t->state == COIL__WAITING) {

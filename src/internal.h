@@ -457,6 +457,9 @@ struct coil__backend_ops {
      * fd from coil_socket/coil_accept): drop what the backend keeps for the
      * old one. Ops on it have been cancelled already. */
     void (*fd_closing)(struct coil__sched *s, struct coil__fd *f);
+    /* Optional: one line or more of the backend's state for coil_dump, each
+     * starting with two spaces. */
+    void (*describe)(const struct coil__sched *s, FILE *out);
 };
 
 /* Called by a backend when op has finished with res (-errno or a count):

@@ -1,0 +1,305 @@
+/* Batched waits (io_uring, see ur_wait in src/io/uring.c): under load a
+ * blocking wait asks the kernel for several completions at once, holding
+ * none back longer than COIL_BATCH_WAIT_US once one has come; when they come
+ * one at a time the ask falls back to one. What the backend asks for is read
+ * from coil_dump's backend line ("io_uring: a wait asks for N completions").
+ *  - 64 TCP pairs ping-pong checksummed 512-byte messages in one scheduler:
+ *    every byte arrives intact, and the ask grows above one meanwhile;
+ *  - then, while the 64 servers wait in a receive each (so that the ask is
+ *    not capped by what is in flight), one token goes back and forth 200
+ *    times over another pair with a 20 ms batch wait: the ask falls back,
+ *    so the 200 trips take far less than the 4 s they would if each were
+ *    held back the full 20 ms;
+ *  - a sleep while 64 receives wait in the kernel ends at its deadline;
+ *  - COIL_BATCH_WAIT_US=0 turns batching off; a value that is not a number
+ *    of microseconds up to 1 s is ignored (the default, 50 us, holds).
+ * On epoll there is no such line and only the data and timing checks run;
+ * under Valgrind, or before Linux 6.12, the line says why waits are not
+ * batched. */
+#include "coil_test.h"
+
+#define PAIRS  64
+#define MSG    512
+#define TRIPS  200
+#define HOLDUS 20000 /* the batch wait of the lone-token part: 20 ms */
+
+static int rounds(void) {
+    return (int)coil_test_scaled(300, 20);
+}
+
+/* The backend's line of a dump, or "" on a backend that has none. */
+static void backend_line(char *line, size_t cap) {
+    char *text = NULL;
+    size_t len = 0;
+    line[0] = '\0';
+    FILE *f = open_memstream(&text, &len);
+    if (!EXPECT(f != NULL)) return;
+    EXPECT(coil_dump(f) >= 1);
+    fclose(f);
+    if (!coil_test_find_line(text, "io_uring:", line, cap)) line[0] = '\0';
+    free(text);
+}
+
+/* The current ask, 0 when waits are not batched (or not io_uring). */
+static unsigned current_ask(void) {
+    char line[256];
+    backend_line(line, sizeof line);
+    const char *p = strstr(line, "asks for ");
+    unsigned n = 0;
+    if (p && sscanf(p, "asks for %u", &n) == 1) return n;
+    return 0;
+}
+
+static bool batching_expected(void) {
+    return strcmp(coil_backend_name(), "io_uring") == 0 && !coil_test_under_valgrind();
+}
+
+/* ---- the load ------------------------------------------------------------ */
+
+struct pair {
+    int c, s; /* client and server ends */
+    int idx;
+    bool ok;
+};
+
+struct load {
+    struct pair p[PAIRS];
+    unsigned ask_max; /* the largest ask seen during the load */
+    int64_t sleep_ms; /* how long the 30 ms sleep took */
+    int64_t trips_ms; /* how long the lone token's trips took */
+    unsigned ask_before, ask_after;
+    bool trips_ok;
+    bool servers_stay; /* the servers wait for one more message after the load */
+};
+
+static struct load *L;
+
+static void server(void *arg) {
+    struct pair *p = arg;
+    char buf[MSG];
+    int n = rounds() + (L->servers_stay ? 1 : 0);
+    for (int r = 0; r < n; r++) {
+        ssize_t got = coil_test_recv_all(p->s, buf, MSG, coil_test_in(60 * COIL_SEC), NULL);
+        if (got == 0 && r == rounds()) return; /* the client closed: the end */
+        if (!EXPECT_EQ(got, MSG)) return;
+        if (!EXPECT_EQ(coil_sendall(p->s, buf, MSG, 0, coil_test_in(60 * COIL_SEC)), MSG)) return;
+    }
+}
+
+static void client(void *arg) {
+    struct pair *p = arg;
+    char out[MSG], in[MSG];
+    for (int r = 0; r < rounds(); r++) {
+        coil_test_pattern_fill(out, MSG, (uint64_t)p->idx, (uint64_t)r * MSG);
+        if (!EXPECT_EQ(coil_sendall(p->c, out, MSG, 0, coil_test_in(60 * COIL_SEC)), MSG)) return;
+        if (!EXPECT_EQ(coil_test_recv_all(p->c, in, MSG, coil_test_in(60 * COIL_SEC), NULL), MSG))
+            return;
+        if (!EXPECT_EQ(coil_test_pattern_check(in, MSG, (uint64_t)p->idx, (uint64_t)r * MSG), MSG))
+            return;
+        if (p->idx == 0) { /* mid-load: what does a wait ask for now? */
+            unsigned a = current_ask();
+            if (a > L->ask_max) L->ask_max = a;
+        }
+    }
+    p->ok = true;
+}
+
+static bool make_pairs(struct load *l) {
+    for (int i = 0; i < PAIRS; i++) {
+        l->p[i].idx = i;
+        if (!EXPECT_EQ(coil_test_raw_tcp_pair(AF_INET, &l->p[i].c, &l->p[i].s), 0)) return false;
+    }
+    return true;
+}
+
+/* Closes the client ends (each server sees the end of its stream), joins
+ * the servers, closes their ends. */
+static void end_pairs(struct load *l, const coil_id *servers) {
+    for (int i = 0; i < PAIRS; i++)
+        coil_close(l->p[i].c);
+    for (int i = 0; i < PAIRS; i++) {
+        EXPECT_EQ(coil_join(servers[i], COIL_FOREVER), 0);
+        coil_close(l->p[i].s);
+    }
+}
+
+static void run_load(struct load *l, coil_id *servers) {
+    coil_id clients[PAIRS];
+    for (int i = 0; i < PAIRS; i++) {
+        servers[i] = coil_spawn(server, &l->p[i], NULL);
+        clients[i] = coil_spawn(client, &l->p[i], NULL);
+        EXPECT(servers[i] > 0 && clients[i] > 0);
+    }
+    for (int i = 0; i < PAIRS; i++)
+        EXPECT_EQ(coil_join(clients[i], COIL_FOREVER), 0);
+}
+
+/* ---- 1. under load, the ask grows; every byte arrives --------------------------- */
+
+static void load_main(void *arg) {
+    struct load *l = arg;
+    L = l;
+    if (!make_pairs(l)) return;
+    coil_id servers[PAIRS];
+    run_load(l, servers);
+    end_pairs(l, servers);
+}
+
+static void test_ask_grows_under_load(void **state) {
+    (void)state;
+    struct load l;
+    memset(&l, 0, sizeof l);
+    COIL_RUN_CHECKED(load_main, &l);
+    for (int i = 0; i < PAIRS; i++)
+        assert_true(l.p[i].ok);
+    print_message("%s: the largest ask during the load: %u\n", coil_backend_name(), l.ask_max);
+    if (batching_expected() && l.ask_max == 0) {
+        /* Not batched here: a kernel before 6.12. Say so; nothing to check. */
+        print_message("waits are not batched on this kernel\n");
+        return;
+    }
+    if (batching_expected()) assert_true(l.ask_max >= 2);
+}
+
+/* ---- 2. one completion at a time: the ask falls back --------------------------- */
+
+static void token_b(void *arg) {
+    struct pair *p = arg;
+    char t;
+    for (int i = 0; i < TRIPS; i++) {
+        if (!EXPECT_EQ(coil_recv(p->s, &t, 1, 0), 1)) return;
+        t++;
+        if (!EXPECT_EQ(coil_send(p->s, &t, 1, 0), 1)) return;
+    }
+}
+
+static void lone_main(void *arg) {
+    struct load *l = arg;
+    L = l;
+    l->servers_stay = true;
+    if (!make_pairs(l)) return;
+    coil_id servers[PAIRS];
+    run_load(l, servers); /* the servers now wait in one more receive each */
+    int c, s;
+    if (!EXPECT_EQ(coil_test_raw_tcp_pair(AF_INET, &c, &s), 0)) return;
+    struct pair tp = {.c = c, .s = s};
+    l->ask_before = current_ask();
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    coil_id b = coil_spawn(token_b, &tp, NULL);
+    char t = 0;
+    bool ok = true;
+    for (int i = 0; i < TRIPS && ok; i++) {
+        ok = EXPECT_EQ(coil_send(c, &t, 1, 0), 1) && EXPECT_EQ(coil_recv(c, &t, 1, 0), 1) &&
+             EXPECT_EQ((unsigned char)t, (unsigned char)(i + 1));
+    }
+    l->trips_ms = coil_test_ms_since(&t0);
+    l->trips_ok = ok;
+    l->ask_after = current_ask();
+    EXPECT_EQ(coil_join(b, COIL_FOREVER), 0);
+    coil_close(c);
+    coil_close(s);
+    end_pairs(l, servers);
+}
+
+static void test_lone_completions_are_not_held(void **state) {
+    (void)state;
+    struct load l;
+    memset(&l, 0, sizeof l);
+    char hold[32];
+    snprintf(hold, sizeof hold, "%d", HOLDUS);
+    setenv("COIL_BATCH_WAIT_US", hold, 1);
+    COIL_RUN_CHECKED(lone_main, &l);
+    unsetenv("COIL_BATCH_WAIT_US");
+    print_message("%s: ask %u before %d trips of a lone token, %u after; they took %lld ms\n",
+                  coil_backend_name(), l.ask_before, TRIPS, l.ask_after, (long long)l.trips_ms);
+    assert_true(l.trips_ok);
+    /* Held back every time, the trips would take TRIPS x 20 ms = 4 s. */
+    assert_true(l.trips_ms < (int64_t)TRIPS * HOLDUS / 1000 / 2);
+    /* A trip brings the other side's receive and this side's send (or the
+     * reverse) together: the ask settles at two at most. */
+    if (batching_expected() && l.ask_after) assert_true(l.ask_after <= 2);
+}
+
+/* ---- 3. a sleep while receives wait in the kernel ------------------------------- */
+
+static void sleep_main(void *arg) {
+    struct load *l = arg;
+    L = l;
+    l->servers_stay = true;
+    if (!make_pairs(l)) return;
+    coil_id servers[PAIRS];
+    run_load(l, servers); /* the servers now wait in one more receive each */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    EXPECT_EQ(coil_sleep(30 * COIL_MSEC), 0);
+    l->sleep_ms = coil_test_ms_since(&t0);
+    end_pairs(l, servers);
+}
+
+static void test_sleep_with_receives_in_flight(void **state) {
+    (void)state;
+    struct load l;
+    memset(&l, 0, sizeof l);
+    COIL_RUN_CHECKED(sleep_main, &l);
+    print_message("a 30 ms sleep with %d receives in flight took %lld ms\n", PAIRS,
+                  (long long)l.sleep_ms);
+    assert_true(l.sleep_ms >= 30);
+    assert_true(l.sleep_ms < 30 + 1000 * coil_test_slack() / COIL_SEC);
+}
+
+/* ---- 4. COIL_BATCH_WAIT_US --------------------------------------------------------- */
+
+static char line_seen[256];
+
+static void line_main(void *arg) {
+    (void)arg;
+    backend_line(line_seen, sizeof line_seen);
+}
+
+static const char *line_with(const char *value) {
+    if (value)
+        setenv("COIL_BATCH_WAIT_US", value, 1);
+    else
+        unsetenv("COIL_BATCH_WAIT_US");
+    COIL_RUN_CHECKED(line_main, NULL);
+    unsetenv("COIL_BATCH_WAIT_US");
+    print_message("COIL_BATCH_WAIT_US=%s: \"%s\"\n", value ? value : "(unset)", line_seen);
+    return line_seen;
+}
+
+static void test_batch_wait_setting(void **state) {
+    (void)state;
+    if (strcmp(coil_backend_name(), "io_uring") != 0) {
+        assert_string_equal(line_with("0"), ""); /* epoll: no such line */
+        return;
+    }
+    if (coil_test_under_valgrind()) {
+        assert_non_null(strstr(line_with(NULL), "not batched (under Valgrind)"));
+        return;
+    }
+    const char *dflt = line_with(NULL);
+    if (strstr(dflt, "Linux < 6.12")) {
+        print_message("waits are not batched on this kernel\n");
+        return;
+    }
+    assert_non_null(
+        strstr(dflt, "a wait asks for 1 completion (at most 64), none held back over 50 us"));
+    assert_non_null(strstr(line_with("0"), "not batched (COIL_BATCH_WAIT_US=0)"));
+    assert_non_null(strstr(line_with("200"), "over 200 us"));
+    assert_non_null(strstr(line_with("1000000"), "over 1000000 us"));
+    assert_non_null(strstr(line_with("1000001"), "over 50 us")); /* over 1 s: ignored */
+    assert_non_null(strstr(line_with("abc"), "over 50 us"));
+    assert_non_null(strstr(line_with("12x"), "over 50 us"));
+    assert_non_null(strstr(line_with(""), "over 50 us"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ask_grows_under_load),
+        cmocka_unit_test(test_lone_completions_are_not_held),
+        cmocka_unit_test(test_sleep_with_receives_in_flight),
+        cmocka_unit_test(test_batch_wait_setting),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
