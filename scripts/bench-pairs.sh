@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Compares echo servers on a noisy machine: many short rounds, every server once
+# per round (A B C A B C ...), and for each server the median over rounds of its
+# CPU time per message divided by the first server's in the same round. A slow
+# spell of the machine then moves a whole round, not one server's figure. Uses
+# the peers and the load generator that ../shared/bench/compare builds in
+# /tmp/coil-anchors (run `compare echo` once first).
+#
+#   scripts/bench-pairs.sh CONNS ROUNDS SECONDS -- NAME 'ENV=... CMD ... {PORT}' NAME '...' ...
+#
+# e.g. the batched waits of the io_uring backend against no batching and the peers:
+#   scripts/bench-pairs.sh 100 10 2 -- batched 'X=1 build/examples/coil-echo --port {PORT}' \
+#     unbatched 'COIL_BATCH_WAIT_US=0 build/examples/coil-echo --port {PORT}' \
+#     liburing 'X=1 /tmp/coil-anchors/echo_uring {PORT}' epoll 'X=1 /tmp/coil-anchors/echo_epoll {PORT}'
+# (each command starts with an environment assignment, X=1 when none is needed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 6 ] && [ "$4" = -- ] || {
+  echo "usage: $0 CONNS ROUNDS SECONDS -- NAME 'CMD {PORT}' ..." >&2
+  exit 2
+}
+conns=$1 rounds=$2 secs=$3
+shift 4
+load=/tmp/coil-anchors/echo_load
+[ -x "$load" ] || { echo "$load missing: run ../shared/bench/compare echo once" >&2; exit 2; }
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for r in $(seq "$rounds"); do
+  args=("$@")
+  for ((j = 0; j < ${#args[@]}; j += 2)); do
+    name=${args[j]} cmd=${args[j + 1]}
+    port=$((20000 + RANDOM % 10000))
+    # shellcheck disable=SC2086 # the command is split into words on purpose
+    env ${cmd//\{PORT\}/$port} >/dev/null 2>&1 &
+    pid=$!
+    sleep 0.3
+    line=$("$load" 127.0.0.1 "$port" "$conns" 512 "$secs" "$pid" 2>&1 | tail -1)
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    cpu=$(echo "$line" | sed -n 's/.*server_cpu_us_per_msg=\([0-9.]*\).*/\1/p')
+    rate=$(echo "$line" | sed -n 's/.*msgs_per_s=\([0-9]*\).*/\1/p')
+    echo "$r $name ${cpu:-nan} ${rate:-0}" >>"$out"
+  done
+done
+echo "echo, $conns connections, 512 bytes, $rounds rounds of $secs s; ratios to ${1}'s CPU per message in the same round"
+awk -v first="$1" '
+  { cpu[$1, $2] = $3; rate[$1, $2] = $4; if (!($2 in seen)) { seen[$2] = 1; names[++n] = $2 } rounds[$1] = 1 }
+  function median(a, k,   i, j, t) {
+    for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+  }
+  END {
+    printf "%-12s %12s %12s %14s  %s\n", "server", "cpu_us/msg", "msg/s", "cpu / " first, "per round"
+    for (i = 1; i <= n; i++) {
+      k = 0; list = ""
+      for (r in rounds) { k++; c[k] = cpu[r, names[i]]; m[k] = rate[r, names[i]]; q[k] = cpu[r, names[i]] / cpu[r, first]; list = list sprintf(" %.2f", q[k]) }
+      printf "%-12s %12.2f %12d %14.3f  %s\n", names[i], median(c, k), median(m, k), median(q, k), list
+    }
+  }' "$out"
