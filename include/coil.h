@@ -112,7 +112,11 @@ typedef struct coil_spawn_opts {
  * returned). The environment variable COIL_BACKEND=io_uring or =epoll forces
  * one: -EINVAL for another value, and the setup's error (-EPERM, ...) if the
  * forced one cannot be set up; both are also said on stderr. On Windows the
- * backend is I/O completion ports ("iocp"), the only one there. */
+ * backend is I/O completion ports ("iocp"), the only one there.
+ * On io_uring (Linux 6.12 and later) a loaded scheduler waits for several
+ * completions at once, holding none back longer than COIL_BATCH_WAIT_US
+ * microseconds (default 50; 0 turns batching off; a value that is not a
+ * number up to 1000000 is ignored); a lone request/response is never held. */
 COIL_API int coil_run(coil_fn main, void *arg);
 
 /* Creates a tasklet that will run fn(arg); it is runnable at once and starts
