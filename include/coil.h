@@ -170,8 +170,9 @@ COIL_API int64_t coil_now(void);
 /* Writes every tasklet of the calling thread's scheduler to out: id, name,
  * state, what it waits on (channel and direction, sleep, join, choose) and
  * for how long; after the first line, the backend may add lines of its own
- * state (io_uring: how many completions a blocking wait asks for). Returns the number of tasklets listed; -EINVAL for a NULL
- * out; -EPERM when this thread runs no scheduler. */
+ * state (io_uring: how many completions a blocking wait asks for).
+ * Returns the number of tasklets listed; -EINVAL for a NULL out; -EPERM when
+ * this thread runs no scheduler. */
 COIL_API int coil_dump(FILE *out);
 
 /* Asks for a dump to stderr whenever signal signo arrives (SIGQUIT is the
