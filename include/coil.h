@@ -114,9 +114,11 @@ typedef struct coil_spawn_opts {
  * forced one cannot be set up; both are also said on stderr. On Windows the
  * backend is I/O completion ports ("iocp"), the only one there.
  * On io_uring (Linux 6.12 and later) a loaded scheduler waits for several
- * completions at once, holding none back longer than COIL_BATCH_WAIT_US
- * microseconds (default 50; 0 turns batching off; a value that is not a
- * number up to 1000000 is ignored); a lone request/response is never held. */
+ * completions at once, holding none (nor an offload result or a wake-up from
+ * another thread) back longer than COIL_BATCH_WAIT_US microseconds (default
+ * 50; 0 turns batching off; anything but digits up to 1000000 is ignored).
+ * Timers are never delayed by it; a lone request/response is held at most
+ * once, as load stops. */
 COIL_API int coil_run(coil_fn main, void *arg);
 
 /* Creates a tasklet that will run fn(arg); it is runnable at once and starts

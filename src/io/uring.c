@@ -114,7 +114,7 @@ static int ur_init(struct coil__sched *s) {
     u->batch = 1;
     u->batch_wait_us = BATCH_WAIT_US;
     const char *bw = getenv("COIL_BATCH_WAIT_US");
-    if (bw && *bw) {
+    if (bw && *bw >= '0' && *bw <= '9') { /* digits only: no sign, no space */
         char *end;
         unsigned long v = strtoul(bw, &end, 10);
         if (*end == '\0' && v <= 1000000) u->batch_wait_us = (unsigned)v;
@@ -674,14 +674,29 @@ static unsigned flush_sq(struct uring *u) {
     return tail - io_uring_smp_load_acquire(sq->khead);
 }
 
+/* io_uring_getevents_arg as of Linux 6.12. liburing 2.3's copy calls the
+ * third field "pad", later ones "min_wait_usec": a struct of our own
+ * compiles against both. */
+struct getevents_arg {
+    uint64_t sigmask;
+    uint32_t sigmask_sz;
+    uint32_t min_wait_usec;
+    uint64_t ts;
+};
+_Static_assert(sizeof(struct getevents_arg) == sizeof(struct io_uring_getevents_arg),
+               "the kernel's io_uring_getevents_arg layout");
+
 /* Submits what is queued and waits until want completions are posted, or
- * BATCH_WAIT_US have passed and at least one is, or the deadline (ts, may
- * be NULL) passes (IORING_FEAT_MIN_TIMEOUT, 6.12). */
-static int enter_min_wait(struct uring *u, unsigned want, struct __kernel_timespec *ts) {
-    struct io_uring_getevents_arg arg = {
+ * min_us have passed and at least one is, or the deadline (ts, may be NULL)
+ * passes (IORING_FEAT_MIN_TIMEOUT, 6.12). The kernel looks at the deadline
+ * only after the minimum wait: min_us must not exceed it (see ur_wait). With
+ * no deadline, the call also ends after min_us when nothing came (-ETIME). */
+static int enter_min_wait(struct uring *u, unsigned want, unsigned min_us,
+                          struct __kernel_timespec *ts) {
+    struct getevents_arg arg = {
         .sigmask = 0,
-        .sigmask_sz = _NSIG / 8,
-        .pad = u->batch_wait_us, /* min_wait_usec since 6.12 */
+        .sigmask_sz = _NSIG / 8, /* read only with a sigmask; liburing passes the same */
+        .min_wait_usec = min_us,
         .ts = (uint64_t)(uintptr_t)ts,
     };
     unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
@@ -702,8 +717,9 @@ static int enter_min_wait(struct uring *u, unsigned want, struct __kernel_timesp
  * for adapts, as network cards moderate their interrupts: one more while
  * more completions come than were asked for, and what came when the minimum
  * wait ran out first. A lone ping-pong client never brings more than one at
- * a time, so the ask stays at one and nothing is held back; under load it
- * settles near what arrives in batch_wait_us. A completion held back delays
+ * a time, so the ask stays low and nothing is held back (but the first wait
+ * after load stops, once); under load it settles near what arrives in
+ * batch_wait_us. A completion held back delays
  * only its own tasklet (by at most batch_wait_us): data a send completed is
  * already on its way. Kernels without the feature, Valgrind, and
  * COIL_BATCH_WAIT_US=0 wait for one completion as before.
@@ -746,14 +762,23 @@ static int ur_wait(struct coil__sched *s, int64_t deadline) {
         tsp = &ts;
     }
     unsigned want = u->batch < u->inflight ? u->batch : (unsigned)u->inflight;
-    if (!u->min_wait || want <= 1) {
+    /* The minimum wait never runs past the next timer: the kernel would wake
+     * at the end of the minimum wait, not at the deadline (a 1 ms sleep would
+     * take the whole minimum wait). A deadline under 1 us away gets a plain
+     * wait. */
+    unsigned min_us = u->batch_wait_us;
+    if (deadline >= 0) {
+        int64_t rel_us = ((int64_t)ts.tv_sec * COIL_SEC + ts.tv_nsec) / 1000;
+        if (rel_us < (int64_t)min_us) min_us = (unsigned)rel_us;
+    }
+    if (!u->min_wait || want <= 1 || min_us == 0) {
         int r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
         if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) return r;
         unsigned got = reap_count(s, u);
         if (u->min_wait) adapt_batch(u, 1, got);
         return 0;
     }
-    int r = enter_min_wait(u, want, tsp);
+    int r = enter_min_wait(u, want, min_us, tsp);
     if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) return r;
     adapt_batch(u, want, reap_count(s, u));
     return 0;
