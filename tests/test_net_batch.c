@@ -152,6 +152,16 @@ static void run_load(struct load *l, coil_id *servers) {
         EXPECT_EQ(coil_join(clients[i], COIL_FOREVER), 0);
 }
 
+/* Runs the load, after which the servers wait in one more receive each:
+ * receives in flight, and an ask still high. */
+static bool load_then_wait(struct load *l, coil_id *servers) {
+    L = l;
+    l->servers_stay = true;
+    if (!make_pairs(l)) return false;
+    run_load(l, servers);
+    return true;
+}
+
 /* ---- 1. under load, the ask grows; every byte arrives --------------------------- */
 
 static void load_main(void *arg) {
@@ -193,11 +203,8 @@ static void token_b(void *arg) {
 
 static void lone_main(void *arg) {
     struct load *l = arg;
-    L = l;
-    l->servers_stay = true;
-    if (!make_pairs(l)) return;
     coil_id servers[PAIRS];
-    run_load(l, servers); /* the servers now wait in one more receive each */
+    if (!load_then_wait(l, servers)) return;
     int c, s;
     if (!EXPECT_EQ(coil_test_raw_tcp_pair(AF_INET, &c, &s), 0)) return;
     struct pair tp = {.c = c, .s = s};
@@ -243,11 +250,8 @@ static void test_lone_completions_are_not_held(void **state) {
 
 static void sleep_main(void *arg) {
     struct load *l = arg;
-    L = l;
-    l->servers_stay = true;
-    if (!make_pairs(l)) return;
     coil_id servers[PAIRS];
-    run_load(l, servers); /* the servers now wait in one more receive each */
+    if (!load_then_wait(l, servers)) return;
     struct timespec t0;
     l->ask_sleep = current_ask(); /* still high from the load */
     clock_gettime(CLOCK_MONOTONIC, &t0);
