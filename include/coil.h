@@ -116,7 +116,7 @@ typedef struct coil_spawn_opts {
  * On io_uring (Linux 6.12 and later) a loaded scheduler waits for several
  * completions at once, holding none (nor an offload result or a wake-up from
  * another thread) back longer than COIL_BATCH_WAIT_US microseconds (default
- * 50; 0 turns batching off; anything but digits up to 1000000 is ignored).
+ * 200; 0 turns batching off; anything but digits up to 1000000 is ignored).
  * Timers are never delayed by it; a lone request/response is held at most
  * once, as load stops. */
 COIL_API int coil_run(coil_fn main, void *arg);

@@ -82,7 +82,7 @@ struct uring {
 /* Batched waiting (see ur_wait). */
 #define IORING_FEAT_MIN_TIMEOUT_ (1U << 15) /* 6.12; not in liburing 2.3's header */
 #define BATCH_MAX                64         /* the most completions one wait asks for */
-#define BATCH_WAIT_US            50 /* the default longest wait for a batch; COIL_BATCH_WAIT_US */
+#define BATCH_WAIT_US            200 /* the default longest wait for a batch; COIL_BATCH_WAIT_US */
 
 static int ur_init(struct coil__sched *s) {
     struct uring *u = calloc(1, sizeof *u);
