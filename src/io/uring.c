@@ -71,9 +71,9 @@ struct uring {
     bool no_multishot_accept; /* ... or a multishot accept */
     struct acceptor *acceptors;
     struct coil__sched *sched;
-    bool no_poll_first;  /* the kernel refused IORING_RECVSEND_POLL_FIRST (before 5.19) */
-    bool min_wait;       /* waits are batched (see ur_wait) */
-    bool no_min_timeout; /* ... not: the kernel lacks IORING_FEAT_MIN_TIMEOUT (before 6.12) */
+    bool no_poll_first; /* the kernel refused IORING_RECVSEND_POLL_FIRST (before 5.19) */
+    bool min_timeout;   /* the kernel has IORING_FEAT_MIN_TIMEOUT (6.12): waits are
+                         * batched unless batch_wait_us is 0 (see ur_wait) */
     bool ring_fd_registered;
     unsigned batch;         /* completions the next blocking wait asks for (see ur_wait) */
     unsigned batch_wait_us; /* the longest a batched wait holds back a completion */
@@ -100,8 +100,7 @@ static int ur_init(struct coil__sched *s) {
         p.cq_entries = 8192; /* the kernel keeps overflowing CQEs (FEAT_NODROP) */
         err = io_uring_queue_init_params(1024, &u->ring, &p);
         if (err != -EINVAL) {
-            u->min_wait = p.features & IORING_FEAT_MIN_TIMEOUT_;
-            u->no_min_timeout = !u->min_wait;
+            u->min_timeout = p.features & IORING_FEAT_MIN_TIMEOUT_;
             break; /* only "unknown flag" makes a lesser setup worth trying */
         }
     }
@@ -119,7 +118,6 @@ static int ur_init(struct coil__sched *s) {
         unsigned long v = strtoul(bw, &end, 10);
         if (*end == '\0' && v <= 1000000) u->batch_wait_us = (unsigned)v;
     }
-    if (!u->batch_wait_us) u->min_wait = false; /* 0: batching is off */
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->wake_fd < 0) {
         err = -errno;
@@ -134,7 +132,7 @@ static int ur_init(struct coil__sched *s) {
 
 static void acceptor_free(struct uring *u, struct acceptor *a);
 static void stop_accept(struct uring *u, struct acceptor *a);
-static void reap(struct coil__sched *s, struct uring *u);
+static unsigned reap(struct coil__sched *s, struct uring *u);
 
 static void ur_fini(struct coil__sched *s) {
     struct uring *u = s->backend_data;
@@ -625,7 +623,8 @@ static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, 
     coil__op_complete(op, res);
 }
 
-static void reap(struct coil__sched *s, struct uring *u) {
+/* Handles every posted completion; returns how many there were. */
+static unsigned reap(struct coil__sched *s, struct uring *u) {
     struct io_uring_cqe *cqe;
     unsigned head, n = 0;
     io_uring_for_each_cqe(&u->ring, head, cqe) {
@@ -643,11 +642,6 @@ static void reap(struct coil__sched *s, struct uring *u) {
             on_cqe(s, u, (struct coil__op *)(uintptr_t)ud, cqe->res, cqe->flags);
     }
     io_uring_cq_advance(&u->ring, n);
-}
-
-static unsigned reap_count(struct coil__sched *s, struct uring *u) {
-    unsigned n = io_uring_cq_ready(&u->ring);
-    reap(s, u);
     return n;
 }
 
@@ -771,16 +765,17 @@ static int ur_wait(struct coil__sched *s, int64_t deadline) {
         int64_t rel_us = ((int64_t)ts.tv_sec * COIL_SEC + ts.tv_nsec) / 1000;
         if (rel_us < (int64_t)min_us) min_us = (unsigned)rel_us;
     }
-    if (!u->min_wait || want <= 1 || min_us == 0) {
+    bool batching = u->min_timeout && u->batch_wait_us;
+    if (!batching || want <= 1 || min_us == 0) {
         int r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
         if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) return r;
-        unsigned got = reap_count(s, u);
-        if (u->min_wait) adapt_batch(u, 1, got);
+        unsigned got = reap(s, u);
+        if (batching) adapt_batch(u, 1, got);
         return 0;
     }
     int r = enter_min_wait(u, want, min_us, tsp);
     if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) return r;
-    adapt_batch(u, want, reap_count(s, u));
+    adapt_batch(u, want, reap(s, u));
     return 0;
 }
 
@@ -788,9 +783,9 @@ static void ur_describe(const struct coil__sched *s, FILE *out) {
     const struct uring *u = s->backend_data;
     if (RUNNING_ON_VALGRIND)
         fprintf(out, "  io_uring: waits not batched (under Valgrind)\n");
-    else if (u->no_min_timeout)
+    else if (!u->min_timeout)
         fprintf(out, "  io_uring: waits not batched (no IORING_FEAT_MIN_TIMEOUT: Linux < 6.12)\n");
-    else if (!u->min_wait)
+    else if (!u->batch_wait_us)
         fprintf(out, "  io_uring: waits not batched (COIL_BATCH_WAIT_US=0)\n");
     else
         fprintf(
