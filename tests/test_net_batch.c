@@ -10,6 +10,9 @@
  *    times over another pair with a 20 ms batch wait: the ask falls back,
  *    so the 200 trips take far less than the 4 s they would if each were
  *    held back the full 20 ms;
+ *  - four clients on threads of their own, each waiting for its echo, never
+ *    see an ask above two (a third of the active tasklets is one; without
+ *    that cap the ask reached four and the clients went in lock-step);
  *  - a sleep while 64 receives wait in the kernel ends at its deadline, also
  *    one (1 ms) shorter than the batch wait (200 ms);
  *  - COIL_BATCH_WAIT_US=0 turns batching off; a value that is not a number
@@ -20,6 +23,7 @@
 #include "coil_test.h"
 
 #include <linux/io_uring.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 
 /* Whether this kernel has IORING_FEAT_MIN_TIMEOUT (Linux 6.12), asked of
@@ -249,6 +253,92 @@ static void test_lone_completions_are_not_held(void **state) {
     }
 }
 
+/* ---- 2b. a few clients that wait for their answers: no lock-step ---------------- */
+
+#define FEW 4
+
+/* A client on a thread of its own, outside coil: plain blocking calls, one
+ * message at a time, each waiting for its echo; at the end it shuts its
+ * sending side down, which ends its server. */
+static void *few_client(void *arg) {
+    struct pair *p = arg;
+    char out[MSG], in[MSG];
+    bool ok = true;
+    for (int r = 0; r < rounds() && ok; r++) {
+        coil_test_pattern_fill(out, MSG, (uint64_t)p->idx, (uint64_t)r * MSG);
+        ok = send(p->c, out, MSG, MSG_NOSIGNAL) == MSG;
+        size_t got = 0;
+        while (ok && got < MSG) {
+            ssize_t n = recv(p->c, in + got, MSG - got, 0);
+            ok = n > 0;
+            if (ok) got += (size_t)n;
+        }
+        ok = ok && coil_test_pattern_check(in, MSG, (uint64_t)p->idx, (uint64_t)r * MSG) == MSG;
+    }
+    p->ok = ok;
+    shutdown(p->c, SHUT_WR);
+    return NULL;
+}
+
+/* An echo server tasklet that also notes the largest ask it sees. */
+static void few_server(void *arg) {
+    struct pair *p = arg;
+    char buf[MSG];
+    for (;;) {
+        ssize_t got = coil_test_recv_all(p->s, buf, MSG, coil_test_in(60 * COIL_SEC), NULL);
+        if (got == 0) return;
+        if (!EXPECT_EQ(got, MSG)) return;
+        if (!EXPECT_EQ(coil_sendall(p->s, buf, MSG, 0, coil_test_in(60 * COIL_SEC)), MSG)) return;
+        unsigned a = current_ask();
+        if (a > L->ask_max) L->ask_max = a;
+    }
+}
+
+static void few_main(void *arg) {
+    struct load *l = arg;
+    L = l;
+    coil_id servers[FEW];
+    pthread_t th[FEW];
+    for (int i = 0; i < FEW; i++) {
+        l->p[i].idx = i;
+        if (!EXPECT_EQ(coil_test_raw_tcp_pair(AF_INET, &l->p[i].c, &l->p[i].s), 0)) return;
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < FEW; i++) {
+        servers[i] = coil_spawn(few_server, &l->p[i], NULL);
+        EXPECT(servers[i] > 0);
+        EXPECT_EQ(pthread_create(&th[i], NULL, few_client, &l->p[i]), 0);
+    }
+    /* Joining the servers lets this scheduler run (a pthread_join here
+     * would block it); each ends when its client has shut its side down. */
+    for (int i = 0; i < FEW; i++)
+        EXPECT_EQ(coil_join(servers[i], COIL_FOREVER), 0);
+    l->trips_ms = coil_test_ms_since(&t0);
+    for (int i = 0; i < FEW; i++) {
+        pthread_join(th[i], NULL);
+        close(l->p[i].c);
+        coil_close(l->p[i].s);
+    }
+}
+
+/* Four clients outside coil each send a message and wait for its echo. An
+ * ask for all of their completions would hold the first until the last
+ * came, and the clients would go in lock-step with the server (a third of
+ * their rate lost, in the echo benchmark with 4 connections). The ask stays
+ * at most a third of the tasklets active: here, one (four before the cap). */
+static void test_few_clients_not_in_lock_step(void **state) {
+    (void)state;
+    struct load l;
+    memset(&l, 0, sizeof l);
+    COIL_RUN_CHECKED(few_main, &l);
+    for (int i = 0; i < FEW; i++)
+        assert_true(l.p[i].ok);
+    print_message("%s: %d clients on threads, %d rounds each: %lld ms; the largest ask meanwhile: "
+                  "%u\n",
+                  coil_backend_name(), FEW, rounds(), (long long)l.trips_ms, l.ask_max);
+    if (batching_expected() && kernel_has_min_timeout()) assert_true(l.ask_max <= FEW / 2);
+}
 /* ---- 3. a sleep while receives wait in the kernel ------------------------------- */
 
 static void sleep_main(void *arg) {
@@ -321,7 +411,8 @@ static void test_batch_wait_setting(void **state) {
         return;
     }
     assert_non_null(
-        strstr(dflt, "a wait asks for 1 completion (at most 64), none held back over 200 us"));
+        strstr(dflt, "a wait asks for 1 completion (at most 64, and a third of the 0 tasklets "
+                     "active in the last ms), none held back over 200 us"));
     assert_non_null(strstr(line_with("0"), "not batched (COIL_BATCH_WAIT_US=0)"));
     assert_non_null(strstr(line_with("300"), "over 300 us"));
     assert_non_null(strstr(line_with("1000000"), "over 1000000 us"));
@@ -338,6 +429,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ask_grows_under_load),
         cmocka_unit_test(test_lone_completions_are_not_held),
+        cmocka_unit_test(test_few_clients_not_in_lock_step),
         cmocka_unit_test(test_sleep_with_receives_in_flight),
         cmocka_unit_test(test_batch_wait_setting),
     };
