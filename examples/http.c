@@ -236,7 +236,6 @@ static enum end serve_requests(struct conn *c, int *err) {
             *err = (int)-n;
             return END_ERROR;
         }
-        int64_t arrived = srv.header_timeout > 0 ? coil_now() : 0;
 
         /* Every complete request in what came; the parser keeps the state
          * of one that is not complete yet, so all n bytes get used. */
@@ -289,9 +288,11 @@ static enum end serve_requests(struct conn *c, int *err) {
             return end;
         }
         /* A head that began in what just came must be whole by
-         * header_timeout after it began. */
+         * header_timeout after it began (counted from now, just after its
+         * bytes were parsed: the clock is read only for such a head, not
+         * for every request). */
         if (http_parse_phase(&ps) == HTTP_PHASE_HEAD && head_deadline < 0 && srv.header_timeout > 0)
-            head_deadline = arrived + srv.header_timeout;
+            head_deadline = deadline_after(srv.header_timeout);
     }
 }
 

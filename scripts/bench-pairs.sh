@@ -50,10 +50,10 @@ awk -v first="$1" '
     return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
   }
   END {
-    printf "%-12s %12s %12s %14s  %s\n", "server", "cpu_us/msg", "msg/s", "cpu / " first, "per round"
+    printf "%-12s %12s %12s %14s %15s  %s\n", "server", "cpu_us/msg", "msg/s", "cpu / " first, "rate / " first, "cpu ratio per round"
     for (i = 1; i <= n; i++) {
       k = 0; list = ""
-      for (r in rounds) { k++; c[k] = cpu[r, names[i]]; m[k] = rate[r, names[i]]; q[k] = cpu[r, names[i]] / cpu[r, first]; list = list sprintf(" %.2f", q[k]) }
-      printf "%-12s %12.2f %12d %14.3f  %s\n", names[i], median(c, k), median(m, k), median(q, k), list
+      for (r in rounds) { k++; c[k] = cpu[r, names[i]]; m[k] = rate[r, names[i]]; q[k] = cpu[r, names[i]] / cpu[r, first]; w[k] = rate[r, names[i]] / rate[r, first]; list = list sprintf(" %.2f", q[k]) }
+      printf "%-12s %12.2f %12d %14.3f %15.3f  %s\n", names[i], median(c, k), median(m, k), median(q, k), median(w, k), list
     }
   }' "$out"
