@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Compares echo servers on a noisy machine: many short rounds, every server once
 # per round (A B C A B C ...), and for each server the median over rounds of its
-# CPU time per message divided by the first server's in the same round. A slow
-# spell of the machine then moves a whole round, not one server's figure. Uses
-# the peers and the load generator that ../shared/bench/compare builds in
-# /tmp/coil-anchors (run `compare echo` once first).
+# CPU time per message, and of its rate, divided by the first server's in the
+# same round. A slow spell of the machine then moves a whole round, not one
+# server's figure. Uses the peers and the load generator that
+# ../shared/bench/compare builds in /tmp/coil-anchors (run `compare echo` once
+# first).
 #
 #   scripts/bench-pairs.sh CONNS ROUNDS SECONDS -- NAME 'ENV=... CMD ... {PORT}' NAME '...' ...
 #
