@@ -78,7 +78,8 @@ struct uring {
     unsigned batch;         /* completions the next blocking wait asks for (see ur_wait) */
     unsigned batch_wait_us; /* the longest a batched wait holds back a completion */
     /* Tasklets that had an operation completed: in this epoch so far, and in
-     * the last whole one (an epoch lasts ACTIVE_EPOCH_NS; see ur_wait). */
+     * the last whole one (an epoch lasts at least ACTIVE_EPOCH_NS and ends at
+     * a blocking wait; see ur_wait). Accepts are not counted. */
     uint32_t epoch;
     unsigned active, active_last;
     unsigned cap; /* the most an ask may be: a third of active_last, at least 1 */
@@ -88,9 +89,9 @@ struct uring {
 /* Batched waiting (see ur_wait). */
 #define IORING_FEAT_MIN_TIMEOUT_ (1U << 15) /* 6.12; not in liburing 2.3's header */
 #define BATCH_MAX                64         /* the most completions one wait asks for */
-#define BATCH_KEEP               8 /* a minimum wait that ended with this many keeps its ask */
+#define BATCH_KEEP               8 /* a minimum wait that ended with this many (or more) keeps its ask */
 #define BATCH_SHARE              3 /* an ask is at most a third of the tasklets active in an epoch */
-#define ACTIVE_EPOCH_NS          (1000 * 1000) /* how long active tasklets are counted over */
+#define ACTIVE_EPOCH_NS          (1000 * 1000) /* the shortest epoch of counting active tasklets */
 #define BATCH_WAIT_US            200 /* the default longest wait for a batch; COIL_BATCH_WAIT_US */
 
 static int ur_init(struct coil__sched *s) {
@@ -725,13 +726,14 @@ static int enter_min_wait(struct uring *u, unsigned want, unsigned min_us,
  * IORING_FEAT_MIN_TIMEOUT, 6.12), pays them once per batch. How many to ask
  * for adapts, as network cards moderate their interrupts:
  *  - more came than were asked for: one more, or twice as many once the ask
- *    is BATCH_KEEP (big batches are where the savings are: a run of
+ *    is BATCH_KEEP or more (big batches are where the savings are: a run of
  *    one-more steps spent most of its time on small asks);
  *  - the minimum wait ran out with fewer than BATCH_KEEP: what came (light
  *    load; a lone ping-pong client never brings more than one, so nothing
  *    of it is held back but the first wait after load stops);
  *  - never more than a third of the tasklets that had an operation complete
- *    in the last millisecond (ACTIVE_EPOCH_NS). A few clients that each wait
+ *    in the last epoch (ACTIVE_EPOCH_NS or more: epochs end at blocking
+ *    waits, on the round's clock reading), and at least one. A few clients that each wait
  *    for their answer bring back every answer before they send again: an
  *    ask for all of them holds the first until the last comes, and clients
  *    and server go in lock-step (4 echo connections: a third less rate and
@@ -745,9 +747,12 @@ static int enter_min_wait(struct uring *u, unsigned want, unsigned min_us,
 static void adapt_batch(struct uring *u, unsigned want, unsigned got) {
     if (got > want) {
         /* More came than were asked for: ask for more, twice as many at a
-         * time once batches are big enough to be worth holding. */
-        unsigned next = u->batch < BATCH_KEEP ? u->batch + 1 : u->batch * 2;
-        u->batch = next < BATCH_MAX ? next : BATCH_MAX;
+         * time once batches are big enough to be worth holding. The step is
+         * from what was asked (a plain wait asks for one, a wait can ask for
+         * less than the ask when less is in flight), never down. */
+        unsigned next = want < BATCH_KEEP ? want + 1 : want * 2;
+        if (next > BATCH_MAX) next = BATCH_MAX;
+        if (next > u->batch) u->batch = next;
     } else if (got < want && got < BATCH_KEEP) {
         /* The minimum wait ran out with few: the load is light. A wait
          * that ran out with many keeps its ask: it was a full batch. */
@@ -757,12 +762,14 @@ static void adapt_batch(struct uring *u, unsigned want, unsigned got) {
 }
 
 /* Starts a new epoch of counting active tasklets when the last has lasted
- * ACTIVE_EPOCH_NS (s->round_start: no clock read of its own). */
+ * ACTIVE_EPOCH_NS (s->round_start: no clock read of its own). Called at
+ * blocking waits only: an epoch can last longer (a busy stretch, an idle
+ * wait), which errs toward a higher cap. */
 static void roll_epoch(struct coil__sched *s, struct uring *u) {
     if (s->round_start - u->epoch_start < ACTIVE_EPOCH_NS) return;
     u->active_last = u->active;
     u->active = 0;
-    u->epoch++;
+    if (++u->epoch == 0) u->epoch = 1; /* 0 is a new tasklet's */
     u->epoch_start = s->round_start;
     u->cap = u->active_last / BATCH_SHARE ? u->active_last / BATCH_SHARE : 1;
     if (u->batch > u->cap) u->batch = u->cap;
@@ -832,9 +839,9 @@ static void ur_describe(const struct coil__sched *s, FILE *out) {
         fprintf(out, "  io_uring: waits not batched (COIL_BATCH_WAIT_US=0)\n");
     else
         fprintf(out,
-                "  io_uring: a wait asks for %u completion%s (at most %d, and a third of the %u "
-                "tasklet%s active in the last ms), none held back over %u us\n",
-                u->batch, u->batch == 1 ? "" : "s", BATCH_MAX, u->active_last,
+                "  io_uring: a wait asks for %u completion%s (at most %u now: %d, or a third of "
+                "the %u tasklet%s active in the last epoch), none held back over %u us\n",
+                u->batch, u->batch == 1 ? "" : "s", u->cap, BATCH_MAX, u->active_last,
                 u->active_last == 1 ? "" : "s", u->batch_wait_us);
 }
 
