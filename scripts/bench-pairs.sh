@@ -14,16 +14,40 @@
 #     unbatched 'COIL_BATCH_WAIT_US=0 build/examples/coil-echo --port {PORT}' \
 #     liburing 'X=1 /tmp/coil-anchors/echo_uring {PORT}' epoll 'X=1 /tmp/coil-anchors/echo_epoll {PORT}'
 # (each command starts with an environment assignment, X=1 when none is needed).
+#
+# With --http first, HTTP servers instead, under `wrk -t1 -cCONNS` (keep-alive
+# GET /), the server's CPU read from /proc (its own and its children's, for
+# nginx's worker); scripts/nginx-port.sh PORT runs compare's nginx on a port:
+#   scripts/bench-pairs.sh --http 100 6 4 -- nginx 'X=1 scripts/nginx-port.sh {PORT}' \
+#     coil 'X=1 build/examples/coil-http --port {PORT}'
 set -euo pipefail
 cd "$(dirname "$0")/.."
+http=false
+if [ "${1:-}" = --http ]; then
+  http=true
+  shift
+fi
 [ $# -ge 6 ] && [ "$4" = -- ] || {
-  echo "usage: $0 CONNS ROUNDS SECONDS -- NAME 'CMD {PORT}' ..." >&2
+  echo "usage: $0 [--http] CONNS ROUNDS SECONDS -- NAME 'CMD {PORT}' ..." >&2
   exit 2
 }
 conns=$1 rounds=$2 secs=$3
 shift 4
 load=/tmp/coil-anchors/echo_load
-[ -x "$load" ] || { echo "$load missing: run ../shared/bench/compare echo once" >&2; exit 2; }
+if $http; then
+  command -v wrk >/dev/null || { echo "wrk missing: run ../shared/bench/compare http once" >&2; exit 2; }
+else
+  [ -x "$load" ] || { echo "$load missing: run ../shared/bench/compare echo once" >&2; exit 2; }
+fi
+tck=$(getconf CLK_TCK)
+# CPU ticks of a process and its children so far.
+ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for r in $(seq "$rounds"); do
@@ -35,23 +59,38 @@ for r in $(seq "$rounds"); do
     env ${cmd//\{PORT\}/$port} >/dev/null 2>&1 &
     pid=$!
     sleep 0.3
-    line=$("$load" 127.0.0.1 "$port" "$conns" 512 "$secs" "$pid" 2>&1 | tail -1)
+    if $http; then
+      t0=$(ticks "$pid")
+      w=$(wrk -t1 -c"$conns" -d"${secs}s" "http://127.0.0.1:$port/" 2>&1 || true)
+      t1=$(ticks "$pid")
+      reqs=$(echo "$w" | awk '/requests in/ {print $1}')
+      rate=$(echo "$w" | awk '/Requests\/sec/ {print int($2)}')
+      cpu=$(awk -v d=$((t1 - t0)) -v n="${reqs:-0}" -v h="$tck" 'BEGIN { if (n > 0) printf "%.3f", d * 1e6 / h / n; else print "nan" }')
+    else
+      line=$("$load" 127.0.0.1 "$port" "$conns" 512 "$secs" "$pid" 2>&1 | tail -1)
+      cpu=$(echo "$line" | sed -n 's/.*server_cpu_us_per_msg=\([0-9.]*\).*/\1/p')
+      rate=$(echo "$line" | sed -n 's/.*msgs_per_s=\([0-9]*\).*/\1/p')
+    fi
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    cpu=$(echo "$line" | sed -n 's/.*server_cpu_us_per_msg=\([0-9.]*\).*/\1/p')
-    rate=$(echo "$line" | sed -n 's/.*msgs_per_s=\([0-9]*\).*/\1/p')
     echo "$r $name ${cpu:-nan} ${rate:-0}" >>"$out"
   done
 done
-echo "echo, $conns connections, 512 bytes, $rounds rounds of $secs s; ratios to ${1}'s CPU per message in the same round"
-awk -v first="$1" '
+if $http; then
+  echo "http (wrk -t1, keep-alive GET /), $conns connections, $rounds rounds of $secs s; cpu in us per request; ratios to ${1}'s in the same round"
+else
+  echo "echo, $conns connections, 512 bytes, $rounds rounds of $secs s; ratios to ${1}'s in the same round"
+fi
+unit=msg
+if $http; then unit=req; fi
+awk -v first="$1" -v unit="$unit" '
   { cpu[$1, $2] = $3; rate[$1, $2] = $4; if (!($2 in seen)) { seen[$2] = 1; names[++n] = $2 } rounds[$1] = 1 }
   function median(a, k,   i, j, t) {
     for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
     return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
   }
   END {
-    printf "%-12s %12s %12s %14s %15s  %s\n", "server", "cpu_us/msg", "msg/s", "cpu / " first, "rate / " first, "cpu ratio per round"
+    printf "%-12s %12s %12s %14s %15s  %s\n", "server", "cpu_us/" unit, unit "/s", "cpu / " first, "rate / " first, "cpu ratio per round"
     for (i = 1; i <= n; i++) {
       k = 0; list = ""
       for (r in rounds) { k++; c[k] = cpu[r, names[i]]; m[k] = rate[r, names[i]]; q[k] = cpu[r, names[i]] / cpu[r, first]; w[k] = rate[r, names[i]] / rate[r, first]; list = list sprintf(" %.2f", q[k]) }
