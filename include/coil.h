@@ -118,7 +118,9 @@ typedef struct coil_spawn_opts {
  * another thread) back longer than COIL_BATCH_WAIT_US microseconds (default
  * 200; 0 turns batching off; anything but digits up to 1000000 is ignored).
  * Timers are never delayed by it; a lone request/response is held at most
- * once, as load stops. */
+ * once, as load stops; a wait never asks for more completions than a third of
+ * the tasklets that recently had I/O complete, so a few clients that each
+ * wait for their answer do not wait for one another. */
 COIL_API int coil_run(coil_fn main, void *arg);
 
 /* Creates a tasklet that will run fn(arg); it is runnable at once and starts
