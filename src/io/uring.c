@@ -89,8 +89,8 @@ struct uring {
 /* Batched waiting (see ur_wait). */
 #define IORING_FEAT_MIN_TIMEOUT_ (1U << 15) /* 6.12; not in liburing 2.3's header */
 #define BATCH_MAX                64         /* the most completions one wait asks for */
-#define BATCH_KEEP               8 /* a minimum wait that ended with this many (or more) keeps its ask */
-#define BATCH_SHARE              3 /* an ask is at most a third of the tasklets active in an epoch */
+#define BATCH_KEEP               8 /* a minimum wait that ended with 8 or more keeps its ask */
+#define BATCH_SHARE              3 /* an ask is a third of the active tasklets at most */
 #define ACTIVE_EPOCH_NS          (1000 * 1000) /* the shortest epoch of counting active tasklets */
 #define BATCH_WAIT_US            200 /* the default longest wait for a batch; COIL_BATCH_WAIT_US */
 
@@ -733,11 +733,12 @@ static int enter_min_wait(struct uring *u, unsigned want, unsigned min_us,
  *    of it is held back but the first wait after load stops);
  *  - never more than a third of the tasklets that had an operation complete
  *    in the last epoch (ACTIVE_EPOCH_NS or more: epochs end at blocking
- *    waits, on the round's clock reading), and at least one. A few clients that each wait
- *    for their answer bring back every answer before they send again: an
- *    ask for all of them holds the first until the last comes, and clients
- *    and server go in lock-step (4 echo connections: a third less rate and
- *    46% more CPU per message before this cap; 12% more with one half).
+ *    waits, on the round's clock reading), and at least one. A few clients
+ *    that each wait for their answer bring back every answer before they
+ *    send again: an ask for all of them holds the first until the last
+ *    comes, and clients and server go in lock-step (4 echo connections: a
+ *    third less rate and 46% more CPU per message before this cap; 12% more
+ *    CPU with a cap of one half).
  * A completion held back delays only its own tasklet (by at most
  * batch_wait_us): data a send completed is already on its way. Kernels
  * without the feature, Valgrind, and COIL_BATCH_WAIT_US=0 wait for one
