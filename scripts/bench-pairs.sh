@@ -77,12 +77,12 @@ for r in $(seq "$rounds"); do
   done
 done
 if $http; then
-  echo "http (wrk -t1, keep-alive GET /), $conns connections, $rounds rounds of $secs s; cpu in us per request; ratios to ${1}'s in the same round"
+  echo "http (wrk -t1, keep-alive GET /), $conns connections, $rounds rounds of $secs s; ratios to ${1}'s in the same round"
+  unit=req
 else
   echo "echo, $conns connections, 512 bytes, $rounds rounds of $secs s; ratios to ${1}'s in the same round"
+  unit=msg
 fi
-unit=msg
-if $http; then unit=req; fi
 awk -v first="$1" -v unit="$unit" '
   { cpu[$1, $2] = $3; rate[$1, $2] = $4; if (!($2 in seen)) { seen[$2] = 1; names[++n] = $2 } rounds[$1] = 1 }
   function median(a, k,   i, j, t) {

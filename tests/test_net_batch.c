@@ -126,10 +126,18 @@ static void client(void *arg) {
     p->ok = true;
 }
 
+/* Makes the PAIRS connections; on a failure closes those made and returns
+ * false. */
 static bool make_pairs(struct load *l) {
     for (int i = 0; i < PAIRS; i++) {
         l->p[i].idx = i;
-        if (!EXPECT_EQ(coil_test_raw_tcp_pair(AF_INET, &l->p[i].c, &l->p[i].s), 0)) return false;
+        if (!EXPECT_EQ(coil_test_raw_tcp_pair(AF_INET, &l->p[i].c, &l->p[i].s), 0)) {
+            while (i-- > 0) {
+                close(l->p[i].c);
+                close(l->p[i].s);
+            }
+            return false;
+        }
     }
     return true;
 }
@@ -307,46 +315,41 @@ static void few_main(void *arg) {
     L = l;
     coil_id servers[FEW], idlers[PAIRS];
     pthread_t th[FEW];
-    int made = 0, started = 0;
-    for (; made < PAIRS; made++) {
-        l->p[made].idx = made;
-        if (!EXPECT_EQ(coil_test_raw_tcp_pair(AF_INET, &l->p[made].c, &l->p[made].s), 0)) break;
-    }
-    if (made == PAIRS) {
-        /* 60 idle connections: receives in flight that never complete. */
-        for (int i = FEW; i < PAIRS; i++)
-            EXPECT((idlers[i] = coil_spawn(idle_server, &l->p[i], NULL)) > 0);
-        struct timespec t0;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        for (int i = 0; i < FEW; i++) {
-            servers[i] = coil_spawn(few_server, &l->p[i], NULL);
-            if (!EXPECT(servers[i] > 0)) break;
-            if (!EXPECT_EQ(pthread_create(&th[i], NULL, few_client, &l->p[i]), 0)) {
-                shutdown(l->p[i].c, SHUT_WR); /* ends the server just spawned */
-                started++;
-                th[i] = 0;
-                break;
-            }
+    int started = 0;
+    if (!make_pairs(l)) return;
+    /* 60 idle connections: receives in flight that never complete. */
+    for (int i = FEW; i < PAIRS; i++)
+        EXPECT((idlers[i] = coil_spawn(idle_server, &l->p[i], NULL)) > 0);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < FEW; i++) {
+        servers[i] = coil_spawn(few_server, &l->p[i], NULL);
+        if (!EXPECT(servers[i] > 0)) break;
+        if (!EXPECT_EQ(pthread_create(&th[i], NULL, few_client, &l->p[i]), 0)) {
+            shutdown(l->p[i].c, SHUT_WR); /* ends the server just spawned */
             started++;
+            th[i] = 0;
+            break;
         }
-        /* Joining the servers lets this scheduler run (a pthread_join here
-         * would block it); each ends when its client has shut its side
-         * down. */
-        for (int i = 0; i < started; i++)
-            EXPECT_EQ(coil_join(servers[i], COIL_FOREVER), 0);
-        l->trips_ms = coil_test_ms_since(&t0);
-        for (int i = 0; i < started; i++) {
-            /* A server that stopped early leaves its client in a receive:
-             * this ends it. */
-            shutdown(l->p[i].s, SHUT_RDWR);
-            if (th[i]) pthread_join(th[i], NULL);
-        }
-        for (int i = FEW; i < PAIRS; i++) {
-            shutdown(l->p[i].c, SHUT_WR);
-            if (idlers[i] > 0) EXPECT_EQ(coil_join(idlers[i], COIL_FOREVER), 0);
-        }
+        started++;
     }
-    for (int i = 0; i < made; i++) {
+    /* Joining the servers lets this scheduler run (a pthread_join here
+     * would block it); each ends when its client has shut its side
+     * down. */
+    for (int i = 0; i < started; i++)
+        EXPECT_EQ(coil_join(servers[i], COIL_FOREVER), 0);
+    l->trips_ms = coil_test_ms_since(&t0);
+    for (int i = 0; i < started; i++) {
+        /* A server that stopped early leaves its client in a receive:
+         * this ends it. */
+        shutdown(l->p[i].s, SHUT_RDWR);
+        if (th[i]) pthread_join(th[i], NULL);
+    }
+    for (int i = FEW; i < PAIRS; i++) {
+        shutdown(l->p[i].c, SHUT_WR);
+        if (idlers[i] > 0) EXPECT_EQ(coil_join(idlers[i], COIL_FOREVER), 0);
+    }
+    for (int i = 0; i < PAIRS; i++) {
         close(l->p[i].c);
         coil_close(l->p[i].s);
     }

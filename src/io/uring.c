@@ -82,7 +82,6 @@ struct uring {
      * a blocking wait; see ur_wait). Accepts are not counted. */
     uint32_t epoch;
     unsigned active, active_last;
-    unsigned cap; /* the most an ask may be: a third of active_last, at least 1 */
     int64_t epoch_start;
 };
 
@@ -122,7 +121,6 @@ static int ur_init(struct coil__sched *s) {
     u->ring_fd_registered = io_uring_register_ring_fd(&u->ring) == 1;
     u->batch = 1;
     u->epoch = 1; /* a new tasklet's io_epoch is 0 */
-    u->cap = 1;
     u->batch_wait_us = BATCH_WAIT_US;
     const char *bw = getenv("COIL_BATCH_WAIT_US");
     if (bw && *bw >= '0' && *bw <= '9') { /* digits only: no sign, no space */
@@ -744,6 +742,13 @@ static int enter_min_wait(struct uring *u, unsigned want, unsigned min_us,
  * without the feature, Valgrind, and COIL_BATCH_WAIT_US=0 wait for one
  * completion as before.
  */
+/* The most an ask may be: a third of the last epoch's active tasklets, at
+ * least one. */
+static unsigned ask_cap(const struct uring *u) {
+    unsigned cap = u->active_last / BATCH_SHARE;
+    return cap ? cap : 1;
+}
+
 /* After a batched wait that asked for want completions and got got. */
 static void adapt_batch(struct uring *u, unsigned want, unsigned got) {
     if (got > want) {
@@ -759,7 +764,7 @@ static void adapt_batch(struct uring *u, unsigned want, unsigned got) {
          * that ran out with many keeps its ask: it was a full batch. */
         u->batch = got ? got : 1;
     }
-    if (u->batch > u->cap) u->batch = u->cap;
+    if (u->batch > ask_cap(u)) u->batch = ask_cap(u);
 }
 
 /* Starts a new epoch of counting active tasklets when the last has lasted
@@ -772,8 +777,7 @@ static void roll_epoch(struct coil__sched *s, struct uring *u) {
     u->active = 0;
     if (++u->epoch == 0) u->epoch = 1; /* 0 is a new tasklet's */
     u->epoch_start = s->round_start;
-    u->cap = u->active_last / BATCH_SHARE ? u->active_last / BATCH_SHARE : 1;
-    if (u->batch > u->cap) u->batch = u->cap;
+    if (u->batch > ask_cap(u)) u->batch = ask_cap(u);
 }
 
 static int ur_wait(struct coil__sched *s, int64_t deadline) {
@@ -842,7 +846,7 @@ static void ur_describe(const struct coil__sched *s, FILE *out) {
         fprintf(out,
                 "  io_uring: a wait asks for %u completion%s (at most %u now: %d, or a third of "
                 "the %u tasklet%s active in the last epoch), none held back over %u us\n",
-                u->batch, u->batch == 1 ? "" : "s", u->cap, BATCH_MAX, u->active_last,
+                u->batch, u->batch == 1 ? "" : "s", ask_cap(u), BATCH_MAX, u->active_last,
                 u->active_last == 1 ? "" : "s", u->batch_wait_us);
 }
 
