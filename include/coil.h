@@ -384,8 +384,9 @@ COIL_API int coil_close(int fd);
  * Returns 0; -EBADF for an fd that is not open; -EPERM outside coil_run. */
 COIL_API int coil_set_timeout(int fd, int64_t ns);
 
-/* Resolves host and service (getaddrinfo, on the offload pool, so the
- * scheduler does not block) and connects a socket of the given type
+/* Resolves host and service (getaddrinfo: a numeric address and port at
+ * once; a name on the offload pool, so the scheduler does not block while a
+ * resolver answers) and connects a socket of the given type
  * (SOCK_STREAM or SOCK_DGRAM) to each address in turn until one succeeds.
  * Returns the connected fd; the error of the last attempt; -ENOENT when the
  * name does not resolve, -EAGAIN when the resolver failed temporarily,

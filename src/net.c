@@ -518,11 +518,27 @@ static int resolve_error(int e, int sys_errno) {
     }
 }
 
-/* Resolves on the offload pool. Returns 0 with *res set, or -errno. */
+/* Resolves on the offload pool; a numeric host (or none) and a numeric
+ * service here, at once. Returns 0 with *res set, or -errno. */
 static int resolve(const char *host, const char *service, int type, int flags,
                    struct addrinfo **res) {
     struct resolve r = {.host = host, .service = service};
     r.hints.ai_socktype = type;
+    /* A literal ("127.0.0.1", "::1", "8080") needs no lookup: getaddrinfo
+     * answers it without a file or a server. So a literal never waits behind
+     * slow lookups queued on the pool, and a program that only uses
+     * literals starts no worker thread (a multi-threaded process pays an
+     * atomic reference per fd system call: fdget). AI_ADDRCONFIG is left
+     * out: it hides families the host has no address of, for names; a
+     * literal says which family it wants (and glibc's check of the host's
+     * addresses takes netlink system calls on this thread). */
+    r.hints.ai_flags = (flags & ~AI_ADDRCONFIG) | AI_NUMERICHOST | AI_NUMERICSERV;
+    do_resolve(&r);
+    if (r.err == 0) {
+        *res = r.res;
+        return 0;
+    }
+    r.res = NULL;
     r.hints.ai_flags = flags;
     int err = coil_offload(do_resolve, &r);
     if (err) {
