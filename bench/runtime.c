@@ -12,6 +12,11 @@
  *   coil spawn_exit_burst_ns X    the same with 100,000 spawned before any runs
  *                                 (every stack freshly mapped, as in Go's anchor)
  *   coil parked_tasklet_bytes X   RSS per tasklet with N parked on a channel
+ *   machine syscall_ns X          one system call that does nothing (getppid):
+ *                                 the entry and exit every recv, send and
+ *                                 epoll_wait pays before its own work (not
+ *                                 coil's figure: it says what a system call
+ *                                 saved is worth on this machine)
  *
  *   coil-bench-runtime [--parked N]   (default 100000; 1000000 for the million)
  *
@@ -26,6 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <sys/syscall.h>
+#endif
 
 /* Internal symbols, reachable because the benchmark links libcoil.a. */
 struct coil__ctx {
@@ -59,6 +67,18 @@ static double bench_switch(void) {
         coil__ctx_switch(&main_ctx, &peer_ctx);
     return (double)(coil_now() - t0) / (2.0 * (double)n);
 }
+
+/* ---- one system call ---- */
+
+#ifndef _WIN32
+static double bench_syscall(void) {
+    long n = 200000;
+    int64_t t0 = coil_now();
+    for (long i = 0; i < n; i++)
+        syscall(SYS_getppid); /* not cached by libc, and does nothing */
+    return (double)(coil_now() - t0) / (double)n;
+}
+#endif
 
 /* ---- yield ---- */
 
@@ -201,8 +221,14 @@ int main(int argc, char **argv) {
         }
     }
     double sw = 1e9, y = 1e9, h = 1e9, sp = 1e9, burst = 1e9;
+#ifndef _WIN32
+    double sc = 1e9;
+#endif
     for (int r = 0; r < RUNS; r++) {
         sw = best(sw, bench_switch());
+#ifndef _WIN32
+        sc = best(sc, bench_syscall());
+#endif
         double v;
         yield_n = 2000000;
         coil_run(yield_main, &v);
@@ -224,6 +250,9 @@ int main(int argc, char **argv) {
     printf("coil chan_handoff_ns %.2f\n", h);
     printf("coil spawn_exit_ns %.2f\n", sp);
     printf("coil spawn_exit_burst_ns %.2f\n", burst);
+#ifndef _WIN32
+    printf("machine syscall_ns %.2f\n", sc);
+#endif
     fflush(stdout);
     struct parked_args pa = {.n = parked_n};
     int64_t t0 = coil_now();

@@ -9,7 +9,7 @@
  * returns fn's result, the next call is -ECANCELED and does not run fn), the
  * same when SIGINT ends coil_run, from two schedulers at once. A literal
  * address is listened on and dialled while every worker of the pool is held
- * by a job that does not return (it resolves without the pool).
+ * by a job that waits until the calls are done (they resolve without it).
  *
  * Only loopback addresses are connected to. The unknown name is under the
  * reserved .invalid top-level domain (RFC 6761), so no resolver can know it:
