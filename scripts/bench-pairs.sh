@@ -14,6 +14,9 @@
 #     unbatched 'COIL_BATCH_WAIT_US=0 build/examples/coil-echo --port {PORT}' \
 #     liburing 'X=1 /tmp/coil-anchors/echo_uring {PORT}' epoll 'X=1 /tmp/coil-anchors/echo_epoll {PORT}'
 # (each command starts with an environment assignment, X=1 when none is needed).
+# load% is the median CPU of the load generator as a share of one core: near
+# 100, the rate is the load generator's, and a server changes it only through
+# what its answers cost the generator.
 #
 # With --http first, HTTP servers instead, under `wrk -t1 -cCONNS` (keep-alive
 # GET /), the server's CPU read from /proc (its own and its children's, for
@@ -40,6 +43,11 @@ else
   [ -x "$load" ] || { echo "$load missing: run ../shared/bench/compare echo once" >&2; exit 2; }
 fi
 tck=$(getconf CLK_TCK)
+# Printed last inside the $(...) that ran the load generator: the CPU ticks of
+# that subshell's finished children, i.e. the load generator's.
+loadticks() {
+  awk '{ print "loadticks", $16 + $17 }' "/proc/$BASHPID/stat"
+}
 # CPU ticks of a process and its children so far.
 ticks() {
   local t=0 p
@@ -61,19 +69,27 @@ for r in $(seq "$rounds"); do
     sleep 0.3
     if $http; then
       t0=$(ticks "$pid")
-      w=$(wrk -t1 -c"$conns" -d"${secs}s" "http://127.0.0.1:$port/" 2>&1 || true)
+      w=$(
+        wrk -t1 -c"$conns" -d"${secs}s" "http://127.0.0.1:$port/" 2>&1 || true
+        loadticks
+      )
       t1=$(ticks "$pid")
       reqs=$(echo "$w" | awk '/requests in/ {print $1}')
       rate=$(echo "$w" | awk '/Requests\/sec/ {print int($2)}')
       cpu=$(awk -v d=$((t1 - t0)) -v n="${reqs:-0}" -v h="$tck" 'BEGIN { if (n > 0) printf "%.3f", d * 1e6 / h / n; else print "nan" }')
     else
-      line=$("$load" 127.0.0.1 "$port" "$conns" 512 "$secs" "$pid" 2>&1 | tail -1)
+      w=$(
+        "$load" 127.0.0.1 "$port" "$conns" 512 "$secs" "$pid" 2>&1 || true
+        loadticks
+      )
+      line=$(echo "$w" | grep echo_load | tail -1)
       cpu=$(echo "$line" | sed -n 's/.*server_cpu_us_per_msg=\([0-9.]*\).*/\1/p')
       rate=$(echo "$line" | sed -n 's/.*msgs_per_s=\([0-9]*\).*/\1/p')
     fi
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    echo "$r $name ${cpu:-nan} ${rate:-0}" >>"$out"
+    lpct=$(echo "$w" | awk -v s="$secs" -v h="$tck" '/^loadticks/ { printf "%.0f", $2 * 100 / h / s }')
+    echo "$r $name ${cpu:-nan} ${rate:-0} ${lpct:-0}" >>"$out"
   done
 done
 if $http; then
@@ -84,16 +100,16 @@ else
   unit=msg
 fi
 awk -v first="$1" -v unit="$unit" '
-  { cpu[$1, $2] = $3; rate[$1, $2] = $4; if (!($2 in seen)) { seen[$2] = 1; names[++n] = $2 } rounds[$1] = 1 }
+  { cpu[$1, $2] = $3; rate[$1, $2] = $4; load[$1, $2] = $5; if (!($2 in seen)) { seen[$2] = 1; names[++n] = $2 } rounds[$1] = 1 }
   function median(a, k,   i, j, t) {
     for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
     return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
   }
   END {
-    printf "%-12s %12s %12s %14s %15s  %s\n", "server", "cpu_us/" unit, unit "/s", "cpu / " first, "rate / " first, "cpu ratio per round"
+    printf "%-12s %12s %12s %14s %15s %7s  %s\n", "server", "cpu_us/" unit, unit "/s", "cpu / " first, "rate / " first, "load%", "cpu ratio per round"
     for (i = 1; i <= n; i++) {
       k = 0; list = ""
-      for (r in rounds) { k++; c[k] = cpu[r, names[i]]; m[k] = rate[r, names[i]]; q[k] = cpu[r, names[i]] / cpu[r, first]; w[k] = rate[r, names[i]] / rate[r, first]; list = list sprintf(" %.2f", q[k]) }
-      printf "%-12s %12.2f %12d %14.3f %15.3f  %s\n", names[i], median(c, k), median(m, k), median(q, k), median(w, k), list
+      for (r in rounds) { k++; c[k] = cpu[r, names[i]]; m[k] = rate[r, names[i]]; q[k] = cpu[r, names[i]] / cpu[r, first]; w[k] = rate[r, names[i]] / rate[r, first]; l[k] = load[r, names[i]]; list = list sprintf(" %.2f", q[k]) }
+      printf "%-12s %12.2f %12d %14.3f %15.3f %7d  %s\n", names[i], median(c, k), median(m, k), median(q, k), median(w, k), median(l, k), list
     }
   }' "$out"
