@@ -396,7 +396,8 @@ COIL_API int coil_dial(const char *host, const char *service, int type, int64_t 
 
 /* A listening TCP socket on host:service with SO_REUSEADDR (host NULL: every
  * address, IPv6 and IPv4). Resolves like coil_dial. Returns the fd or -errno
- * (-EADDRINUSE, ...). */
+ * (-EADDRINUSE, ...; the resolver's errors as coil_dial's; -ECANCELED in a
+ * killed tasklet, -EPERM outside one). */
 COIL_API int coil_listen_on(const char *host, const char *service, int backlog);
 
 /* Runs fn(arg) on one of a few worker threads and parks the caller until it

@@ -522,6 +522,9 @@ static int resolve_error(int e, int sys_errno) {
  * service here, at once. Returns 0 with *res set, or -errno. */
 static int resolve(const char *host, const char *service, int type, int flags,
                    struct addrinfo **res) {
+    struct coil__tasklet *t;
+    int err = coil__enter(&t); /* as coil_offload: -EPERM, -ECANCELED */
+    if (err) return err;
     struct resolve r = {.host = host, .service = service};
     r.hints.ai_socktype = type;
     /* A literal ("127.0.0.1", "::1", "8080") needs no lookup: getaddrinfo
@@ -540,7 +543,7 @@ static int resolve(const char *host, const char *service, int type, int flags,
     }
     r.res = NULL;
     r.hints.ai_flags = flags;
-    int err = coil_offload(do_resolve, &r);
+    err = coil_offload(do_resolve, &r);
     if (err) {
         if (r.res) freeaddrinfo(r.res);
         return err;

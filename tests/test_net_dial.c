@@ -2,7 +2,8 @@
  * "localhost" and "::1" (TCP, and UDP); a refused port (-ECONNREFUSED), an
  * unknown name (-ENOENT, or -EAGAIN when no resolver answers), bad arguments
  * (-EINVAL), a deadline (-ETIMEDOUT) and a kill (-ECANCELED) while
- * connecting; coil_listen_on(NULL, "0", ...) (every address, IPv6 and IPv4,
+ * connecting, and before dialling or listening on a literal (which resolves
+ * without the pool; -EPERM outside coil_run); coil_listen_on(NULL, "0", ...) (every address, IPv6 and IPv4,
  * SO_REUSEADDR) and on a loopback address, -EADDRINUSE; coil_offload: fn's
  * result, on another thread while the scheduler goes on, many at once (a
  * burst runs on more than one worker), a kill while fn runs (the call still
@@ -122,6 +123,7 @@ static void test_dial_udp(void **state) {
 struct dial_errors {
     int refused;
     int null_host, null_service, bad_type0, bad_type_raw, bad_type_seq;
+    int killed_dial, killed_listen; /* literals, which resolve without the pool */
 };
 
 static void dial_errors_main(void *arg) {
@@ -139,6 +141,9 @@ static void dial_errors_main(void *arg) {
     e->bad_type0 = coil_dial("127.0.0.1", "80", 0, dl);
     e->bad_type_raw = coil_dial("127.0.0.1", "80", SOCK_RAW, dl);
     e->bad_type_seq = coil_dial("127.0.0.1", "80", SOCK_SEQPACKET, dl);
+    EXPECT_EQ(coil_kill(coil_self()), 0);
+    e->killed_dial = coil_dial("127.0.0.1", "80", SOCK_STREAM, dl);
+    e->killed_listen = coil_listen_on("127.0.0.1", "0", 16);
 }
 
 static void test_dial_errors(void **state) {
@@ -152,6 +157,11 @@ static void test_dial_errors(void **state) {
     assert_int_equal(e.bad_type0, -EINVAL);
     assert_int_equal(e.bad_type_raw, -EINVAL);
     assert_int_equal(e.bad_type_seq, -EINVAL);
+    assert_int_equal(e.killed_dial, -ECANCELED);
+    assert_int_equal(e.killed_listen, -ECANCELED);
+    /* Outside coil_run. */
+    assert_int_equal(coil_dial("127.0.0.1", "80", SOCK_STREAM, COIL_FOREVER), -EPERM);
+    assert_int_equal(coil_listen_on("127.0.0.1", "0", 16), -EPERM);
 }
 
 /* A name nobody can resolve. */
