@@ -3,14 +3,13 @@
  * unknown name (-ENOENT, or -EAGAIN when no resolver answers), bad arguments
  * (-EINVAL), a deadline (-ETIMEDOUT) and a kill (-ECANCELED) while
  * connecting, and before dialling or listening on a literal (which resolves
- * without the pool; -EPERM outside coil_run); coil_listen_on(NULL, "0", ...) (every address, IPv6 and IPv4,
- * SO_REUSEADDR) and on a loopback address, -EADDRINUSE; coil_offload: fn's
- * result, on another thread while the scheduler goes on, many at once (a
- * burst runs on more than one worker), a kill while fn runs (the call still
- * returns fn's result, the next call is -ECANCELED and does not run fn), the
- * same when SIGINT ends coil_run, from two schedulers at once. A literal
- * address is listened on and dialled while every worker of the pool is held
- * by a job that waits until the calls are done (they resolve without it).
+ * without the pool; -EPERM outside coil_run); coil_listen_on(NULL, "0", ...) (every address, IPv6
+ * and IPv4, SO_REUSEADDR) and on a loopback address, -EADDRINUSE; coil_offload: fn's result, on
+ * another thread while the scheduler goes on, many at once (a burst runs on more than one worker),
+ * a kill while fn runs (the call still returns fn's result, the next call is -ECANCELED and does
+ * not run fn), the same when SIGINT ends coil_run, from two schedulers at once. A literal address
+ * is listened on and dialled while every worker of the pool is held by a job that waits until the
+ * calls are done (they resolve without it).
  *
  * Only loopback addresses are connected to. The unknown name is under the
  * reserved .invalid top-level domain (RFC 6761), so no resolver can know it:
