@@ -32,7 +32,8 @@
  *    again to fill in the result (a spurious wake-up parks again);
  *  - sleep/usleep/nanosleep/clock_nanosleep park the tasklet;
  *  - getaddrinfo/getnameinfo/gethostbyname(_r) run on the offload pool, so
- *    glibc's own code (/etc/hosts, nsswitch, DNS) gives its exact answers;
+ *    glibc's own code (/etc/hosts, nsswitch, DNS) gives its exact answers
+ *    (getaddrinfo of a numeric host and service is answered at once);
  *  - close is coil_close on a scheduler's thread (waiters wake with EBADF;
  *    the number's state is reset); socket/socketpair/accept tell the
  *    scheduler that their numbers name new files.
@@ -531,7 +532,27 @@ static int do_getaddrinfo(void *arg) {
 
 static int w_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                          struct addrinfo **res) {
-    if (!inside()) return getaddrinfo(node, service, hints, res);
+    struct coil__tasklet *t = inside();
+    if (!t) return getaddrinfo(node, service, hints, res);
+    if (node && !t->killed) {
+        /* A numeric host and service ("127.0.0.1", "5432"): glibc answers
+         * from the strings, with no file or server to wait for, so the call
+         * is made here, with the caller's own flags (and NULL hints' default
+         * ones): the answer a worker would give, without waiting behind
+         * other tasklets' lookups. Anything else fails here with
+         * EAI_NONAME, quickly, and goes to the pool. */
+        struct addrinfo h = {.ai_flags = AI_V4MAPPED | AI_ADDRCONFIG};
+        if (hints) h = *hints;
+        h.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
+        struct addrinfo *r = NULL;
+        int saved = errno;
+        if (getaddrinfo(node, service, &h, &r) == 0) {
+            *res = r;
+            errno = saved;
+            return 0;
+        }
+        errno = saved;
+    }
     struct gai_call c = {node, service, hints, res, 0, 0};
     int err = coil_offload(do_getaddrinfo, &c);
     if (err) { /* the job never ran (killed before the call, or no worker) */

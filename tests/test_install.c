@@ -28,7 +28,9 @@
  *  - the resolver (getaddrinfo, getnameinfo, gethostbyname, gethostbyname_r)
  *    answers as outside coil_run, for /etc/hosts names and for names that do
  *    not exist (under Valgrind numeric lookups only: see names_resolvable);
- *    in a killed tasklet its calls fail;
+ *    getaddrinfo of a numeric host and service answers while every worker
+ *    of the offload pool is held; in a killed tasklet its calls fail (a
+ *    numeric getaddrinfo too);
  *  - pass-through: before coil_run, on another thread while a scheduler
  *    runs, and in a child forked from a tasklet, the calls are libc's;
  *  - coil_uninstall (a read in a tasklet blocks the whole thread again),
@@ -2384,10 +2386,102 @@ static void test_resolver_answers_as_libc(void **state) {
     assert_memory_equal(&in->hbnr_missing, &ref.hbnr_missing, sizeof ref.hbnr_missing);
 }
 
+/* getaddrinfo of a numeric host and service does not wait for the offload
+ * pool: with every worker held by a job that waits for the gate, it answers
+ * at once, as libc does outside coil_run; a name still goes to the pool. */
+struct gai_gate {
+    pthread_mutex_t lock;
+    pthread_cond_t open_cv;
+    bool open;
+    atomic_int inside;
+};
+
+static int gai_gate_fn(void *arg) {
+    struct gai_gate *g = arg;
+    atomic_fetch_add(&g->inside, 1);
+    pthread_mutex_lock(&g->lock);
+    while (!g->open)
+        pthread_cond_wait(&g->open_cv, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+    return 7;
+}
+
+struct gai_literal {
+    struct gai_gate gate;
+    int held[6];
+    struct gai_copy lit;   /* "127.0.0.1", "5432" inside a tasklet */
+    atomic_bool done;      /* the lookup returned */
+    bool done_before_open; /* ... while the pool was still held */
+};
+
+struct gai_holder {
+    struct gai_literal *g;
+    int i;
+};
+
+static void gai_hold(void *arg) {
+    struct gai_holder *h = arg;
+    h->g->held[h->i] = coil_offload(gai_gate_fn, &h->g->gate);
+}
+
+static void gai_literal_lookup(void *arg) {
+    struct gai_literal *g = arg;
+    gai_collect("127.0.0.1", "5432", &g->lit);
+    atomic_store(&g->done, true);
+}
+
+static void gai_literal_main(void *arg) {
+    struct gai_literal *g = arg;
+    struct gai_holder h[6];
+    coil_id ids[6];
+    for (int i = 0; i < 6; i++) {
+        h[i] = (struct gai_holder){.g = g, .i = i};
+        ids[i] = coil_spawn(gai_hold, &h[i], NULL);
+    }
+    int64_t t0 = coil_now();
+    while (atomic_load(&g->gate.inside) < 4 && coil_now() - t0 < 10 * COIL_SEC)
+        coil_sleep(COIL_MSEC); /* the pool has at most 4 workers */
+    EXPECT(atomic_load(&g->gate.inside) >= 4);
+    coil_id c = coil_spawn(gai_literal_lookup, g, NULL);
+    t0 = coil_now();
+    while (!atomic_load(&g->done) && coil_now() - t0 < 5 * COIL_SEC)
+        coil_sleep(COIL_MSEC);
+    g->done_before_open = atomic_load(&g->done);
+    pthread_mutex_lock(&g->gate.lock);
+    g->gate.open = true;
+    pthread_cond_broadcast(&g->gate.open_cv);
+    pthread_mutex_unlock(&g->gate.lock);
+    EXPECT_EQ(coil_join(c, COIL_FOREVER), 0);
+    for (int i = 0; i < 6; i++)
+        EXPECT_EQ(coil_join(ids[i], COIL_FOREVER), 0);
+}
+
+static void test_resolver_literal_does_not_wait_for_the_pool(void **state) {
+    (void)state;
+    NEED("getaddrinfo");
+    static struct gai_copy ref;
+    memset(&ref, 0, sizeof ref);
+    gai_collect("127.0.0.1", "5432", &ref); /* libc, outside coil_run */
+    static struct gai_literal g;
+    memset(&g, 0, sizeof g);
+    pthread_mutex_init(&g.gate.lock, NULL);
+    pthread_cond_init(&g.gate.open_cv, NULL);
+    COIL_RUN_CHECKED(gai_literal_main, &g);
+    pthread_mutex_destroy(&g.gate.lock);
+    pthread_cond_destroy(&g.gate.open_cv);
+    assert_true(g.done_before_open);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(g.held[i], 7);
+    assert_int_equal(ref.rc, 0);
+    assert_true(ref.n >= 1);
+    assert_memory_equal(&g.lit, &ref, sizeof ref);
+}
+
 /* In a killed tasklet the lookups fail (the offload pool is not used), and
  * *res is not touched. */
 struct killed_resolve {
     int gai_rc, gai_errno;
+    int gai_lit_rc, gai_lit_errno; /* a numeric host, answered without the pool */
     struct addrinfo *res;
     int gni_rc, gni_errno;
     struct hostent *hbn;
@@ -2406,6 +2500,11 @@ static void killed_resolve_main(void *arg) {
     k->gai_rc = getaddrinfo("localhost", "80", &hints, &k->res);
     k->gai_errno = errno;
     if (k->gai_rc == 0 && k->res != &sentinel) freeaddrinfo(k->res);
+    struct addrinfo *lit = &sentinel;
+    errno = 0;
+    k->gai_lit_rc = getaddrinfo("127.0.0.1", "80", &hints, &lit);
+    k->gai_lit_errno = errno;
+    if (k->gai_lit_rc == 0 && lit != &sentinel) freeaddrinfo(lit);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(80)};
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     char host[64], serv[16];
@@ -2434,6 +2533,8 @@ static void test_resolver_in_killed_tasklet_fails(void **state) {
                  "with ECANCELED%s",
                  k.gai_rc, gai_strerror(k.gai_rc), strerror(k.gai_errno),
                  k.gai_rc == 0 ? " (0 hands the caller its own, uninitialised, *res)" : "");
+    assert_int_equal(k.gai_lit_rc, EAI_SYSTEM);
+    assert_int_equal(k.gai_lit_errno, ECANCELED);
     assert_int_equal(k.gni_rc, EAI_SYSTEM);
     assert_int_equal(k.gni_errno, ECANCELED);
     assert_null(k.hbn);
@@ -2961,6 +3062,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_large_writev_to_pipe_does_not_block_thread),
         /* 3. the resolver */
         cmocka_unit_test(test_resolver_answers_as_libc),
+        cmocka_unit_test(test_resolver_literal_does_not_wait_for_the_pool),
         cmocka_unit_test(test_resolver_in_killed_tasklet_fails),
         /* 4. pass-through */
         cmocka_unit_test(test_passthrough_before_coil_run),
