@@ -385,8 +385,8 @@ COIL_API int coil_close(int fd);
 COIL_API int coil_set_timeout(int fd, int64_t ns);
 
 /* Resolves host and service (getaddrinfo: a numeric address and port at
- * once; a name on the offload pool, so the scheduler does not block while a
- * resolver answers) and connects a socket of the given type
+ * once, except on Windows; a name on the offload pool, so the scheduler does
+ * not block while a resolver answers) and connects a socket of the given type
  * (SOCK_STREAM or SOCK_DGRAM) to each address in turn until one succeeds.
  * Returns the connected fd; the error of the last attempt; -ENOENT when the
  * name does not resolve, -EAGAIN when the resolver failed temporarily,

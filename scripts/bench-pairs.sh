@@ -57,7 +57,8 @@ ticks() {
   echo "$t"
 }
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+pid=
+trap 'rm -f "$out"; [ -z "$pid" ] || kill "$pid" 2>/dev/null || true' EXIT
 for r in $(seq "$rounds"); do
   args=("$@")
   for ((j = 0; j < ${#args[@]}; j += 2)); do
@@ -82,7 +83,7 @@ for r in $(seq "$rounds"); do
         "$load" 127.0.0.1 "$port" "$conns" 512 "$secs" "$pid" 2>&1 || true
         loadticks
       )
-      line=$(echo "$w" | grep echo_load | tail -1)
+      line=$(awk '/^echo_load/ { l = $0 } END { print l }' <<<"$w")
       cpu=$(echo "$line" | sed -n 's/.*server_cpu_us_per_msg=\([0-9.]*\).*/\1/p')
       rate=$(echo "$line" | sed -n 's/.*msgs_per_s=\([0-9]*\).*/\1/p')
     fi

@@ -33,7 +33,8 @@
  *  - sleep/usleep/nanosleep/clock_nanosleep park the tasklet;
  *  - getaddrinfo/getnameinfo/gethostbyname(_r) run on the offload pool, so
  *    glibc's own code (/etc/hosts, nsswitch, DNS) gives its exact answers
- *    (getaddrinfo of a numeric host and service is answered at once);
+ *    (getaddrinfo of a numeric host and service of one socket type, without
+ *    AI_ADDRCONFIG, is answered at once: see w_getaddrinfo);
  *  - close is coil_close on a scheduler's thread (waiters wake with EBADF;
  *    the number's state is reset); socket/socketpair/accept tell the
  *    scheduler that their numbers name new files.
@@ -534,15 +535,18 @@ static int w_getaddrinfo(const char *node, const char *service, const struct add
                          struct addrinfo **res) {
     struct coil__tasklet *t = inside();
     if (!t) return getaddrinfo(node, service, hints, res);
-    if (node && !t->killed) {
-        /* A numeric host and service ("127.0.0.1", "5432"): glibc answers
-         * from the strings, with no file or server to wait for, so the call
-         * is made here, with the caller's own flags (and NULL hints' default
-         * ones): the answer a worker would give, without waiting behind
-         * other tasklets' lookups. Anything else fails here with
-         * EAI_NONAME, quickly, and goes to the pool. */
-        struct addrinfo h = {.ai_flags = AI_V4MAPPED | AI_ADDRCONFIG};
-        if (hints) h = *hints;
+    if (node && hints && hints->ai_socktype && !(hints->ai_flags & AI_ADDRCONFIG) && !t->killed) {
+        /* A numeric host and service ("127.0.0.1", "5432") of one socket
+         * type: glibc answers that one address from the strings, with no
+         * system call but malloc's (checked with strace, glibc 2.36), so the
+         * call is made here, with the caller's own flags: the answer a worker
+         * would give, without waiting behind other tasklets' lookups. A name
+         * fails here at once with EAI_NONAME and goes to the pool. Not with
+         * AI_ADDRCONFIG (NULL hints have it) or several socket types (several
+         * entries, which glibc sorts): glibc would then ask the kernel for
+         * the host's addresses, try nscd's socket and connect a UDP socket
+         * per entry, all on the scheduler's thread. */
+        struct addrinfo h = *hints;
         h.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
         struct addrinfo *r = NULL;
         int saved = errno;

@@ -2437,6 +2437,7 @@ static void gai_literal_main(void *arg) {
     for (int i = 0; i < 6; i++) {
         h[i] = (struct gai_holder){.g = g, .i = i};
         ids[i] = coil_spawn(gai_hold, &h[i], NULL);
+        EXPECT(ids[i] > 0);
     }
     int64_t t0 = coil_now();
     while (atomic_load(&g->gate.inside) < 4 && coil_now() - t0 < 10 * COIL_SEC)

@@ -122,7 +122,10 @@ static void test_dial_udp(void **state) {
 struct dial_errors {
     int refused;
     int null_host, null_service, bad_type0, bad_type_raw, bad_type_seq;
-    int killed_dial, killed_listen; /* literals, which resolve without the pool */
+    /* Literals, which resolve without the pool: the listen fails because
+     * the resolve checks for the kill (bind and listen do not park); the
+     * dial would fail at its connect anyway. */
+    int killed_dial, killed_listen;
 };
 
 static void dial_errors_main(void *arg) {
