@@ -89,6 +89,7 @@ for r in $(seq "$rounds"); do
     fi
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    pid=
     lpct=$(echo "$w" | awk -v s="$secs" -v h="$tck" '/^loadticks/ { printf "%.0f", $2 * 100 / h / s }')
     echo "$r $name ${cpu:-nan} ${rate:-0} ${lpct:-0}" >>"$out"
   done
