@@ -325,6 +325,8 @@ static inline bool coil_test_has_number(const char *text, long long n) {
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -702,6 +704,74 @@ static inline void coil_test_ticker_fn(void *arg) {
     struct coil_test_ticker *t = arg;
     while (!t->stop && coil_sleep(COIL_MSEC) == 0)
         t->ticks++;
+}
+
+/* Whether a call needs the offload pool: coil_test_while_pool_held(fn, arg)
+ * holds every worker of the pool with jobs that wait at a gate (as lookups
+ * of a resolver that does not answer would), runs fn(arg) in a tasklet of
+ * its own, and returns true when fn returned within 5 s, before the gate
+ * opened. Then it opens the gate and joins every tasklet (fn's too, so a fn
+ * that waited for the pool finishes then). Call it from a tasklet. */
+struct coil_test_gate {
+    pthread_mutex_t lock;
+    pthread_cond_t open_cv;
+    bool open;
+    atomic_int inside; /* jobs waiting at the gate */
+    coil_fn fn;
+    void *arg;
+    atomic_bool fn_done;
+};
+
+static inline int coil_test_gate_job(void *arg) { /* on a worker */
+    struct coil_test_gate *g = arg;
+    atomic_fetch_add(&g->inside, 1);
+    pthread_mutex_lock(&g->lock);
+    while (!g->open)
+        pthread_cond_wait(&g->open_cv, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+    return 7;
+}
+
+static inline void coil_test_gate_holder(void *arg) {
+    EXPECT_EQ(coil_offload(coil_test_gate_job, arg), 7);
+}
+
+static inline void coil_test_gate_runner(void *arg) {
+    struct coil_test_gate *g = arg;
+    g->fn(g->arg);
+    atomic_store(&g->fn_done, true);
+}
+
+static inline bool coil_test_while_pool_held(coil_fn fn, void *arg) {
+    enum { HOLDERS = 6, WORKERS = 4 }; /* the pool has at most 4 workers */
+    struct coil_test_gate g = {.fn = fn, .arg = arg};
+    pthread_mutex_init(&g.lock, NULL);
+    pthread_cond_init(&g.open_cv, NULL);
+    coil_id ids[HOLDERS];
+    for (int i = 0; i < HOLDERS; i++) {
+        ids[i] = coil_spawn(coil_test_gate_holder, &g, NULL);
+        EXPECT(ids[i] > 0);
+    }
+    int64_t t0 = coil_now();
+    while (atomic_load(&g.inside) < WORKERS && coil_now() - t0 < 10 * COIL_SEC)
+        coil_sleep(COIL_MSEC);
+    EXPECT(atomic_load(&g.inside) >= WORKERS);
+    coil_id r = coil_spawn(coil_test_gate_runner, &g, NULL);
+    EXPECT(r > 0);
+    t0 = coil_now();
+    while (!atomic_load(&g.fn_done) && coil_now() - t0 < 5 * COIL_SEC)
+        coil_sleep(COIL_MSEC);
+    bool done = atomic_load(&g.fn_done);
+    pthread_mutex_lock(&g.lock);
+    g.open = true;
+    pthread_cond_broadcast(&g.open_cv);
+    pthread_mutex_unlock(&g.lock);
+    EXPECT_EQ(coil_join(r, COIL_FOREVER), 0);
+    for (int i = 0; i < HOLDERS; i++)
+        EXPECT_EQ(coil_join(ids[i], COIL_FOREVER), 0);
+    pthread_mutex_destroy(&g.lock);
+    pthread_cond_destroy(&g.open_cv);
+    return done;
 }
 
 /* Runs only the tests whose names match the pattern in COIL_TEST_FILTER

@@ -2387,74 +2387,17 @@ static void test_resolver_answers_as_libc(void **state) {
 }
 
 /* getaddrinfo of a numeric host and service does not wait for the offload
- * pool: with every worker held by a job that waits for the gate, it answers
- * at once, as libc does outside coil_run; a name still goes to the pool. */
-struct gai_gate {
-    pthread_mutex_t lock;
-    pthread_cond_t open_cv;
-    bool open;
-    atomic_int inside;
-};
-
-static int gai_gate_fn(void *arg) {
-    struct gai_gate *g = arg;
-    atomic_fetch_add(&g->inside, 1);
-    pthread_mutex_lock(&g->lock);
-    while (!g->open)
-        pthread_cond_wait(&g->open_cv, &g->lock);
-    pthread_mutex_unlock(&g->lock);
-    return 7;
-}
-
-struct gai_literal {
-    struct gai_gate gate;
-    int held[6];
-    struct gai_copy lit;   /* "127.0.0.1", "5432" inside a tasklet */
-    atomic_bool done;      /* the lookup returned */
-    bool done_before_open; /* ... while the pool was still held */
-};
-
-struct gai_holder {
-    struct gai_literal *g;
-    int i;
-};
-
-static void gai_hold(void *arg) {
-    struct gai_holder *h = arg;
-    h->g->held[h->i] = coil_offload(gai_gate_fn, &h->g->gate);
-}
+ * pool: while every worker is held (coil_test_while_pool_held) it answers,
+ * as libc does outside coil_run. */
+static struct gai_copy gai_literal;
 
 static void gai_literal_lookup(void *arg) {
-    struct gai_literal *g = arg;
-    gai_collect("127.0.0.1", "5432", &g->lit);
-    atomic_store(&g->done, true);
+    (void)arg;
+    gai_collect("127.0.0.1", "5432", &gai_literal);
 }
 
 static void gai_literal_main(void *arg) {
-    struct gai_literal *g = arg;
-    struct gai_holder h[6];
-    coil_id ids[6];
-    for (int i = 0; i < 6; i++) {
-        h[i] = (struct gai_holder){.g = g, .i = i};
-        ids[i] = coil_spawn(gai_hold, &h[i], NULL);
-        EXPECT(ids[i] > 0);
-    }
-    int64_t t0 = coil_now();
-    while (atomic_load(&g->gate.inside) < 4 && coil_now() - t0 < 10 * COIL_SEC)
-        coil_sleep(COIL_MSEC); /* the pool has at most 4 workers */
-    EXPECT(atomic_load(&g->gate.inside) >= 4);
-    coil_id c = coil_spawn(gai_literal_lookup, g, NULL);
-    t0 = coil_now();
-    while (!atomic_load(&g->done) && coil_now() - t0 < 5 * COIL_SEC)
-        coil_sleep(COIL_MSEC);
-    g->done_before_open = atomic_load(&g->done);
-    pthread_mutex_lock(&g->gate.lock);
-    g->gate.open = true;
-    pthread_cond_broadcast(&g->gate.open_cv);
-    pthread_mutex_unlock(&g->gate.lock);
-    EXPECT_EQ(coil_join(c, COIL_FOREVER), 0);
-    for (int i = 0; i < 6; i++)
-        EXPECT_EQ(coil_join(ids[i], COIL_FOREVER), 0);
+    *(bool *)arg = coil_test_while_pool_held(gai_literal_lookup, NULL);
 }
 
 static void test_resolver_literal_does_not_wait_for_the_pool(void **state) {
@@ -2463,19 +2406,13 @@ static void test_resolver_literal_does_not_wait_for_the_pool(void **state) {
     static struct gai_copy ref;
     memset(&ref, 0, sizeof ref);
     gai_collect("127.0.0.1", "5432", &ref); /* libc, outside coil_run */
-    static struct gai_literal g;
-    memset(&g, 0, sizeof g);
-    pthread_mutex_init(&g.gate.lock, NULL);
-    pthread_cond_init(&g.gate.open_cv, NULL);
-    COIL_RUN_CHECKED(gai_literal_main, &g);
-    pthread_mutex_destroy(&g.gate.lock);
-    pthread_cond_destroy(&g.gate.open_cv);
-    assert_true(g.done_before_open);
-    for (int i = 0; i < 6; i++)
-        assert_int_equal(g.held[i], 7);
+    memset(&gai_literal, 0, sizeof gai_literal);
+    bool returned_while_held = false;
+    COIL_RUN_CHECKED(gai_literal_main, &returned_while_held);
+    assert_true(returned_while_held);
     assert_int_equal(ref.rc, 0);
     assert_true(ref.n >= 1);
-    assert_memory_equal(&g.lit, &ref, sizeof ref);
+    assert_memory_equal(&gai_literal, &ref, sizeof ref);
 }
 
 /* In a killed tasklet the lookups fail (the offload pool is not used), and

@@ -734,44 +734,13 @@ static void test_offload_result_reaches_a_busy_scheduler(void **state) {
 
 /* ---- literals do not wait for the pool ----------------------------------------- */
 
-/* Every worker of the offload pool is held by a job that waits for the gate
- * (as by lookups of a resolver that does not answer). Listening on and
- * dialling a literal address must not queue behind them. */
-struct gate {
-    pthread_mutex_t lock;
-    pthread_cond_t open_cv;
-    bool open;
-    atomic_int inside;
-};
-
-static int gate_fn(void *arg) {
-    struct gate *g = arg;
-    atomic_fetch_add(&g->inside, 1);
-    pthread_mutex_lock(&g->lock);
-    while (!g->open)
-        pthread_cond_wait(&g->open_cv, &g->lock);
-    pthread_mutex_unlock(&g->lock);
-    return 7;
-}
-
+/* Listening on and dialling a literal address while every worker of the
+ * offload pool is held (coil_test_while_pool_held): they must not need it. */
 struct literals {
-    struct gate gate;
-    int held[8];      /* coil_offload's results of the holding jobs */
-    int listen_fd;    /* coil_listen_on("127.0.0.1", "0") */
-    int dial_fd;      /* coil_dial("127.0.0.1", its port) */
-    atomic_bool done; /* both returned */
-    bool done_before_open;
+    int listen_fd; /* coil_listen_on("127.0.0.1", "0") */
+    int dial_fd;   /* coil_dial("127.0.0.1", its port) */
+    bool returned_while_held;
 };
-
-struct holder {
-    struct literals *l;
-    int i;
-};
-
-static void hold_worker(void *arg) {
-    struct holder *h = arg;
-    h->l->held[h->i] = coil_offload(gate_fn, &h->l->gate);
-}
 
 static void literal_calls(void *arg) {
     struct literals *l = arg;
@@ -784,35 +753,11 @@ static void literal_calls(void *arg) {
             l->dial_fd = coil_dial("127.0.0.1", port, SOCK_STREAM, coil_test_in(10 * COIL_SEC));
         }
     }
-    atomic_store(&l->done, true);
 }
 
 static void literals_main(void *arg) {
     struct literals *l = arg;
-    struct holder h[8];
-    coil_id ids[8];
-    for (int i = 0; i < 8; i++) {
-        h[i] = (struct holder){.l = l, .i = i};
-        ids[i] = coil_spawn(hold_worker, &h[i], NULL);
-        EXPECT(ids[i] > 0);
-    }
-    /* The pool has at most 4 workers: wait until that many hold the gate. */
-    int64_t t0 = coil_now();
-    while (atomic_load(&l->gate.inside) < 4 && coil_now() - t0 < 10 * COIL_SEC)
-        coil_sleep(COIL_MSEC);
-    EXPECT(atomic_load(&l->gate.inside) >= 4);
-    coil_id c = coil_spawn(literal_calls, l, NULL);
-    t0 = coil_now();
-    while (!atomic_load(&l->done) && coil_now() - t0 < 5 * COIL_SEC)
-        coil_sleep(COIL_MSEC);
-    l->done_before_open = atomic_load(&l->done);
-    pthread_mutex_lock(&l->gate.lock);
-    l->gate.open = true;
-    pthread_cond_broadcast(&l->gate.open_cv);
-    pthread_mutex_unlock(&l->gate.lock);
-    EXPECT_EQ(coil_join(c, coil_test_in(10 * COIL_SEC)), 0);
-    for (int i = 0; i < 8; i++)
-        EXPECT_EQ(coil_join(ids[i], coil_test_in(10 * COIL_SEC)), 0);
+    l->returned_while_held = coil_test_while_pool_held(literal_calls, l);
     if (l->dial_fd >= 0) EXPECT_EQ(coil_close(l->dial_fd), 0);
     if (l->listen_fd >= 0) EXPECT_EQ(coil_close(l->listen_fd), 0);
 }
@@ -820,16 +765,10 @@ static void literals_main(void *arg) {
 static void test_literals_do_not_wait_for_the_pool(void **state) {
     (void)state;
     struct literals l = {.listen_fd = -1, .dial_fd = -1};
-    pthread_mutex_init(&l.gate.lock, NULL);
-    pthread_cond_init(&l.gate.open_cv, NULL);
     COIL_RUN_CHECKED(literals_main, &l);
-    pthread_mutex_destroy(&l.gate.lock);
-    pthread_cond_destroy(&l.gate.open_cv);
-    assert_true(l.done_before_open);
+    assert_true(l.returned_while_held);
     assert_true(l.listen_fd >= 0);
     assert_true(l.dial_fd >= 0);
-    for (int i = 0; i < 8; i++)
-        assert_int_equal(l.held[i], 7);
 }
 
 int main(void) {
