@@ -518,8 +518,8 @@ static int resolve_error(int e, int sys_errno) {
     }
 }
 
-/* Resolves on the offload pool; a numeric host (or none) and a numeric
- * service here, at once. Returns 0 with *res set, or -errno. */
+/* Resolves on the offload pool; a numeric host and service here, at once.
+ * Returns 0 with *res set, or -errno. */
 static int resolve(const char *host, const char *service, int type, int flags,
                    struct addrinfo **res) {
     struct coil__tasklet *t;
