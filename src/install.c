@@ -550,12 +550,12 @@ static int w_getaddrinfo(const char *node, const char *service, const struct add
         h.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
         struct addrinfo *r = NULL;
         int saved = errno;
-        if (getaddrinfo(node, service, &h, &r) == 0) {
+        int rc = getaddrinfo(node, service, &h, &r);
+        errno = saved;
+        if (rc == 0) {
             *res = r;
-            errno = saved;
             return 0;
         }
-        errno = saved;
     }
     struct gai_call c = {node, service, hints, res, 0, 0};
     int err = coil_offload(do_getaddrinfo, &c);
