@@ -14,8 +14,11 @@
  *    A deadline that has already passed makes a call try once without blocking
  *    and return -ETIMEDOUT if it would have to wait.
  *  - Cancellation is an error code, not an unwind: once a tasklet is killed,
- *    its current blocking call and every later one return -ECANCELED, so it
- *    leaves through its own cleanup code.
+ *    its current blocking call and every later one that would have to wait
+ *    return -ECANCELED, so it leaves through its own cleanup code. Cleanup can
+ *    finish: what needs no waiting still works (a channel transfer that is
+ *    ready, coil_close), and coil_join still waits (bounded by its deadline),
+ *    so "spawn, join, free" is safe when the joiner is killed too.
  *  - Calling a blocking function outside a tasklet returns -EPERM.
  */
 #ifndef COIL_H
@@ -103,9 +106,14 @@ typedef struct coil_spawn_opts {
  * (also when the signal came just as the last tasklet ended: it is never
  * lost).
  * (coil_run catches SIGINT and SIGTERM only while their disposition is the
- * default, and restores it on return; SIGPIPE is never raised by coil's
- * calls, which send with MSG_NOSIGNAL. On Windows they are caught with the C
- * runtime's signal(), which also delivers a console Ctrl-C as SIGINT.)
+ * default, or also when ignored, see coil_set_shutdown_signals, and gives
+ * them back on return. The first one caught sets both back to their default
+ * action: a second Ctrl-C ends the process as it would without coil, and so
+ * does coil itself, with a dump on stderr, when the tasklets have not all
+ * finished within the grace of coil_set_shutdown_grace. SIGPIPE is never
+ * raised by coil's calls, which send with MSG_NOSIGNAL. On Windows they are
+ * caught with the C runtime's signal(), which also delivers a console Ctrl-C
+ * as SIGINT.)
  * The I/O backend is chosen here: io_uring, or epoll when io_uring cannot be
  * set up (io_uring_setup fails with ENOSYS, EPERM or EACCES: an old kernel,
  * a seccomp profile, kernel.io_uring_disabled; any other failure is
@@ -145,21 +153,36 @@ COIL_API int coil_sleep_until(int64_t deadline);
 
 /* Waits until tasklet id has finished. Returns 0 when it has (at once if it
  * already had); -ESRCH for an id that never named a tasklet of this
- * scheduler; -EDEADLK for the caller's own id; -ETIMEDOUT when the deadline
- * passes first; -ECANCELED if the caller is killed; -EPERM outside a
- * tasklet. Any number of tasklets may join the same one. */
+ * scheduler; -EDEADLK for the caller's own id, and when coil_run finds that
+ * nothing can ever end the wait (tasklets joining one another); -ETIMEDOUT
+ * when the deadline passes first; -EPERM outside a tasklet. Any number of
+ * tasklets may join the same one.
+ * A kill does not cut a join short, and a killed tasklet may join: it is the
+ * wait of cleanup, so that a tasklet can free what the tasklets it spawned
+ * use only once they have finished (at shutdown they are killed too, so the
+ * wait is short). Bound it with a deadline where the target might not end. */
 COIL_API int coil_join(coil_id id, int64_t deadline);
 
 /* Stackless kill(): the tasklet's current blocking call and every later one
- * return -ECANCELED, so it unwinds through its own code. A call whose wait
- * had already ended when the kill came (a receive that got its element, a
- * sleep whose time was up) still returns its result, so nothing is lost; the
- * kill shows from the next call on. A tasklet that has
- * not started yet still starts (so that it can release what arg owns), with
- * every blocking call failing. Killing oneself marks oneself. Returns 0;
- * -ESRCH if id names no live tasklet (finished, or never existed); -EPERM
- * outside a tasklet. */
+ * that would have to wait return -ECANCELED, so it unwinds through its own
+ * code. A call whose wait had already ended when the kill came (a receive
+ * that got its element, a sleep whose time was up) still returns its result,
+ * so nothing is lost; the kill shows from the next call on. What needs no
+ * waiting still completes after the kill (a channel send with room or to a
+ * waiting receiver, a receive with an element ready, a choose with a ready
+ * clause), and coil_join still waits: see there. A tasklet that has not
+ * started yet still starts (so that it can release what arg owns). Killing
+ * oneself marks oneself. A kill reaches only the tasklet named, not those it
+ * spawned. Returns 0; -ESRCH if id names no live tasklet (finished, or never
+ * existed); -EPERM outside a tasklet. */
 COIL_API int coil_kill(coil_id id);
+
+/* 1 if the calling tasklet has been killed (by coil_kill, or by coil_run at
+ * shutdown or deadlock), else 0 (also outside a tasklet). A library running
+ * under coil_install reports a killed call as its own failure (libcurl, for
+ * one, as CURLE_RECV_ERROR or CURLE_COULDNT_CONNECT): this tells a
+ * cancellation from a real error. */
+COIL_API int coil_killed(void);
 
 /* The calling tasklet's id, or 0 outside a tasklet. */
 COIL_API coil_id coil_self(void);
@@ -170,6 +193,25 @@ COIL_API const char *coil_name(coil_id id);
 
 /* Monotonic time in nanoseconds (CLOCK_MONOTONIC). Callable anywhere. */
 COIL_API int64_t coil_now(void);
+
+/* Which of SIGINT and SIGTERM coil_run takes for a clean shutdown (see
+ * coil_run): COIL_SIGNALS_IF_DEFAULT (the default) those left at their
+ * default action; COIL_SIGNALS_TAKE those ignored too (a program started in
+ * the background by a shell script inherits SIGINT ignored, so its Ctrl-C
+ * would otherwise do nothing); COIL_SIGNALS_LEAVE neither. A handler the
+ * program installed itself is never replaced. Process-wide; read when a
+ * coil_run starts while no other runs. Callable anywhere. Returns 0; -EINVAL
+ * for another mode. */
+enum { COIL_SIGNALS_IF_DEFAULT = 0, COIL_SIGNALS_TAKE = 1, COIL_SIGNALS_LEAVE = 2 };
+COIL_API int coil_set_shutdown_signals(int mode);
+
+/* How long, after a shutdown signal, the tasklets get to finish their cleanup
+ * (10 s by default; negative: no limit). When it is up and some are still
+ * running (a join or an offloaded call that does not end), coil_run writes a
+ * dump to stderr and ends the process as the signal's default action would.
+ * Process-wide; read by each scheduler when the signal arrives. Callable
+ * anywhere. Returns 0. */
+COIL_API int coil_set_shutdown_grace(int64_t ns);
 
 /* Writes every tasklet of the calling thread's scheduler to out: id, name,
  * state, what it waits on (channel and direction, sleep, join, choose) and
@@ -204,7 +246,8 @@ COIL_API int coil_chan_open(coil_chan **out, size_t elem_size, size_t capacity);
 /* Sends one element (elem_size bytes copied from elem). Waits until a receiver
  * takes it (unbuffered) or there is room (buffered).
  * Returns 0; -EPIPE if the channel is closed (or closes while waiting);
- * -ETIMEDOUT (the _dl form); -ECANCELED if killed; -EINVAL for a NULL
+ * -ETIMEDOUT (the _dl form); -ECANCELED if killed and the send would have to
+ * wait (a killed tasklet's send that needs no waiting completes); -EINVAL for a NULL
  * channel or elem; -EBADF for a freed channel (detected while its memory is
  * still in coil's quarantine of recently freed channels; otherwise using a
  * freed channel is undefined, as with any freed memory); -EXDEV for a channel
@@ -275,9 +318,9 @@ typedef struct coil_clause {
  * closed channel, -err for an error sent with coil_chan_send_error). When
  * several are ready at once one is picked at random, so none starves.
  * Returns the index; -ETIMEDOUT when the deadline passes first; -ECANCELED if
- * killed; -EINVAL for a NULL array, n == 0, n > 1024, or a clause with a NULL
- * channel or elem or an unknown op; -EBADF / -EXDEV as for coil_chan_send;
- * -EPERM outside a tasklet. */
+ * killed and no clause is ready; -EINVAL for a NULL array, n == 0, n > 1024, or a clause with a
+ * NULL channel or elem or an unknown op; -EBADF / -EXDEV as for coil_chan_send; -EPERM outside a
+ * tasklet. */
 COIL_API int coil_choose(coil_clause *clauses, size_t n, int64_t deadline);
 
 /* ------------------------------------------------------------------------ */
@@ -427,7 +470,9 @@ COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
  * tasklet); poll/select with a zero timeout never park; a blocking write or
  * send is complete, as the kernel makes it; SO_RCVTIMEO and SO_SNDTIMEO are
  * honoured; a killed tasklet's calls fail with ECANCELED, its sleeps too (not
- * EINTR, which retry loops would retry forever; sleep() returns 0); the
+ * EINTR, which retry loops would retry forever; sleep() returns 0), and the
+ * library reports that as one of its own errors (coil_killed tells them
+ * apart); the
  * resolver runs on the offload pool with glibc's own answers. Writes inside a
  * tasklet never raise SIGPIPE (EPIPE instead).
  * It works by rewriting the GOT entries of those functions in each loaded

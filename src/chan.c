@@ -260,13 +260,29 @@ int coil_chan_open(coil_chan **out, size_t elem_size, size_t capacity) {
     return 0;
 }
 
+/* The caller for a transfer: -EPERM outside a tasklet. A killed tasklet may
+ * still make a transfer that needs no waiting (so that its cleanup can hand
+ * back a token or report to whoever waits for it); only a wait is refused,
+ * with -ECANCELED (would_wait). */
+static int chan_enter(coil_chan *ch, struct coil__tasklet **tp) {
+    struct coil__tasklet *t = coil__self();
+    if (COIL_UNLIKELY(!t)) return -EPERM;
+    *tp = t;
+    return chan_bind(ch, t->sched);
+}
+
+static int would_wait(const struct coil__tasklet *t, int64_t deadline) {
+    if (COIL_UNLIKELY(t->killed)) return -ECANCELED;
+    return coil__deadline_passed(deadline) ? -ETIMEDOUT : 0;
+}
+
 static int chan_send(coil_chan *ch, const void *elem, int err, int64_t deadline) {
     struct coil__tasklet *t;
     int res = check(ch);
     if (res) return res;
-    if ((res = coil__enter(&t)) != 0 || (res = chan_bind(ch, t->sched)) != 0) return res;
+    if ((res = chan_enter(ch, &t)) != 0) return res;
     if (send_now(ch, t, elem, err, &res)) return res;
-    if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
+    if ((res = would_wait(t, deadline)) != 0) return res;
     struct waiter w = {
         .t = t, .ch = ch, .elem = (void *)elem, .err = err, .op = COIL_CHOOSE_SEND, .index = -1};
     waitq_push(&ch->senders, &w);
@@ -292,9 +308,9 @@ int coil_chan_recv_dl(coil_chan *ch, void *elem, int64_t deadline) {
     int res = check(ch);
     if (res) return res;
     if (!elem) return -EINVAL;
-    if ((res = coil__enter(&t)) != 0 || (res = chan_bind(ch, t->sched)) != 0) return res;
+    if ((res = chan_enter(ch, &t)) != 0) return res;
     if (recv_now(ch, t, elem, &res)) return res;
-    if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
+    if ((res = would_wait(t, deadline)) != 0) return res;
     struct waiter w = {.t = t, .ch = ch, .elem = elem, .op = COIL_CHOOSE_RECV, .index = -1};
     waitq_push(&ch->receivers, &w);
     return coil__park(t, COIL__WAIT_CHAN_RECV, &w, 0, unwait_single, deadline);
@@ -391,7 +407,7 @@ int coil_choose(coil_clause *cl, size_t n, int64_t deadline) {
         if (!cl[i].elem || (cl[i].op != COIL_CHOOSE_SEND && cl[i].op != COIL_CHOOSE_RECV))
             return -EINVAL;
     }
-    if ((err = coil__enter(&t)) != 0) return err;
+    if (!(t = coil__self())) return -EPERM;
     for (size_t i = 0; i < n; i++) /* all or none get bound */
         if (cl[i].ch->owner && cl[i].ch->owner != t->sched->serial) return -EXDEV;
     for (size_t i = 0; i < n; i++)
@@ -408,7 +424,7 @@ int coil_choose(coil_clause *cl, size_t n, int64_t deadline) {
         COIL_ASSERT(done, "a ready clause completes without waiting");
         return (int)pick;
     }
-    if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
+    if ((err = would_wait(t, deadline)) != 0) return err;
     for (size_t i = 0; i < n; i++) {
         struct waiter *w = clause_waiter(&cl[i]);
         *w = (struct waiter){

@@ -168,7 +168,8 @@ struct coil__tasklet {
     uint8_t state;     /* enum coil__state */
     uint8_t wait_kind; /* enum coil__wait */
     bool killed;
-    int wake_result; /* what the parked call returns, set by its waker */
+    bool deadlock_cycle; /* scratch of the deadlock detector */
+    int wake_result;     /* what the parked call returns, set by its waker */
     /* While WAITING: what it waits on, and how to take it off that when a
      * kill or a timeout (err) interrupts the wait. unwait returns true when
      * the tasklet may be woken now (its waiter records are unlinked), false
@@ -246,6 +247,9 @@ struct coil__sched {
     size_t offload_pending;
     int wake_fd;
     bool interrupted; /* SIGINT/SIGTERM: everything was killed */
+    /* When an interrupted scheduler gives up waiting for its tasklets and
+     * ends the process (coil_set_shutdown_grace); negative: never. */
+    int64_t shutdown_deadline;
     bool killing_all; /* after a deadlock or a shutdown: spawns are born killed */
     unsigned shutdown_seen;
     void *altstack;
@@ -275,7 +279,9 @@ static inline struct coil__tasklet *coil__self(void) {
 void coil__interrupt(struct coil__tasklet *t, int err);
 
 /* Common entry checks of a blocking call: sets *tp to the running tasklet and
- * returns 0, or -EPERM outside a tasklet, -ECANCELED if it was killed. */
+ * returns 0, or -EPERM outside a tasklet, -ECANCELED if it was killed. A call
+ * that can complete without waiting (a channel transfer that is ready) checks
+ * the kill only once it knows it would have to wait: see coil__self. */
 static inline int coil__enter(struct coil__tasklet **tp) {
     struct coil__tasklet *t = coil__self();
     if (COIL_UNLIKELY(!t)) return -EPERM;
@@ -590,9 +596,22 @@ void coil__offload_fini(struct coil__sched *s);
  * that every scheduler's backend watches so that a signal wakes it. */
 extern volatile unsigned coil__dump_requests;
 extern volatile unsigned coil__shutdown_requests;
+extern volatile int coil__shutdown_signo; /* the last shutdown signal caught */
 extern int coil__signal_wake_fd;
+/* Makes sure the eventfd exists, counting a user (a scheduler, or
+ * coil_dump_on_signal, which never lets go); release closes it when the last
+ * scheduler ends, once no handler can still be writing to it. */
 int coil__signal_wake_init(void);
+void coil__signal_wake_release(void);
 void coil__signal_wake(void);
+/* How long the tasklets get to finish after a shutdown signal (ns; negative:
+ * forever), see coil_set_shutdown_grace. */
+int64_t coil__shutdown_grace(void);
+/* COIL_SIGNALS_*, see coil_set_shutdown_signals. */
+int coil__shutdown_mode(void);
+/* Ends the process as signal sig's default action would (after a shutdown
+ * that overran its grace). */
+__attribute__((noreturn)) void coil__die_by_signal(int sig);
 /* Catches SIGINT/SIGTERM for the duration of a coil_run (if they have their
  * default disposition), and gives them back. */
 void coil__shutdown_signals_acquire(void);

@@ -254,10 +254,11 @@ static bool join_unwait(struct coil__tasklet *t, int err) {
     return true;
 }
 
+/* A join is the wait of cleanup ("spawn, join, free"): a kill does not cut
+ * it short, and a killed tasklet may start one (see coil_join in coil.h). */
 int coil_join(coil_id id, int64_t deadline) {
-    struct coil__tasklet *t;
-    int err = coil__enter(&t);
-    if (err) return err;
+    struct coil__tasklet *t = coil__self();
+    if (!t) return -EPERM;
     struct coil__sched *s = t->sched;
     if (id == t->id) return -EDEADLK;
     struct coil__tasklet *target = ids_get(s, id);
@@ -269,13 +270,25 @@ int coil_join(coil_id id, int64_t deadline) {
     return coil__park(t, COIL__WAIT_JOIN, &j, 0, join_unwait, deadline);
 }
 
+/* Marks t killed and cancels the wait it is in, unless that is a join: a
+ * killed tasklet still waits for the tasklets it joins (cleanup must be able
+ * to finish), bounded by the join's own deadline. */
+static void kill_one(struct coil__tasklet *t) {
+    t->killed = true;
+    if (t->wait_kind != COIL__WAIT_JOIN) coil__interrupt(t, -ECANCELED);
+}
+
 int coil_kill(coil_id id) {
     if (!coil__self()) return -EPERM;
     struct coil__tasklet *t = ids_get(coil__sched_cur, id);
     if (!t) return -ESRCH;
-    t->killed = true;
-    coil__interrupt(t, -ECANCELED);
+    kill_one(t);
     return 0;
+}
+
+int coil_killed(void) {
+    struct coil__tasklet *t = coil__self();
+    return t && t->killed;
 }
 
 coil_id coil_self(void) {
@@ -289,6 +302,31 @@ const char *coil_name(coil_id id) {
     return t ? t->name : NULL;
 }
 
+/* ---- shutdown settings (process-wide) ----------------------------------- */
+
+static int shutdown_mode = COIL_SIGNALS_IF_DEFAULT;
+static int64_t shutdown_grace = 10 * COIL_SEC;
+
+int coil_set_shutdown_signals(int mode) {
+    if (mode != COIL_SIGNALS_IF_DEFAULT && mode != COIL_SIGNALS_TAKE && mode != COIL_SIGNALS_LEAVE)
+        return -EINVAL;
+    __atomic_store_n(&shutdown_mode, mode, __ATOMIC_RELAXED);
+    return 0;
+}
+
+int coil__shutdown_mode(void) {
+    return __atomic_load_n(&shutdown_mode, __ATOMIC_RELAXED);
+}
+
+int coil_set_shutdown_grace(int64_t ns) {
+    __atomic_store_n(&shutdown_grace, ns < 0 ? (int64_t)-1 : ns, __ATOMIC_RELAXED);
+    return 0;
+}
+
+int64_t coil__shutdown_grace(void) {
+    return __atomic_load_n(&shutdown_grace, __ATOMIC_RELAXED);
+}
+
 /* ---- the scheduler loop ------------------------------------------------ */
 
 static void fire_timers(struct coil__sched *s, int64_t now) {
@@ -299,21 +337,59 @@ static void fire_timers(struct coil__sched *s, int64_t now) {
 
 static void kill_all(struct coil__sched *s) {
     s->killing_all = true;
-    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next) {
-        t->killed = true;
-        coil__interrupt(t, -ECANCELED);
-    }
+    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next)
+        kill_one(t);
+}
+
+static struct coil__tasklet *join_target(const struct coil__tasklet *t) {
+    if (t->state != COIL__WAITING || t->wait_kind != COIL__WAIT_JOIN) return NULL;
+    return ((const struct coil__joiner *)t->wait_obj)->target;
+}
+
+/* Whether following t's join target, and that one's, comes back to t. */
+static bool join_on_cycle(const struct coil__sched *s, const struct coil__tasklet *t) {
+    const struct coil__tasklet *u = join_target(t);
+    for (size_t steps = 0; u && steps < s->nlive; steps++, u = join_target(u))
+        if (u == t) return true;
+    return false;
 }
 
 /* Every live tasklet waits, no timer is armed and no I/O is in flight: nothing
  * can ever wake them. Report it like Go's "all goroutines are asleep", then
- * kill them all so that they unwind through their own cleanup. */
+ * kill them all so that they unwind through their own cleanup. A kill leaves
+ * joins waiting; if only joins are left (tasklets joining each other, or a
+ * killed joiner whose target is stuck in such a cycle), nothing else can end
+ * them: they return -EDEADLK. */
 static void deadlock(struct coil__sched *s) {
-    fprintf(stderr, "coil: deadlock: every tasklet is waiting and nothing can wake them\n");
+    if (!s->deadlock) {
+        fprintf(stderr, "coil: deadlock: every tasklet is waiting and nothing can wake them\n");
+        coil__dump_sched(s, stderr);
+        fflush(stderr);
+        s->deadlock = true;
+        kill_all(s);
+        if (s->runq.len || s->backend->busy(s)) return;
+    }
+    /* Every tasklet left waits in a join (any other wait was cancelled or is
+     * in the backend, which is then busy): the targets lead into a cycle.
+     * Only the joins on a cycle are broken, so that a tasklet joining one of
+     * them still waits until that one has finished its cleanup. */
+    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next)
+        t->deadlock_cycle = join_on_cycle(s, t);
+    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next)
+        if (t->deadlock_cycle) coil__interrupt(t, -EDEADLK);
+}
+
+/* The tasklets did not finish within the grace after a shutdown signal:
+ * say who holds it up, then end the process as the signal would have. */
+__attribute__((noreturn)) static void shutdown_overdue(struct coil__sched *s) {
+    int sig = coil__shutdown_signo;
+    fprintf(stderr,
+            "coil: shutdown: %zu tasklet(s) still running %.1f s after the signal; ending the "
+            "process as signal %d would\n",
+            s->nlive, (double)coil__shutdown_grace() / COIL_SEC, sig);
     coil__dump_sched(s, stderr);
     fflush(stderr);
-    s->deadlock = true;
-    kill_all(s);
+    coil__die_by_signal(sig);
 }
 
 static void loop(struct coil__sched *s) {
@@ -326,6 +402,10 @@ static void loop(struct coil__sched *s) {
         if (COIL_UNLIKELY(coil__shutdown_requests != s->shutdown_seen)) {
             /* SIGINT/SIGTERM: cancel everything, let every tasklet unwind. */
             s->shutdown_seen = coil__shutdown_requests;
+            if (!s->interrupted) {
+                int64_t grace = coil__shutdown_grace();
+                s->shutdown_deadline = grace < 0 ? -1 : coil_now() + grace;
+            }
             s->interrupted = true;
             kill_all(s);
         }
@@ -333,6 +413,9 @@ static void loop(struct coil__sched *s) {
          * the eventfd only wakes a scheduler that is blocked. */
         if (__atomic_load_n(&s->offload_done, __ATOMIC_ACQUIRE)) coil__offload_reap(s);
         s->round_start = coil_now();
+        if (COIL_UNLIKELY(s->interrupted) && s->shutdown_deadline >= 0 &&
+            s->round_start >= s->shutdown_deadline)
+            shutdown_overdue(s);
         fire_timers(s, s->round_start);
         /* One trip into the kernel per round: submit what the last round
          * queued and reap, blocking only when nothing is runnable. */
@@ -344,6 +427,9 @@ static void loop(struct coil__sched *s) {
                 deadlock(s);
                 continue;
             }
+            if (COIL_UNLIKELY(s->interrupted) && s->shutdown_deadline >= 0 &&
+                (next < 0 || next > s->shutdown_deadline))
+                next = s->shutdown_deadline;
             int err = s->backend->wait(s, next);
             COIL_ASSERT(err == 0, "the backend can always wait");
             if (!s->runq.len) continue; /* a timer is due, or a signal came */
@@ -424,8 +510,13 @@ static int run(coil_fn main, void *arg) {
     s->current = &s->root;
     s->wake_fd = -1;
     int err = coil__signal_wake_init();
-    if (!err) err = backend_init(s);
     if (err) {
+        free(s);
+        return err;
+    }
+    err = backend_init(s);
+    if (err) {
+        coil__signal_wake_release();
         free(s);
         return err;
     }
@@ -484,5 +575,6 @@ static int run(coil_fn main, void *arg) {
     s->backend->fini(s);
     coil__fd_table_free(s);
     free(s);
+    coil__signal_wake_release();
     return err;
 }

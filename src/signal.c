@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -15,9 +16,12 @@
 
 volatile unsigned coil__dump_requests;
 volatile unsigned coil__shutdown_requests;
+volatile int coil__shutdown_signo = SIGINT;
 int coil__signal_wake_fd = -1;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int wake_users;       /* schedulers running (under lock) */
+static int handlers_writing; /* handlers between loading the fd and writing it */
 
 int coil__signal_wake_init(void) {
     int err = 0;
@@ -30,43 +34,80 @@ int coil__signal_wake_init(void) {
         if (fd < 0)
             err = -errno;
         else
-            __atomic_store_n(&coil__signal_wake_fd, fd, __ATOMIC_RELEASE);
+            __atomic_store_n(&coil__signal_wake_fd, fd, __ATOMIC_SEQ_CST);
     }
+    if (!err) wake_users++;
     pthread_mutex_unlock(&lock);
     return err;
 }
 
+/* The last scheduler has ended (its backend no longer watches the fd): close
+ * it, so that coil_run leaves no fd behind. A handler on another thread may
+ * have loaded the number just before it was cleared: wait until it has
+ * written, or the close could let the number name another file before that
+ * write. (A handler that interrupts this thread itself runs to completion
+ * before the thread goes on.) */
+void coil__signal_wake_release(void) {
+    pthread_mutex_lock(&lock);
+    if (--wake_users == 0) {
+        int fd = __atomic_exchange_n(&coil__signal_wake_fd, -1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&handlers_writing, __ATOMIC_SEQ_CST))
+            sched_yield();
+        if (fd >= 0) close(fd);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
 /* Async-signal-safe. */
 void coil__signal_wake(void) {
-    int fd = __atomic_load_n(&coil__signal_wake_fd, __ATOMIC_ACQUIRE);
+    __atomic_add_fetch(&handlers_writing, 1, __ATOMIC_SEQ_CST);
+    int fd = __atomic_load_n(&coil__signal_wake_fd, __ATOMIC_SEQ_CST);
     if (fd >= 0) {
         uint64_t one = 1;
         ssize_t w = write(fd, &one, sizeof one);
         (void)w;
     }
+    __atomic_sub_fetch(&handlers_writing, 1, __ATOMIC_SEQ_CST);
 }
 
+/* ---- SIGINT and SIGTERM ------------------------------------------------- */
+
+/* They are caught while at least one coil_run is active, if the program left
+ * them at their default action (or ignored, with COIL_SIGNALS_TAKE). */
+static int active_runs;
+static bool caught[2];
+static struct sigaction before[2]; /* what the program had, given back at the end */
+static const int shutdown_sigs[2] = {SIGINT, SIGTERM};
+
+/* The first shutdown signal gives both back to their default action, so that
+ * a second Ctrl-C ends a process whose tasklets do not finish, as Ctrl-C
+ * would without coil (sigaction is async-signal-safe; `caught` does not
+ * change while a run is active). */
 static void on_shutdown(int sig) {
     int saved = errno;
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int i = 0; i < 2; i++)
+        if (caught[i]) sigaction(shutdown_sigs[i], &dfl, NULL);
+    coil__shutdown_signo = sig;
     __atomic_add_fetch(&coil__shutdown_requests, 1, __ATOMIC_RELAXED);
     coil__signal_wake();
     errno = saved;
 }
 
-/* SIGINT and SIGTERM are caught while at least one coil_run is active, and
- * only if the program left them at their default action. */
-static int active_runs;
-static bool caught[2];
-static const int shutdown_sigs[2] = {SIGINT, SIGTERM};
-
 void coil__shutdown_signals_acquire(void) {
     pthread_mutex_lock(&lock);
     if (active_runs++ == 0) {
+        int m = coil__shutdown_mode();
         for (int i = 0; i < 2; i++) {
-            struct sigaction cur, sa;
+            struct sigaction sa;
             caught[i] = false;
-            if (sigaction(shutdown_sigs[i], NULL, &cur) != 0 || cur.sa_handler != SIG_DFL ||
-                (cur.sa_flags & SA_SIGINFO))
+            if (m == COIL_SIGNALS_LEAVE || sigaction(shutdown_sigs[i], NULL, &before[i]) != 0 ||
+                (before[i].sa_flags & SA_SIGINFO))
+                continue;
+            if (before[i].sa_handler != SIG_DFL &&
+                !(before[i].sa_handler == SIG_IGN && m == COIL_SIGNALS_TAKE))
                 continue;
             memset(&sa, 0, sizeof sa);
             sa.sa_handler = on_shutdown;
@@ -84,11 +125,24 @@ void coil__shutdown_signals_release(void) {
         for (int i = 0; i < 2; i++) {
             if (!caught[i]) continue;
             struct sigaction cur;
-            /* Give it back only if it is still ours. */
-            if (sigaction(shutdown_sigs[i], NULL, &cur) == 0 && cur.sa_handler == on_shutdown)
-                signal(shutdown_sigs[i], SIG_DFL);
+            /* Give it back only if it is still ours (or the default our
+             * handler left after the first signal), not one the program
+             * installed meanwhile. */
+            if (sigaction(shutdown_sigs[i], NULL, &cur) == 0 &&
+                (cur.sa_handler == on_shutdown || cur.sa_handler == SIG_DFL))
+                sigaction(shutdown_sigs[i], &before[i], NULL);
             caught[i] = false;
         }
     }
     pthread_mutex_unlock(&lock);
+}
+
+void coil__die_by_signal(int sig) {
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+    _exit(128 + sig); /* only if the signal did not end it (it cannot, as a default) */
 }

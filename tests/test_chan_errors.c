@@ -198,6 +198,8 @@ struct killctx {
     coil_chan *peer; /* unbuffered, a receiver waits on it */
     int first;       /* the interrupted call */
     int later[8];    /* calls made after the kill */
+    int choose_result;
+    int killed;
     int v;
     int kind;
     int64_t deadline;
@@ -211,7 +213,8 @@ static void victim(void *arg) {
     case OP_RECV: k->first = coil_chan_recv_dl(k->ch, &k->v, k->deadline); break;
     case OP_SEND_ERROR: k->first = coil_chan_send_error(k->ch, EIO); break;
     }
-    /* every later call fails the same way, even those that would not wait */
+    /* Later calls: what needs no waiting still completes (cleanup can hand
+     * back or report), what would wait fails with -ECANCELED. */
     int v = 9;
     k->later[0] = coil_chan_send(k->buf, &v);        /* room in the buffer */
     k->later[1] = coil_chan_recv(k->buf, &v);        /* an element is there */
@@ -221,8 +224,10 @@ static void victim(void *arg) {
     k->later[5] = coil_chan_recv_dl(k->buf, &v, COIL_FOREVER);
     coil_clause cl[2] = {{.ch = k->buf, .op = COIL_CHOOSE_RECV, .elem = &v},
                          {.ch = k->peer, .op = COIL_CHOOSE_SEND, .elem = &v}};
-    k->later[6] = coil_choose(cl, 2, COIL_FOREVER);
-    k->later[7] = coil_chan_recv(k->ch, &v);
+    k->later[6] = coil_choose(cl, 2, COIL_FOREVER); /* the buffer's error is ready */
+    k->choose_result = cl[0].result;
+    k->later[7] = coil_chan_recv(k->ch, &v); /* would wait */
+    k->killed = coil_killed();
 }
 
 static void kill_main(void *arg) {
@@ -238,18 +243,19 @@ static void kill_main(void *arg) {
     EXPECT_EQ(coil_kill(vid), 0);
     EXPECT_EQ(balance(k->ch), 0); /* unlinked at once */
     EXPECT_EQ(coil_join(vid, COIL_FOREVER), 0);
-    /* the victim's operation did not happen, nor did any later one */
+    /* The victim's interrupted operation did not happen, nor did the last
+     * one (it would have waited). */
     int v = -1;
     EXPECT_EQ(coil_chan_recv_dl(k->ch, &v, 0), -ETIMEDOUT);
     EXPECT_EQ(coil_chan_send_dl(k->ch, &v, 0), -ETIMEDOUT);
+    /* Those that needed no waiting did. The buffer went [1] -> [1 9] -> [9]
+     * (received 1) -> [9 EIO] -> [9 EIO 1] -> [EIO 1] (received 9) -> [1]
+     * (the choose took the error), and the waiting receiver got the 1. */
     coil_chan_info bi = info_of(k->buf);
     EXPECT_EQ(bi.count, 1);
-    EXPECT_EQ(balance(k->peer), -1);
-    EXPECT(!peer.done);
-    v = 2;
-    EXPECT_EQ(coil_chan_send(k->peer, &v), 0);
     EXPECT_EQ(coil_join(pid, COIL_FOREVER), 0);
-    EXPECT_EQ(peer.val, 2);
+    EXPECT(peer.done);
+    EXPECT_EQ(peer.val, 1);
     EXPECT_EQ(coil_chan_recv(k->buf, &v), 0);
     EXPECT_EQ(v, 1);
 }
@@ -263,9 +269,12 @@ static void check_kill(int kind, int64_t deadline_from_now) {
     COIL_RUN_CHECKED(kill_main, &k);
     assert_int_equal(k.first, -ECANCELED);
     if (kind == OP_RECV) assert_int_equal(k.v, 1234); /* elem untouched */
+    static const int want[8] = {0, 0, 0, 0, 0, 0, 0, -ECANCELED};
     for (int i = 0; i < 8; i++)
-        if (k.later[i] != -ECANCELED)
-            fail_msg("call #%d after the kill returned %d, want -ECANCELED", i, k.later[i]);
+        if (k.later[i] != want[i])
+            fail_msg("call #%d after the kill returned %d, want %d", i, k.later[i], want[i]);
+    assert_int_equal(k.choose_result, -EIO);
+    assert_int_equal(k.killed, 1);
     assert_int_equal(coil_chan_free(k.ch), 0);
     assert_int_equal(coil_chan_free(k.buf), 0);
     assert_int_equal(coil_chan_free(k.peer), 0);
@@ -289,10 +298,12 @@ static void test_kill_blocked_with_deadline(void **state) {
     check_kill(OP_RECV, 10 * COIL_SEC);
 }
 
-/* Killed before the first call: even a call that would not wait fails. */
+/* Killed before the first call: a call that needs no waiting still
+ * completes, one that would wait fails with -ECANCELED. */
 struct early {
     coil_chan *ch;
-    int results[3];
+    int results[5];
+    int got;
     bool ran;
 };
 
@@ -300,15 +311,19 @@ static void early_victim(void *arg) {
     struct early *e = arg;
     int v = 3;
     e->ran = true;
-    e->results[0] = coil_chan_send(e->ch, &v);
+    e->results[0] = coil_chan_send(e->ch, &v); /* room: [8] -> [8 3] */
 }
 
 static void self_killer(void *arg) {
     struct early *e = arg;
-    int v = 3;
+    int v = 4;
     EXPECT_EQ(coil_kill(coil_self()), 0);
-    e->results[1] = coil_chan_send(e->ch, &v);
-    e->results[2] = coil_chan_recv(e->ch, &v);
+    e->results[1] = coil_chan_send(e->ch, &v);      /* room: [8 3 4] */
+    e->results[2] = coil_chan_recv(e->ch, &e->got); /* 8: [3 4] */
+    coil_chan *empty = open_chan(sizeof(int), 0);
+    e->results[3] = coil_chan_recv(empty, &v);       /* would wait */
+    e->results[4] = coil_chan_send_dl(empty, &v, 0); /* would wait; killed wins */
+    EXPECT_EQ(coil_chan_free(empty), 0);
 }
 
 static void early_main(void *arg) {
@@ -320,10 +335,12 @@ static void early_main(void *arg) {
     EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
     coil_id id2 = coil_spawn(self_killer, e, NULL);
     EXPECT_EQ(coil_join(id2, COIL_FOREVER), 0);
-    EXPECT_EQ(info_of(e->ch).count, 1); /* only main's element */
+    EXPECT_EQ(info_of(e->ch).count, 2);
     v = 0;
     EXPECT_EQ(coil_chan_recv(e->ch, &v), 0);
-    EXPECT_EQ(v, 8);
+    EXPECT_EQ(v, 3);
+    EXPECT_EQ(coil_chan_recv(e->ch, &v), 0);
+    EXPECT_EQ(v, 4);
 }
 
 static void test_killed_before_first_call(void **state) {
@@ -331,9 +348,12 @@ static void test_killed_before_first_call(void **state) {
     e.ch = open_chan(sizeof(int), 4);
     COIL_RUN_CHECKED(early_main, &e);
     assert_true(e.ran); /* a killed tasklet still starts */
-    assert_int_equal(e.results[0], -ECANCELED);
-    assert_int_equal(e.results[1], -ECANCELED);
-    assert_int_equal(e.results[2], -ECANCELED);
+    assert_int_equal(e.results[0], 0);
+    assert_int_equal(e.results[1], 0);
+    assert_int_equal(e.results[2], 0);
+    assert_int_equal(e.got, 8);
+    assert_int_equal(e.results[3], -ECANCELED);
+    assert_int_equal(e.results[4], -ECANCELED);
     assert_int_equal(coil_chan_free(e.ch), 0);
 }
 

@@ -1,28 +1,40 @@
-/* coil_kill: a killed tasklet's current blocking call (sleep, join, yield)
- * and every later one return -ECANCELED; -ESRCH for finished and unknown
- * ids; a tasklet killed before it starts still starts; killing oneself; a
- * killed tasklet's timer is disarmed and it stays joinable. */
+/* coil_kill: a killed tasklet's current blocking call (sleep, yield) and
+ * every later one that would wait return -ECANCELED, while a join is the wait
+ * of cleanup: not cut short, bounded by its deadline; -ESRCH for finished and
+ * unknown ids; a tasklet killed before it starts still starts; killing
+ * oneself; a killed tasklet's timer is disarmed and it stays joinable. */
 #include "coil_test.h"
 
 /* What a killed tasklet sees from every blocking call after the kill. */
 struct after_kill {
     int first; /* the call that was interrupted (or the first one) */
-    int yield, sleep0, sleep, sleep_until_future, sleep_until_past, join_other, join_timed;
-    int64_t later_took;
+    int yield, sleep0, sleep, sleep_until_future, sleep_until_past;
+    int join_timed, join_spawned, spawned_ran, killed;
+    int64_t join_timed_took, later_took;
     coil_id self;
     int name_ok;
     int done;
 };
 
+static void mark_ran(void *arg) {
+    *(int *)arg = 1;
+}
+
 static void later_calls(struct after_kill *a, coil_id other) {
     int64_t t0 = coil_now();
+    a->killed = coil_killed();
     a->yield = coil_yield();
     a->sleep0 = coil_sleep(0);
     a->sleep = coil_sleep(5 * COIL_SEC);
     a->sleep_until_future = coil_sleep_until(coil_now() + 5 * COIL_SEC);
     a->sleep_until_past = coil_sleep_until(0);
-    a->join_other = coil_join(other, COIL_FOREVER);
-    a->join_timed = coil_join(other, coil_now() + 5 * COIL_SEC);
+    /* Cleanup's waits: a join of a tasklet that does not end is bounded by
+     * its deadline; "spawn, join" works (the new tasklet is not killed). */
+    int64_t j0 = coil_now();
+    a->join_timed = coil_join(other, j0 + 20 * COIL_MSEC);
+    a->join_timed_took = coil_now() - j0;
+    a->spawned_ran = 0;
+    a->join_spawned = coil_join(coil_spawn(mark_ran, &a->spawned_ran, NULL), COIL_FOREVER);
     a->later_took = coil_now() - t0;
     /* Non-blocking calls keep working. */
     a->self = coil_self();
@@ -31,20 +43,27 @@ static void later_calls(struct after_kill *a, coil_id other) {
     a->done = 1;
 }
 
-static void assert_all_cancelled(const struct after_kill *a, coil_id id) {
+static void assert_later_cancelled(const struct after_kill *a, coil_id id) {
     assert_int_equal(a->done, 1);
-    assert_int_equal(a->first, -ECANCELED);
+    assert_int_equal(a->killed, 1);
     assert_int_equal(a->yield, -ECANCELED);
     assert_int_equal(a->sleep0, -ECANCELED);
     assert_int_equal(a->sleep, -ECANCELED);
     assert_int_equal(a->sleep_until_future, -ECANCELED);
     assert_int_equal(a->sleep_until_past, -ECANCELED);
-    assert_int_equal(a->join_other, -ECANCELED);
-    assert_int_equal(a->join_timed, -ECANCELED);
-    /* None of the later calls waited: together far below their 5 s. */
+    assert_int_equal(a->join_timed, -ETIMEDOUT);
+    assert_true(a->join_timed_took >= 20 * COIL_MSEC);
+    assert_int_equal(a->join_spawned, 0);
+    assert_int_equal(a->spawned_ran, 1);
+    /* Only the timed join waited: together far below the sleeps' 5 s. */
     assert_true(a->later_took < 4 * COIL_SEC);
     assert_int_equal(a->self, id);
     assert_int_equal(a->name_ok, 1);
+}
+
+static void assert_all_cancelled(const struct after_kill *a, coil_id id) {
+    assert_int_equal(a->first, -ECANCELED);
+    assert_later_cancelled(a, id);
 }
 
 static const coil_spawn_opts victim_opts = {.name = "victim"};
@@ -98,26 +117,41 @@ static void test_kill_while_sleeping(void **state) {
 
 /* ---- kill while joining ------------------------------------------------------ */
 
+/* The shape of "spawn, join, free": the victim joins a child that uses the
+ * victim's memory; the kill does not cut the join short, so the child has
+ * finished (and stopped using it) when the join returns. */
 struct joining {
     struct after_kill a;
-    coil_id id, target;
+    coil_id id, target, other;
     int kill_rc;
+    int child_done, victim_saw_child_done;
+    int64_t joined_after;
 };
+
+static void short_child(void *arg) {
+    struct joining *j = arg;
+    coil_sleep(100 * COIL_MSEC);
+    j->child_done = 1;
+}
 
 static void joining_victim(void *arg) {
     struct joining *j = arg;
+    int64_t t0 = coil_now();
+    j->target = coil_spawn(short_child, j, NULL);
     j->a.first = coil_join(j->target, COIL_FOREVER);
-    later_calls(&j->a, j->target);
+    j->joined_after = coil_now() - t0;
+    j->victim_saw_child_done = j->child_done;
+    later_calls(&j->a, j->other);
 }
 
 static void joining_main(void *arg) {
     struct joining *j = arg;
-    j->target = coil_spawn(long_sleeper, NULL, NULL);
+    j->other = coil_spawn(long_sleeper, NULL, NULL);
     j->id = coil_spawn(joining_victim, j, &victim_opts);
-    coil_yield();
+    coil_yield(); /* the victim parks in its join */
     j->kill_rc = coil_kill(j->id);
     coil_join(j->id, COIL_FOREVER);
-    coil_kill(j->target);
+    coil_kill(j->other);
 }
 
 static void test_kill_while_joining(void **state) {
@@ -125,10 +159,14 @@ static void test_kill_while_joining(void **state) {
     struct joining j;
     memset(&j, 0x55, sizeof j);
     j.a.done = 0;
+    j.child_done = 0;
     int64_t t0 = coil_now();
     COIL_RUN_OK(joining_main, &j);
     assert_int_equal(j.kill_rc, 0);
-    assert_all_cancelled(&j.a, j.id);
+    assert_int_equal(j.a.first, 0);
+    assert_int_equal(j.victim_saw_child_done, 1);
+    assert_true(j.joined_after >= 100 * COIL_MSEC);
+    assert_later_cancelled(&j.a, j.id);
     assert_true(coil_now() - t0 < 5 * COIL_SEC);
 }
 
@@ -457,7 +495,9 @@ static void test_killed_waiters_timers_are_disarmed(void **state) {
     struct timers_gone t;
     memset(&t, 0x55, sizeof t);
     COIL_RUN_OK(timers_gone_main, &t);
-    assert_int_equal(t.join_rc, -ECANCELED);
+    /* The kill leaves the join to its deadline (it joins main, which is
+     * still running then); the sleep ends at once. */
+    assert_int_equal(t.join_rc, -ETIMEDOUT);
     assert_int_equal(t.sleep_rc, -ECANCELED);
     assert_int_equal(t.later_sleep_rc, 0);
 }

@@ -24,6 +24,7 @@
 
 volatile unsigned coil__dump_requests;
 volatile unsigned coil__shutdown_requests;
+volatile int coil__shutdown_signo = SIGINT;
 int coil__signal_wake_fd = -1; /* not used on Windows: ports are woken instead */
 
 #define MAX_PORTS 256
@@ -60,6 +61,8 @@ int coil__signal_wake_init(void) {
     return 0;
 }
 
+void coil__signal_wake_release(void) {}
+
 void coil__signal_wake(void) {
     AcquireSRWLockShared(&ports_lock);
     for (int i = 0; i < MAX_PORTS; i++)
@@ -70,19 +73,24 @@ void coil__signal_wake(void) {
 static CRITICAL_SECTION lock;
 static int active_runs;
 
+static bool caught[2];
+static void (*before[2])(int); /* what the program had, given back at the end */
+static const int shutdown_sigs[2] = {SIGINT, SIGTERM};
+
+/* The C runtime resets a handler to SIG_DFL before calling it, and it is
+ * left so: a second Ctrl-C ends a process whose tasklets do not finish, as
+ * Ctrl-C would without coil. The other shutdown signal goes back to its
+ * default too. (The handler used to put itself back; done on the console's
+ * handler thread, that could race with coil_run giving SIGINT back and
+ * swallow a later Ctrl-C, as seen under Wine: not putting it back at all
+ * removes that race.) */
 static void on_shutdown(int sig) {
     int saved = errno;
-    /* The C runtime resets a handler to SIG_DFL before calling it: put it
-     * back first, and only while a coil_run is active. Done after the wake
-     * (as it once was), a console Ctrl-C's handler thread could put it back
-     * after coil_run had ended and given SIGINT back (seen under Wine in
-     * test_win_sigint): a later Ctrl-C would then be swallowed. The lock
-     * orders it with coil__shutdown_signals_release (the handler runs on an
-     * ordinary thread, or inside raise() on a thread that does not hold it;
-     * the section is recursive anyway). */
     EnterCriticalSection(&lock);
-    if (active_runs > 0) signal(sig, on_shutdown);
+    for (int i = 0; i < 2; i++)
+        if (caught[i] && shutdown_sigs[i] != sig) signal(shutdown_sigs[i], SIG_DFL);
     LeaveCriticalSection(&lock);
+    coil__shutdown_signo = sig;
     __atomic_add_fetch(&coil__shutdown_requests, 1, __ATOMIC_RELAXED);
     coil__signal_wake();
     errno = saved;
@@ -97,17 +105,19 @@ static BOOL CALLBACK lock_init(PINIT_ONCE once, PVOID param, PVOID *ctx) {
     return TRUE;
 }
 
-static bool caught[2];
-static const int shutdown_sigs[2] = {SIGINT, SIGTERM};
-
 void coil__shutdown_signals_acquire(void) {
     InitOnceExecuteOnce(&lock_once, lock_init, NULL, NULL);
     EnterCriticalSection(&lock);
     if (active_runs++ == 0) {
+        int mode = coil__shutdown_mode();
         for (int i = 0; i < 2; i++) {
-            /* Only a signal left at its default action is taken. */
+            caught[i] = false;
+            if (mode == COIL_SIGNALS_LEAVE) continue;
+            /* A signal left at its default action is taken (or ignored, with
+             * COIL_SIGNALS_TAKE). */
             void (*prev)(int) = signal(shutdown_sigs[i], on_shutdown);
-            caught[i] = prev == SIG_DFL;
+            before[i] = prev;
+            caught[i] = prev == SIG_DFL || (prev == SIG_IGN && mode == COIL_SIGNALS_TAKE);
             if (!caught[i] && prev != SIG_ERR) signal(shutdown_sigs[i], prev);
         }
     }
@@ -119,11 +129,17 @@ void coil__shutdown_signals_release(void) {
     if (--active_runs == 0) {
         for (int i = 0; i < 2; i++) {
             if (!caught[i]) continue;
-            void (*cur)(int) = signal(shutdown_sigs[i], SIG_DFL);
+            void (*cur)(int) = signal(shutdown_sigs[i], before[i]);
             if (cur != on_shutdown && cur != SIG_DFL && cur != SIG_ERR)
                 signal(shutdown_sigs[i], cur); /* not ours any more: leave it */
             caught[i] = false;
         }
     }
     LeaveCriticalSection(&lock);
+}
+
+void coil__die_by_signal(int sig) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+    _exit(3); /* the C runtime's exit status for a default SIGINT or SIGTERM */
 }
