@@ -11,11 +11,13 @@
  * With no URL it runs offline: a small HTTP server in a tasklet of the same
  * program answers each request after SECONDS (default 0.5), and PAGES pages
  * (default 4) are downloaded from it. Exit status 0 when every download
- * succeeded.
+ * succeeded; 130 after Ctrl-C, once every download has been cancelled and
+ * everything freed.
  */
 #include <coil.h>
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +62,10 @@ static void download(void *arg) {
     if (rc == CURLE_OK && status < 400) {
         d->ok = 1;
         printf("Downloaded %s in %.1f seconds (%zu bytes)\n", d->url, seconds_since(t0), d->bytes);
+    } else if (coil_killed()) {
+        /* Ctrl-C: libcurl reports the cancelled calls as an error of its
+         * own; coil_killed() tells that apart from a real failure. */
+        printf("Cancelled %s\n", d->url);
     } else {
         printf("Failed %s: %s (HTTP %ld)\n", d->url, curl_easy_strerror(rc), status);
     }
@@ -146,6 +152,7 @@ static void run_demo(void *arg) {
     printf(" ---> %.1f\n", seconds_since(t0));
     for (int i = 0; i < dm->n; i++)
         dm->failures += !d[i].ok;
+    if (coil_killed()) goto out; /* Ctrl-C during the serial run */
 
     printf(" === Parallel ===\n");
     fflush(stdout);
@@ -155,17 +162,21 @@ static void run_demo(void *arg) {
         d[i].ok = 0;
         ids[i] = coil_spawn(download, &d[i], NULL);
     }
+    /* Each download uses d[i] and its URL until it ends. After Ctrl-C this
+     * tasklet is killed too, but a join still waits for the download to
+     * finish unwinding, so what it uses is freed only after that. */
     for (int i = 0; i < dm->n; i++)
         coil_join(ids[i], COIL_FOREVER);
     printf(" ---> %.1f\n", seconds_since(t0));
     for (int i = 0; i < dm->n; i++)
         dm->failures += !d[i].ok;
+    free(ids);
 
+out:
     if (listener >= 0) coil_close(listener); /* the server tasklet ends */
     for (int i = 0; own && i < dm->n; i++)
         free(own[i]);
     free(own);
-    free(ids);
     free(d);
 }
 
@@ -195,6 +206,10 @@ int main(int argc, char **argv) {
     }
     err = coil_run(run_demo, &dm);
     curl_global_cleanup();
+    if (err == -EINTR) { /* Ctrl-C: every tasklet was cancelled and has finished */
+        fprintf(stderr, "coil-download: interrupted\n");
+        return 130; /* what a shell reports for a command ended by Ctrl-C */
+    }
     if (err) fprintf(stderr, "coil-download: coil_run: %s\n", strerror(-err));
     return err || dm.failures ? 1 : 0;
 }

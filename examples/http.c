@@ -461,6 +461,9 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* a log: each line as it happens, even into a pipe */
     make_responses();
 
+    /* A server started in the background by a script inherits SIGINT
+     * ignored; it should still stop on kill -INT, as in a terminal. */
+    coil_set_shutdown_signals(COIL_SIGNALS_TAKE);
     int err = coil_run(acceptor, NULL);
     if (err != 0 && err != -EINTR) { /* -EINTR: Ctrl-C or SIGTERM, the normal way out */
         fprintf(stderr, "coil-http: coil_run: %s\n", strerror(-err));

@@ -10,12 +10,19 @@
  */
 #include <coil.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* A stage reads `in` (written by the tasklet `writer`) and writes `out`.
+ * Who frees what: the writer of a channel closes it; its reader frees it, but
+ * only after joining the writer, so that a channel is never freed while its
+ * writer may still close it (after Ctrl-C, every stage is killed at once and
+ * readers may finish first: a killed tasklet's join still waits). */
 struct stage {
     coil_chan *in, *out;
+    coil_id writer;
     long prime;
 };
 
@@ -34,6 +41,7 @@ static void filter(void *arg) {
     while (coil_chan_recv(st->in, &v) == 0)
         if (v % st->prime != 0 && coil_chan_send(st->out, &v) != 0) break;
     coil_chan_close(st->out); /* the end of input travels down the chain */
+    coil_join(st->writer, COIL_FOREVER);
     coil_chan_free(st->in);
     free(st);
 }
@@ -54,7 +62,7 @@ static void run(void *arg) {
     if (coil_chan_open(&ch, sizeof(long), 0) != 0) return;
     struct stage *gen = malloc(sizeof *gen);
     *gen = (struct stage){.out = ch, .prime = limit};
-    coil_spawn(generate, gen, &(coil_spawn_opts){.name = "generator"});
+    coil_id writer = coil_spawn(generate, gen, &(coil_spawn_opts){.name = "generator"});
     coil_id tick = coil_spawn(ticker, &found, &(coil_spawn_opts){.name = "ticker"});
     int64_t t0 = coil_now();
     while (coil_chan_recv(ch, &p) == 0) {
@@ -64,21 +72,28 @@ static void run(void *arg) {
         struct stage *st = malloc(sizeof *st);
         coil_chan *next;
         if (!st || coil_chan_open(&next, sizeof(long), 0) != 0) return;
-        *st = (struct stage){.in = ch, .out = next, .prime = p};
+        *st = (struct stage){.in = ch, .out = next, .writer = writer, .prime = p};
         char name[32];
         snprintf(name, sizeof name, "sieve-%ld", p);
-        coil_spawn(filter, st, &(coil_spawn_opts){.name = name, .stack_size = 16 * 1024});
+        writer = coil_spawn(filter, st, &(coil_spawn_opts){.name = name, .stack_size = 16 * 1024});
         ch = next;
     }
+    coil_join(writer, COIL_FOREVER); /* see struct stage */
     coil_chan_free(ch);
-    printf("%ld primes up to %ld, %ld tasklets in a pipeline, %.1f ms\n", found, limit, found + 3,
-           (double)(coil_now() - t0) / 1e6);
+    if (!coil_killed())
+        printf("%ld primes up to %ld, %ld tasklets in a pipeline, %.1f ms\n", found, limit,
+               found + 3, (double)(coil_now() - t0) / 1e6);
     coil_kill(tick);
+    coil_join(tick, COIL_FOREVER); /* it reads `found`, on this stack */
 }
 
 int main(int argc, char **argv) {
     struct main_args a = {.limit = argc > 1 ? atol(argv[1]) : 2000};
     int err = coil_run(run, &a);
+    if (err == -EINTR) { /* Ctrl-C: every stage was cancelled and has finished */
+        fprintf(stderr, "coil-pipeline: interrupted\n");
+        return 130;
+    }
     if (err) {
         fprintf(stderr, "coil_run: %s\n", strerror(-err));
         return 1;
