@@ -65,6 +65,10 @@ static void sigint_main(void *arg) {
         EXPECT_EQ(coil_sleep(10 * COIL_SEC), -ECANCELED);
     } else {
         raise(SIGINT);
+        /* The first signal set SIGINT and SIGTERM back to their default
+         * action: a second Ctrl-C would end the process. */
+        EXPECT(signal(SIGINT, SIG_DFL) == SIG_DFL);
+        EXPECT(signal(SIGTERM, SIG_DFL) == SIG_DFL);
         /* The shutdown happens at the scheduler's next round: this call
          * parks, and comes back cancelled. */
         EXPECT_EQ(coil_sleep(10 * COIL_SEC), -ECANCELED);
@@ -113,6 +117,30 @@ static void test_console_ctrl_c(void **state) {
         skip();
     }
     run_case(true);
+}
+
+/* SIGINT inherited ignored: left alone by default, taken on request, and
+ * ignored again after coil_run either way. */
+static void raise_main(void *arg) {
+    int *sleep_rc = arg;
+    raise(SIGINT);
+    *sleep_rc = coil_sleep(50 * COIL_MSEC);
+}
+
+static void test_ignored_sigint(void **state) {
+    (void)state;
+    int sleep_rc = 1;
+    signal(SIGINT, SIG_IGN);
+    assert_int_equal(coil_run(raise_main, &sleep_rc), 0);
+    assert_int_equal(sleep_rc, 0);
+    assert_true(signal(SIGINT, SIG_IGN) == SIG_IGN);
+    assert_int_equal(coil_set_shutdown_signals(COIL_SIGNALS_TAKE), 0);
+    int rc = coil_run(raise_main, &sleep_rc);
+    assert_int_equal(coil_set_shutdown_signals(COIL_SIGNALS_IF_DEFAULT), 0);
+    assert_int_equal(rc, -EINTR);
+    assert_int_equal(sleep_rc, -ECANCELED);
+    assert_true(signal(SIGINT, SIG_DFL) == SIG_IGN);
+    assert_int_equal(coil_set_shutdown_signals(7), -EINVAL);
 }
 
 /* A second run after a shutdown is clean. */
@@ -206,6 +234,7 @@ int main(void) {
         cmocka_unit_test(test_raise_sigint),   cmocka_unit_test(test_run_after_shutdown),
         cmocka_unit_test(test_console_ctrl_c), cmocka_unit_test(test_run_after_shutdown),
         cmocka_unit_test(test_dump_on_signal), cmocka_unit_test(test_port_table_full),
+        cmocka_unit_test(test_ignored_sigint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
