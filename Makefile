@@ -5,7 +5,8 @@
 #                suite: natively (gcc), under ASan+UBSan (clang), under Valgrind,
 #                the runtime tests of the aarch64 build under qemu-user, and the
 #                Windows build (mingw-w64, built as the README builds it by
-#                hand) under Wine.
+#                hand) under Wine; the native stage also configures the demo's
+#                build with only what deps.sh demo installs.
 # Either may come first, and a failed command leaves nothing that breaks the
 # next: the build directory is configured again whenever it holds no finished
 # configuration. The demo's build needs only what deps.sh demo installs (the
