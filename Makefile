@@ -5,8 +5,9 @@
 #                suite: natively (gcc), under ASan+UBSan (clang), under Valgrind,
 #                the runtime tests of the aarch64 build under qemu-user, and the
 #                Windows build (mingw-w64, built as the README builds it by
-#                hand) under Wine; the native stage also configures the demo's
-#                build with only what deps.sh demo installs.
+#                hand) under Wine; the native stage also builds the README's
+#                first program against an installed coil, and configures the
+#                demo's build with only what deps.sh demo installs.
 # Either may come first, and a failed command leaves nothing that breaks the
 # next: the build directory is configured again whenever it holds no finished
 # configuration. The demo's build needs only what deps.sh demo installs (the
@@ -85,10 +86,13 @@ bench: build
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h src/*/*.c src/win/*.h examples/*.c examples/*.h \
-	             tests/*.c tests/win/*.c tests/win/*.h tests/fuzz/*.c bench/*.c
+	             tests/*.c tests/win/*.c tests/win/*.h tests/fuzz/*.c tests/docs/*.c bench/*.c
 
+# Into /usr/local by default. ldconfig, as root and without DESTDIR, so that a
+# program linked with the new libcoil.so finds it at once.
 install: build
 	cmake --install $(BUILD)
+	@if [ -z "$$DESTDIR" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 clean:
 	rm -rf build build-asan build-aarch64 build-windows
