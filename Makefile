@@ -4,15 +4,23 @@
 #   make check   installs what is missing (as root), builds and runs the whole
 #                suite: natively (gcc), under ASan+UBSan (clang), under Valgrind,
 #                the runtime tests of the aarch64 build under qemu-user, and the
-#                Windows build (mingw-w64) under Wine.
+#                Windows build (mingw-w64, built as the README builds it by
+#                hand) under Wine; the native stage also builds the README's
+#                first program against an installed coil, and configures the
+#                demo's build with only what deps.sh demo installs.
+# Either may come first, and a failed command leaves nothing that breaks the
+# next: the build directory is configured again whenever it holds no finished
+# configuration. The demo's build needs only what deps.sh demo installs (the
+# tests are built where cmocka is found); make check configures it with them.
 # Other targets: build, bench, format, install, clean.
 
 JOBS ?= $(shell nproc)
 BUILD ?= build
 CTEST = ctest --output-on-failure -j$(JOBS)
+CONFIGURE = cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all build demo check check-native check-asan check-valgrind check-aarch64 check-windows \
-        bench format install clean deps-demo deps-check
+.PHONY: all build build-tests demo check check-native check-asan check-valgrind check-aarch64 \
+        check-windows bench format install clean deps-demo deps-check
 
 all: build
 
@@ -21,10 +29,18 @@ deps-demo:
 deps-check:
 	@scripts/deps.sh check
 
-$(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# cmake_install.cmake is written by CMake's generate step only, whatever the
+# generator; a configure that failed leaves CMakeCache.txt but never this.
+$(BUILD)/cmake_install.cmake:
+	$(CONFIGURE)
 
-build: $(BUILD)/CMakeCache.txt
+build: $(BUILD)/cmake_install.cmake
+	cmake --build $(BUILD) -j$(JOBS)
+
+# The suite's build: configured again with the tests asked for, since the
+# build directory may hold the demo's configuration, made without cmocka.
+build-tests:
+	$(CONFIGURE) -DCOIL_TESTS=ON
 	cmake --build $(BUILD) -j$(JOBS)
 
 demo: deps-demo
@@ -36,30 +52,33 @@ check: deps-check
 	        check-windows
 	@echo "check: every stage passed"
 
-check-native: build
+check-native: build-tests
 	cd $(BUILD) && $(CTEST) -L native
 
 check-asan:
 	cmake -S . -B build-asan -DCMAKE_C_COMPILER=clang -DCOIL_SANITIZE=address,undefined \
-	      -DCOIL_TEST_LINK=static -DCOIL_BENCH=OFF
+	      -DCOIL_TEST_LINK=static -DCOIL_BENCH=OFF -DCOIL_TESTS=ON
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(CTEST) -L native
 
-check-valgrind: build
+check-valgrind: build-tests
 	cd $(BUILD) && $(CTEST) -L valgrind
 
 check-aarch64:
 	cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
-	      -DCOIL_BENCH=OFF -DCOIL_VALGRIND_TESTS=OFF
+	      -DCOIL_BENCH=OFF -DCOIL_VALGRIND_TESTS=OFF -DCOIL_TESTS=ON
 	cmake --build build-aarch64 -j$(JOBS)
 	cd build-aarch64 && $(CTEST) -L native
 
-# Windows: mingw-w64 cross build, tests under Wine (label windows). The echo
-# test talks to coil-echo.exe from the native build's coil-echo-client.
-check-windows: build
-	cmake -S . -B build-windows -DCMAKE_TOOLCHAIN_FILE=cmake/x86_64-w64-mingw32.cmake \
-	      -DCOIL_BENCH=OFF -DCOIL_LINUX_ECHO_CLIENT=$(CURDIR)/$(BUILD)/examples/coil-echo-client
+# Windows: mingw-w64 cross build, tests under Wine (label windows), by the
+# README's commands for building by hand, as they are. Then the echo test is
+# pointed at the native build's coil-echo-client, which talks to coil-echo.exe
+# (this changes a test's command line only: nothing is rebuilt). build-tests,
+# as the other stages: one configuration of $(BUILD) in a run, even with -j.
+check-windows: build-tests
+	cmake -S . -B build-windows -DCMAKE_TOOLCHAIN_FILE=cmake/x86_64-w64-mingw32.cmake
 	cmake --build build-windows -j$(JOBS)
+	cmake -S . -B build-windows -DCOIL_LINUX_ECHO_CLIENT=$(CURDIR)/$(BUILD)/examples/coil-echo-client
 	cd build-windows && $(CTEST) -L windows
 
 bench: build
@@ -67,10 +86,13 @@ bench: build
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h src/*/*.c src/win/*.h examples/*.c examples/*.h \
-	             tests/*.c tests/win/*.c tests/win/*.h tests/fuzz/*.c bench/*.c
+	             tests/*.c tests/win/*.c tests/win/*.h tests/fuzz/*.c tests/docs/*.c bench/*.c
 
+# Into /usr/local by default. ldconfig, as root and without DESTDIR, so that a
+# program linked with the new libcoil.so finds it at once.
 install: build
 	cmake --install $(BUILD)
+	@if [ -z "$$DESTDIR" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 clean:
 	rm -rf build build-asan build-aarch64 build-windows

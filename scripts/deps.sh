@@ -2,13 +2,29 @@
 # Installs what building and testing coil needs on Debian 12, with apt-get,
 # when run as root; otherwise lists what is missing and fails.
 #
-#   scripts/deps.sh demo    build tools only
+#   scripts/deps.sh demo    what the library and the examples need (make demo)
 #   scripts/deps.sh check   + what the test suite needs, including the aarch64
 #                           build's cmocka from Debian's arm64 packages (multiarch:
 #                           the script adds the arm64 architecture to dpkg first),
 #                           and mingw-w64 and Wine for the Windows build
+#   scripts/deps.sh --list demo|check
+#                           prints the set's Debian packages, one a line, and
+#                           changes nothing (tests/docs/demo_deps.sh configures
+#                           the demo build with exactly these)
 set -euo pipefail
+list=
+if [ "${1:-}" = --list ]; then
+  list=1
+  shift
+fi
 what=${1:-check}
+case $what in
+  demo | check) ;;
+  *)
+    echo "usage: scripts/deps.sh [--list] demo|check" >&2
+    exit 2
+    ;;
+esac
 
 ma=$(gcc -print-multiarch 2>/dev/null || echo "$(uname -m)-linux-gnu")
 
@@ -41,6 +57,14 @@ if [ "$what" = check ]; then
     "x86_64-w64-mingw32-gcc-posix gcc-mingw-w64-x86-64 cross-builds coil for Windows (its -posix variant has winpthreads)"
     "/usr/lib/wine/wine64 wine64 runs the Windows tests (coil-echo.exe included)"
   )
+fi
+
+if [ -n "$list" ]; then
+  for entry in "${need[@]}"; do
+    read -r _ pkg _ <<<"$entry"
+    echo "$pkg"
+  done | awk '!seen[$0]++'
+  exit 0
 fi
 
 missing=()
