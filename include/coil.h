@@ -19,6 +19,7 @@
  *    finish: what needs no waiting still works (a channel transfer that is
  *    ready, coil_close), and coil_join still waits (bounded by its deadline),
  *    so "spawn, join, free" is safe when the joiner is killed too.
+ *    (How: docs/architecture.md, section "Cancellation".)
  *  - Calling a blocking function outside a tasklet returns -EPERM.
  */
 #ifndef COIL_H
@@ -113,7 +114,7 @@ typedef struct coil_spawn_opts {
  * finished within the grace of coil_set_shutdown_grace. SIGPIPE is never
  * raised by coil's calls, which send with MSG_NOSIGNAL. On Windows they are
  * caught with the C runtime's signal(), which also delivers a console Ctrl-C
- * as SIGINT.)
+ * as SIGINT. How: docs/architecture.md, section "Shutdown".)
  * The I/O backend is chosen here: io_uring, or epoll when io_uring cannot be
  * set up (io_uring_setup fails with ENOSYS, EPERM or EACCES: an old kernel,
  * a seccomp profile, kernel.io_uring_disabled; any other failure is
@@ -125,10 +126,9 @@ typedef struct coil_spawn_opts {
  * completions at once, holding none (nor an offload result or a wake-up from
  * another thread) back longer than COIL_BATCH_WAIT_US microseconds (default
  * 200; 0 turns batching off; anything but digits up to 1000000 is ignored).
- * Timers are never delayed by it; a lone request/response is held at most
- * once, as load stops; a wait never asks for more completions than a third of
- * the tasklets that recently had I/O complete, so a few clients that each
- * wait for their answer do not wait for one another. */
+ * Timers are never delayed by it, a lone request/response is held at most
+ * once (as load stops), and a few clients that each wait for their answer do
+ * not wait for one another. (How: docs/architecture.md, section "io_uring".) */
 COIL_API int coil_run(coil_fn main, void *arg);
 
 /* Creates a tasklet that will run fn(arg); it is runnable at once and starts
@@ -247,11 +247,11 @@ COIL_API int coil_chan_open(coil_chan **out, size_t elem_size, size_t capacity);
  * takes it (unbuffered) or there is room (buffered).
  * Returns 0; -EPIPE if the channel is closed (or closes while waiting);
  * -ETIMEDOUT (the _dl form); -ECANCELED if killed and the send would have to
- * wait (a killed tasklet's send that needs no waiting completes); -EINVAL for a NULL
- * channel or elem; -EBADF for a freed channel (detected while its memory is
- * still in coil's quarantine of recently freed channels; otherwise using a
- * freed channel is undefined, as with any freed memory); -EXDEV for a channel
- * of another thread's scheduler; -EPERM outside a tasklet. */
+ * wait (a killed tasklet's send that needs no waiting completes); -EINVAL for
+ * a NULL channel or elem; -EBADF for a freed channel (detected while its
+ * memory is still in coil's quarantine of recently freed channels; otherwise
+ * using a freed channel is undefined, as with any freed memory); -EXDEV for a
+ * channel of another thread's scheduler; -EPERM outside a tasklet. */
 COIL_API int coil_chan_send(coil_chan *ch, const void *elem);
 COIL_API int coil_chan_send_dl(coil_chan *ch, const void *elem, int64_t deadline);
 
@@ -318,9 +318,9 @@ typedef struct coil_clause {
  * closed channel, -err for an error sent with coil_chan_send_error). When
  * several are ready at once one is picked at random, so none starves.
  * Returns the index; -ETIMEDOUT when the deadline passes first; -ECANCELED if
- * killed and no clause is ready; -EINVAL for a NULL array, n == 0, n > 1024, or a clause with a
- * NULL channel or elem or an unknown op; -EBADF / -EXDEV as for coil_chan_send; -EPERM outside a
- * tasklet. */
+ * killed and no clause is ready; -EINVAL for a NULL array, n == 0, n > 1024,
+ * or a clause with a NULL channel or elem or an unknown op; -EBADF / -EXDEV as
+ * for coil_chan_send; -EPERM outside a tasklet. */
 COIL_API int coil_choose(coil_clause *clauses, size_t n, int64_t deadline);
 
 /* ------------------------------------------------------------------------ */
@@ -346,19 +346,19 @@ COIL_API int coil_choose(coil_clause *clauses, size_t n, int64_t deadline);
  * O_NONBLOCK or not (coil waits for readiness when the kernel says EAGAIN),
  * and coil never leaves an fd's flags changed.
  *
- * Both backends give the same results and errors. On epoll, a call tries its
- * system call at once and waits for readiness only if it would block; reads
- * and writes of regular files run on the offload pool (see coil_offload) and
- * are not interrupted by a kill, a timeout or a close: they complete (quickly:
- * a file is never "not ready") and return their result. An fd that a call
- * has waited on must be closed with coil_close, not close(2): coil_close
- * tells the backend that the number no longer names that file.
+ * Both backends give the same results and errors, but for one thing: on
+ * epoll, reads and writes of regular files are not interrupted by a kill, a
+ * timeout or a close: they complete (quickly: a file is never "not ready")
+ * and return their result. An fd that a call has waited on must be closed
+ * with coil_close, not close(2): coil_close tells the backend that the number
+ * no longer names that file. (How each backend works: docs/architecture.md,
+ * section "Backends".)
  *
  * Windows (the IOCP backend, "iocp"): an fd is a SOCKET cast to int, and
  * sockets are the only fds: coil_read and coil_write work on sockets (as
  * recv and send) and answer -ENOTSUP for any other handle (files, pipes);
  * coil_install answers -ENOTSUP. Errors are the same errno values as on
- * Linux (Winsock's are mapped by one table): a refused connect is
+ * Linux: a refused connect is
  * -ECONNREFUSED, a closed or invalid socket -EBADF. A socket is bound to the
  * completion port of the first scheduler that waits on it: use it from that
  * thread's tasklets only. Sockets made outside coil must have been created
@@ -472,24 +472,22 @@ COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
  * honoured; a killed tasklet's calls fail with ECANCELED, its sleeps too (not
  * EINTR, which retry loops would retry forever; sleep() returns 0), and the
  * library reports that as one of its own errors (coil_killed tells them
- * apart); the
- * resolver runs on the offload pool with glibc's own answers. Writes inside a
+ * apart); the resolver runs on the offload pool with glibc's own answers. Writes inside a
  * tasklet never raise SIGPIPE (EPIPE instead).
- * It works by rewriting the GOT entries of those functions in each loaded
- * object except libc, the loader and the object that contains coil (so when
- * coil is linked statically, the program's own calls are not diverted: link
- * with libcoil.so for that; likewise a function that a sanitizer runtime
- * linked into the program defines itself, as clang's ASan does for read,
- * recv, poll, ...: the program's own calls to it have no GOT entry, while
- * libraries' calls are still diverted). Libraries loaded later (dlopen) are
- * diverted by calling coil_install again (one being loaded by another thread
- * while coil_install runs is left to the loader, and needs another call). A program that cannot
- * call it is installed at load time with COIL_INSTALL=1 in its environment. Callable anywhere,
- * idempotent. Returns 0; -errno if /proc/self/maps cannot be read (it tells
- * which pages are read-only; nothing is patched then), or if a GOT page
- * could not be made writable (what was patched stays patched). On Windows it
- * is not supported (hooking Winsock is another project) and returns
- * -ENOTSUP; coil_uninstall returns 0. */
+ * Not diverted: the calls of libc, of the dynamic loader and of the object
+ * that contains coil (so when coil is linked statically, the program's own
+ * calls are not diverted: link with libcoil.so for that), and the program's
+ * own calls to a function that a sanitizer runtime linked into it defines
+ * (clang's ASan: read, recv, poll, ...; libraries' calls still are).
+ * Libraries loaded later (dlopen) are diverted by calling coil_install again
+ * (one being loaded by another thread while coil_install runs is left to the
+ * loader, and needs another call). A program that cannot call it is
+ * installed at load time with COIL_INSTALL=1 in its environment. Callable
+ * anywhere, idempotent. Returns 0; -errno if /proc/self/maps cannot be read
+ * (nothing is patched then), or if a GOT page could not be made writable
+ * (what was patched stays patched). On Windows it is not supported and
+ * returns -ENOTSUP; coil_uninstall returns 0. (How: docs/architecture.md,
+ * section "Interposition".) */
 COIL_API int coil_install(void);
 
 /* Puts back every patched entry that still holds coil's wrapper, in the
@@ -499,8 +497,9 @@ COIL_API int coil_install(void);
 COIL_API int coil_uninstall(void);
 
 /* The name of the I/O backend of this thread's scheduler ("io_uring" or
- * "epoll"; "iocp" on Windows, the only one there), or of the one coil_run would choose (probed once
- * per process); NULL if coil_run would fail to set one up (see coil_run). Callable anywhere. */
+ * "epoll"; "iocp" on Windows, the only one there), or of the one coil_run
+ * would choose (probed once per process); NULL if coil_run would fail to set
+ * one up (see coil_run). Callable anywhere. */
 COIL_API const char *coil_backend_name(void);
 
 #ifdef __cplusplus
