@@ -10,8 +10,8 @@
 #                demo's build with only what deps.sh demo installs.
 # Either may come first, and a failed command leaves nothing that breaks the
 # next: the build directory is configured again whenever it holds no finished
-# configuration. The demo's build needs only what deps.sh demo installs (the
-# tests are built where cmocka is found); make check configures it with them.
+# configuration. The tests are built where cmocka is found, so make demo's
+# build leaves them out; make check configures them in.
 # Other targets: build, bench, format, install, clean.
 
 JOBS ?= $(shell nproc)
