@@ -323,7 +323,9 @@ static void test_echo_client_then_server(void **state) {
 
     start_client(&cl, port);
     wait_count(&srv, ": connected\n", 4, 30000, "coil-echo did not log four connections");
-    usleep(500 * 1000); /* messages go back and forth */
+    /* Messages go back and forth (under Valgrind some 40 per connection in
+     * 500 ms: a second leaves room for a loaded machine). */
+    usleep(1000 * 1000);
     interrupt(&cl, 130, "coil-echo-client");
     long long done = number_after(cl.err, "(0 failed), ");
     if (done <= 0 || done >= 40000000 || !strstr(cl.err, " 0 mismatches") ||
@@ -337,7 +339,7 @@ static void test_echo_client_then_server(void **state) {
 
     start_client(&cl, port);
     wait_count(&srv, ": connected\n", 8, 30000, "coil-echo did not log four more connections");
-    usleep(500 * 1000);
+    usleep(1000 * 1000);
     interrupt(&srv, 0, "coil-echo");
     if (!strstr(srv.err, "coil-echo: 8 connections served, ")) fail_with(&srv, "no summary");
     expect_ended(&srv, 8, ": closed at shutdown, ", 4);
