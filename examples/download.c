@@ -147,7 +147,7 @@ static void run_demo(void *arg) {
 
     printf(" === Serial ===\n");
     int64_t t0 = coil_now();
-    for (int i = 0; i < dm->n; i++)
+    for (int i = 0; i < dm->n && !coil_killed(); i++) /* Ctrl-C: start no more */
         download(&d[i]);
     printf(" ---> %.1f\n", seconds_since(t0));
     for (int i = 0; i < dm->n; i++)

@@ -10,7 +10,12 @@
  *
  *   coil-echo-client [--host H] --port P [-c CONNS] [-n MESSAGES] [-s SIZE]
  *
- * Prints a summary and exits 0 only if every message came back intact.
+ * Prints a summary and exits 0 only if every message came back intact, 1 if
+ * a connection failed or an echo differed. Ctrl-C (or SIGTERM) stops it:
+ * every connection's pending call returns -ECANCELED and it closes its
+ * socket; the summary says how far the run got, and the exit status is 130
+ * (what a shell reports for a command ended by Ctrl-C), or 1 if something
+ * had already failed.
  */
 #include <coil.h>
 
@@ -43,7 +48,8 @@ struct run {
     long conns, messages, size;
     struct client *clients; /* one per connection */
     int64_t t0;             /* when the first connection started */
-    long failed;            /* connections that did not complete */
+    long failed;            /* connections that failed (not cancelled) */
+    long cancelled;         /* connections cut short by Ctrl-C */
     long long msgs_ok;      /* messages echoed back, intact or not */
     long long mismatch;     /* messages whose echo differed */
 };
@@ -93,10 +99,13 @@ static void client(void *arg) {
     struct client *c = arg;
     struct run *run = c->run;
     int fd = coil_dial(run->host, run->port, SOCK_STREAM, coil_now() + IO_TIMEOUT);
-    if (fd < 0) {
-        if (fd != -ECANCELED) /* -ENOENT: the host name does not resolve */
-            fprintf(stderr, "connection %ld: dial %s port %s: %s\n", c->index, run->host, run->port,
-                    fd == -ENOENT ? "unknown host" : strerror(-fd));
+    if (fd == -ECANCELED) { /* Ctrl-C needs no explanation */
+        run->cancelled++;
+        return;
+    }
+    if (fd < 0) { /* -ENOENT: the host name does not resolve */
+        fprintf(stderr, "connection %ld: dial %s port %s: %s\n", c->index, run->host, run->port,
+                fd == -ENOENT ? "unknown host" : strerror(-fd));
         run->failed++;
         return;
     }
@@ -108,9 +117,12 @@ static void client(void *arg) {
 
     for (long m = 0; m < run->messages; m++) {
         int r = exchange(fd, mix(((uint64_t)c->index << 32) | (uint64_t)m), (size_t)run->size);
+        if (r == -ECANCELED) { /* Ctrl-C */
+            run->cancelled++;
+            break;
+        }
         if (r < 0) {
-            if (r != -ECANCELED) /* Ctrl-C needs no explanation */
-                fprintf(stderr, "connection %ld, message %ld: %s\n", c->index, m, strerror(-r));
+            fprintf(stderr, "connection %ld, message %ld: %s\n", c->index, m, strerror(-r));
             run->failed++;
             break;
         }
@@ -207,5 +219,10 @@ int main(int argc, char **argv) {
            "(%lld bytes each way), %.3f s, %.0f messages/s, %lld mismatches\n",
            run.conns, run.failed, run.msgs_ok, want, run.size, run.msgs_ok * run.size, secs,
            secs > 0 ? (double)run.msgs_ok / secs : 0, run.mismatch);
+    if (err == -EINTR) {
+        fprintf(stderr, "coil-echo-client: interrupted, %ld connections cancelled\n",
+                run.cancelled);
+        return run.failed == 0 && run.mismatch == 0 ? 130 : 1;
+    }
     return run.msgs_ok == want && run.failed == 0 && run.mismatch == 0 ? 0 : 1;
 }

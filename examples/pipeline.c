@@ -54,15 +54,27 @@ static void ticker(void *arg) {
 
 struct main_args {
     long limit;
+    int failed; /* out of memory */
 };
 
 static void run(void *arg) {
-    long limit = ((struct main_args *)arg)->limit, found = 0, p;
+    struct main_args *a = arg;
+    long limit = a->limit, found = 0, p;
     coil_chan *ch;
-    if (coil_chan_open(&ch, sizeof(long), 0) != 0) return;
     struct stage *gen = malloc(sizeof *gen);
+    if (!gen || coil_chan_open(&ch, sizeof(long), 0) != 0) {
+        free(gen);
+        a->failed = 1;
+        return;
+    }
     *gen = (struct stage){.out = ch, .prime = limit};
     coil_id writer = coil_spawn(generate, gen, &(coil_spawn_opts){.name = "generator"});
+    if (writer < 0) {
+        free(gen);
+        coil_chan_free(ch);
+        a->failed = 1;
+        return;
+    }
     coil_id tick = coil_spawn(ticker, &found, &(coil_spawn_opts){.name = "ticker"});
     int64_t t0 = coil_now();
     while (coil_chan_recv(ch, &p) == 0) {
@@ -70,17 +82,33 @@ static void run(void *arg) {
         if (found <= 10 || found % 100 == 0) printf("prime #%ld: %ld\n", found, p);
         /* Each prime gets its own sieve stage between ch and a new channel. */
         struct stage *st = malloc(sizeof *st);
-        coil_chan *next;
-        if (!st || coil_chan_open(&next, sizeof(long), 0) != 0) return;
-        *st = (struct stage){.in = ch, .out = next, .writer = writer, .prime = p};
-        char name[32];
-        snprintf(name, sizeof name, "sieve-%ld", p);
-        writer = coil_spawn(filter, st, &(coil_spawn_opts){.name = name, .stack_size = 16 * 1024});
+        coil_chan *next = NULL;
+        coil_id id = -ENOMEM;
+        if (st && coil_chan_open(&next, sizeof(long), 0) == 0) {
+            *st = (struct stage){.in = ch, .out = next, .writer = writer, .prime = p};
+            char name[32];
+            snprintf(name, sizeof name, "sieve-%ld", p);
+            id = coil_spawn(filter, st, &(coil_spawn_opts){.name = name, .stack_size = 16 * 1024});
+        }
+        if (id < 0) {
+            /* Out of memory (or stacks): the chain stops growing. Returning
+             * here would leave the stages blocked on ch and the ticker
+             * reading `found` on a finished stack: drain ch instead, so that
+             * every stage ends, and clean up as usual. */
+            free(st);
+            if (next) coil_chan_free(next);
+            fprintf(stderr, "coil-pipeline: out of memory after %ld primes\n", found);
+            a->failed = 1;
+            while (coil_chan_recv(ch, &p) == 0) {
+            }
+            break;
+        }
+        writer = id;
         ch = next;
     }
     coil_join(writer, COIL_FOREVER); /* see struct stage */
     coil_chan_free(ch);
-    if (!coil_killed())
+    if (!coil_killed() && !a->failed)
         printf("%ld primes up to %ld, %ld tasklets in a pipeline, %.1f ms\n", found, limit,
                found + 3, (double)(coil_now() - t0) / 1e6);
     coil_kill(tick);
@@ -98,5 +126,5 @@ int main(int argc, char **argv) {
         fprintf(stderr, "coil_run: %s\n", strerror(-err));
         return 1;
     }
-    return 0;
+    return a.failed;
 }

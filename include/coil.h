@@ -179,9 +179,12 @@ COIL_API int coil_kill(coil_id id);
 
 /* 1 if the calling tasklet has been killed (by coil_kill, or by coil_run at
  * shutdown or deadlock), else 0 (also outside a tasklet). A library running
- * under coil_install reports a killed call as its own failure (libcurl, for
- * one, as CURLE_RECV_ERROR or CURLE_COULDNT_CONNECT): this tells a
- * cancellation from a real error. */
+ * under coil_install reports a killed call as its own failure: this tells a
+ * cancellation from a real error. libcurl 7.88 (Debian 12), for one, waits
+ * in poll (its sockets are non-blocking); when that poll fails with
+ * ECANCELED, curl_easy_perform returns CURLE_BAD_FUNCTION_ARGUMENT, with
+ * nothing in CURLOPT_ERRORBUFFER, whether it was connecting, waiting for the
+ * response or reading the body (tests/test_install_libs.c). */
 COIL_API int coil_killed(void);
 
 /* The calling tasklet's id, or 0 outside a tasklet. */
@@ -471,8 +474,9 @@ COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
  * send is complete, as the kernel makes it; SO_RCVTIMEO and SO_SNDTIMEO are
  * honoured; a killed tasklet's calls fail with ECANCELED, its sleeps too (not
  * EINTR, which retry loops would retry forever; sleep() returns 0), and the
- * library reports that as one of its own errors (coil_killed tells them
- * apart); the resolver runs on the offload pool with glibc's own answers. Writes inside a
+ * library reports that as one of its own errors, not always a telling one
+ * (libcurl's is CURLE_BAD_FUNCTION_ARGUMENT; coil_killed tells them apart);
+ * the resolver runs on the offload pool with glibc's own answers. Writes inside a
  * tasklet never raise SIGPIPE (EPIPE instead).
  * Not diverted: the calls of libc, of the dynamic loader and of the object
  * that contains coil (so when coil is linked statically, the program's own

@@ -10,6 +10,9 @@
  *    request but the first came while another was waiting in the server;
  *  - the same for 20 HTTPS downloads (a self-signed certificate made here,
  *    verified by curl through CURLOPT_CAINFO);
+ *  - a transfer whose tasklet is killed while connecting, while waiting for
+ *    the response and in the middle of the body ends with libcurl's exact
+ *    error (CURLE_BAD_FUNCTION_ARGUMENT) and coil_killed() says 1;
  *  - 20 hiredis BLPOPs, each on its own connection, are blocked in the server
  *    at once and all end when another tasklet pushes after 300 ms;
  *    SET/GET/INCR round trips from several tasklets interleave and stay
@@ -555,6 +558,148 @@ static void test_curl_http_parallel(void **state) {
 static void test_curl_https_parallel(void **state) {
     (void)state;
     parallel_downloads(0, n_https());
+}
+
+/* ---- 3. a killed transfer: what libcurl reports --------------------------------- */
+
+/* A tasklet in curl_easy_perform is killed while libcurl waits: for its
+ * connection (a listener whose accept queue is full drops the SYN), for the
+ * response (the server read the request and says nothing), or in the middle
+ * of the body (the server sent the head and 1000 of 100000 bytes). libcurl's
+ * sockets are non-blocking, so it waits only in poll (curl_multi_poll, in
+ * the loop of curl_easy_perform), and that poll fails with ECANCELED. libcurl
+ * 7.88 (Debian 12) then gives up the transfer as a failure of its multi
+ * loop, which curl_easy_perform returns as CURLE_BAD_FUNCTION_ARGUMENT in
+ * every phase, with nothing in the error buffer; coil_killed() is what tells
+ * the tasklet that it was a cancellation (coil.h says so at coil_killed).
+ * The server is a tasklet of the same coil_run. */
+enum kill_phase { KILL_CONNECTING, KILL_WAITING, KILL_MID_BODY };
+
+struct kill_run {
+    enum kill_phase phase;
+    int listener; /* raw, listening */
+    char url[64];
+    int requests; /* request heads the server read */
+    size_t body;  /* body bytes the client's write callback got */
+    CURLcode rc;
+    int killed; /* coil_killed() in the client after curl_easy_perform */
+    long os_errno;
+    curl_off_t connect_us; /* CURLINFO_CONNECT_TIME_T: 0 if it never connected */
+    char error[CURL_ERROR_SIZE];
+};
+
+static size_t kill_on_body(char *data, size_t size, size_t n, void *arg) {
+    (void)data;
+    ((struct kill_run *)arg)->body += size * n;
+    return size * n;
+}
+
+static void kill_client(void *arg) {
+    struct kill_run *k = arg;
+    CURL *h = curl_easy_init();
+    if (!EXPECT(h != NULL)) return;
+    curl_easy_setopt(h, CURLOPT_URL, k->url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, kill_on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, k);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, k->error);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
+    k->rc = curl_easy_perform(h);
+    k->killed = coil_killed();
+    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &k->os_errno);
+    curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &k->connect_us);
+    curl_easy_cleanup(h);
+}
+
+/* Reads one request head, sends what the phase wants, then waits for the
+ * client to go away. */
+static void kill_server(void *arg) {
+    struct kill_run *k = arg;
+    int64_t deadline = coil_now() + 30 * COIL_SEC;
+    int fd = coil_accept(k->listener, NULL, NULL);
+    if (!EXPECT(fd >= 0)) return;
+    char req[4096];
+    size_t got = 0;
+    req[0] = '\0';
+    while (!strstr(req, "\r\n\r\n") && got < sizeof req - 1) {
+        ssize_t n = coil_recv_dl(fd, req + got, sizeof req - 1 - got, 0, deadline);
+        if (n <= 0) break;
+        got += (size_t)n;
+        req[got] = '\0';
+    }
+    if (EXPECT(strstr(req, "\r\n\r\n") != NULL)) k->requests++;
+    if (k->phase == KILL_MID_BODY) {
+        static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+        char part[1000];
+        memset(part, 'x', sizeof part);
+        EXPECT_EQ(coil_sendall(fd, head, strlen(head), 0, deadline), strlen(head));
+        EXPECT_EQ(coil_sendall(fd, part, sizeof part, 0, deadline), sizeof part);
+    }
+    char b;
+    ssize_t n = coil_recv_dl(fd, &b, 1, 0, deadline); /* until the killed client closes */
+    EXPECT(n == 0 || n == -ECONNRESET);
+    coil_close(fd);
+}
+
+static void kill_main(void *arg) {
+    struct kill_run *k = arg;
+    coil_id server = k->phase == KILL_CONNECTING ? 0 : coil_spawn(kill_server, k, NULL);
+    coil_id client = coil_spawn(kill_client, k, NULL);
+    if (!EXPECT(client > 0)) return;
+    /* This tasklet runs only while the client is parked: in libcurl's poll
+     * once the phase is reached. */
+    int64_t until = coil_now() + 20 * COIL_SEC;
+    if (k->phase == KILL_CONNECTING) coil_sleep(200 * COIL_MSEC); /* its SYN goes unanswered */
+    while (coil_now() < until && ((k->phase == KILL_WAITING && k->requests == 0) ||
+                                  (k->phase == KILL_MID_BODY && k->body == 0)))
+        coil_sleep(COIL_MSEC);
+    EXPECT_EQ(coil_kill(client), 0);
+    EXPECT_EQ(coil_join(client, COIL_FOREVER), 0);
+    if (server > 0) EXPECT_EQ(coil_join(server, coil_now() + 30 * COIL_SEC), 0);
+}
+
+static void killed_transfer(enum kill_phase phase, CURLcode want) {
+    static const char *const names[] = {"connecting", "waiting for the response", "mid-body"};
+    struct kill_run k = {.phase = phase};
+    struct coil_test_addr a;
+    /* Connecting: backlog 0 takes one connection (the filler's), then the
+     * full accept queue drops every SYN, so curl's connect stays pending. */
+    k.listener = coil_test_raw_bound(AF_INET, SOCK_STREAM, phase == KILL_CONNECTING ? 0 : 4, &a);
+    assert_true(k.listener >= 0);
+    int filler = -1;
+    if (phase == KILL_CONNECTING) {
+        filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(filler >= 0);
+        assert_int_equal(connect(filler, COIL_TEST_SA(&a), a.len), 0);
+    }
+    snprintf(k.url, sizeof k.url, "http://127.0.0.1:%d/", coil_test_port(&a));
+    COIL_RUN_CHECKED(kill_main, &k);
+    if (filler >= 0) close(filler);
+    close(k.listener);
+    print_message("killed %s: %s (%d), \"%s\", os errno %ld, coil_killed %d, %zu body bytes\n",
+                  names[phase], curl_easy_strerror(k.rc), (int)k.rc, k.error, k.os_errno, k.killed,
+                  k.body);
+    assert_int_equal(k.killed, 1);
+    assert_int_equal(k.connect_us > 0, phase != KILL_CONNECTING);
+    assert_int_equal(k.requests, phase == KILL_CONNECTING ? 0 : 1);
+    assert_int_equal(k.body, phase == KILL_MID_BODY ? 1000 : 0);
+    assert_int_equal(k.rc, want);
+    assert_string_equal(k.error, ""); /* libcurl says nothing more */
+}
+
+static void test_curl_killed_connecting(void **state) {
+    (void)state;
+    killed_transfer(KILL_CONNECTING, CURLE_BAD_FUNCTION_ARGUMENT);
+}
+
+static void test_curl_killed_waiting(void **state) {
+    (void)state;
+    killed_transfer(KILL_WAITING, CURLE_BAD_FUNCTION_ARGUMENT);
+}
+
+static void test_curl_killed_mid_body(void **state) {
+    (void)state;
+    killed_transfer(KILL_MID_BODY, CURLE_BAD_FUNCTION_ARGUMENT);
 }
 
 /* ======================================================================== */
@@ -1136,6 +1281,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_curl_http_parallel),
         cmocka_unit_test(test_curl_https_parallel),
+        cmocka_unit_test(test_curl_killed_connecting),
+        cmocka_unit_test(test_curl_killed_waiting),
+        cmocka_unit_test(test_curl_killed_mid_body),
         cmocka_unit_test(test_redis_blpop_parallel),
         cmocka_unit_test(test_redis_set_get_concurrent),
         cmocka_unit_test(test_redis_socket_timeout),
