@@ -62,12 +62,16 @@ check-windows: build
 	cmake --build build-windows -j$(JOBS)
 	cd build-windows && $(CTEST) -L windows
 
+# Every headline figure of docs/benchmarks.md, coil beside its peers (about 8
+# minutes; installs the peers' packages when run as root). One kind alone:
+# bench/compare echo|http|switch|xthread (bench/README.md).
 bench: build
-	$(BUILD)/bench/coil-bench-runtime
+	bench/compare all --build $(BUILD)
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h src/*/*.c src/win/*.h examples/*.c examples/*.h \
-	             tests/*.c tests/win/*.c tests/win/*.h tests/fuzz/*.c bench/*.c
+	             tests/*.c tests/win/*.c tests/win/*.h tests/fuzz/*.c bench/*.c \
+	             bench/peers/*.c bench/peers/*.cpp bench/load/*.c
 
 install: build
 	cmake --install $(BUILD)
