@@ -81,12 +81,16 @@ check-windows: build-tests
 	cmake -S . -B build-windows -DCOIL_LINUX_ECHO_CLIENT=$(CURDIR)/$(BUILD)/examples/coil-echo-client
 	cd build-windows && $(CTEST) -L windows
 
+# Every headline figure of docs/benchmarks.md, coil beside its peers (about 8
+# minutes; installs the peers' packages when run as root). One kind alone:
+# bench/compare echo|http|switch|xthread (bench/README.md).
 bench: build
-	$(BUILD)/bench/coil-bench-runtime
+	bench/compare all --build $(BUILD)
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h src/*/*.c src/win/*.h examples/*.c examples/*.h \
-	             tests/*.c tests/win/*.c tests/win/*.h tests/fuzz/*.c tests/docs/*.c bench/*.c
+	             tests/*.c tests/win/*.c tests/win/*.h tests/fuzz/*.c tests/docs/*.c bench/*.c \
+	             bench/peers/*.c bench/peers/*.cpp bench/load/*.c
 
 # Into /usr/local by default. ldconfig, as root and without DESTDIR, so that a
 # program linked with the new libcoil.so finds it at once.

@@ -1,6 +1,6 @@
 /*
  * coil-bench-runtime: figures for the runtime, one per line, in the form the
- * peers of ../shared/bench/compare switch print them:
+ * peers of bench/compare switch (bench/peers/) print them:
  *
  *   coil switch_ns X              one context switch (coil__ctx_switch)
  *   coil yield_ns X               coil_yield between two tasklets: one trip
