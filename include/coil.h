@@ -14,11 +14,13 @@
  *    A deadline that has already passed makes a call try once without blocking
  *    and return -ETIMEDOUT if it would have to wait.
  *  - Cancellation is an error code, not an unwind: once a tasklet is killed,
- *    its current blocking call and every later one that would have to wait
- *    return -ECANCELED, so it leaves through its own cleanup code. Cleanup can
- *    finish: what needs no waiting still works (a channel transfer that is
- *    ready, coil_close), and coil_join still waits (bounded by its deadline),
- *    so "spawn, join, free" is safe when the joiner is killed too.
+ *    its current blocking call and every later one return -ECANCELED, so it
+ *    leaves through its own cleanup code. Cleanup can finish: a channel
+ *    transfer that needs no waiting still completes (and coil_close, which
+ *    never blocks, works), and coil_join still waits (bounded by its
+ *    deadline), so "spawn, join, free" is safe when the joiner is killed too.
+ *    Socket, file, sleep and offload calls fail at once, even when they
+ *    would not have had to wait.
  *    (How: docs/architecture.md, section "Cancellation".)
  *  - Calling a blocking function outside a tasklet returns -EPERM.
  */
@@ -79,8 +81,8 @@ typedef void (*coil_fn)(void *arg);
  * guard below them and committed lazily: an idle tasklet costs about one page
  * of memory whatever its stack size. Overflowing into the guard ends the
  * process with a message naming the tasklet; a single frame larger than the
- * guard can step over it (build with -fstack-clash-protection to rule that
- * out). */
+ * guard can step over it unless the code is built with
+ * -fstack-clash-protection (pkg-config --cflags coil gives it). */
 #define COIL_STACK_DEFAULT ((size_t)256 * 1024)
 #define COIL_STACK_MIN     ((size_t)16 * 1024)
 #define COIL_STACK_MAX     ((size_t)1024 * 1024 * 1024)
@@ -164,17 +166,14 @@ COIL_API int coil_sleep_until(int64_t deadline);
 COIL_API int coil_join(coil_id id, int64_t deadline);
 
 /* Stackless kill(): the tasklet's current blocking call and every later one
- * that would have to wait return -ECANCELED, so it unwinds through its own
- * code. A call whose wait had already ended when the kill came (a receive
- * that got its element, a sleep whose time was up) still returns its result,
- * so nothing is lost; the kill shows from the next call on. What needs no
- * waiting still completes after the kill (a channel send with room or to a
- * waiting receiver, a receive with an element ready, a choose with a ready
- * clause), and coil_join still waits: see there. A tasklet that has not
- * started yet still starts (so that it can release what arg owns). Killing
- * oneself marks oneself. A kill reaches only the tasklet named, not those it
- * spawned. Returns 0; -ESRCH if id names no live tasklet (finished, or never
- * existed); -EPERM outside a tasklet. */
+ * return -ECANCELED, so it unwinds through its own code. A call whose wait had already ended when
+ * the kill came (a receive that got its element, a sleep whose time was up) still returns its
+ * result, so nothing is lost; the kill shows from the next call on. What needs no waiting still
+ * completes after the kill (a channel send with room or to a waiting receiver, a receive with an
+ * element ready, a choose with a ready clause), and coil_join still waits: see there. A tasklet
+ * that has not started yet still starts (so that it can release what arg owns). Killing oneself
+ * marks oneself. A kill reaches only the tasklet named, not those it spawned. Returns 0; -ESRCH if
+ * id names no live tasklet (finished, or never existed); -EPERM outside a tasklet. */
 COIL_API int coil_kill(coil_id id);
 
 /* 1 if the calling tasklet has been killed (by coil_kill, or by coil_run at
