@@ -336,6 +336,49 @@ static void test_waitall_unix(void **state) {
     run_waitall(FAM_UNIX);
 }
 
+/* Parked in a MSG_WAITALL receive for 6 bytes, then 3 arrive with end of
+ * stream right behind them (one readiness edge may announce both): the call
+ * returns the 3 at once, not at its deadline. */
+struct waitall_eof {
+    int a, b;
+    bool close_peer; /* close rather than shut down writing */
+};
+
+static void waitall_eof_peer(void *arg) {
+    struct waitall_eof *w = arg;
+    coil_sleep(20 * COIL_MSEC); /* the reader parks first */
+    EXPECT_EQ(coil_send(w->b, "abc", 3, 0), 3);
+    if (w->close_peer)
+        EXPECT_EQ(coil_close(w->b), 0);
+    else
+        EXPECT_EQ(coil_shutdown(w->b, SHUT_WR), 0);
+}
+
+static void waitall_eof_main(void *arg) {
+    struct waitall_eof *w = arg;
+    char buf[6];
+    coil_id peer = coil_spawn(waitall_eof_peer, w, NULL);
+    int64_t t0 = coil_now();
+    EXPECT_EQ(coil_recv_dl(w->a, buf, 6, MSG_WAITALL, coil_test_in(10 * COIL_SEC)), 3);
+    EXPECT(memcmp(buf, "abc", 3) == 0);
+    EXPECT(coil_now() - t0 < coil_test_slack());
+    EXPECT_EQ(coil_recv_dl(w->a, buf, 6, MSG_WAITALL, coil_test_in(10 * COIL_SEC)), 0);
+    EXPECT_EQ(coil_join(peer, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_close(w->a), 0);
+    if (!w->close_peer) EXPECT_EQ(coil_close(w->b), 0);
+}
+
+static void test_waitall_parked_then_eof(void **state) {
+    (void)state;
+    for (int fam = FAM_TCP; fam <= FAM_UNIX; fam++) {
+        for (int c = 0; c < 2; c++) {
+            struct waitall_eof w = {.close_peer = c};
+            stream_pair((enum fam)fam, &w.a, &w.b);
+            run_variant(waitall_eof_main, &w, fam_names[fam]);
+        }
+    }
+}
+
 /* ---- 3. end of stream after a short read -------------------------------------------- */
 
 enum eof_how { EOF_CLOSE, EOF_SHUT_WR };
@@ -1293,6 +1336,7 @@ int main(void) {
         cmocka_unit_test(test_fairness_tcp_64_byte_receives),
         cmocka_unit_test(test_waitall_tcp),
         cmocka_unit_test(test_waitall_unix),
+        cmocka_unit_test(test_waitall_parked_then_eof),
         cmocka_unit_test(test_eof_after_short_read),
         cmocka_unit_test(test_peek_stream),
         cmocka_unit_test(test_peek_udp),

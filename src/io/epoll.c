@@ -140,7 +140,7 @@ static void nb_end(int fd, int fl) {
     errno = e;
 }
 
-enum { TRY_DONE, TRY_WAIT, TRY_RETRY_LATER };
+enum { TRY_DONE, TRY_WAIT, TRY_RETRY_LATER, TRY_AGAIN /* recvmsg_waitall_once: read more */ };
 
 /* recvmsg with MSG_WAITALL on a stream: as a blocking one, it waits for all
  * the bytes the iovecs hold (or end of stream, or an error). What arrived so
@@ -148,7 +148,18 @@ enum { TRY_DONE, TRY_WAIT, TRY_RETRY_LATER };
  * address and ancillary data come with the first part). Returns TRY_DONE or
  * TRY_WAIT, or TRY_RETRY_LATER to let the caller report a failed first try
  * (errno set) the usual way. */
+static int recvmsg_waitall_once(struct coil__fd *f, struct coil__op *op);
+
 static int recvmsg_waitall(struct coil__fd *f, struct coil__op *op) {
+    int st;
+    /* A short read does not prove the socket drained: end of stream may be
+     * right behind it (see try_op's MSG_WAITALL recv). Read again. */
+    while ((st = recvmsg_waitall_once(f, op)) == TRY_AGAIN) {
+    }
+    return st;
+}
+
+static int recvmsg_waitall_once(struct coil__fd *f, struct coil__op *op) {
     struct msghdr *msg = op->u.msg.msg;
     size_t total = 0;
     for (size_t i = 0; i < msg->msg_iovlen; i++)
@@ -175,10 +186,7 @@ static int recvmsg_waitall(struct coil__fd *f, struct coil__op *op) {
     ssize_t r = recvmsg(op->fd, &m, (op->u.msg.flags | MSG_DONTWAIT) & ~MSG_WAITALL);
     if (!op->got && r >= 0) *msg = m; /* namelen, controllen, flags of the first part */
     if (r > 0) op->got += (size_t)r;
-    if (r > 0 && op->got < total) {
-        f->rd_idle = !f->rd_shut;
-        return TRY_WAIT;
-    }
+    if (r > 0 && op->got < total) return TRY_AGAIN;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         f->rd_idle = !f->rd_shut;
         if (op->got) return TRY_WAIT;
@@ -237,12 +245,13 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
             if (op->opcode == COIL__OP_RECV && (fl & MSG_WAITALL) && !dontwait &&
                 !(fl & MSG_PEEK) && coil__fd_kind(f, fd) == COIL__FD_STREAM) {
                 /* Waits for all len bytes, as a blocking recv does; stops
-                 * early at end of stream or an error, with what it has. */
+                 * early at end of stream or an error, with what it has. A
+                 * short read does not prove the socket drained here: end of
+                 * stream may sit right behind the bytes, announced by the
+                 * same edge, and no later event would come. Read again
+                 * until EAGAIN (then wait), 0 or an error. */
                 if (r > 0) op->got += (size_t)r;
-                if (r > 0 && op->got < op->u.io.len) {
-                    f->rd_idle = !f->rd_shut;
-                    return TRY_WAIT;
-                }
+                if (r > 0 && op->got < op->u.io.len) continue;
                 if (op->got && !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
                     op->res = (int)op->got;
                     return TRY_DONE;
