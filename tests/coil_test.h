@@ -204,6 +204,35 @@ static inline void coil_test_child_free(struct coil_test_child *c) {
     c->err = NULL;
 }
 
+/* A coil_test_child_start fn: execs argv (NULL-terminated) with stdout and
+ * stderr both on the child's pipe, SIGINT and SIGTERM at their default
+ * action and unblocked (coil_run catches them only then; a shell that starts
+ * the tests in the background leaves SIGINT ignored, and exec keeps that). */
+static inline void coil_test_exec_child(void *arg) {
+    char **argv = arg;
+    dup2(STDERR_FILENO, STDOUT_FILENO);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execv(argv[0], argv);
+    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+/* Starts fn(arg) in a child, sends it sig once a line containing marker has
+ * come on its stderr (within 20 s), and reaps it (within 20 s; see
+ * coil_test_child_finish). Returns whether the marker came. */
+static inline bool coil_test_child_signal_at(struct coil_test_child *c, void (*fn)(void *),
+                                             void *arg, const char *marker, int sig) {
+    coil_test_child_start(c, fn, arg);
+    bool came = coil_test_child_read(c, marker, 20000);
+    if (came) kill(c->pid, sig);
+    coil_test_child_finish(c, 20000);
+    return came;
+}
+
 /* Runs fn(arg) in a child to its end (at most timeout_ms); see above. */
 static inline void coil_test_fork_run(struct coil_test_child *c, void (*fn)(void *), void *arg,
                                       int timeout_ms) {

@@ -22,29 +22,12 @@ int main(void) {
 }
 #else
 
-/* Runs argv (NULL-terminated) in a child whose stdout and stderr both go to
- * the coil_test_child pipe, with SIGINT and SIGTERM at their default action
- * and unblocked (coil_run catches them only then; a shell that starts us in
- * the background leaves SIGINT ignored, and exec keeps that). */
-static void exec_child(void *arg) {
-    char **argv = arg;
-    dup2(STDERR_FILENO, STDOUT_FILENO);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execv(argv[0], argv);
-    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
-}
-
 /* Starts coil-echo on a free loopback port (--port 0: the kernel picks one,
  * the server prints it) and returns that port. */
 static int start_server(struct coil_test_child *srv, bool verbose) {
     char *argv[] = {COIL_ECHO_BIN,         "--host", "127.0.0.1", "--port", "0",
                     verbose ? "-v" : NULL, NULL};
-    coil_test_child_start(srv, exec_child, argv);
+    coil_test_child_start(srv, coil_test_exec_child, argv);
     const char *marker = "listening on 127.0.0.1:";
     if (!coil_test_child_read(srv, marker, 10000)) {
         kill(srv->pid, SIGKILL);
@@ -64,7 +47,7 @@ static void run_client(struct coil_test_child *cl, int port, const char *conns,
     snprintf(portstr, sizeof portstr, "%d", port);
     char *argv[] = {COIL_ECHO_CLIENT_BIN, "--host", "127.0.0.1",      "--port", portstr,      "-c",
                     (char *)conns,        "-n",     (char *)messages, "-s",     (char *)size, NULL};
-    coil_test_fork_run(cl, exec_child, argv, 60000);
+    coil_test_fork_run(cl, coil_test_exec_child, argv, 60000);
 }
 
 static void assert_client_ok(struct coil_test_child *cl) {
@@ -209,7 +192,7 @@ static void test_verbose_and_idle_connection_at_sigterm(void **state) {
 
 static void expect_usage(char **argv) {
     struct coil_test_child c;
-    coil_test_fork_run(&c, exec_child, argv, 10000);
+    coil_test_fork_run(&c, coil_test_exec_child, argv, 10000);
     if (!coil_test_child_exited(&c, 2) || !strstr(c.err, "usage:")) {
         print_message("%s %s ...\n", argv[0], argv[1] ? argv[1] : "");
         coil_test_child_describe(&c);

@@ -68,24 +68,6 @@ static int kill_leftovers(void **state) {
     return 0;
 }
 
-/* Runs argv (NULL-terminated) with stdout and stderr both on the
- * coil_test_child pipe and SIGINT and SIGTERM at their default action and
- * unblocked: a ctest started in the background inherits SIGINT ignored, and
- * coil-download and coil-pipeline (unlike the servers) leave an ignored
- * SIGINT alone, as a program should. */
-static void exec_child(void *arg) {
-    char **argv = arg;
-    dup2(STDERR_FILENO, STDOUT_FILENO);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execv(argv[0], argv);
-    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
-}
-
 /* What runs a program: Valgrind (with the options of the suite's own
  * Valgrind pass that matter here), or nothing in a sanitizer build. */
 #if defined(COIL_TEST_VALGRIND) && !defined(COIL_TEST_SANITIZED)
@@ -112,7 +94,7 @@ static void start(struct coil_test_child *c, const char *const *argv) {
     for (; *argv && n < 23; argv++)
         full[n++] = (char *)*argv;
     full[n] = NULL;
-    coil_test_child_start(c, exec_child, full);
+    coil_test_child_start(c, coil_test_exec_child, full);
     for (int i = 0; i < MAX_LIVE; i++)
         if (live[i].pid <= 0) {
             live[i].pid = c->pid;

@@ -53,22 +53,6 @@ int main(void) {
 
 /* ---- the server ------------------------------------------------------------ */
 
-/* Runs argv (NULL-terminated) in a child whose stdout and stderr both go to
- * the coil_test_child pipe, with SIGINT and SIGTERM at their default action
- * and unblocked (coil_run catches them only then). */
-static void exec_child(void *arg) {
-    char **argv = arg;
-    dup2(STDERR_FILENO, STDOUT_FILENO);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execv(argv[0], argv);
-    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
-}
-
 /* The server a test started and has not stopped yet (its pid and pipe: the
  * struct itself is in the test's frame): a failing test leaves through
  * cmocka's longjmp, and the teardown kills what it left running. */
@@ -96,7 +80,7 @@ static int start_server_args(struct coil_test_child *srv, const char *const *ext
     for (; extra && *extra && argc < 15; extra++)
         argv[argc++] = (char *)*extra;
     argv[argc] = NULL;
-    coil_test_child_start(srv, exec_child, argv);
+    coil_test_child_start(srv, coil_test_exec_child, argv);
     const char *marker = "listening on 127.0.0.1:";
     if (!coil_test_child_read(srv, marker, 10000)) {
         kill(srv->pid, SIGKILL);
@@ -829,7 +813,7 @@ static void test_sigint_exits_0(void **state) {
 
 static void expect_usage(char **argv) {
     struct coil_test_child c;
-    coil_test_fork_run(&c, exec_child, argv, 10000);
+    coil_test_fork_run(&c, coil_test_exec_child, argv, 10000);
     if (!coil_test_child_exited(&c, 2) || !strstr(c.err, "usage:")) {
         print_message("%s %s ...\n", argv[0], argv[1] ? argv[1] : "");
         coil_test_child_describe(&c);

@@ -613,10 +613,7 @@ static void sigint_child(void *arg) {
 static void test_offload_sigint_waits_for_fn(void **state) {
     (void)state;
     struct coil_test_child c;
-    coil_test_child_start(&c, sigint_child, NULL);
-    bool ready = coil_test_child_read(&c, "ready", 20000);
-    if (ready) kill(c.pid, SIGINT);
-    coil_test_child_finish(&c, 20000);
+    bool ready = coil_test_child_signal_at(&c, sigint_child, NULL, "ready", SIGINT);
     if (!ready || !coil_test_child_exited(&c, 0)) {
         coil_test_child_describe(&c);
         coil_test_child_free(&c);

@@ -195,10 +195,7 @@ static void ctrlc_child(void *arg) {
 static void test_sigint_joins_wait_for_cleanup(void **state) {
     (void)state;
     struct coil_test_child c;
-    coil_test_child_start(&c, ctrlc_child, NULL);
-    bool ready = coil_test_child_read(&c, "ready", 20000);
-    if (ready) kill(c.pid, SIGINT);
-    coil_test_child_finish(&c, 20000);
+    bool ready = coil_test_child_signal_at(&c, ctrlc_child, NULL, "ready", SIGINT);
     if (!ready || !coil_test_child_exited(&c, 0)) {
         coil_test_child_describe(&c);
         coil_test_child_free(&c);
@@ -271,10 +268,7 @@ static void test_grace_ends_the_process(void **state) {
     (void)state;
     static int64_t grace = 200 * COIL_MSEC;
     struct coil_test_child c;
-    coil_test_child_start(&c, stuck_child, &grace);
-    bool ready = coil_test_child_read(&c, "ready", 20000);
-    if (ready) kill(c.pid, SIGINT);
-    coil_test_child_finish(&c, 20000);
+    bool ready = coil_test_child_signal_at(&c, stuck_child, &grace, "ready", SIGINT);
     bool said = c.err && strstr(c.err, "coil: shutdown: 2 tasklet(s) still running 0.2 s after "
                                        "the signal; ending the process as signal 2 would");
     char line[512];
