@@ -6,6 +6,7 @@
 #define COIL_INTERNAL_H
 
 #include "coil.h"
+#include "list.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -30,9 +31,8 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-#define COIL_LIKELY(x)                      __builtin_expect(!!(x), 1)
-#define COIL_UNLIKELY(x)                    __builtin_expect(!!(x), 0)
-#define coil__container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+#define COIL_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define COIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* A broken invariant is a bug in coil (or memory corruption): say which and abort. */
 #define COIL_ASSERT(cond, what)                                                                    \
@@ -141,7 +141,7 @@ struct coil__tasklet;
 /* A tasklet waiting in coil_join, linked into the target's list of joiners.
  * Lives in the joiner's frame. */
 struct coil__joiner {
-    struct coil__joiner *prev, *next;
+    struct coil__link link;       /* in the target's joiners */
     struct coil__tasklet *t;      /* the joiner */
     struct coil__tasklet *target; /* the tasklet it waits for */
 };
@@ -160,8 +160,8 @@ struct coil__joiner {
 struct coil__tasklet {
     struct coil__ctx ctx;
     struct coil__sched *sched;
-    struct coil__tasklet *runq_next;
-    struct coil__tasklet *all_prev, *all_next; /* every live tasklet */
+    struct coil__slink runq; /* in the run queue, or the stack pool */
+    struct coil__link all;   /* in the scheduler's list of every live tasklet */
     coil_id id;
     coil_fn fn;
     void *arg;
@@ -182,7 +182,7 @@ struct coil__tasklet {
     uint32_t io_epoch; /* the io_uring backend's last epoch in which it completed
                         * an operation of this tasklet (see ur_wait) */
     struct coil__timer timer;
-    struct coil__joiner *joiners;
+    struct coil__list joiners; /* struct coil__joiner.link */
     /* Stack mapping (guard page included) and usable size. */
     char *map;
     size_t map_len;
@@ -209,14 +209,14 @@ struct coil__sched {
     struct coil__tasklet root; /* the scheduler's own context */
     struct coil__tasklet *current;
     struct {
-        struct coil__tasklet *head, *tail;
+        struct coil__slist q; /* struct coil__tasklet.runq */
         size_t len;
     } runq;
     /* Switches a parking tasklet may make directly to the next runnable one
      * before control goes back to the scheduler loop to poll timers and I/O. */
     long budget;
-    struct coil__tasklet *reap;                /* finished; stack released after the next switch */
-    struct coil__tasklet *all_head, *all_tail; /* every live tasklet, by id */
+    struct coil__tasklet *reap; /* finished; stack released after the next switch */
+    struct coil__list all;      /* every live tasklet, by id */
     size_t nlive;
     coil_id next_id;
     uint64_t serial; /* unique per coil_run in the process: channels bind to it */
@@ -227,7 +227,7 @@ struct coil__sched {
     } ids;
     struct coil__timers timers;
     struct {
-        struct coil__tasklet *head; /* linked through runq_next */
+        struct coil__slist q; /* struct coil__tasklet.runq */
         size_t len;
     } pool;
     size_t page;
@@ -359,7 +359,7 @@ enum coil__opcode {
  */
 struct coil__op {
     struct coil__tasklet *t;
-    struct coil__op *fd_prev, *fd_next; /* the fd's operations in flight */
+    struct coil__link fd_link; /* in the fd's operations in flight */
     int fd;
     uint8_t opcode;   /* enum coil__opcode */
     bool polling;     /* waiting for readiness before (re)trying the op */
@@ -407,7 +407,7 @@ struct coil__op {
      * full backlog, which no readiness event announces; io_uring: the
      * callers waiting for a multishot accept's next connection). */
     void *job;
-    struct coil__op *retry_next;
+    struct coil__slink retry;
     size_t got; /* epoll: bytes a MSG_WAITALL recv has received so far */
     /* Set when op is one of several a tasklet waits on at once (poll(2) and
      * select(2) after coil_install): see coil__wait_fds. */
@@ -456,7 +456,8 @@ struct coil__backend_ops {
     /* Submits, then blocks until a completion, a wake-up or the deadline
      * (negative: none). Returns 0 or -errno; EINTR counts as a wake-up. */
     int (*wait)(struct coil__sched *s, int64_t deadline);
-    /* True while operations are in flight, so the scheduler is not idle. */
+    /* True while operations are in flight, so the scheduler is not idle
+     * (offload jobs are the scheduler's to count, not the backend's). */
     bool (*busy)(const struct coil__sched *s);
     /* Pushes everything queued to the kernel now (before an fd is closed, so
      * that no queued SQE can name a reused fd number). */
@@ -507,10 +508,10 @@ enum coil__fd_kind {
  * in a dup of it) is recognised as stale.
  */
 struct coil__fd {
-    struct coil__op *ops; /* operations in flight on this fd */
-    int64_t timeout;      /* coil_set_timeout; negative: none */
-    uint32_t gen;         /* bumped each time the number names a new file */
-    uint8_t kind;         /* enum coil__fd_kind */
+    struct coil__list ops; /* operations in flight on this fd (coil__op.fd_link) */
+    int64_t timeout;       /* coil_set_timeout; negative: none */
+    uint32_t gen;          /* bumped each time the number names a new file */
+    uint8_t kind;          /* enum coil__fd_kind */
     /* epoll: registered (edge-triggered) in this scheduler's epoll set, and
      * "the last try found nothing to read / no room to write": with an
      * edge-triggered registration the next event says when to try again, so
@@ -623,28 +624,19 @@ void coil__shutdown_signals_release(void);
 
 static inline void coil__runq_push(struct coil__sched *s, struct coil__tasklet *t) {
     t->state = COIL__RUNNABLE;
-    t->runq_next = NULL;
-    if (s->runq.tail)
-        s->runq.tail->runq_next = t;
-    else
-        s->runq.head = t;
-    s->runq.tail = t;
+    coil__slist_push_back(&s->runq.q, &t->runq);
     s->runq.len++;
 }
 
 static inline struct coil__tasklet *coil__runq_pop(struct coil__sched *s) {
-    struct coil__tasklet *t = s->runq.head;
-    if (t) {
-        s->runq.head = t->runq_next;
-        if (!s->runq.head)
-            s->runq.tail = NULL;
-        else /* with a thousand tasklets their records are rarely cached:
-              * fetch the next one's while this one runs (measured, echo
-              * server at 1,000 connections: this load was the top miss) */
-            __builtin_prefetch(s->runq.head);
-        s->runq.len--;
-    }
-    return t;
+    struct coil__slink *l = coil__slist_pop_front(&s->runq.q);
+    if (!l) return NULL;
+    /* with a thousand tasklets their records are rarely cached: fetch the
+     * next one's while this one runs (measured, echo server at 1,000
+     * connections: this load was the top miss) */
+    if (s->runq.q.first) __builtin_prefetch(s->runq.q.first);
+    s->runq.len--;
+    return coil__container_of(l, struct coil__tasklet, runq);
 }
 
 static inline void coil__after_switch(struct coil__sched *s) {

@@ -24,20 +24,12 @@
 /* ---- running operations ------------------------------------------------- */
 
 static void fd_link(struct coil__fd *f, struct coil__op *op) {
-    op->fd_prev = NULL;
-    op->fd_next = f->ops;
-    if (f->ops) f->ops->fd_prev = op;
-    f->ops = op;
+    coil__list_push_front(&f->ops, &op->fd_link);
 }
 
 static void fd_unlink(struct coil__sched *s, struct coil__op *op) {
     /* The table may have grown while op was parked: index it afresh. */
-    struct coil__fd *f = &s->fds.v[op->fd];
-    if (op->fd_prev)
-        op->fd_prev->fd_next = op->fd_next;
-    else
-        f->ops = op->fd_next;
-    if (op->fd_next) op->fd_next->fd_prev = op->fd_prev;
+    coil__list_remove(&s->fds.v[op->fd].ops, &op->fd_link);
 }
 
 /* A kill, a timeout or a close interrupts an operation in flight: ask the
@@ -142,7 +134,8 @@ static void group_done(struct coil__op *op, int res) {
 /* Every op still waiting on f ends with -EBADF (through its completion,
  * which cancel brings about at once or later). */
 void coil__fd_cancel_ops(struct coil__sched *s, struct coil__fd *f) {
-    for (struct coil__op *op = f->ops; op; op = op->fd_next) {
+    coil__list_each(l, &f->ops) {
+        struct coil__op *op = coil__container_of(l, struct coil__op, fd_link);
         if (op->interrupt || op->done) continue;
         op->interrupt = -EBADF;
         s->backend->cancel(s, op);

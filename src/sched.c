@@ -122,21 +122,12 @@ void coil__interrupt(struct coil__tasklet *t, int err) {
 /* ---- tasklet life ------------------------------------------------------- */
 
 __attribute__((noreturn)) static void tasklet_exit(struct coil__sched *s, struct coil__tasklet *t) {
-    while (t->joiners) {
-        struct coil__joiner *j = t->joiners;
-        t->joiners = j->next;
-        coil__wake(j->t, 0);
-    }
+    struct coil__link *l;
+    while ((l = coil__list_pop_front(&t->joiners)) != NULL)
+        coil__wake(coil__container_of(l, struct coil__joiner, link)->t, 0);
     ids_del(s, t->id);
     coil__timer_remove(&s->timers, &t->timer);
-    if (t->all_prev)
-        t->all_prev->all_next = t->all_next;
-    else
-        s->all_head = t->all_next;
-    if (t->all_next)
-        t->all_next->all_prev = t->all_prev;
-    else
-        s->all_tail = t->all_prev;
+    coil__list_remove(&s->all, &t->all);
     s->nlive--;
     t->state = COIL__DONE;
     s->reap = t;
@@ -194,12 +185,7 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
     }
     coil__ctx_make(&t->ctx, t, tasklet_entry, t);
     ids_put(s, t);
-    t->all_prev = s->all_tail;
-    if (s->all_tail)
-        s->all_tail->all_next = t;
-    else
-        s->all_head = t;
-    s->all_tail = t;
+    coil__list_push_back(&s->all, &t->all);
     s->nlive++;
     coil__runq_push(s, t);
     return t->id;
@@ -246,11 +232,7 @@ int coil_sleep(int64_t ns) {
 static bool join_unwait(struct coil__tasklet *t, int err) {
     (void)err;
     struct coil__joiner *j = t->wait_obj;
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        j->target->joiners = j->next;
-    if (j->next) j->next->prev = j->prev;
+    coil__list_remove(&j->target->joiners, &j->link);
     return true;
 }
 
@@ -264,9 +246,8 @@ int coil_join(coil_id id, int64_t deadline) {
     struct coil__tasklet *target = ids_get(s, id);
     if (!target) return id > 0 && id < s->next_id ? 0 : -ESRCH;
     if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
-    struct coil__joiner j = {.prev = NULL, .next = target->joiners, .t = t, .target = target};
-    if (target->joiners) target->joiners->prev = &j;
-    target->joiners = &j;
+    struct coil__joiner j = {.t = t, .target = target};
+    coil__list_push_front(&target->joiners, &j.link);
     return coil__park(t, COIL__WAIT_JOIN, &j, 0, join_unwait, deadline);
 }
 
@@ -337,8 +318,7 @@ static void fire_timers(struct coil__sched *s, int64_t now) {
 
 static void kill_all(struct coil__sched *s) {
     s->killing_all = true;
-    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next)
-        kill_one(t);
+    coil__list_each(l, &s->all) kill_one(coil__container_of(l, struct coil__tasklet, all));
 }
 
 static struct coil__tasklet *join_target(const struct coil__tasklet *t) {
@@ -373,10 +353,14 @@ static void deadlock(struct coil__sched *s) {
      * in the backend, which is then busy): the targets lead into a cycle.
      * Only the joins on a cycle are broken, so that a tasklet joining one of
      * them still waits until that one has finished its cleanup. */
-    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next)
+    coil__list_each(l, &s->all) {
+        struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, all);
         t->deadlock_cycle = join_on_cycle(s, t);
-    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next)
+    }
+    coil__list_each(l, &s->all) {
+        struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, all);
         if (t->deadlock_cycle) coil__interrupt(t, -EDEADLK);
+    }
 }
 
 /* The tasklets did not finish within the grace after a shutdown signal:

@@ -60,8 +60,8 @@
 
 struct epoll_backend {
     int epfd;
-    size_t waiting;           /* ops parked (on readiness, the retry list or a job) */
-    struct coil__op *retries; /* ops to try again every RETRY_NS */
+    size_t waiting;             /* ops parked (on readiness, the retry list or a job) */
+    struct coil__slist retries; /* ops to try again every RETRY_NS (coil__op.retry) */
     int64_t next_retry;
     bool signal_fd_added;
     bool no_pwait2; /* epoll_pwait2 (Linux 5.11) returned ENOSYS */
@@ -439,8 +439,7 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
             ret = 0;
         }
     } else if (st == TRY_RETRY_LATER) {
-        op->retry_next = b->retries;
-        b->retries = op;
+        coil__slist_push_front(&b->retries, &op->retry);
         int64_t due = coil_now() + RETRY_NS;
         if (!b->next_retry || due < b->next_retry) b->next_retry = due;
         ret = 0;
@@ -450,39 +449,29 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
     return ret;
 }
 
-static void unlink_retry(struct epoll_backend *b, struct coil__op *op) {
-    for (struct coil__op **p = &b->retries; *p; p = &(*p)->retry_next) {
-        if (*p == op) {
-            *p = op->retry_next;
-            return;
-        }
-    }
-}
-
 /* Nothing of op is in the kernel (a job excepted): it ends now. */
 static void ep_cancel(struct coil__sched *s, struct coil__op *op) {
     struct epoll_backend *b = s->backend_data;
     if (op->done || op->job) return; /* a job cannot be stopped: its end wakes the caller */
-    unlink_retry(b, op);
+    coil__slist_remove(&b->retries, &op->retry);
     /* What a MSG_WAITALL recv has received is returned, not lost. */
     op->res = op->got ? (int)op->got : -ECANCELED;
     finish(b, op);
 }
 
 static void run_retries(struct epoll_backend *b) {
-    if (!b->retries || coil_now() < b->next_retry) return;
-    struct coil__op *list = b->retries;
-    b->retries = NULL;
+    if (coil__slist_empty(&b->retries) || coil_now() < b->next_retry) return;
+    struct coil__slist list = b->retries;
+    b->retries = (struct coil__slist){0};
     b->next_retry = 0;
-    while (list) {
-        struct coil__op *op = list;
-        list = op->retry_next;
+    struct coil__slink *l;
+    while ((l = coil__slist_pop_front(&list)) != NULL) {
+        struct coil__op *op = coil__container_of(l, struct coil__op, retry);
         int st = try_op(&op->t->sched->fds.v[op->fd], op);
         if (st == TRY_DONE) {
             finish(b, op);
         } else { /* still full (TRY_WAIT cannot come from a connect's first try) */
-            op->retry_next = b->retries;
-            b->retries = op;
+            coil__slist_push_front(&b->retries, &op->retry);
             b->next_retry = coil_now() + RETRY_NS;
         }
     }
@@ -503,12 +492,9 @@ static void on_ready(struct coil__sched *s, struct epoll_backend *b, uint64_t da
     if (events & EPOLLRDHUP) f->rd_shut = true;
     if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP)) f->rd_idle = false;
     if (events & EPOLLOUT) f->wr_idle = false;
-    struct coil__op *op = f->ops;
-    if (!op) return;
-    while (op->fd_next)
-        op = op->fd_next;
-    for (struct coil__op *prev; op; op = prev) {
-        prev = op->fd_prev;
+    for (struct coil__link *l = f->ops.last, *prev; l; l = prev) {
+        prev = l->prev;
+        struct coil__op *op = coil__container_of(l, struct coil__op, fd_link);
         if (op->done || op->job) continue;
         if (!(events_of(op) & events)) continue;
         bool rd = is_read(op);
@@ -555,7 +541,8 @@ static int ep_wait(struct coil__sched *s, int64_t deadline) {
     run_retries(b);
     /* A retry that finished woke its tasklet: look, but do not block. */
     if (s->runq.len) deadline = 0;
-    if (b->retries && (deadline < 0 || b->next_retry < deadline)) deadline = b->next_retry;
+    if (!coil__slist_empty(&b->retries) && (deadline < 0 || b->next_retry < deadline))
+        deadline = b->next_retry;
     struct epoll_event evs[MAX_EVENTS];
     int n;
     if (deadline < 0) {

@@ -51,14 +51,14 @@
 #define ACCEPT_HOLD 16 /* queued connections at which a multishot accept stops */
 
 struct acceptor {
-    struct acceptor *prev, *next; /* every record of the ring, freed at the end */
+    struct coil__link link; /* in the ring's acceptors: every record, freed at the end */
     int fd;
     bool armed;    /* the multishot SQE is in the kernel (until a CQE without F_MORE) */
     bool closed;   /* the listener was closed: free at the last CQE */
     bool plain;    /* this listener answers EAGAIN (O_NONBLOCK): one SQE per call */
     bool stopping; /* a cancel of the SQE was asked for (the queue is full) */
-    struct coil__op *head, *tail; /* the callers waiting, linked by retry_next */
-    int *queue;                   /* accepted fds no caller has taken yet (a ring) */
+    struct coil__slist waiters; /* the callers waiting (coil__op.retry) */
+    int *queue;                 /* accepted fds no caller has taken yet (a ring) */
     size_t qhead, qlen, qcap;
 };
 
@@ -67,9 +67,9 @@ struct uring {
     size_t inflight; /* ops queued or in the kernel whose CQE is not yet seen,
                       * and callers waiting on a multishot accept */
     bool signal_armed, wake_armed;
-    bool no_multishot;        /* the kernel refused a multishot poll */
-    bool no_multishot_accept; /* ... or a multishot accept */
-    struct acceptor *acceptors;
+    bool no_multishot;           /* the kernel refused a multishot poll */
+    bool no_multishot_accept;    /* ... or a multishot accept */
+    struct coil__list acceptors; /* struct acceptor.link */
     struct coil__sched *sched;
     bool no_poll_first; /* the kernel refused IORING_RECVSEND_POLL_FIRST (before 5.19) */
     bool min_timeout;   /* the kernel has IORING_FEAT_MIN_TIMEOUT (6.12): waits are
@@ -151,7 +151,8 @@ static void ur_fini(struct coil__sched *s) {
      * not reaped yet: cancel each and reap until its last CQE, closing what
      * comes (bounded: the kernel answers a cancel at once). */
     bool armed = false;
-    for (struct acceptor *a = u->acceptors; a; a = a->next) {
+    coil__list_each(l, &u->acceptors) {
+        struct acceptor *a = coil__container_of(l, struct acceptor, link);
         a->closed = true;
         if (a->armed) {
             armed = true;
@@ -164,12 +165,12 @@ static void ur_fini(struct coil__sched *s) {
         io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
         reap(s, u);
         armed = false;
-        for (struct acceptor *a = u->acceptors; a; a = a->next)
-            armed |= a->armed;
+        coil__list_each(l, &u->acceptors) armed |=
+            coil__container_of(l, struct acceptor, link)->armed;
     }
     io_uring_queue_exit(&u->ring); /* also cancels the wake-up polls */
-    while (u->acceptors)
-        acceptor_free(u, u->acceptors);
+    while (!coil__list_empty(&u->acceptors))
+        acceptor_free(u, coil__container_of(u->acceptors.first, struct acceptor, link));
     close(s->wake_fd);
     s->wake_fd = -1;
     free(u);
@@ -265,9 +266,7 @@ static struct acceptor *acceptor_new(struct uring *u, struct coil__fd *f, int fd
     int fl = fcntl(fd, F_GETFL);
     errno = saved;
     a->plain = fl >= 0 && (fl & O_NONBLOCK);
-    a->next = u->acceptors;
-    if (a->next) a->next->prev = a;
-    u->acceptors = a;
+    coil__list_push_front(&u->acceptors, &a->link);
     f->acceptor = a;
     return a;
 }
@@ -275,11 +274,7 @@ static struct acceptor *acceptor_new(struct uring *u, struct coil__fd *f, int fd
 static void acceptor_free(struct uring *u, struct acceptor *a) {
     for (size_t i = 0; i < a->qlen; i++)
         close(a->queue[(a->qhead + i) % a->qcap]);
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        u->acceptors = a->next;
-    if (a->next) a->next->prev = a->prev;
+    coil__list_remove(&u->acceptors, &a->link);
     free(a->queue);
     free(a);
 }
@@ -300,26 +295,14 @@ static void stop_accept(struct uring *u, struct acceptor *a) {
 }
 
 static struct coil__op *waiter_pop(struct acceptor *a) {
-    struct coil__op *op = a->head;
-    if (op) {
-        a->head = op->retry_next;
-        if (!a->head) a->tail = NULL;
-        op->job = NULL;
-    }
+    struct coil__op *op =
+        coil__list_entry(coil__slist_pop_front(&a->waiters), struct coil__op, retry);
+    if (op) op->job = NULL;
     return op;
 }
 
 static void waiter_remove(struct acceptor *a, struct coil__op *op) {
-    struct coil__op *prev = NULL;
-    for (struct coil__op *o = a->head; o; prev = o, o = o->retry_next) {
-        if (o != op) continue;
-        if (prev)
-            prev->retry_next = o->retry_next;
-        else
-            a->head = o->retry_next;
-        if (a->tail == o) a->tail = prev;
-        break;
-    }
+    coil__slist_remove(&a->waiters, &op->retry);
     op->job = NULL;
 }
 
@@ -381,13 +364,8 @@ static int accept_submit(struct coil__sched *s, struct uring *u, struct coil__op
     if (coil__deadline_passed(op->deadline)) return -1;
     if (!a && !(a = acceptor_new(u, f, op->fd))) return -1;
     if (a->plain) return -1;
-    op->retry_next = NULL;
     op->job = a;
-    if (a->tail)
-        a->tail->retry_next = op;
-    else
-        a->head = op;
-    a->tail = op;
+    coil__slist_push_back(&a->waiters, &op->retry);
     u->inflight++;
     if (!a->armed) arm_accept(u, a);
     return 0;
@@ -426,7 +404,7 @@ static void on_accept_cqe(struct uring *u, struct acceptor *a, int res, unsigned
         u->inflight--; /* -EMFILE, -ENFILE, ...: the caller's to see */
         coil__op_complete(op, res);
     }
-    if (!a->armed && a->head && !a->plain) arm_accept(u, a);
+    if (!a->armed && !coil__slist_empty(&a->waiters) && !a->plain) arm_accept(u, a);
 }
 
 static void ur_fd_closing(struct coil__sched *s, struct coil__fd *f) {
