@@ -241,11 +241,10 @@ struct coil__sched {
         struct coil__fd *v;
         size_t len;
     } fds;
-    /* Offload jobs finished by the workers, handed over under the lock, and
-     * the eventfd they write to wake this scheduler. */
+    /* Offload jobs finished by the workers, handed over under the lock (a
+     * worker then wakes the scheduler through backend->wake). */
     void *offload_done;
     size_t offload_pending;
-    int wake_fd;
     bool interrupted; /* SIGINT/SIGTERM: everything was killed */
     /* When an interrupted scheduler gives up waiting for its tasklets and
      * ends the process (coil_set_shutdown_grace); negative: never. */
@@ -435,9 +434,14 @@ struct coil__opgroup {
 int coil__wait_fds(const struct pollfd *fds, size_t n, int64_t deadline);
 
 /* The fixed set of operations every backend implements, chosen once per
- * scheduler (in the manner of redis's aeApi*). */
+ * scheduler (in the manner of redis's aeApi*; the choice is made in
+ * sched.c, backend_choose, the one place that lists the backends). */
 struct coil__backend_ops {
     const char *name;
+    /* 0 when init would succeed in this process as far as a cheap test can
+     * tell, else the -errno init would fail with (coil_backend_name asks
+     * this outside coil_run, by the rule coil_run chooses with). */
+    int (*probe)(void);
     int (*init)(struct coil__sched *s);
     void (*fini)(struct coil__sched *s);
     /* Starts op (io_uring: queued, submitted in a batch by poll/wait). When
@@ -459,6 +463,11 @@ struct coil__backend_ops {
     /* True while operations are in flight, so the scheduler is not idle
      * (offload jobs are the scheduler's to count, not the backend's). */
     bool (*busy)(const struct coil__sched *s);
+    /* Called from another thread (an offload worker that finished a job):
+     * makes the scheduler's wait return soon, and that round reap the
+     * finished jobs (coil__offload_reap). Async-signal-safe it need not be:
+     * signals have their own wake-up (coil__signal_wake_fd). */
+    void (*wake)(struct coil__sched *s);
     /* Pushes everything queued to the kernel now (before an fd is closed, so
      * that no queued SQE can name a reused fd number). */
     void (*flush)(struct coil__sched *s);
@@ -482,12 +491,6 @@ int coil__op_run(struct coil__tasklet *t, struct coil__op *op);
 extern const struct coil__backend_ops coil__backend_epoll;
 extern const struct coil__backend_ops coil__backend_uring;
 extern const struct coil__backend_ops coil__backend_iocp;
-
-/* io_uring_setup failed with err: is epoll the answer (io_uring is absent or
- * forbidden here) rather than a failure to report? */
-static inline bool coil__backend_fallback_ok(int err) {
-    return err == -ENOSYS || err == -EPERM || err == -EACCES;
-}
 
 /* ---- per-fd state (src/fd.c) ------------------------------------------- */
 

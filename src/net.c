@@ -9,8 +9,6 @@
 #include <string.h>
 #ifndef _WIN32
 #include <fcntl.h>
-#include <liburing.h>
-#include <pthread.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -615,37 +613,6 @@ int coil_listen_on(const char *host, const char *service, int backlog) {
     freeaddrinfo(res);
     errno = saved;
     return err;
-}
-
-/* Outside a scheduler: the backend coil_run would choose, by the same rule
- * (see backend_init in sched.c), probed once per process; NULL when coil_run
- * would fail to set one up. */
-static const char *probed_name;
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-
-static void probe_backend(void) {
-    const char *want = getenv("COIL_BACKEND");
-    if (want && *want) {
-        if (!strcmp(want, "epoll")) probed_name = coil__backend_epoll.name;
-        if (strcmp(want, "io_uring") != 0) return;
-    }
-    struct io_uring ring;
-    int err = io_uring_queue_init(2, &ring, 0);
-    if (!err) {
-        io_uring_queue_exit(&ring);
-        probed_name = coil__backend_uring.name;
-    } else if (!(want && *want) && coil__backend_fallback_ok(err)) {
-        probed_name = coil__backend_epoll.name;
-    }
-}
-
-const char *coil_backend_name(void) {
-    struct coil__sched *s = coil__sched_cur;
-    if (s) return s->backend->name;
-    int saved = errno;
-    pthread_once(&probe_once, probe_backend);
-    errno = saved;
-    return probed_name;
 }
 
 #endif /* !_WIN32 */

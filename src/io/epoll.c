@@ -60,6 +60,7 @@
 
 struct epoll_backend {
     int epfd;
+    int wake_fd;                /* an eventfd: written by ep_wake from another thread */
     size_t waiting;             /* ops parked (on readiness, the retry list or a job) */
     struct coil__slist retries; /* ops to try again every RETRY_NS (coil__op.retry) */
     int64_t next_retry;
@@ -71,13 +72,12 @@ static int ep_init(struct coil__sched *s) {
     struct epoll_backend *b = calloc(1, sizeof *b);
     if (!b) return -ENOMEM;
     b->epfd = epoll_create1(EPOLL_CLOEXEC);
-    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = DATA_WAKE};
-    if (b->epfd < 0 || s->wake_fd < 0 || epoll_ctl(b->epfd, EPOLL_CTL_ADD, s->wake_fd, &ev) != 0) {
+    if (b->epfd < 0 || b->wake_fd < 0 || epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->wake_fd, &ev) != 0) {
         int err = -errno;
         if (b->epfd >= 0) close(b->epfd);
-        if (s->wake_fd >= 0) close(s->wake_fd);
-        s->wake_fd = -1;
+        if (b->wake_fd >= 0) close(b->wake_fd);
         free(b);
         return err;
     }
@@ -91,8 +91,7 @@ static void ep_fini(struct coil__sched *s) {
     struct epoll_backend *b = s->backend_data;
     COIL_ASSERT(b->waiting == 0, "no operation is in flight when the scheduler ends");
     close(b->epfd);
-    close(s->wake_fd);
-    s->wake_fd = -1;
+    close(b->wake_fd);
     free(b);
     s->backend_data = NULL;
 }
@@ -508,7 +507,7 @@ static void dispatch(struct coil__sched *s, struct epoll_backend *b, struct epol
     for (int i = 0; i < n; i++) {
         if (evs[i].data.u64 == DATA_WAKE) {
             uint64_t v;
-            ssize_t r = read(s->wake_fd, &v, sizeof v); /* reset it; the jobs are in the list */
+            ssize_t r = read(b->wake_fd, &v, sizeof v); /* reset it; the jobs are in the list */
             (void)r;
             coil__offload_reap(s);
         } else if (evs[i].data.u64 != DATA_SIGNAL) {
@@ -567,7 +566,18 @@ static int ep_wait(struct coil__sched *s, int64_t deadline) {
 
 static bool ep_busy(const struct coil__sched *s) {
     const struct epoll_backend *b = s->backend_data;
-    return b->waiting > 0 || s->offload_pending > 0;
+    return b->waiting > 0;
+}
+
+static void ep_wake(struct coil__sched *s) {
+    struct epoll_backend *b = s->backend_data;
+    uint64_t one = 1;
+    ssize_t w = write(b->wake_fd, &one, sizeof one);
+    (void)w;
+}
+
+static int ep_probe(void) {
+    return 0; /* epoll is in every kernel coil runs on */
 }
 
 static void ep_flush(struct coil__sched *s) {
@@ -581,6 +591,7 @@ static void ep_fd_closing(struct coil__sched *s, struct coil__fd *f) {
 
 const struct coil__backend_ops coil__backend_epoll = {
     .name = "epoll",
+    .probe = ep_probe,
     .init = ep_init,
     .fini = ep_fini,
     .submit = ep_submit,
@@ -588,6 +599,7 @@ const struct coil__backend_ops coil__backend_epoll = {
     .poll = ep_poll,
     .wait = ep_wait,
     .busy = ep_busy,
+    .wake = ep_wake,
     .flush = ep_flush,
     .fd_closing = ep_fd_closing,
 };

@@ -126,7 +126,7 @@ static void iocp_fini(struct coil__sched *s) {
     WSACleanup();
 }
 
-void coil__iocp_wake(struct coil__sched *s) {
+static void iocp_wake(struct coil__sched *s) {
     struct iocp_backend *b = s->backend_data;
     PostQueuedCompletionStatus(b->port, 0, 0, NULL);
 }
@@ -437,7 +437,11 @@ static int iocp_wait(struct coil__sched *s, int64_t deadline) {
 
 static bool iocp_busy(const struct coil__sched *s) {
     const struct iocp_backend *b = s->backend_data;
-    return b->inflight > 0 || s->offload_pending > 0;
+    return b->inflight > 0;
+}
+
+static int iocp_probe(void) {
+    return 0; /* I/O completion ports are in every Windows coil runs on */
 }
 
 static void iocp_flush(struct coil__sched *s) {
@@ -451,6 +455,7 @@ static void iocp_fd_closing(struct coil__sched *s, struct coil__fd *f) {
 
 const struct coil__backend_ops coil__backend_iocp = {
     .name = "iocp",
+    .probe = iocp_probe,
     .init = iocp_init,
     .fini = iocp_fini,
     .submit = iocp_submit,
@@ -458,6 +463,7 @@ const struct coil__backend_ops coil__backend_iocp = {
     .poll = iocp_poll,
     .wait = iocp_wait,
     .busy = iocp_busy,
+    .wake = iocp_wake,
     .flush = iocp_flush,
     .fd_closing = iocp_fd_closing,
 };

@@ -66,6 +66,7 @@ struct uring {
     struct io_uring ring;
     size_t inflight; /* ops queued or in the kernel whose CQE is not yet seen,
                       * and callers waiting on a multishot accept */
+    int wake_fd;     /* an eventfd: written by ur_wake from another thread */
     bool signal_armed, wake_armed;
     bool no_multishot;           /* the kernel refused a multishot poll */
     bool no_multishot_accept;    /* ... or a multishot accept */
@@ -128,8 +129,8 @@ static int ur_init(struct coil__sched *s) {
         unsigned long v = strtoul(bw, &end, 10);
         if (*end == '\0' && v <= 1000000) u->batch_wait_us = (unsigned)v;
     }
-    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->wake_fd < 0) {
+    u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (u->wake_fd < 0) {
         err = -errno;
         io_uring_queue_exit(&u->ring);
         free(u);
@@ -171,8 +172,7 @@ static void ur_fini(struct coil__sched *s) {
     io_uring_queue_exit(&u->ring); /* also cancels the wake-up polls */
     while (!coil__list_empty(&u->acceptors))
         acceptor_free(u, coil__container_of(u->acceptors.first, struct acceptor, link));
-    close(s->wake_fd);
-    s->wake_fd = -1;
+    close(u->wake_fd);
     free(u);
     s->backend_data = NULL;
 }
@@ -502,7 +502,7 @@ static void arm_watches(struct coil__sched *s, struct uring *u) {
         u->signal_armed = true;
     }
     if (!u->wake_armed) {
-        arm(u, s->wake_fd, TAG_WAKE);
+        arm(u, u->wake_fd, TAG_WAKE);
         u->wake_armed = true;
     }
 }
@@ -513,7 +513,7 @@ static void on_watch(struct coil__sched *s, struct uring *u, struct io_uring_cqe
     if (!(cqe->flags & IORING_CQE_F_MORE)) *armed = false;
     if (cqe->user_data == TAG_WAKE) {
         uint64_t v;
-        ssize_t r = read(s->wake_fd, &v, sizeof v); /* reset it; the jobs are in the list */
+        ssize_t r = read(u->wake_fd, &v, sizeof v); /* reset it; the jobs are in the list */
         (void)r;
         coil__offload_reap(s);
     }
@@ -830,7 +830,23 @@ static void ur_describe(const struct coil__sched *s, FILE *out) {
 
 static bool ur_busy(const struct coil__sched *s) {
     const struct uring *u = s->backend_data;
-    return u->inflight > 0 || s->offload_pending > 0;
+    return u->inflight > 0;
+}
+
+static void ur_wake(struct coil__sched *s) {
+    struct uring *u = s->backend_data;
+    uint64_t one = 1;
+    ssize_t w = write(u->wake_fd, &one, sizeof one);
+    (void)w;
+}
+
+/* A ring of two entries, set up and torn down: what init's first step needs
+ * of the kernel (ENOSYS, EPERM, EACCES where it is absent or forbidden). */
+static int ur_probe(void) {
+    struct io_uring ring;
+    int err = io_uring_queue_init(2, &ring, 0);
+    if (!err) io_uring_queue_exit(&ring);
+    return err;
 }
 
 static void ur_flush(struct coil__sched *s) {
@@ -840,6 +856,7 @@ static void ur_flush(struct coil__sched *s) {
 
 const struct coil__backend_ops coil__backend_uring = {
     .name = "io_uring",
+    .probe = ur_probe,
     .init = ur_init,
     .fini = ur_fini,
     .submit = ur_submit,
@@ -847,6 +864,7 @@ const struct coil__backend_ops coil__backend_uring = {
     .poll = ur_poll,
     .wait = ur_wait,
     .busy = ur_busy,
+    .wake = ur_wake,
     .flush = ur_flush,
     .fd_closing = ur_fd_closing,
     .describe = ur_describe,

@@ -398,7 +398,3 @@ int coil_install(void) {
 int coil_uninstall(void) {
     return 0;
 }
-
-const char *coil_backend_name(void) {
-    return coil__backend_iocp.name;
-}
