@@ -572,6 +572,19 @@ void coil__fd_cancel_ops(struct coil__sched *s, struct coil__fd *f);
 ssize_t coil__recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
 ssize_t coil__sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
 
+/* ---- interposition (src/install.c patches, src/wrap.c wraps) ----------- */
+
+/* A libc function coil_install diverts, and the wrapper it is diverted to. */
+struct coil__wrap {
+    const char *name;
+    void *wrapper;
+};
+extern const struct coil__wrap coil__wraps[];
+extern const size_t coil__nwraps;
+/* Between coil_install and coil_uninstall: a wrapper called inside a
+ * tasklet does coil's call; otherwise (and always before) libc's. */
+extern volatile bool coil__installed;
+
 /* ---- offload pool (src/offload.c) -------------------------------------- */
 
 /* A job for the offload pool. fn(arg) runs on a worker; then, back on the
