@@ -28,6 +28,7 @@
  * meanwhile are closed.
  */
 #include "internal.h"
+#include "uring_batch.h"
 
 #include <fcntl.h>
 #include <liburing.h>
@@ -74,25 +75,12 @@ struct uring {
     struct coil__sched *sched;
     bool no_poll_first; /* the kernel refused IORING_RECVSEND_POLL_FIRST (before 5.19) */
     bool min_timeout;   /* the kernel has IORING_FEAT_MIN_TIMEOUT (6.12): waits are
-                         * batched unless batch_wait_us is 0 (see ur_wait) */
+                         * batched unless batch.wait_us is 0 */
     bool ring_fd_registered;
-    unsigned batch;         /* completions the next blocking wait asks for (see ur_wait) */
-    unsigned batch_wait_us; /* the longest a batched wait holds back a completion */
-    /* Tasklets that had an operation completed: in this epoch so far, and in
-     * the last whole one (an epoch lasts at least ACTIVE_EPOCH_NS and ends at
-     * a blocking wait; see ur_wait). Accepts are not counted. */
-    uint32_t epoch;
-    unsigned active, active_last;
-    int64_t epoch_start;
+    struct coil__ur_batch batch; /* what a blocking wait asks for (src/io/uring_batch.c) */
 };
 
-/* Batched waiting (see ur_wait). */
 #define IORING_FEAT_MIN_TIMEOUT_ (1U << 15) /* 6.12; not in liburing 2.3's header */
-#define BATCH_MAX                64         /* the most completions one wait asks for */
-#define BATCH_KEEP               8 /* a minimum wait that ended with 8 or more keeps its ask */
-#define BATCH_SHARE              3 /* an ask is a third of the active tasklets at most */
-#define ACTIVE_EPOCH_NS          (1000 * 1000) /* the shortest epoch of counting active tasklets */
-#define BATCH_WAIT_US            200 /* the default longest wait for a batch; COIL_BATCH_WAIT_US */
 
 static int ur_init(struct coil__sched *s) {
     struct uring *u = calloc(1, sizeof *u);
@@ -120,15 +108,7 @@ static int ur_init(struct coil__sched *s) {
     }
     /* Saves an fd lookup per enter; optional. */
     u->ring_fd_registered = io_uring_register_ring_fd(&u->ring) == 1;
-    u->batch = 1;
-    u->epoch = 1; /* a new tasklet's io_epoch is 0 */
-    u->batch_wait_us = BATCH_WAIT_US;
-    const char *bw = getenv("COIL_BATCH_WAIT_US");
-    if (bw && *bw >= '0' && *bw <= '9') { /* digits only: no sign, no space */
-        char *end;
-        unsigned long v = strtoul(bw, &end, 10);
-        if (*end == '\0' && v <= 1000000) u->batch_wait_us = (unsigned)v;
-    }
+    coil__ur_batch_init(&u->batch);
     u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (u->wake_fd < 0) {
         err = -errno;
@@ -538,10 +518,7 @@ static void retry_later(struct uring *u, struct coil__op *op) {
 static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, int res,
                    unsigned flags) {
     u->inflight--;
-    if (op->t->io_epoch != u->epoch) { /* counted once an epoch (see ur_wait) */
-        op->t->io_epoch = u->epoch;
-        u->active++;
-    }
+    coil__ur_batch_count(&u->batch, op->t);
     if (op->sleeping) {
         /* The retry delay is over (-ETIME), or a kill/close cancelled it. */
         op->sleeping = false;
@@ -694,70 +671,9 @@ static int enter_min_wait(struct uring *u, unsigned want, unsigned min_us,
     return io_uring_enter2((unsigned)fd, flush_sq(u), want, flags, (sigset_t *)&arg, sizeof arg);
 }
 
-/*
- * Blocking waits are batched. A loaded server that wakes for every
- * completion pays one io_uring_enter, and often a sleep and a wake-up, per
- * message; asking the kernel for several completions, but never to hold one
- * back longer than batch_wait_us once one has come (the minimum wait of
- * IORING_FEAT_MIN_TIMEOUT, 6.12), pays them once per batch. How many to ask
- * for adapts, as network cards moderate their interrupts:
- *  - more came than were asked for: one more, or twice as many once the ask
- *    is BATCH_KEEP or more (big batches are where the savings are: a run of
- *    one-more steps spent most of its time on small asks);
- *  - the minimum wait ran out with fewer than BATCH_KEEP: what came (light
- *    load; a lone ping-pong client never brings more than one, so nothing
- *    of it is held back but the first wait after load stops);
- *  - never more than a third of the tasklets that had an operation complete
- *    in the last epoch (ACTIVE_EPOCH_NS or more: epochs end at blocking
- *    waits, on the round's clock reading), and at least one. A few clients
- *    that each wait for their answer bring back every answer before they
- *    send again: an ask for all of them holds the first until the last
- *    comes, and clients and server go in lock-step (4 echo connections: a
- *    third less rate and 46% more CPU per message before this cap; 12% more
- *    CPU with a cap of one half).
- * A completion held back delays only its own tasklet (by at most
- * batch_wait_us): data a send completed is already on its way. Kernels
- * without the feature, Valgrind, and COIL_BATCH_WAIT_US=0 wait for one
- * completion as before.
- */
-/* The most an ask may be: a third of the last epoch's active tasklets, at
- * least one. */
-static unsigned ask_cap(const struct uring *u) {
-    unsigned cap = u->active_last / BATCH_SHARE;
-    return cap ? cap : 1;
-}
-
-/* After a batched wait that asked for want completions and got got. */
-static void adapt_batch(struct uring *u, unsigned want, unsigned got) {
-    if (got > want) {
-        /* More came than were asked for: ask for more, twice as many at a
-         * time once batches are big enough to be worth holding. The step is
-         * from what was asked (a plain wait asks for one, a wait can ask for
-         * less than the ask when less is in flight), never down. */
-        unsigned next = want < BATCH_KEEP ? want + 1 : want * 2;
-        if (next > BATCH_MAX) next = BATCH_MAX;
-        if (next > u->batch) u->batch = next;
-    } else if (got < want && got < BATCH_KEEP) {
-        /* The minimum wait ran out with few: the load is light. A wait
-         * that ran out with many keeps its ask: it was a full batch. */
-        u->batch = got ? got : 1;
-    }
-    if (u->batch > ask_cap(u)) u->batch = ask_cap(u);
-}
-
-/* Starts a new epoch of counting active tasklets when the last has lasted
- * ACTIVE_EPOCH_NS (s->round_start: no clock read of its own). Called at
- * blocking waits only: an epoch can last longer (a busy stretch, an idle
- * wait), which errs toward a higher cap. */
-static void roll_epoch(struct coil__sched *s, struct uring *u) {
-    if (s->round_start - u->epoch_start < ACTIVE_EPOCH_NS) return;
-    u->active_last = u->active;
-    u->active = 0;
-    if (++u->epoch == 0) u->epoch = 1; /* 0 is a new tasklet's */
-    u->epoch_start = s->round_start;
-    if (u->batch > ask_cap(u)) u->batch = ask_cap(u);
-}
-
+/* Blocks until a completion, a wake-up or the deadline; when the kernel can
+ * (IORING_FEAT_MIN_TIMEOUT), until as many completions as the batching policy
+ * asks for (src/io/uring_batch.c), held back no longer than batch.wait_us. */
 static int ur_wait(struct coil__sched *s, int64_t deadline) {
     struct uring *u = s->backend_data;
     arm_watches(s, u);
@@ -787,28 +703,28 @@ static int ur_wait(struct coil__sched *s, int64_t deadline) {
         ts.tv_nsec = rel % COIL_SEC;
         tsp = &ts;
     }
-    roll_epoch(s, u); /* the ask's cap (see above) */
-    unsigned want = u->batch < u->inflight ? u->batch : (unsigned)u->inflight;
+    coil__ur_batch_roll(&u->batch, s->round_start); /* the ask's cap */
+    unsigned want = u->batch.ask < u->inflight ? u->batch.ask : (unsigned)u->inflight;
     /* The minimum wait never runs past the next timer: the kernel would wake
      * at the end of the minimum wait, not at the deadline (a 1 ms sleep would
      * take the whole minimum wait). A deadline under 1 us away gets a plain
      * wait. */
-    unsigned min_us = u->batch_wait_us;
+    unsigned min_us = u->batch.wait_us;
     if (deadline >= 0) {
         int64_t rel_us = ((int64_t)ts.tv_sec * COIL_SEC + ts.tv_nsec) / 1000;
         if (rel_us < (int64_t)min_us) min_us = (unsigned)rel_us;
     }
-    bool batching = u->min_timeout && u->batch_wait_us;
+    bool batching = u->min_timeout && u->batch.wait_us;
     if (!batching || want <= 1 || min_us == 0) {
         int r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
         if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) return r;
         unsigned got = reap(s, u);
-        if (batching) adapt_batch(u, 1, got);
+        if (batching) coil__ur_batch_adapt(&u->batch, 1, got);
         return 0;
     }
     int r = enter_min_wait(u, want, min_us, tsp);
     if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) return r;
-    adapt_batch(u, want, reap(s, u));
+    coil__ur_batch_adapt(&u->batch, want, reap(s, u));
     return 0;
 }
 
@@ -816,16 +732,8 @@ static void ur_describe(const struct coil__sched *s, FILE *out) {
     const struct uring *u = s->backend_data;
     if (RUNNING_ON_VALGRIND)
         fprintf(out, "  io_uring: waits not batched (under Valgrind)\n");
-    else if (!u->min_timeout)
-        fprintf(out, "  io_uring: waits not batched (no IORING_FEAT_MIN_TIMEOUT: Linux < 6.12)\n");
-    else if (!u->batch_wait_us)
-        fprintf(out, "  io_uring: waits not batched (COIL_BATCH_WAIT_US=0)\n");
     else
-        fprintf(out,
-                "  io_uring: a wait asks for %u completion%s (at most %u now: %d, or a third of "
-                "the %u tasklet%s active in the last epoch), none held back over %u us\n",
-                u->batch, u->batch == 1 ? "" : "s", ask_cap(u), BATCH_MAX, u->active_last,
-                u->active_last == 1 ? "" : "s", u->batch_wait_us);
+        coil__ur_batch_describe(&u->batch, u->min_timeout, out);
 }
 
 static bool ur_busy(const struct coil__sched *s) {
