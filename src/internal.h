@@ -346,7 +346,7 @@ enum coil__opcode {
 #ifdef _WIN32
 #define COIL__OP_SCRATCH 384
 #else
-#define COIL__OP_SCRATCH 16
+#define COIL__OP_SCRATCH 40
 #endif
 
 /*
@@ -365,8 +365,6 @@ struct coil__op {
     bool has_timeout; /* the backend enforces deadline itself */
     bool retried;     /* submitted again after waiting for readiness */
     bool done;        /* finished, its tasklet woken (or about to be) */
-    bool sleeping;    /* io_uring: waiting out a retry delay (Unix connect, EAGAIN) */
-    bool poll_first;  /* io_uring: submitted with IORING_RECVSEND_POLL_FIRST */
     int interrupt;    /* error asked for by kill/timeout/close; 0 if none */
     int res;          /* the result, when submit finished op at once */
     int64_t deadline;
@@ -394,20 +392,12 @@ struct coil__op {
             short events;
         } poll;
     } u;
-    /* Backend scratch (io_uring: the timespec of a Unix connect's retry
-     * delay, which the kernel reads when the SQE is submitted; iocp: the
-     * OVERLAPPED and what the kernel writes besides the caller's buffer, see
-     * src/io/iocp.c). */
+    /* The backend's own per-op state, its struct checked against this size
+     * by a static assertion in its file (io_uring: struct ur_op; epoll:
+     * struct ep_op; iocp: struct iocp_op, the OVERLAPPED and what the kernel
+     * writes besides the caller's buffer). Set up by the backend's submit;
+     * nothing else reads it. */
     _Alignas(8) unsigned char scratch[COIL__OP_SCRATCH];
-    /* What op waits on inside the backend, when that is not the kernel
-     * (epoll: the offload job of a regular file's read or write; io_uring:
-     * the listener's multishot accept), and a link for lists of such ops
-     * (epoll: ops retried every few milliseconds, such as a Unix connect to a
-     * full backlog, which no readiness event announces; io_uring: the
-     * callers waiting for a multishot accept's next connection). */
-    void *job;
-    struct coil__slink retry;
-    size_t got; /* epoll: bytes a MSG_WAITALL recv has received so far */
     /* Set when op is one of several a tasklet waits on at once (poll(2) and
      * select(2) after coil_install): see coil__wait_fds. */
     struct coil__opgroup *group;

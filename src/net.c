@@ -78,8 +78,7 @@ int coil__op_run(struct coil__tasklet *t, struct coil__op *op) {
      * heap) cancels it right after if it would have to wait. */
     op->t = t;
     op->interrupt = 0;
-    op->polling = op->retried = op->has_timeout = op->done = op->sleeping = false;
-    op->got = 0;
+    op->polling = op->retried = op->has_timeout = op->done = false;
     op->group = NULL;
     err = s->backend->submit(s, op);
     if (err) {

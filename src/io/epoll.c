@@ -62,11 +62,32 @@ struct epoll_backend {
     int epfd;
     int wake_fd;                /* an eventfd: written by ep_wake from another thread */
     size_t waiting;             /* ops parked (on readiness, the retry list or a job) */
-    struct coil__slist retries; /* ops to try again every RETRY_NS (coil__op.retry) */
+    struct coil__slist retries; /* ops to try again every RETRY_NS (struct ep_op.retry) */
     int64_t next_retry;
     bool signal_fd_added;
     bool no_pwait2; /* epoll_pwait2 (Linux 5.11) returned ENOSYS */
 };
+
+struct file_job;
+
+/* What the backend keeps of an op, in the op's scratch space. */
+struct ep_op {
+    struct file_job *job;     /* a regular file's read or write on the offload pool */
+    struct coil__slink retry; /* in retries: no readiness event says when to try again */
+    size_t got;               /* bytes a MSG_WAITALL recv has received so far */
+};
+_Static_assert(sizeof(struct ep_op) <= COIL__OP_SCRATCH && _Alignof(struct ep_op) <= 8,
+               "epoll's per-op state fits in the op's scratch space");
+
+static inline struct ep_op *ep_op(struct coil__op *op) {
+    return (struct ep_op *)(void *)op->scratch;
+}
+
+/* The op a retry link belongs to. */
+static struct coil__op *retry_op(struct coil__slink *l) {
+    struct ep_op *x = coil__container_of(l, struct ep_op, retry);
+    return coil__container_of((unsigned char *)x, struct coil__op, scratch);
+}
 
 static int ep_init(struct coil__sched *s) {
     struct epoll_backend *b = calloc(1, sizeof *b);
@@ -143,19 +164,20 @@ enum { TRY_DONE, TRY_WAIT, TRY_RETRY_LATER };
 
 /* recvmsg with MSG_WAITALL on a stream: as a blocking one, it waits for all
  * the bytes the iovecs hold (or end of stream, or an error). What arrived so
- * far is op->got; the next try receives into the rest of the iovecs (the
+ * far is its ep_op's got; the next try receives into the rest of the iovecs (the
  * address and ancillary data come with the first part). Returns TRY_DONE or
  * TRY_WAIT, or TRY_RETRY_LATER to let the caller report a failed first try
  * (errno set) the usual way. */
 static int recvmsg_waitall(struct coil__fd *f, struct coil__op *op) {
+    struct ep_op *x = ep_op(op);
     struct msghdr *msg = op->u.msg.msg;
     size_t total = 0;
     for (size_t i = 0; i < msg->msg_iovlen; i++)
         total += msg->msg_iov[i].iov_len;
     struct iovec local[16];
     struct msghdr m = *msg;
-    if (op->got) {
-        size_t skip = op->got, i = 0;
+    if (x->got) {
+        size_t skip = x->got, i = 0;
         while (i < msg->msg_iovlen && skip >= msg->msg_iov[i].iov_len)
             skip -= msg->msg_iov[i++].iov_len;
         size_t n = msg->msg_iovlen - i;
@@ -172,19 +194,19 @@ static int recvmsg_waitall(struct coil__fd *f, struct coil__op *op) {
         m.msg_controllen = 0;
     }
     ssize_t r = recvmsg(op->fd, &m, (op->u.msg.flags | MSG_DONTWAIT) & ~MSG_WAITALL);
-    if (!op->got && r >= 0) *msg = m; /* namelen, controllen, flags of the first part */
-    if (r > 0) op->got += (size_t)r;
-    if (r > 0 && op->got < total) {
+    if (!x->got && r >= 0) *msg = m; /* namelen, controllen, flags of the first part */
+    if (r > 0) x->got += (size_t)r;
+    if (r > 0 && x->got < total) {
         f->rd_idle = !f->rd_shut;
         return TRY_WAIT;
     }
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         f->rd_idle = !f->rd_shut;
-        if (op->got) return TRY_WAIT;
+        if (x->got) return TRY_WAIT;
         return TRY_RETRY_LATER;
     }
-    if (r < 0 && !op->got) return TRY_RETRY_LATER;
-    op->res = (int)op->got; /* all of it, or end of stream / an error after some */
+    if (r < 0 && !x->got) return TRY_RETRY_LATER;
+    op->res = (int)x->got; /* all of it, or end of stream / an error after some */
     return TRY_DONE;
 }
 
@@ -226,8 +248,8 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
         case COIL__OP_SEND: {
             int fl = op->u.io.flags;
             dontwait = fl & MSG_DONTWAIT;
-            char *buf = (char *)op->u.io.buf + op->got;
-            size_t len = op->u.io.len - op->got;
+            char *buf = (char *)op->u.io.buf + ep_op(op)->got;
+            size_t len = op->u.io.len - ep_op(op)->got;
             r = op->opcode == COIL__OP_SEND ? send(fd, buf, len, fl | MSG_DONTWAIT)
                                             : recv(fd, buf, len, fl | MSG_DONTWAIT);
             /* A peek leaves the data in place, and out-of-band data is apart. */
@@ -237,13 +259,13 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
                 !(fl & MSG_PEEK) && coil__fd_kind(f, fd) == COIL__FD_STREAM) {
                 /* Waits for all len bytes, as a blocking recv does; stops
                  * early at end of stream or an error, with what it has. */
-                if (r > 0) op->got += (size_t)r;
-                if (r > 0 && op->got < op->u.io.len) {
+                if (r > 0) ep_op(op)->got += (size_t)r;
+                if (r > 0 && ep_op(op)->got < op->u.io.len) {
                     f->rd_idle = !f->rd_shut;
                     return TRY_WAIT;
                 }
-                if (op->got && !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
-                    op->res = (int)op->got;
+                if (ep_op(op)->got && !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+                    op->res = (int)ep_op(op)->got;
                     return TRY_DONE;
                 }
             }
@@ -344,7 +366,7 @@ static void file_done(struct coil__job *j) {
     int res = j->result;
     close(fj->fd);
     free(fj);
-    op->job = NULL;
+    ep_op(op)->job = NULL;
     op->done = true;
     b->waiting--;
     coil__op_complete(op, res); /* a kill or close meanwhile keeps the result */
@@ -368,7 +390,7 @@ static int start_file_job(struct coil__sched *s, struct coil__op *op) {
         free(fj);
         return err;
     }
-    op->job = fj;
+    ep_op(op)->job = fj;
     op->has_timeout = true; /* no deadline: a file's I/O is never "not ready" */
     return 0;
 }
@@ -400,7 +422,8 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
     struct coil__fd *f = &s->fds.v[op->fd]; /* coil__op_run made sure it exists */
     int saved = errno;
     int ret = 1;
-    op->job = NULL;
+    ep_op(op)->job = NULL;
+    ep_op(op)->got = 0;
     if ((op->opcode == COIL__OP_READ || op->opcode == COIL__OP_WRITE) &&
         coil__fd_kind(f, op->fd) == COIL__FD_FILE) {
         if (start_file_job(s, op) == 0) {
@@ -438,7 +461,7 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
             ret = 0;
         }
     } else if (st == TRY_RETRY_LATER) {
-        coil__slist_push_front(&b->retries, &op->retry);
+        coil__slist_push_front(&b->retries, &ep_op(op)->retry);
         int64_t due = coil_now() + RETRY_NS;
         if (!b->next_retry || due < b->next_retry) b->next_retry = due;
         ret = 0;
@@ -451,10 +474,10 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
 /* Nothing of op is in the kernel (a job excepted): it ends now. */
 static void ep_cancel(struct coil__sched *s, struct coil__op *op) {
     struct epoll_backend *b = s->backend_data;
-    if (op->done || op->job) return; /* a job cannot be stopped: its end wakes the caller */
-    coil__slist_remove(&b->retries, &op->retry);
+    if (op->done || ep_op(op)->job) return; /* a job cannot be stopped: its end wakes the caller */
+    coil__slist_remove(&b->retries, &ep_op(op)->retry);
     /* What a MSG_WAITALL recv has received is returned, not lost. */
-    op->res = op->got ? (int)op->got : -ECANCELED;
+    op->res = ep_op(op)->got ? (int)ep_op(op)->got : -ECANCELED;
     finish(b, op);
 }
 
@@ -465,12 +488,12 @@ static void run_retries(struct epoll_backend *b) {
     b->next_retry = 0;
     struct coil__slink *l;
     while ((l = coil__slist_pop_front(&list)) != NULL) {
-        struct coil__op *op = coil__container_of(l, struct coil__op, retry);
+        struct coil__op *op = retry_op(l);
         int st = try_op(&op->t->sched->fds.v[op->fd], op);
         if (st == TRY_DONE) {
             finish(b, op);
         } else { /* still full (TRY_WAIT cannot come from a connect's first try) */
-            coil__slist_push_front(&b->retries, &op->retry);
+            coil__slist_push_front(&b->retries, &ep_op(op)->retry);
             b->next_retry = coil_now() + RETRY_NS;
         }
     }
@@ -494,7 +517,7 @@ static void on_ready(struct coil__sched *s, struct epoll_backend *b, uint64_t da
     for (struct coil__link *l = f->ops.last, *prev; l; l = prev) {
         prev = l->prev;
         struct coil__op *op = coil__container_of(l, struct coil__op, fd_link);
-        if (op->done || op->job) continue;
+        if (op->done || ep_op(op)->job) continue;
         if (!(events_of(op) & events)) continue;
         bool rd = is_read(op);
         if (op->opcode != COIL__OP_POLL && (rd ? f->rd_idle : f->wr_idle)) continue;

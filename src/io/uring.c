@@ -58,7 +58,7 @@ struct acceptor {
     bool closed;   /* the listener was closed: free at the last CQE */
     bool plain;    /* this listener answers EAGAIN (O_NONBLOCK): one SQE per call */
     bool stopping; /* a cancel of the SQE was asked for (the queue is full) */
-    struct coil__slist waiters; /* the callers waiting (coil__op.retry) */
+    struct coil__slist waiters; /* the callers waiting (struct ur_op.waiter) */
     int *queue;                 /* accepted fds no caller has taken yet (a ring) */
     size_t qhead, qlen, qcap;
 };
@@ -81,6 +81,29 @@ struct uring {
 };
 
 #define IORING_FEAT_MIN_TIMEOUT_ (1U << 15) /* 6.12; not in liburing 2.3's header */
+
+/* What the ring keeps of an op, in the op's scratch space. */
+struct ur_op {
+    /* A Unix connect's retry delay: the kernel reads it when the timeout SQE
+     * is submitted. */
+    struct __kernel_timespec delay;
+    struct acceptor *acceptor; /* waiting for this listener's multishot accept */
+    struct coil__slink waiter; /* in acceptor->waiters */
+    bool sleeping;             /* waiting out a retry delay (Unix connect, EAGAIN) */
+    bool poll_first;           /* submitted with IORING_RECVSEND_POLL_FIRST */
+};
+_Static_assert(sizeof(struct ur_op) <= COIL__OP_SCRATCH && _Alignof(struct ur_op) <= 8,
+               "io_uring's per-op state fits in the op's scratch space");
+
+static inline struct ur_op *ur_op(struct coil__op *op) {
+    return (struct ur_op *)(void *)op->scratch;
+}
+
+/* The op a multishot accept's waiter link belongs to. */
+static struct coil__op *waiter_op(struct coil__slink *l) {
+    struct ur_op *x = coil__container_of(l, struct ur_op, waiter);
+    return coil__container_of((unsigned char *)x, struct coil__op, scratch);
+}
 
 static int ur_init(struct coil__sched *s) {
     struct uring *u = calloc(1, sizeof *u);
@@ -186,12 +209,12 @@ static short events_of(const struct coil__op *op) {
  * MSG_DONTWAIT (the kernel would wait instead of answering EAGAIN) and a
  * deadline already passed (the op is owed one real try before its cancel). */
 static void poll_first(struct uring *u, struct coil__op *op, struct io_uring_sqe *sqe, int flags) {
-    op->poll_first = false;
+    ur_op(op)->poll_first = false;
     if (u->no_poll_first || op->retried || (flags & MSG_DONTWAIT)) return;
     if (!u->sched->fds.v[op->fd].rd_idle) return;
     if (op->deadline >= 0 && coil__deadline_passed(op->deadline)) return;
     sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-    op->poll_first = true;
+    ur_op(op)->poll_first = true;
 }
 
 static void prep(struct uring *u, struct coil__op *op) {
@@ -275,15 +298,16 @@ static void stop_accept(struct uring *u, struct acceptor *a) {
 }
 
 static struct coil__op *waiter_pop(struct acceptor *a) {
-    struct coil__op *op =
-        coil__list_entry(coil__slist_pop_front(&a->waiters), struct coil__op, retry);
-    if (op) op->job = NULL;
+    struct coil__slink *l = coil__slist_pop_front(&a->waiters);
+    if (!l) return NULL;
+    struct coil__op *op = waiter_op(l);
+    ur_op(op)->acceptor = NULL;
     return op;
 }
 
 static void waiter_remove(struct acceptor *a, struct coil__op *op) {
-    coil__slist_remove(&a->waiters, &op->retry);
-    op->job = NULL;
+    coil__slist_remove(&a->waiters, &ur_op(op)->waiter);
+    ur_op(op)->acceptor = NULL;
 }
 
 static bool queue_push(struct acceptor *a, int fd) {
@@ -344,8 +368,8 @@ static int accept_submit(struct coil__sched *s, struct uring *u, struct coil__op
     if (coil__deadline_passed(op->deadline)) return -1;
     if (!a && !(a = acceptor_new(u, f, op->fd))) return -1;
     if (a->plain) return -1;
-    op->job = a;
-    coil__slist_push_back(&a->waiters, &op->retry);
+    ur_op(op)->acceptor = a;
+    coil__slist_push_back(&a->waiters, &ur_op(op)->waiter);
     u->inflight++;
     if (!a->armed) arm_accept(u, a);
     return 0;
@@ -405,7 +429,9 @@ static void ur_fd_closing(struct coil__sched *s, struct coil__fd *f) {
 
 static int ur_submit(struct coil__sched *s, struct coil__op *op) {
     struct uring *u = s->backend_data;
-    op->job = NULL;
+    struct ur_op *x = ur_op(op);
+    x->acceptor = NULL;
+    x->sleeping = x->poll_first = false;
     if (op->opcode == COIL__OP_ACCEPT && !u->no_multishot_accept) {
         int r = accept_submit(s, u, op);
         if (r >= 0) return r;
@@ -417,8 +443,9 @@ static int ur_submit(struct coil__sched *s, struct coil__op *op) {
 
 static void ur_cancel(struct coil__sched *s, struct coil__op *op) {
     struct uring *u = s->backend_data;
-    if (op->job) { /* waiting for a multishot accept: nothing of its own in the kernel */
-        waiter_remove(op->job, op);
+    struct acceptor *a = ur_op(op)->acceptor;
+    if (a) { /* waiting for a multishot accept: nothing of its own in the kernel */
+        waiter_remove(a, op);
         u->inflight--;
         coil__op_complete(op, -ECANCELED);
         return;
@@ -506,12 +533,12 @@ static void on_watch(struct coil__sched *s, struct uring *u, struct io_uring_cqe
 #define CONNECT_RETRY_NS (5 * COIL_MSEC)
 
 static void retry_later(struct uring *u, struct coil__op *op) {
-    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = CONNECT_RETRY_NS};
-    memcpy(op->scratch, &ts, sizeof ts); /* read by the kernel at submission */
+    struct ur_op *x = ur_op(op);
+    x->delay = (struct __kernel_timespec){.tv_sec = 0, .tv_nsec = CONNECT_RETRY_NS};
     struct io_uring_sqe *sqe = get_sqe(u);
-    io_uring_prep_timeout(sqe, (struct __kernel_timespec *)(void *)op->scratch, 0, 0);
+    io_uring_prep_timeout(sqe, &x->delay, 0, 0);
     io_uring_sqe_set_data(sqe, op);
-    op->sleeping = true;
+    x->sleeping = true;
     u->inflight++;
 }
 
@@ -519,9 +546,9 @@ static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, 
                    unsigned flags) {
     u->inflight--;
     coil__ur_batch_count(&u->batch, op->t);
-    if (op->sleeping) {
+    if (ur_op(op)->sleeping) {
         /* The retry delay is over (-ETIME), or a kill/close cancelled it. */
-        op->sleeping = false;
+        ur_op(op)->sleeping = false;
         if (op->interrupt) {
             coil__op_complete(op, op->interrupt);
         } else if (coil__deadline_passed(op->deadline)) {
@@ -578,7 +605,7 @@ static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, 
     } else if (res == -EISCONN && op->opcode == COIL__OP_CONNECT && op->retried) {
         res = 0; /* the first attempt started it; readiness says it is done */
     } else if (op->opcode == COIL__OP_RECV || op->opcode == COIL__OP_RECVMSG) {
-        if (res == -EINVAL && op->poll_first && !op->interrupt) {
+        if (res == -EINVAL && ur_op(op)->poll_first && !op->interrupt) {
             /* A kernel before 5.19 rejects the flag: never again, and this
              * receive goes again without it. */
             u->no_poll_first = true;
