@@ -360,6 +360,9 @@ struct coil__op {
     struct coil__tasklet *t;
     struct coil__link fd_link; /* in the fd's operations in flight */
     int fd;
+    /* MSG_* of a recv, send, recvmsg or sendmsg (0 for the others): outside
+     * the union, so that "don't wait" is one test in every backend. */
+    int flags;
     uint8_t opcode;   /* enum coil__opcode */
     bool polling;     /* waiting for readiness before (re)trying the op */
     bool has_timeout; /* the backend enforces deadline itself */
@@ -372,11 +375,9 @@ struct coil__op {
         struct {
             void *buf;
             size_t len;
-            int flags;
         } io;
         struct {
             struct msghdr *msg;
-            int flags;
             socklen_t namecap; /* msg_namelen before the call */
         } msg;
         struct {

@@ -193,7 +193,7 @@ static int recvmsg_waitall(struct coil__fd *f, struct coil__op *op) {
         m.msg_control = NULL;
         m.msg_controllen = 0;
     }
-    ssize_t r = recvmsg(op->fd, &m, (op->u.msg.flags | MSG_DONTWAIT) & ~MSG_WAITALL);
+    ssize_t r = recvmsg(op->fd, &m, (op->flags | MSG_DONTWAIT) & ~MSG_WAITALL);
     if (!x->got && r >= 0) *msg = m; /* namelen, controllen, flags of the first part */
     if (r > 0) x->got += (size_t)r;
     if (r > 0 && x->got < total) {
@@ -214,7 +214,7 @@ static int recvmsg_waitall(struct coil__fd *f, struct coil__op *op) {
  * TRY_WAIT when it must wait for readiness (TRY_RETRY_LATER: for time). */
 static int try_op(struct coil__fd *f, struct coil__op *op) {
     int fd = op->fd;
-    bool dontwait = false; /* the caller asked for EAGAIN rather than a wait */
+    bool dontwait = op->flags & MSG_DONTWAIT; /* the caller asked for EAGAIN, not a wait */
     /* A short transfer on a stream socket: nothing more to read (or no more
      * room) for now. Not end of stream (r == 0), which stays readable. */
     bool drained = false;
@@ -246,8 +246,7 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
         }
         case COIL__OP_RECV:
         case COIL__OP_SEND: {
-            int fl = op->u.io.flags;
-            dontwait = fl & MSG_DONTWAIT;
+            int fl = op->flags;
             char *buf = (char *)op->u.io.buf + ep_op(op)->got;
             size_t len = op->u.io.len - ep_op(op)->got;
             r = op->opcode == COIL__OP_SEND ? send(fd, buf, len, fl | MSG_DONTWAIT)
@@ -273,8 +272,7 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
         }
         case COIL__OP_RECVMSG:
         case COIL__OP_SENDMSG: {
-            int fl = op->u.msg.flags;
-            dontwait = fl & MSG_DONTWAIT;
+            int fl = op->flags;
             if (op->opcode == COIL__OP_RECVMSG && (fl & MSG_WAITALL) && !dontwait &&
                 !(fl & MSG_PEEK) && coil__fd_kind(f, fd) == COIL__FD_STREAM) {
                 int st = recvmsg_waitall(f, op);
@@ -442,10 +440,7 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
     /* After a try that found nothing, an edge-triggered registration tells
      * when to try again: wait for it without a system call that would only
      * say EAGAIN. (Not for MSG_DONTWAIT, whose caller wants the EAGAIN.) */
-    bool dontwait = ((op->opcode == COIL__OP_RECV || op->opcode == COIL__OP_SEND) &&
-                     (op->u.io.flags & MSG_DONTWAIT)) ||
-                    ((op->opcode == COIL__OP_RECVMSG || op->opcode == COIL__OP_SENDMSG) &&
-                     (op->u.msg.flags & MSG_DONTWAIT));
+    bool dontwait = op->flags & MSG_DONTWAIT;
     bool idle = is_read(op) ? f->rd_idle : f->wr_idle;
     /* A passed deadline gets its one try: an event may be waiting unread. */
     int st = f->registered && idle && !dontwait && op->opcode != COIL__OP_POLL &&

@@ -311,20 +311,20 @@ static int iocp_submit(struct coil__sched *s, struct coil__op *op) {
     case COIL__OP_READ:
         iop->buf.buf = op->u.io.buf;
         iop->buf.len = (ULONG)op->u.io.len;
-        iop->flags = (DWORD)op->u.io.flags;
+        iop->flags = (DWORD)op->flags;
         r = WSARecv(sk, &iop->buf, 1, &bytes, &iop->flags, &iop->ov, NULL);
         break;
     case COIL__OP_SEND:
     case COIL__OP_WRITE:
         iop->buf.buf = op->u.io.buf;
         iop->buf.len = (ULONG)op->u.io.len;
-        r = WSASend(sk, &iop->buf, 1, &bytes, (DWORD)op->u.io.flags, &iop->ov, NULL);
+        r = WSASend(sk, &iop->buf, 1, &bytes, (DWORD)op->flags, &iop->ov, NULL);
         break;
     case COIL__OP_RECVMSG: {
         struct msghdr *m = op->u.msg.msg;
         iop->buf.buf = m->msg_iovlen ? m->msg_iov[0].iov_base : NULL;
         iop->buf.len = m->msg_iovlen ? (ULONG)m->msg_iov[0].iov_len : 0;
-        iop->flags = (DWORD)op->u.msg.flags;
+        iop->flags = (DWORD)op->flags;
         iop->fromlen = (INT)op->u.msg.namecap;
         r = WSARecvFrom(sk, &iop->buf, 1, &bytes, &iop->flags, m->msg_name,
                         m->msg_name ? &iop->fromlen : NULL, &iop->ov, NULL);
@@ -334,8 +334,8 @@ static int iocp_submit(struct coil__sched *s, struct coil__op *op) {
         struct msghdr *m = op->u.msg.msg;
         iop->buf.buf = m->msg_iovlen ? m->msg_iov[0].iov_base : NULL;
         iop->buf.len = m->msg_iovlen ? (ULONG)m->msg_iov[0].iov_len : 0;
-        r = WSASendTo(sk, &iop->buf, 1, &bytes, (DWORD)op->u.msg.flags, m->msg_name,
-                      (int)m->msg_namelen, &iop->ov, NULL);
+        r = WSASendTo(sk, &iop->buf, 1, &bytes, (DWORD)op->flags, m->msg_name, (int)m->msg_namelen,
+                      &iop->ov, NULL);
         break;
     }
     case COIL__OP_ACCEPT: r = start_accept(op, &bytes); break;

@@ -208,9 +208,9 @@ static short events_of(const struct coil__op *op) {
  * attempts changes, never the result, with two exceptions kept off this path:
  * MSG_DONTWAIT (the kernel would wait instead of answering EAGAIN) and a
  * deadline already passed (the op is owed one real try before its cancel). */
-static void poll_first(struct uring *u, struct coil__op *op, struct io_uring_sqe *sqe, int flags) {
+static void poll_first(struct uring *u, struct coil__op *op, struct io_uring_sqe *sqe) {
     ur_op(op)->poll_first = false;
-    if (u->no_poll_first || op->retried || (flags & MSG_DONTWAIT)) return;
+    if (u->no_poll_first || op->retried || (op->flags & MSG_DONTWAIT)) return;
     if (!u->sched->fds.v[op->fd].rd_idle) return;
     if (op->deadline >= 0 && coil__deadline_passed(op->deadline)) return;
     sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
@@ -230,18 +230,18 @@ static void prep(struct uring *u, struct coil__op *op) {
             io_uring_prep_write(sqe, op->fd, op->u.io.buf, (unsigned)op->u.io.len, (uint64_t)-1);
             break;
         case COIL__OP_RECV:
-            io_uring_prep_recv(sqe, op->fd, op->u.io.buf, op->u.io.len, op->u.io.flags);
-            poll_first(u, op, sqe, op->u.io.flags);
+            io_uring_prep_recv(sqe, op->fd, op->u.io.buf, op->u.io.len, op->flags);
+            poll_first(u, op, sqe);
             break;
         case COIL__OP_SEND:
-            io_uring_prep_send(sqe, op->fd, op->u.io.buf, op->u.io.len, op->u.io.flags);
+            io_uring_prep_send(sqe, op->fd, op->u.io.buf, op->u.io.len, op->flags);
             break;
         case COIL__OP_RECVMSG:
-            io_uring_prep_recvmsg(sqe, op->fd, op->u.msg.msg, (unsigned)op->u.msg.flags);
-            poll_first(u, op, sqe, op->u.msg.flags);
+            io_uring_prep_recvmsg(sqe, op->fd, op->u.msg.msg, (unsigned)op->flags);
+            poll_first(u, op, sqe);
             break;
         case COIL__OP_SENDMSG:
-            io_uring_prep_sendmsg(sqe, op->fd, op->u.msg.msg, (unsigned)op->u.msg.flags);
+            io_uring_prep_sendmsg(sqe, op->fd, op->u.msg.msg, (unsigned)op->flags);
             break;
         case COIL__OP_ACCEPT:
             io_uring_prep_accept(sqe, op->fd, op->u.accept.addr, op->u.accept.addrlen,
@@ -587,11 +587,7 @@ static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, 
         /* An O_NONBLOCK fd (made outside coil) answers EAGAIN where a
          * blocking one would wait: wait for readiness, then try again. A
          * caller that asked for MSG_DONTWAIT gets its EAGAIN. */
-        bool dontwait = (op->opcode == COIL__OP_RECV || op->opcode == COIL__OP_SEND)
-                            ? (op->u.io.flags & MSG_DONTWAIT)
-                        : (op->opcode == COIL__OP_RECVMSG || op->opcode == COIL__OP_SENDMSG)
-                            ? (op->u.msg.flags & MSG_DONTWAIT)
-                            : 0;
+        bool dontwait = op->flags & MSG_DONTWAIT;
         if (op->interrupt) {
             coil__op_complete(op, op->interrupt);
             return;
