@@ -511,7 +511,7 @@ struct coil__fd {
      * edge-triggered registration the next event says when to try again, so
      * the next call parks without a useless system call. */
     bool registered;
-    bool rd_idle, wr_idle; /* io_uring uses rd_idle too: the last receive emptied it */
+    bool rd_idle, wr_idle;
     /* epoll: the peer has shut down its side (EPOLLRDHUP) or the fd is in
      * error or hung up: a read (a write) never waits again, and no further
      * event would come to say so, so the fd is never marked idle. */
@@ -520,8 +520,6 @@ struct coil__fd {
      * now. Not so for every stream: AF_UNIX stops a read at a message that
      * carries fds, SCTP at each message. */
     bool tcp;
-    /* io_uring: the listener's multishot accept, if one was set up. */
-    void *acceptor;
 #ifdef _WIN32
     /* iocp: `registered` means associated with this scheduler's port; and
      * FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set, so that an operation

@@ -63,6 +63,14 @@ struct acceptor {
     size_t qhead, qlen, qcap;
 };
 
+/* What the ring keeps of an fd number (the scheduler's struct coil__fd keeps
+ * what the fd API needs). Forgotten in ur_fd_closing, when the number is
+ * about to name another file. */
+struct ur_fd {
+    struct acceptor *acceptor; /* the listener's multishot accept, if one was set up */
+    bool rd_idle;              /* the last receive emptied it (no IORING_CQE_F_SOCK_NONEMPTY) */
+};
+
 struct uring {
     struct io_uring ring;
     size_t inflight; /* ops queued or in the kernel whose CQE is not yet seen,
@@ -72,6 +80,8 @@ struct uring {
     bool no_multishot;           /* the kernel refused a multishot poll */
     bool no_multishot_accept;    /* ... or a multishot accept */
     struct coil__list acceptors; /* struct acceptor.link */
+    struct ur_fd *fds;           /* the ring's own state of each fd number, by number */
+    size_t nfds;
     struct coil__sched *sched;
     bool no_poll_first; /* the kernel refused IORING_RECVSEND_POLL_FIRST (before 5.19) */
     bool min_timeout;   /* the kernel has IORING_FEAT_MIN_TIMEOUT (6.12): waits are
@@ -94,6 +104,24 @@ struct ur_op {
 };
 _Static_assert(sizeof(struct ur_op) <= COIL__OP_SCRATCH && _Alignof(struct ur_op) <= 8,
                "io_uring's per-op state fits in the op's scratch space");
+
+/* fd's entry, growing the table as needed (fd is one the scheduler's table
+ * has: below RLIMIT_NOFILE); NULL when out of memory. */
+static struct ur_fd *ur_fd_grow(struct uring *u, int fd) {
+    size_t len = u->nfds ? u->nfds : 64;
+    while (len <= (size_t)fd)
+        len *= 2;
+    struct ur_fd *v = realloc(u->fds, len * sizeof *v);
+    if (!v) return NULL;
+    memset(v + u->nfds, 0, (len - u->nfds) * sizeof *v);
+    u->fds = v;
+    u->nfds = len;
+    return &v[fd];
+}
+
+static inline struct ur_fd *ur_fd(struct uring *u, int fd) {
+    return COIL_LIKELY((size_t)fd < u->nfds) ? &u->fds[fd] : ur_fd_grow(u, fd);
+}
 
 static inline struct ur_op *ur_op(struct coil__op *op) {
     return (struct ur_op *)(void *)op->scratch;
@@ -176,6 +204,7 @@ static void ur_fini(struct coil__sched *s) {
     while (!coil__list_empty(&u->acceptors))
         acceptor_free(u, coil__container_of(u->acceptors.first, struct acceptor, link));
     close(u->wake_fd);
+    free(u->fds);
     free(u);
     s->backend_data = NULL;
 }
@@ -211,7 +240,7 @@ static short events_of(const struct coil__op *op) {
 static void poll_first(struct uring *u, struct coil__op *op, struct io_uring_sqe *sqe) {
     ur_op(op)->poll_first = false;
     if (u->no_poll_first || op->retried || (op->flags & MSG_DONTWAIT)) return;
-    if (!u->sched->fds.v[op->fd].rd_idle) return;
+    if (!u->fds[op->fd].rd_idle) return; /* the entry exists: ur_submit made sure */
     if (op->deadline >= 0 && coil__deadline_passed(op->deadline)) return;
     sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     ur_op(op)->poll_first = true;
@@ -259,7 +288,7 @@ static void prep(struct uring *u, struct coil__op *op) {
 
 /* ---- multishot accept (see the top of the file) -------------------------- */
 
-static struct acceptor *acceptor_new(struct uring *u, struct coil__fd *f, int fd) {
+static struct acceptor *acceptor_new(struct uring *u, struct ur_fd *e, int fd) {
     struct acceptor *a = calloc(1, sizeof *a);
     if (!a) return NULL;
     a->fd = fd;
@@ -270,7 +299,7 @@ static struct acceptor *acceptor_new(struct uring *u, struct coil__fd *f, int fd
     errno = saved;
     a->plain = fl >= 0 && (fl & O_NONBLOCK);
     coil__list_push_front(&u->acceptors, &a->link);
-    f->acceptor = a;
+    e->acceptor = a;
     return a;
 }
 
@@ -354,9 +383,9 @@ static void acceptor_to_plain(struct uring *u, struct acceptor *a) {
 
 /* Returns 1 with a queued connection in op->res, 0 when op waits for the
  * multishot's next one, or -1 when the plain path must take it. */
-static int accept_submit(struct coil__sched *s, struct uring *u, struct coil__op *op) {
-    struct coil__fd *f = &s->fds.v[op->fd];
-    struct acceptor *a = f->acceptor;
+static int accept_submit(struct uring *u, struct coil__op *op) {
+    struct ur_fd *e = &u->fds[op->fd];
+    struct acceptor *a = e->acceptor;
     if (a && a->qlen) {
         int fd = queue_pop(a);
         fill_addr(op, fd);
@@ -366,7 +395,7 @@ static int accept_submit(struct coil__sched *s, struct uring *u, struct coil__op
     /* A passed deadline still gets one try, which only a plain SQE (tried
      * inline before the timer's cancel reaches the kernel) gives. */
     if (coil__deadline_passed(op->deadline)) return -1;
-    if (!a && !(a = acceptor_new(u, f, op->fd))) return -1;
+    if (!a && !(a = acceptor_new(u, e, op->fd))) return -1;
     if (a->plain) return -1;
     ur_op(op)->acceptor = a;
     coil__slist_push_back(&a->waiters, &ur_op(op)->waiter);
@@ -413,9 +442,12 @@ static void on_accept_cqe(struct uring *u, struct acceptor *a, int res, unsigned
 
 static void ur_fd_closing(struct coil__sched *s, struct coil__fd *f) {
     struct uring *u = s->backend_data;
-    struct acceptor *a = f->acceptor;
-    if (!a) return;
-    f->acceptor = NULL; /* its waiters were cancelled before (coil__fd_cancel_ops) */
+    size_t fd = (size_t)(f - s->fds.v);
+    if (fd >= u->nfds) return;
+    struct ur_fd *e = &u->fds[fd];
+    struct acceptor *a = e->acceptor;
+    *e = (struct ur_fd){0};
+    if (!a) return; /* its waiters were cancelled before (coil__fd_cancel_ops) */
     while (a->qlen)
         close(queue_pop(a));
     a->closed = true;
@@ -429,11 +461,12 @@ static void ur_fd_closing(struct coil__sched *s, struct coil__fd *f) {
 
 static int ur_submit(struct coil__sched *s, struct coil__op *op) {
     struct uring *u = s->backend_data;
+    if (COIL_UNLIKELY(!ur_fd(u, op->fd))) return -ENOMEM;
     struct ur_op *x = ur_op(op);
     x->acceptor = NULL;
     x->sleeping = x->poll_first = false;
     if (op->opcode == COIL__OP_ACCEPT && !u->no_multishot_accept) {
-        int r = accept_submit(s, u, op);
+        int r = accept_submit(u, op);
         if (r >= 0) return r;
     }
     prep(u, op);
@@ -609,7 +642,7 @@ static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, 
             u->inflight++;
             return;
         }
-        s->fds.v[op->fd].rd_idle = res > 0 && !(flags & IORING_CQE_F_SOCK_NONEMPTY);
+        u->fds[op->fd].rd_idle = res > 0 && !(flags & IORING_CQE_F_SOCK_NONEMPTY);
     }
     mark_defined(op, res);
     coil__op_complete(op, res);
