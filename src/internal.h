@@ -520,15 +520,6 @@ struct coil__fd {
      * now. Not so for every stream: AF_UNIX stops a read at a message that
      * carries fds, SCTP at each message. */
     bool tcp;
-#ifdef _WIN32
-    /* iocp: `registered` means associated with this scheduler's port; and
-     * FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set, so that an operation
-     * that succeeds at once queues no completion packet. */
-    bool skip_on_success;
-    /* iocp: the base provider's socket (SIO_BASE_HANDLE), for CancelIoEx
-     * under a layered provider; the socket itself without one. */
-    uintptr_t base_socket;
-#endif
 };
 
 /* The state of fd in s, growing the table as needed; NULL with *err = -EBADF
@@ -540,6 +531,10 @@ static inline struct coil__fd *coil__fd_get(struct coil__sched *s, int fd, int *
     return coil__fd_grow(s, fd, err);
 }
 void coil__fd_table_free(struct coil__sched *s);
+/* A backend's own per-fd table (len entries of elem bytes at v, indexed by
+ * fd number): returns it grown (realloc'd, the new entries zeroed) to hold
+ * entry fd, with *len updated; NULL when out of memory (v is unchanged). */
+void *coil__fd_table_grow(void *v, size_t *len, size_t elem, int fd);
 /* Forgets what was known of the file f named (not its ops in flight). */
 void coil__fd_reset(struct coil__fd *f);
 /* f's kind, learnt with a system call or two the first time (errno is left

@@ -108,14 +108,9 @@ _Static_assert(sizeof(struct ur_op) <= COIL__OP_SCRATCH && _Alignof(struct ur_op
 /* fd's entry, growing the table as needed (fd is one the scheduler's table
  * has: below RLIMIT_NOFILE); NULL when out of memory. */
 static struct ur_fd *ur_fd_grow(struct uring *u, int fd) {
-    size_t len = u->nfds ? u->nfds : 64;
-    while (len <= (size_t)fd)
-        len *= 2;
-    struct ur_fd *v = realloc(u->fds, len * sizeof *v);
+    struct ur_fd *v = coil__fd_table_grow(u->fds, &u->nfds, sizeof *v, fd);
     if (!v) return NULL;
-    memset(v + u->nfds, 0, (len - u->nfds) * sizeof *v);
     u->fds = v;
-    u->nfds = len;
     return &v[fd];
 }
 
