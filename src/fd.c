@@ -72,7 +72,7 @@ void coil__fd_reset(struct coil__fd *f) {
     f->timeout = -1;
     f->gen++;
     f->kind = COIL__FD_UNKNOWN;
-    f->registered = f->rd_idle = f->wr_idle = f->rd_shut = f->wr_shut = f->tcp = false;
+    f->tcp = false;
 }
 
 #ifdef _WIN32

@@ -506,16 +506,6 @@ struct coil__fd {
     int64_t timeout;       /* coil_set_timeout; negative: none */
     uint32_t gen;          /* bumped each time the number names a new file */
     uint8_t kind;          /* enum coil__fd_kind */
-    /* epoll: registered (edge-triggered) in this scheduler's epoll set, and
-     * "the last try found nothing to read / no room to write": with an
-     * edge-triggered registration the next event says when to try again, so
-     * the next call parks without a useless system call. */
-    bool registered;
-    bool rd_idle, wr_idle;
-    /* epoll: the peer has shut down its side (EPOLLRDHUP) or the fd is in
-     * error or hung up: a read (a write) never waits again, and no further
-     * event would come to say so, so the fd is never marked idle. */
-    bool rd_shut, wr_shut;
     /* A TCP socket: a short read or write means it is drained (or full) for
      * now. Not so for every stream: AF_UNIX stops a read at a message that
      * carries fds, SCTP at each message. */

@@ -58,8 +58,26 @@
  * readiness event says when to try again: such ops are retried this often. */
 #define RETRY_NS (5 * COIL_MSEC)
 
+/* What the backend keeps of an fd number (the scheduler's struct coil__fd
+ * keeps what the fd API needs; its gen names the file in an event).
+ * Forgotten in ep_fd_closing, when the number is about to name another
+ * file. */
+struct ep_fd {
+    bool registered; /* in the epoll set (edge-triggered) */
+    /* "The last try found nothing to read / no room to write": with an
+     * edge-triggered registration the next event says when to try again, so
+     * the next call parks without a useless system call. */
+    bool rd_idle, wr_idle;
+    /* The peer has shut down its side (EPOLLRDHUP) or the fd is in error or
+     * hung up: a read (a write) never waits again, and no further event
+     * would come to say so, so the fd is never marked idle. */
+    bool rd_shut, wr_shut;
+};
+
 struct epoll_backend {
     int epfd;
+    struct ep_fd *fds; /* by fd number */
+    size_t nfds;
     int wake_fd;                /* an eventfd: written by ep_wake from another thread */
     size_t waiting;             /* ops parked (on readiness, the retry list or a job) */
     struct coil__slist retries; /* ops to try again every RETRY_NS (struct ep_op.retry) */
@@ -69,6 +87,15 @@ struct epoll_backend {
 };
 
 struct file_job;
+
+/* fd's entry, growing the table as needed; NULL when out of memory. */
+static struct ep_fd *ep_fd(struct epoll_backend *b, int fd) {
+    if (COIL_LIKELY((size_t)fd < b->nfds)) return &b->fds[fd];
+    struct ep_fd *v = coil__fd_table_grow(b->fds, &b->nfds, sizeof *v, fd);
+    if (!v) return NULL;
+    b->fds = v;
+    return &v[fd];
+}
 
 /* What the backend keeps of an op, in the op's scratch space. */
 struct ep_op {
@@ -113,6 +140,7 @@ static void ep_fini(struct coil__sched *s) {
     COIL_ASSERT(b->waiting == 0, "no operation is in flight when the scheduler ends");
     close(b->epfd);
     close(b->wake_fd);
+    free(b->fds);
     free(b);
     s->backend_data = NULL;
 }
@@ -168,7 +196,7 @@ enum { TRY_DONE, TRY_WAIT, TRY_RETRY_LATER };
  * address and ancillary data come with the first part). Returns TRY_DONE or
  * TRY_WAIT, or TRY_RETRY_LATER to let the caller report a failed first try
  * (errno set) the usual way. */
-static int recvmsg_waitall(struct coil__fd *f, struct coil__op *op) {
+static int recvmsg_waitall(struct ep_fd *e, struct coil__op *op) {
     struct ep_op *x = ep_op(op);
     struct msghdr *msg = op->u.msg.msg;
     size_t total = 0;
@@ -197,11 +225,11 @@ static int recvmsg_waitall(struct coil__fd *f, struct coil__op *op) {
     if (!x->got && r >= 0) *msg = m; /* namelen, controllen, flags of the first part */
     if (r > 0) x->got += (size_t)r;
     if (r > 0 && x->got < total) {
-        f->rd_idle = !f->rd_shut;
+        e->rd_idle = !e->rd_shut;
         return TRY_WAIT;
     }
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        f->rd_idle = !f->rd_shut;
+        e->rd_idle = !e->rd_shut;
         if (x->got) return TRY_WAIT;
         return TRY_RETRY_LATER;
     }
@@ -212,7 +240,7 @@ static int recvmsg_waitall(struct coil__fd *f, struct coil__op *op) {
 
 /* Tries op once without blocking. TRY_DONE with the result in op->res, or
  * TRY_WAIT when it must wait for readiness (TRY_RETRY_LATER: for time). */
-static int try_op(struct coil__fd *f, struct coil__op *op) {
+static int try_op(struct coil__fd *f, struct ep_fd *e, struct coil__op *op) {
     int fd = op->fd;
     bool dontwait = op->flags & MSG_DONTWAIT; /* the caller asked for EAGAIN, not a wait */
     /* A short transfer on a stream socket: nothing more to read (or no more
@@ -260,7 +288,7 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
                  * early at end of stream or an error, with what it has. */
                 if (r > 0) ep_op(op)->got += (size_t)r;
                 if (r > 0 && ep_op(op)->got < op->u.io.len) {
-                    f->rd_idle = !f->rd_shut;
+                    e->rd_idle = !e->rd_shut;
                     return TRY_WAIT;
                 }
                 if (ep_op(op)->got && !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
@@ -275,7 +303,7 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
             int fl = op->flags;
             if (op->opcode == COIL__OP_RECVMSG && (fl & MSG_WAITALL) && !dontwait &&
                 !(fl & MSG_PEEK) && coil__fd_kind(f, fd) == COIL__FD_STREAM) {
-                int st = recvmsg_waitall(f, op);
+                int st = recvmsg_waitall(e, op);
                 if (st != TRY_RETRY_LATER) return st;
                 r = -1; /* errno set: EAGAIN with nothing received yet, or an error */
                 break;
@@ -332,9 +360,9 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
     }
     if ((r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) || drained) {
         if (is_read(op))
-            f->rd_idle = !f->rd_shut;
+            e->rd_idle = !e->rd_shut;
         else
-            f->wr_idle = !f->wr_shut;
+            e->wr_idle = !e->wr_shut;
         if (!drained && !dontwait) return TRY_WAIT;
     }
     op->res = r < 0 ? -errno : (int)r;
@@ -396,8 +424,8 @@ static int start_file_job(struct coil__sched *s, struct coil__op *op) {
 /* ---- the backend operations --------------------------------------------- */
 
 /* Adds fd to the epoll set (once per file). Returns 0 or -errno. */
-static int watch(struct epoll_backend *b, struct coil__fd *f, int fd) {
-    if (f->registered) return 0;
+static int watch(struct epoll_backend *b, struct ep_fd *e, const struct coil__fd *f, int fd) {
+    if (e->registered) return 0;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLET,
                              .data.u64 = (uint64_t)f->gen << 32 | (uint32_t)fd};
     if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -405,7 +433,7 @@ static int watch(struct epoll_backend *b, struct coil__fd *f, int fd) {
          * while the file stayed open). */
         if (errno != EEXIST || epoll_ctl(b->epfd, EPOLL_CTL_MOD, fd, &ev) < 0) return -errno;
     }
-    f->registered = true;
+    e->registered = true;
     return 0;
 }
 
@@ -418,6 +446,8 @@ static void finish(struct epoll_backend *b, struct coil__op *op) {
 static int ep_submit(struct coil__sched *s, struct coil__op *op) {
     struct epoll_backend *b = s->backend_data;
     struct coil__fd *f = &s->fds.v[op->fd]; /* coil__op_run made sure it exists */
+    struct ep_fd *e = ep_fd(b, op->fd);
+    if (COIL_UNLIKELY(!e)) return -ENOMEM;
     int saved = errno;
     int ret = 1;
     ep_op(op)->job = NULL;
@@ -441,14 +471,14 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
      * when to try again: wait for it without a system call that would only
      * say EAGAIN. (Not for MSG_DONTWAIT, whose caller wants the EAGAIN.) */
     bool dontwait = op->flags & MSG_DONTWAIT;
-    bool idle = is_read(op) ? f->rd_idle : f->wr_idle;
+    bool idle = is_read(op) ? e->rd_idle : e->wr_idle;
     /* A passed deadline gets its one try: an event may be waiting unread. */
-    int st = f->registered && idle && !dontwait && op->opcode != COIL__OP_POLL &&
+    int st = e->registered && idle && !dontwait && op->opcode != COIL__OP_POLL &&
                      !coil__deadline_passed(op->deadline)
                  ? TRY_WAIT
-                 : try_op(f, op);
+                 : try_op(f, e, op);
     if (st == TRY_WAIT) {
-        int err = watch(b, f, op->fd);
+        int err = watch(b, e, f, op->fd);
         if (err) {
             op->res = err;
             st = TRY_DONE;
@@ -484,7 +514,7 @@ static void run_retries(struct epoll_backend *b) {
     struct coil__slink *l;
     while ((l = coil__slist_pop_front(&list)) != NULL) {
         struct coil__op *op = retry_op(l);
-        int st = try_op(&op->t->sched->fds.v[op->fd], op);
+        int st = try_op(&op->t->sched->fds.v[op->fd], &b->fds[op->fd], op);
         if (st == TRY_DONE) {
             finish(b, op);
         } else { /* still full (TRY_WAIT cannot come from a connect's first try) */
@@ -500,23 +530,25 @@ static void on_ready(struct coil__sched *s, struct epoll_backend *b, uint64_t da
                      uint32_t events) {
     int fd = (int)(uint32_t)data;
     if ((size_t)fd >= s->fds.len) return;
+    if ((size_t)fd >= b->nfds) return; /* never registered */
     struct coil__fd *f = &s->fds.v[fd];
+    struct ep_fd *e = &b->fds[fd];
     if (f->gen != (uint32_t)(data >> 32)) return; /* of a file closed since */
     if (events & (EPOLLERR | EPOLLHUP)) {
         events |= EPOLLIN | EPOLLOUT | EPOLLPRI;
-        f->rd_shut = f->wr_shut = true;
+        e->rd_shut = e->wr_shut = true;
     }
-    if (events & EPOLLRDHUP) f->rd_shut = true;
-    if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP)) f->rd_idle = false;
-    if (events & EPOLLOUT) f->wr_idle = false;
+    if (events & EPOLLRDHUP) e->rd_shut = true;
+    if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP)) e->rd_idle = false;
+    if (events & EPOLLOUT) e->wr_idle = false;
     for (struct coil__link *l = f->ops.last, *prev; l; l = prev) {
         prev = l->prev;
         struct coil__op *op = coil__container_of(l, struct coil__op, fd_link);
         if (op->done || ep_op(op)->job) continue;
         if (!(events_of(op) & events)) continue;
         bool rd = is_read(op);
-        if (op->opcode != COIL__OP_POLL && (rd ? f->rd_idle : f->wr_idle)) continue;
-        if (try_op(f, op) == TRY_DONE) finish(b, op);
+        if (op->opcode != COIL__OP_POLL && (rd ? e->rd_idle : e->wr_idle)) continue;
+        if (try_op(f, e, op) == TRY_DONE) finish(b, op);
     }
 }
 
@@ -603,8 +635,10 @@ static void ep_flush(struct coil__sched *s) {
 }
 
 static void ep_fd_closing(struct coil__sched *s, struct coil__fd *f) {
-    (void)s; /* the registration goes with the file; its generation ends */
-    (void)f;
+    struct epoll_backend *b = s->backend_data;
+    size_t fd = (size_t)(f - s->fds.v);
+    /* The registration goes with the file (its generation ends). */
+    if (fd < b->nfds) b->fds[fd] = (struct ep_fd){0};
 }
 
 const struct coil__backend_ops coil__backend_epoll = {
