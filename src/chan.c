@@ -19,7 +19,7 @@
 #define CHAN_DEAD 0x646165642d6e6168ull
 
 struct waiter {
-    struct waiter *prev, *next;
+    struct coil__link link; /* in its channel's senders or receivers */
     struct coil__tasklet *t;
     coil_chan *ch;
     void *elem; /* send: the element to copy from; receive: where to copy to */
@@ -31,7 +31,7 @@ _Static_assert(sizeof(struct waiter) <= sizeof(((coil_clause *)0)->coil__private
                "a waiter fits in coil_clause's private words");
 
 struct waitq {
-    struct waiter *head, *tail;
+    struct coil__list l; /* struct waiter.link */
     int len;
 };
 
@@ -50,26 +50,18 @@ struct coil_chan {
 /* ---- waiter queues ------------------------------------------------------ */
 
 static void waitq_push(struct waitq *q, struct waiter *w) {
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
+    coil__list_push_back(&q->l, &w->link);
     q->len++;
 }
 
 static void waitq_remove(struct waitq *q, struct waiter *w) {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        q->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        q->tail = w->prev;
+    coil__list_remove(&q->l, &w->link);
     q->len--;
+}
+
+/* The longest-waiting, or NULL. */
+static struct waiter *waitq_first(const struct waitq *q) {
+    return coil__list_entry(q->l.first, struct waiter, link);
 }
 
 static struct waitq *queue_of(coil_chan *ch, int op) {
@@ -165,7 +157,7 @@ static int send_now(coil_chan *ch, struct coil__tasklet *self, const void *elem,
         *res = -EPIPE;
         return 1;
     }
-    struct waiter *r = ch->receivers.head;
+    struct waiter *r = waitq_first(&ch->receivers);
     if (r) { /* a receiver waits, so the buffer is empty: hand over directly */
         waitq_remove(&ch->receivers, r);
         if (!err) copy_elem(r->elem, elem, ch->elem_size);
@@ -183,7 +175,7 @@ static int send_now(coil_chan *ch, struct coil__tasklet *self, const void *elem,
 
 /* Receives now if that needs no waiting. Returns 1 with *res set when done. */
 static int recv_now(coil_chan *ch, struct coil__tasklet *self, void *elem, int *res) {
-    struct waiter *s = ch->senders.head;
+    struct waiter *s = waitq_first(&ch->senders);
     if (ch->count) {
         *res = ring_take(ch, elem);
         if (s) { /* the slot just freed goes to the first waiting sender */
@@ -343,7 +335,7 @@ int coil_chan_getinfo(const coil_chan *ch, coil_chan_info *info) {
 
 static void wake_all(struct waitq *q, int result) {
     struct waiter *w;
-    while ((w = q->head) != NULL) {
+    while ((w = waitq_first(q)) != NULL) {
         waitq_remove(q, w);
         struct coil__tasklet *t = w->t;
         coil__wake(t, claim(w, result));

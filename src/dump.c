@@ -44,7 +44,8 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
     fprintf(out, "coil: %zu tasklet%s (backend %s, %zu runnable, %zu timers)\n", s->nlive,
             s->nlive == 1 ? "" : "s", s->backend->name, s->runq.len, s->timers.armed);
     if (s->backend->describe) s->backend->describe(s, out);
-    for (const struct coil__tasklet *t = s->all_head; t; t = t->all_next, n++) {
+    for (const struct coil__link *l = s->all.first; l; l = l->next, n++) {
+        const struct coil__tasklet *t = coil__container_of(l, const struct coil__tasklet, all);
         fprintf(out, "  tasklet %lld \"%s\": %s", (long long)t->id, t->name, state_name(t));
         if (t->state == COIL__WAITING) {
             fprintf(out, " on %s", coil__wait_name((enum coil__wait)t->wait_kind));

@@ -51,6 +51,17 @@ struct coil__fd *coil__fd_grow(struct coil__sched *s, int fd, int *err) {
     return &s->fds.v[fd];
 }
 
+void *coil__fd_table_grow(void *v, size_t *len, size_t elem, int fd) {
+    size_t n = *len ? *len : 64;
+    while (n <= (size_t)fd)
+        n *= 2;
+    char *p = realloc(v, n * elem);
+    if (!p) return NULL;
+    memset(p + *len * elem, 0, (n - *len) * elem);
+    *len = n;
+    return p;
+}
+
 void coil__fd_table_free(struct coil__sched *s) {
     free(s->fds.v);
     s->fds.v = NULL;
@@ -61,11 +72,7 @@ void coil__fd_reset(struct coil__fd *f) {
     f->timeout = -1;
     f->gen++;
     f->kind = COIL__FD_UNKNOWN;
-    f->registered = f->rd_idle = f->wr_idle = f->rd_shut = f->wr_shut = f->tcp = false;
-#ifdef _WIN32
-    f->skip_on_success = false;
-    f->base_socket = 0;
-#endif
+    f->tcp = false;
 }
 
 #ifdef _WIN32

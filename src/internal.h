@@ -6,6 +6,7 @@
 #define COIL_INTERNAL_H
 
 #include "coil.h"
+#include "list.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -30,9 +31,8 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-#define COIL_LIKELY(x)                      __builtin_expect(!!(x), 1)
-#define COIL_UNLIKELY(x)                    __builtin_expect(!!(x), 0)
-#define coil__container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+#define COIL_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define COIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* A broken invariant is a bug in coil (or memory corruption): say which and abort. */
 #define COIL_ASSERT(cond, what)                                                                    \
@@ -141,7 +141,7 @@ struct coil__tasklet;
 /* A tasklet waiting in coil_join, linked into the target's list of joiners.
  * Lives in the joiner's frame. */
 struct coil__joiner {
-    struct coil__joiner *prev, *next;
+    struct coil__link link;       /* in the target's joiners */
     struct coil__tasklet *t;      /* the joiner */
     struct coil__tasklet *target; /* the tasklet it waits for */
 };
@@ -160,8 +160,8 @@ struct coil__joiner {
 struct coil__tasklet {
     struct coil__ctx ctx;
     struct coil__sched *sched;
-    struct coil__tasklet *runq_next;
-    struct coil__tasklet *all_prev, *all_next; /* every live tasklet */
+    struct coil__slink runq; /* in the run queue, or the stack pool */
+    struct coil__link all;   /* in the scheduler's list of every live tasklet */
     coil_id id;
     coil_fn fn;
     void *arg;
@@ -180,9 +180,9 @@ struct coil__tasklet {
     bool (*unwait)(struct coil__tasklet *t, int err);
     int64_t wait_since;
     uint32_t io_epoch; /* the io_uring backend's last epoch in which it completed
-                        * an operation of this tasklet (see ur_wait) */
+                        * an operation of this tasklet (src/io/uring_batch.c) */
     struct coil__timer timer;
-    struct coil__joiner *joiners;
+    struct coil__list joiners; /* struct coil__joiner.link */
     /* Stack mapping (guard page included) and usable size. */
     char *map;
     size_t map_len;
@@ -209,14 +209,14 @@ struct coil__sched {
     struct coil__tasklet root; /* the scheduler's own context */
     struct coil__tasklet *current;
     struct {
-        struct coil__tasklet *head, *tail;
+        struct coil__slist q; /* struct coil__tasklet.runq */
         size_t len;
     } runq;
     /* Switches a parking tasklet may make directly to the next runnable one
      * before control goes back to the scheduler loop to poll timers and I/O. */
     long budget;
-    struct coil__tasklet *reap;                /* finished; stack released after the next switch */
-    struct coil__tasklet *all_head, *all_tail; /* every live tasklet, by id */
+    struct coil__tasklet *reap; /* finished; stack released after the next switch */
+    struct coil__list all;      /* every live tasklet, by id */
     size_t nlive;
     coil_id next_id;
     uint64_t serial; /* unique per coil_run in the process: channels bind to it */
@@ -227,7 +227,7 @@ struct coil__sched {
     } ids;
     struct coil__timers timers;
     struct {
-        struct coil__tasklet *head; /* linked through runq_next */
+        struct coil__slist q; /* struct coil__tasklet.runq */
         size_t len;
     } pool;
     size_t page;
@@ -241,11 +241,10 @@ struct coil__sched {
         struct coil__fd *v;
         size_t len;
     } fds;
-    /* Offload jobs finished by the workers, handed over under the lock, and
-     * the eventfd they write to wake this scheduler. */
+    /* Offload jobs finished by the workers, handed over under the lock (a
+     * worker then wakes the scheduler through backend->wake). */
     void *offload_done;
     size_t offload_pending;
-    int wake_fd;
     bool interrupted; /* SIGINT/SIGTERM: everything was killed */
     /* When an interrupted scheduler gives up waiting for its tasklets and
      * ends the process (coil_set_shutdown_grace); negative: never. */
@@ -347,7 +346,7 @@ enum coil__opcode {
 #ifdef _WIN32
 #define COIL__OP_SCRATCH 384
 #else
-#define COIL__OP_SCRATCH 16
+#define COIL__OP_SCRATCH 40
 #endif
 
 /*
@@ -359,15 +358,16 @@ enum coil__opcode {
  */
 struct coil__op {
     struct coil__tasklet *t;
-    struct coil__op *fd_prev, *fd_next; /* the fd's operations in flight */
+    struct coil__link fd_link; /* in the fd's operations in flight */
     int fd;
+    /* MSG_* of a recv, send, recvmsg or sendmsg (0 for the others): outside
+     * the union, so that "don't wait" is one test in every backend. */
+    int flags;
     uint8_t opcode;   /* enum coil__opcode */
     bool polling;     /* waiting for readiness before (re)trying the op */
     bool has_timeout; /* the backend enforces deadline itself */
     bool retried;     /* submitted again after waiting for readiness */
     bool done;        /* finished, its tasklet woken (or about to be) */
-    bool sleeping;    /* io_uring: waiting out a retry delay (Unix connect, EAGAIN) */
-    bool poll_first;  /* io_uring: submitted with IORING_RECVSEND_POLL_FIRST */
     int interrupt;    /* error asked for by kill/timeout/close; 0 if none */
     int res;          /* the result, when submit finished op at once */
     int64_t deadline;
@@ -375,11 +375,9 @@ struct coil__op {
         struct {
             void *buf;
             size_t len;
-            int flags;
         } io;
         struct {
             struct msghdr *msg;
-            int flags;
             socklen_t namecap; /* msg_namelen before the call */
         } msg;
         struct {
@@ -395,20 +393,12 @@ struct coil__op {
             short events;
         } poll;
     } u;
-    /* Backend scratch (io_uring: the timespec of a Unix connect's retry
-     * delay, which the kernel reads when the SQE is submitted; iocp: the
-     * OVERLAPPED and what the kernel writes besides the caller's buffer, see
-     * src/io/iocp.c). */
+    /* The backend's own per-op state, its struct checked against this size
+     * by a static assertion in its file (io_uring: struct ur_op; epoll:
+     * struct ep_op; iocp: struct iocp_op, the OVERLAPPED and what the kernel
+     * writes besides the caller's buffer). Set up by the backend's submit;
+     * nothing else reads it. */
     _Alignas(8) unsigned char scratch[COIL__OP_SCRATCH];
-    /* What op waits on inside the backend, when that is not the kernel
-     * (epoll: the offload job of a regular file's read or write; io_uring:
-     * the listener's multishot accept), and a link for lists of such ops
-     * (epoll: ops retried every few milliseconds, such as a Unix connect to a
-     * full backlog, which no readiness event announces; io_uring: the
-     * callers waiting for a multishot accept's next connection). */
-    void *job;
-    struct coil__op *retry_next;
-    size_t got; /* epoll: bytes a MSG_WAITALL recv has received so far */
     /* Set when op is one of several a tasklet waits on at once (poll(2) and
      * select(2) after coil_install): see coil__wait_fds. */
     struct coil__opgroup *group;
@@ -435,9 +425,14 @@ struct coil__opgroup {
 int coil__wait_fds(const struct pollfd *fds, size_t n, int64_t deadline);
 
 /* The fixed set of operations every backend implements, chosen once per
- * scheduler (in the manner of redis's aeApi*). */
+ * scheduler (in the manner of redis's aeApi*; the choice is made in
+ * sched.c, backend_choose, the one place that lists the backends). */
 struct coil__backend_ops {
     const char *name;
+    /* 0 when init would succeed in this process as far as a cheap test can
+     * tell, else the -errno init would fail with (coil_backend_name asks
+     * this outside coil_run, by the rule coil_run chooses with). */
+    int (*probe)(void);
     int (*init)(struct coil__sched *s);
     void (*fini)(struct coil__sched *s);
     /* Starts op (io_uring: queued, submitted in a batch by poll/wait). When
@@ -456,8 +451,14 @@ struct coil__backend_ops {
     /* Submits, then blocks until a completion, a wake-up or the deadline
      * (negative: none). Returns 0 or -errno; EINTR counts as a wake-up. */
     int (*wait)(struct coil__sched *s, int64_t deadline);
-    /* True while operations are in flight, so the scheduler is not idle. */
+    /* True while operations are in flight, so the scheduler is not idle
+     * (offload jobs are the scheduler's to count, not the backend's). */
     bool (*busy)(const struct coil__sched *s);
+    /* Called from another thread (an offload worker that finished a job):
+     * makes the scheduler's wait return soon, and that round reap the
+     * finished jobs (coil__offload_reap). Async-signal-safe it need not be:
+     * signals have their own wake-up (coil__signal_wake_fd). */
+    void (*wake)(struct coil__sched *s);
     /* Pushes everything queued to the kernel now (before an fd is closed, so
      * that no queued SQE can name a reused fd number). */
     void (*flush)(struct coil__sched *s);
@@ -482,12 +483,6 @@ extern const struct coil__backend_ops coil__backend_epoll;
 extern const struct coil__backend_ops coil__backend_uring;
 extern const struct coil__backend_ops coil__backend_iocp;
 
-/* io_uring_setup failed with err: is epoll the answer (io_uring is absent or
- * forbidden here) rather than a failure to report? */
-static inline bool coil__backend_fallback_ok(int err) {
-    return err == -ENOSYS || err == -EPERM || err == -EACCES;
-}
-
 /* ---- per-fd state (src/fd.c) ------------------------------------------- */
 
 /* What an fd is, learnt once (coil__fd_kind) and forgotten by coil_close. */
@@ -507,35 +502,14 @@ enum coil__fd_kind {
  * in a dup of it) is recognised as stale.
  */
 struct coil__fd {
-    struct coil__op *ops; /* operations in flight on this fd */
-    int64_t timeout;      /* coil_set_timeout; negative: none */
-    uint32_t gen;         /* bumped each time the number names a new file */
-    uint8_t kind;         /* enum coil__fd_kind */
-    /* epoll: registered (edge-triggered) in this scheduler's epoll set, and
-     * "the last try found nothing to read / no room to write": with an
-     * edge-triggered registration the next event says when to try again, so
-     * the next call parks without a useless system call. */
-    bool registered;
-    bool rd_idle, wr_idle; /* io_uring uses rd_idle too: the last receive emptied it */
-    /* epoll: the peer has shut down its side (EPOLLRDHUP) or the fd is in
-     * error or hung up: a read (a write) never waits again, and no further
-     * event would come to say so, so the fd is never marked idle. */
-    bool rd_shut, wr_shut;
+    struct coil__list ops; /* operations in flight on this fd (coil__op.fd_link) */
+    int64_t timeout;       /* coil_set_timeout; negative: none */
+    uint32_t gen;          /* bumped each time the number names a new file */
+    uint8_t kind;          /* enum coil__fd_kind */
     /* A TCP socket: a short read or write means it is drained (or full) for
      * now. Not so for every stream: AF_UNIX stops a read at a message that
      * carries fds, SCTP at each message. */
     bool tcp;
-    /* io_uring: the listener's multishot accept, if one was set up. */
-    void *acceptor;
-#ifdef _WIN32
-    /* iocp: `registered` means associated with this scheduler's port; and
-     * FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set, so that an operation
-     * that succeeds at once queues no completion packet. */
-    bool skip_on_success;
-    /* iocp: the base provider's socket (SIO_BASE_HANDLE), for CancelIoEx
-     * under a layered provider; the socket itself without one. */
-    uintptr_t base_socket;
-#endif
 };
 
 /* The state of fd in s, growing the table as needed; NULL with *err = -EBADF
@@ -547,6 +521,10 @@ static inline struct coil__fd *coil__fd_get(struct coil__sched *s, int fd, int *
     return coil__fd_grow(s, fd, err);
 }
 void coil__fd_table_free(struct coil__sched *s);
+/* A backend's own per-fd table (len entries of elem bytes at v, indexed by
+ * fd number): returns it grown (realloc'd, the new entries zeroed) to hold
+ * entry fd, with *len updated; NULL when out of memory (v is unchanged). */
+void *coil__fd_table_grow(void *v, size_t *len, size_t elem, int fd);
 /* Forgets what was known of the file f named (not its ops in flight). */
 void coil__fd_reset(struct coil__fd *f);
 /* f's kind, learnt with a system call or two the first time (errno is left
@@ -567,6 +545,19 @@ void coil__fd_cancel_ops(struct coil__sched *s, struct coil__fd *f);
 /* recvmsg(2)/sendmsg(2) as blocking calls (coil_install's wrappers). */
 ssize_t coil__recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
 ssize_t coil__sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
+
+/* ---- interposition (src/install.c patches, src/wrap.c wraps) ----------- */
+
+/* A libc function coil_install diverts, and the wrapper it is diverted to. */
+struct coil__wrap {
+    const char *name;
+    void *wrapper;
+};
+extern const struct coil__wrap coil__wraps[];
+extern const size_t coil__nwraps;
+/* Between coil_install and coil_uninstall: a wrapper called inside a
+ * tasklet does coil's call; otherwise (and always before) libc's. */
+extern volatile bool coil__installed;
 
 /* ---- offload pool (src/offload.c) -------------------------------------- */
 
@@ -623,28 +614,19 @@ void coil__shutdown_signals_release(void);
 
 static inline void coil__runq_push(struct coil__sched *s, struct coil__tasklet *t) {
     t->state = COIL__RUNNABLE;
-    t->runq_next = NULL;
-    if (s->runq.tail)
-        s->runq.tail->runq_next = t;
-    else
-        s->runq.head = t;
-    s->runq.tail = t;
+    coil__slist_push_back(&s->runq.q, &t->runq);
     s->runq.len++;
 }
 
 static inline struct coil__tasklet *coil__runq_pop(struct coil__sched *s) {
-    struct coil__tasklet *t = s->runq.head;
-    if (t) {
-        s->runq.head = t->runq_next;
-        if (!s->runq.head)
-            s->runq.tail = NULL;
-        else /* with a thousand tasklets their records are rarely cached:
-              * fetch the next one's while this one runs (measured, echo
-              * server at 1,000 connections: this load was the top miss) */
-            __builtin_prefetch(s->runq.head);
-        s->runq.len--;
-    }
-    return t;
+    struct coil__slink *l = coil__slist_pop_front(&s->runq.q);
+    if (!l) return NULL;
+    /* with a thousand tasklets their records are rarely cached: fetch the
+     * next one's while this one runs (measured, echo server at 1,000
+     * connections: this load was the top miss) */
+    if (s->runq.q.first) __builtin_prefetch(s->runq.q.first);
+    s->runq.len--;
+    return coil__container_of(l, struct coil__tasklet, runq);
 }
 
 static inline void coil__after_switch(struct coil__sched *s) {

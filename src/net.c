@@ -9,8 +9,6 @@
 #include <string.h>
 #ifndef _WIN32
 #include <fcntl.h>
-#include <liburing.h>
-#include <pthread.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -24,20 +22,12 @@
 /* ---- running operations ------------------------------------------------- */
 
 static void fd_link(struct coil__fd *f, struct coil__op *op) {
-    op->fd_prev = NULL;
-    op->fd_next = f->ops;
-    if (f->ops) f->ops->fd_prev = op;
-    f->ops = op;
+    coil__list_push_front(&f->ops, &op->fd_link);
 }
 
 static void fd_unlink(struct coil__sched *s, struct coil__op *op) {
     /* The table may have grown while op was parked: index it afresh. */
-    struct coil__fd *f = &s->fds.v[op->fd];
-    if (op->fd_prev)
-        op->fd_prev->fd_next = op->fd_next;
-    else
-        f->ops = op->fd_next;
-    if (op->fd_next) op->fd_next->fd_prev = op->fd_prev;
+    coil__list_remove(&s->fds.v[op->fd].ops, &op->fd_link);
 }
 
 /* A kill, a timeout or a close interrupts an operation in flight: ask the
@@ -88,8 +78,7 @@ int coil__op_run(struct coil__tasklet *t, struct coil__op *op) {
      * heap) cancels it right after if it would have to wait. */
     op->t = t;
     op->interrupt = 0;
-    op->polling = op->retried = op->has_timeout = op->done = op->sleeping = false;
-    op->got = 0;
+    op->polling = op->retried = op->has_timeout = op->done = false;
     op->group = NULL;
     err = s->backend->submit(s, op);
     if (err) {
@@ -142,7 +131,8 @@ static void group_done(struct coil__op *op, int res) {
 /* Every op still waiting on f ends with -EBADF (through its completion,
  * which cancel brings about at once or later). */
 void coil__fd_cancel_ops(struct coil__sched *s, struct coil__fd *f) {
-    for (struct coil__op *op = f->ops; op; op = op->fd_next) {
+    coil__list_each(l, &f->ops) {
+        struct coil__op *op = coil__container_of(l, struct coil__op, fd_link);
         if (op->interrupt || op->done) continue;
         op->interrupt = -EBADF;
         s->backend->cancel(s, op);
@@ -261,7 +251,7 @@ static ssize_t run_io(int opcode, int fd, void *buf, size_t len, int flags, int6
     struct coil__op op = {.fd = fd, .opcode = (uint8_t)opcode, .deadline = deadline};
     op.u.io.buf = buf;
     op.u.io.len = len > MAX_IO ? MAX_IO : len;
-    op.u.io.flags = flags;
+    op.flags = flags;
     return coil__op_run(t, &op);
 }
 
@@ -421,7 +411,7 @@ static ssize_t run_msg(int opcode, int fd, struct msghdr *msg, int flags, int64_
     if (fd < 0) return -EBADF;
     struct coil__op op = {.fd = fd, .opcode = (uint8_t)opcode, .deadline = deadline};
     op.u.msg.msg = msg;
-    op.u.msg.flags = flags;
+    op.flags = flags;
     op.u.msg.namecap = msg->msg_namelen;
     return coil__op_run(t, &op);
 }
@@ -622,37 +612,6 @@ int coil_listen_on(const char *host, const char *service, int backlog) {
     freeaddrinfo(res);
     errno = saved;
     return err;
-}
-
-/* Outside a scheduler: the backend coil_run would choose, by the same rule
- * (see backend_init in sched.c), probed once per process; NULL when coil_run
- * would fail to set one up. */
-static const char *probed_name;
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-
-static void probe_backend(void) {
-    const char *want = getenv("COIL_BACKEND");
-    if (want && *want) {
-        if (!strcmp(want, "epoll")) probed_name = coil__backend_epoll.name;
-        if (strcmp(want, "io_uring") != 0) return;
-    }
-    struct io_uring ring;
-    int err = io_uring_queue_init(2, &ring, 0);
-    if (!err) {
-        io_uring_queue_exit(&ring);
-        probed_name = coil__backend_uring.name;
-    } else if (!(want && *want) && coil__backend_fallback_ok(err)) {
-        probed_name = coil__backend_epoll.name;
-    }
-}
-
-const char *coil_backend_name(void) {
-    struct coil__sched *s = coil__sched_cur;
-    if (s) return s->backend->name;
-    int saved = errno;
-    pthread_once(&probe_once, probe_backend);
-    errno = saved;
-    return probed_name;
 }
 
 #endif /* !_WIN32 */

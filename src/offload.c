@@ -3,8 +3,8 @@
  * process, for calls that cannot be asynchronous (getaddrinfo, a library's
  * blocking call). The job lives in the waiting tasklet's frame; a worker runs
  * it, hands it back to the job's scheduler through that scheduler's list of
- * finished jobs, and writes to the scheduler's wake eventfd, which the backend
- * watches. Workers start on demand, up to OFFLOAD_THREADS, and stay.
+ * finished jobs, and wakes the scheduler through its backend (backend->wake).
+ * Workers start on demand, up to OFFLOAD_THREADS, and stay.
  */
 #include "internal.h"
 
@@ -42,15 +42,9 @@ static void *worker(void *unused) {
         j->next = s->offload_done;
         __atomic_store_n(&s->offload_done, j, __ATOMIC_RELEASE); /* read unlocked each round */
         /* Wake the scheduler before unlocking: until it takes j under this
-         * lock its job stays pending, so it cannot have ended and closed (or
-         * reused) the eventfd. */
-#ifdef _WIN32
-        coil__iocp_wake(s);
-#else
-        uint64_t one = 1;
-        ssize_t w = write(s->wake_fd, &one, sizeof one);
-        (void)w;
-#endif
+         * lock its job stays pending, so it cannot have ended and torn down
+         * its backend (closed, or let be reused, what wake writes to). */
+        s->backend->wake(s);
     }
     return NULL;
 }

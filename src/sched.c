@@ -15,6 +15,7 @@
  */
 #include "internal.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -122,21 +123,12 @@ void coil__interrupt(struct coil__tasklet *t, int err) {
 /* ---- tasklet life ------------------------------------------------------- */
 
 __attribute__((noreturn)) static void tasklet_exit(struct coil__sched *s, struct coil__tasklet *t) {
-    while (t->joiners) {
-        struct coil__joiner *j = t->joiners;
-        t->joiners = j->next;
-        coil__wake(j->t, 0);
-    }
+    struct coil__link *l;
+    while ((l = coil__list_pop_front(&t->joiners)) != NULL)
+        coil__wake(coil__container_of(l, struct coil__joiner, link)->t, 0);
     ids_del(s, t->id);
     coil__timer_remove(&s->timers, &t->timer);
-    if (t->all_prev)
-        t->all_prev->all_next = t->all_next;
-    else
-        s->all_head = t->all_next;
-    if (t->all_next)
-        t->all_next->all_prev = t->all_prev;
-    else
-        s->all_tail = t->all_prev;
+    coil__list_remove(&s->all, &t->all);
     s->nlive--;
     t->state = COIL__DONE;
     s->reap = t;
@@ -194,12 +186,7 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
     }
     coil__ctx_make(&t->ctx, t, tasklet_entry, t);
     ids_put(s, t);
-    t->all_prev = s->all_tail;
-    if (s->all_tail)
-        s->all_tail->all_next = t;
-    else
-        s->all_head = t;
-    s->all_tail = t;
+    coil__list_push_back(&s->all, &t->all);
     s->nlive++;
     coil__runq_push(s, t);
     return t->id;
@@ -246,11 +233,7 @@ int coil_sleep(int64_t ns) {
 static bool join_unwait(struct coil__tasklet *t, int err) {
     (void)err;
     struct coil__joiner *j = t->wait_obj;
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        j->target->joiners = j->next;
-    if (j->next) j->next->prev = j->prev;
+    coil__list_remove(&j->target->joiners, &j->link);
     return true;
 }
 
@@ -264,9 +247,8 @@ int coil_join(coil_id id, int64_t deadline) {
     struct coil__tasklet *target = ids_get(s, id);
     if (!target) return id > 0 && id < s->next_id ? 0 : -ESRCH;
     if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
-    struct coil__joiner j = {.prev = NULL, .next = target->joiners, .t = t, .target = target};
-    if (target->joiners) target->joiners->prev = &j;
-    target->joiners = &j;
+    struct coil__joiner j = {.t = t, .target = target};
+    coil__list_push_front(&target->joiners, &j.link);
     return coil__park(t, COIL__WAIT_JOIN, &j, 0, join_unwait, deadline);
 }
 
@@ -337,8 +319,7 @@ static void fire_timers(struct coil__sched *s, int64_t now) {
 
 static void kill_all(struct coil__sched *s) {
     s->killing_all = true;
-    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next)
-        kill_one(t);
+    coil__list_each(l, &s->all) kill_one(coil__container_of(l, struct coil__tasklet, all));
 }
 
 static struct coil__tasklet *join_target(const struct coil__tasklet *t) {
@@ -354,6 +335,12 @@ static bool join_on_cycle(const struct coil__sched *s, const struct coil__taskle
     return false;
 }
 
+/* Something outside the run queue will still wake a tasklet: an op in the
+ * backend, or an offload job (the pool's, whatever the backend). */
+static bool waking_pending(const struct coil__sched *s) {
+    return s->offload_pending > 0 || s->backend->busy(s);
+}
+
 /* Every live tasklet waits, no timer is armed and no I/O is in flight: nothing
  * can ever wake them. Report it like Go's "all goroutines are asleep", then
  * kill them all so that they unwind through their own cleanup. A kill leaves
@@ -367,16 +354,20 @@ static void deadlock(struct coil__sched *s) {
         fflush(stderr);
         s->deadlock = true;
         kill_all(s);
-        if (s->runq.len || s->backend->busy(s)) return;
+        if (s->runq.len || waking_pending(s)) return;
     }
     /* Every tasklet left waits in a join (any other wait was cancelled or is
      * in the backend, which is then busy): the targets lead into a cycle.
      * Only the joins on a cycle are broken, so that a tasklet joining one of
      * them still waits until that one has finished its cleanup. */
-    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next)
+    coil__list_each(l, &s->all) {
+        struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, all);
         t->deadlock_cycle = join_on_cycle(s, t);
-    for (struct coil__tasklet *t = s->all_head; t; t = t->all_next)
+    }
+    coil__list_each(l, &s->all) {
+        struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, all);
         if (t->deadlock_cycle) coil__interrupt(t, -EDEADLK);
+    }
 }
 
 /* The tasklets did not finish within the grace after a shutdown signal:
@@ -423,7 +414,7 @@ static void loop(struct coil__sched *s) {
             s->backend->poll(s);
         } else {
             int64_t next = coil__timers_next(&s->timers);
-            if (next < 0 && !s->backend->busy(s)) {
+            if (next < 0 && !waking_pending(s)) {
                 deadlock(s);
                 continue;
             }
@@ -441,45 +432,80 @@ static void loop(struct coil__sched *s) {
     }
 }
 
-/* io_uring unless it cannot be set up here (no kernel support, a seccomp
- * filter, kernel.io_uring_disabled: ENOSYS, EPERM, EACCES; any other error
- * is a real failure and is returned); COIL_BACKEND=io_uring or =epoll forces
- * one, and forcing an unavailable one (or naming an unknown one) is an error,
- * said on stderr since the variable is the user's own setting. */
+/* ---- the choice of a backend -------------------------------------------- */
+
+/* The backends, in order of preference: the first that can be set up here
+ * runs. Adding one is a line here (and its file). */
+static const struct coil__backend_ops *const backends[] = {
 #ifdef _WIN32
-/* Windows has one backend, IOCP; COIL_BACKEND may name it and nothing else. */
-static int backend_init(struct coil__sched *s) {
-    const char *want = getenv("COIL_BACKEND");
-    if (want && *want && strcmp(want, "iocp") != 0) {
-        fprintf(stderr, "coil: COIL_BACKEND=%s: unknown backend (iocp on Windows)\n", want);
-        return -EINVAL;
-    }
-    int err = coil__backend_iocp.init(s);
-    if (!err) s->backend = &coil__backend_iocp;
-    return err;
-}
+    &coil__backend_iocp,
 #else
-static int backend_init(struct coil__sched *s) {
+    &coil__backend_uring,
+    &coil__backend_epoll,
+#endif
+};
+#ifdef _WIN32
+#define BACKEND_NAMES "iocp on Windows"
+#else
+#define BACKEND_NAMES "io_uring or epoll"
+#endif
+
+/* A backend that failed with err is absent or forbidden here (no kernel
+ * support, a seccomp filter, kernel.io_uring_disabled), and the next one is
+ * the answer; any other error is a real failure and is returned. */
+static bool fallback_ok(int err) {
+    return err == -ENOSYS || err == -EPERM || err == -EACCES;
+}
+
+/* The first backend of `backends` that can be set up, falling back only as
+ * fallback_ok says; COIL_BACKEND forces one, and forcing an unavailable one
+ * (or naming an unknown one) is an error. With s, each candidate is set up
+ * for s (init) and the errors are said on stderr, since the variable is the
+ * user's own setting; without s (coil_backend_name), each is only probed,
+ * quietly. Returns 0 with the backend in *chosen, or -errno. */
+static int backend_choose(struct coil__sched *s, const struct coil__backend_ops **chosen) {
     const char *want = getenv("COIL_BACKEND");
     if (want && !*want) want = NULL;
-    if (want && strcmp(want, "io_uring") != 0 && strcmp(want, "epoll") != 0) {
-        fprintf(stderr, "coil: COIL_BACKEND=%s: unknown backend (io_uring or epoll)\n", want);
-        return -EINVAL;
+    int err = -EINVAL;
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
+        const struct coil__backend_ops *b = backends[i];
+        if (want && strcmp(want, b->name) != 0) continue;
+        err = s ? b->init(s) : b->probe();
+        if (!err) {
+            *chosen = b;
+            return 0;
+        }
+        if (want) {
+            if (s)
+                fprintf(stderr, "coil: COIL_BACKEND=%s: the backend cannot be set up: %s\n", want,
+                        strerror(-err));
+            return err;
+        }
+        if (!fallback_ok(err)) return err;
     }
-    const struct coil__backend_ops *b =
-        want && !strcmp(want, "epoll") ? &coil__backend_epoll : &coil__backend_uring;
-    int err = b->init(s);
-    if (err && !want && b == &coil__backend_uring && coil__backend_fallback_ok(err)) {
-        b = &coil__backend_epoll;
-        err = b->init(s);
-    }
-    if (err && want)
-        fprintf(stderr, "coil: COIL_BACKEND=%s: the backend cannot be set up: %s\n", want,
-                strerror(-err));
-    if (!err) s->backend = b;
+    if (want && s)
+        fprintf(stderr, "coil: COIL_BACKEND=%s: unknown backend (" BACKEND_NAMES ")\n", want);
     return err;
 }
-#endif
+
+/* Outside a scheduler: the backend coil_run would choose, probed once per
+ * process; NULL when coil_run would fail to set one up. */
+static const char *probed_name;
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+
+static void probe_backend(void) {
+    const struct coil__backend_ops *b;
+    if (backend_choose(NULL, &b) == 0) probed_name = b->name;
+}
+
+const char *coil_backend_name(void) {
+    struct coil__sched *s = coil__sched_cur;
+    if (s) return s->backend->name;
+    int saved = errno;
+    pthread_once(&probe_once, probe_backend);
+    errno = saved;
+    return probed_name;
+}
 
 static int run(coil_fn main, void *arg);
 
@@ -508,13 +534,12 @@ static int run(coil_fn main, void *arg) {
     s->root.timer.index = COIL__TIMER_IDLE;
     strcpy(s->root.name, "scheduler");
     s->current = &s->root;
-    s->wake_fd = -1;
     int err = coil__signal_wake_init();
     if (err) {
         free(s);
         return err;
     }
-    err = backend_init(s);
+    err = backend_choose(s, &s->backend);
     if (err) {
         coil__signal_wake_release();
         free(s);

@@ -58,26 +58,74 @@
  * readiness event says when to try again: such ops are retried this often. */
 #define RETRY_NS (5 * COIL_MSEC)
 
+/* What the backend keeps of an fd number (the scheduler's struct coil__fd
+ * keeps what the fd API needs; its gen names the file in an event).
+ * Forgotten in ep_fd_closing, when the number is about to name another
+ * file. */
+struct ep_fd {
+    bool registered; /* in the epoll set (edge-triggered) */
+    /* "The last try found nothing to read / no room to write": with an
+     * edge-triggered registration the next event says when to try again, so
+     * the next call parks without a useless system call. */
+    bool rd_idle, wr_idle;
+    /* The peer has shut down its side (EPOLLRDHUP) or the fd is in error or
+     * hung up: a read (a write) never waits again, and no further event
+     * would come to say so, so the fd is never marked idle. */
+    bool rd_shut, wr_shut;
+};
+
 struct epoll_backend {
     int epfd;
-    size_t waiting;           /* ops parked (on readiness, the retry list or a job) */
-    struct coil__op *retries; /* ops to try again every RETRY_NS */
+    struct ep_fd *fds; /* by fd number */
+    size_t nfds;
+    int wake_fd;                /* an eventfd: written by ep_wake from another thread */
+    size_t waiting;             /* ops parked (on readiness, the retry list or a job) */
+    struct coil__slist retries; /* ops to try again every RETRY_NS (struct ep_op.retry) */
     int64_t next_retry;
     bool signal_fd_added;
     bool no_pwait2; /* epoll_pwait2 (Linux 5.11) returned ENOSYS */
 };
 
+struct file_job;
+
+/* fd's entry, growing the table as needed; NULL when out of memory. */
+static struct ep_fd *ep_fd(struct epoll_backend *b, int fd) {
+    if (COIL_LIKELY((size_t)fd < b->nfds)) return &b->fds[fd];
+    struct ep_fd *v = coil__fd_table_grow(b->fds, &b->nfds, sizeof *v, fd);
+    if (!v) return NULL;
+    b->fds = v;
+    return &v[fd];
+}
+
+/* What the backend keeps of an op, in the op's scratch space. */
+struct ep_op {
+    struct file_job *job;     /* a regular file's read or write on the offload pool */
+    struct coil__slink retry; /* in retries: no readiness event says when to try again */
+    size_t got;               /* bytes a MSG_WAITALL recv has received so far */
+};
+_Static_assert(sizeof(struct ep_op) <= COIL__OP_SCRATCH && _Alignof(struct ep_op) <= 8,
+               "epoll's per-op state fits in the op's scratch space");
+
+static inline struct ep_op *ep_op(struct coil__op *op) {
+    return (struct ep_op *)(void *)op->scratch;
+}
+
+/* The op a retry link belongs to. */
+static struct coil__op *retry_op(struct coil__slink *l) {
+    struct ep_op *x = coil__container_of(l, struct ep_op, retry);
+    return coil__container_of((unsigned char *)x, struct coil__op, scratch);
+}
+
 static int ep_init(struct coil__sched *s) {
     struct epoll_backend *b = calloc(1, sizeof *b);
     if (!b) return -ENOMEM;
     b->epfd = epoll_create1(EPOLL_CLOEXEC);
-    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = DATA_WAKE};
-    if (b->epfd < 0 || s->wake_fd < 0 || epoll_ctl(b->epfd, EPOLL_CTL_ADD, s->wake_fd, &ev) != 0) {
+    if (b->epfd < 0 || b->wake_fd < 0 || epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->wake_fd, &ev) != 0) {
         int err = -errno;
         if (b->epfd >= 0) close(b->epfd);
-        if (s->wake_fd >= 0) close(s->wake_fd);
-        s->wake_fd = -1;
+        if (b->wake_fd >= 0) close(b->wake_fd);
         free(b);
         return err;
     }
@@ -91,8 +139,8 @@ static void ep_fini(struct coil__sched *s) {
     struct epoll_backend *b = s->backend_data;
     COIL_ASSERT(b->waiting == 0, "no operation is in flight when the scheduler ends");
     close(b->epfd);
-    close(s->wake_fd);
-    s->wake_fd = -1;
+    close(b->wake_fd);
+    free(b->fds);
     free(b);
     s->backend_data = NULL;
 }
@@ -144,30 +192,31 @@ enum { TRY_DONE, TRY_WAIT, TRY_RETRY_LATER, TRY_AGAIN /* recvmsg_waitall_once: r
 
 /* recvmsg with MSG_WAITALL on a stream: as a blocking one, it waits for all
  * the bytes the iovecs hold (or end of stream, or an error). What arrived so
- * far is op->got; the next try receives into the rest of the iovecs (the
+ * far is its ep_op's got; the next try receives into the rest of the iovecs (the
  * address and ancillary data come with the first part). Returns TRY_DONE or
  * TRY_WAIT, or TRY_RETRY_LATER to let the caller report a failed first try
  * (errno set) the usual way. */
-static int recvmsg_waitall_once(struct coil__fd *f, struct coil__op *op);
+static int recvmsg_waitall_once(struct ep_fd *e, struct coil__op *op);
 
-static int recvmsg_waitall(struct coil__fd *f, struct coil__op *op) {
+static int recvmsg_waitall(struct ep_fd *e, struct coil__op *op) {
     int st;
     /* A short read does not prove the socket drained: end of stream may be
      * right behind it (see try_op's MSG_WAITALL recv). Read again. */
-    while ((st = recvmsg_waitall_once(f, op)) == TRY_AGAIN) {
+    while ((st = recvmsg_waitall_once(e, op)) == TRY_AGAIN) {
     }
     return st;
 }
 
-static int recvmsg_waitall_once(struct coil__fd *f, struct coil__op *op) {
+static int recvmsg_waitall_once(struct ep_fd *e, struct coil__op *op) {
+    struct ep_op *x = ep_op(op);
     struct msghdr *msg = op->u.msg.msg;
     size_t total = 0;
     for (size_t i = 0; i < msg->msg_iovlen; i++)
         total += msg->msg_iov[i].iov_len;
     struct iovec local[16];
     struct msghdr m = *msg;
-    if (op->got) {
-        size_t skip = op->got, i = 0;
+    if (x->got) {
+        size_t skip = x->got, i = 0;
         while (i < msg->msg_iovlen && skip >= msg->msg_iov[i].iov_len)
             skip -= msg->msg_iov[i++].iov_len;
         size_t n = msg->msg_iovlen - i;
@@ -183,25 +232,25 @@ static int recvmsg_waitall_once(struct coil__fd *f, struct coil__op *op) {
         m.msg_control = NULL;
         m.msg_controllen = 0;
     }
-    ssize_t r = recvmsg(op->fd, &m, (op->u.msg.flags | MSG_DONTWAIT) & ~MSG_WAITALL);
-    if (!op->got && r >= 0) *msg = m; /* namelen, controllen, flags of the first part */
-    if (r > 0) op->got += (size_t)r;
-    if (r > 0 && op->got < total) return TRY_AGAIN;
+    ssize_t r = recvmsg(op->fd, &m, (op->flags | MSG_DONTWAIT) & ~MSG_WAITALL);
+    if (!x->got && r >= 0) *msg = m; /* namelen, controllen, flags of the first part */
+    if (r > 0) x->got += (size_t)r;
+    if (r > 0 && x->got < total) return TRY_AGAIN;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        f->rd_idle = !f->rd_shut;
-        if (op->got) return TRY_WAIT;
+        e->rd_idle = !e->rd_shut;
+        if (x->got) return TRY_WAIT;
         return TRY_RETRY_LATER;
     }
-    if (r < 0 && !op->got) return TRY_RETRY_LATER;
-    op->res = (int)op->got; /* all of it, or end of stream / an error after some */
+    if (r < 0 && !x->got) return TRY_RETRY_LATER;
+    op->res = (int)x->got; /* all of it, or end of stream / an error after some */
     return TRY_DONE;
 }
 
 /* Tries op once without blocking. TRY_DONE with the result in op->res, or
  * TRY_WAIT when it must wait for readiness (TRY_RETRY_LATER: for time). */
-static int try_op(struct coil__fd *f, struct coil__op *op) {
+static int try_op(struct coil__fd *f, struct ep_fd *e, struct coil__op *op) {
     int fd = op->fd;
-    bool dontwait = false; /* the caller asked for EAGAIN rather than a wait */
+    bool dontwait = op->flags & MSG_DONTWAIT; /* the caller asked for EAGAIN, not a wait */
     /* A short transfer on a stream socket: nothing more to read (or no more
      * room) for now. Not end of stream (r == 0), which stays readable. */
     bool drained = false;
@@ -233,10 +282,9 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
         }
         case COIL__OP_RECV:
         case COIL__OP_SEND: {
-            int fl = op->u.io.flags;
-            dontwait = fl & MSG_DONTWAIT;
-            char *buf = (char *)op->u.io.buf + op->got;
-            size_t len = op->u.io.len - op->got;
+            int fl = op->flags;
+            char *buf = (char *)op->u.io.buf + ep_op(op)->got;
+            size_t len = op->u.io.len - ep_op(op)->got;
             r = op->opcode == COIL__OP_SEND ? send(fd, buf, len, fl | MSG_DONTWAIT)
                                             : recv(fd, buf, len, fl | MSG_DONTWAIT);
             /* A peek leaves the data in place, and out-of-band data is apart. */
@@ -250,10 +298,10 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
                  * stream may sit right behind the bytes, announced by the
                  * same edge, and no later event would come. Read again
                  * until EAGAIN (then wait), 0 or an error. */
-                if (r > 0) op->got += (size_t)r;
-                if (r > 0 && op->got < op->u.io.len) continue;
-                if (op->got && !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
-                    op->res = (int)op->got;
+                if (r > 0) ep_op(op)->got += (size_t)r;
+                if (r > 0 && ep_op(op)->got < op->u.io.len) continue;
+                if (ep_op(op)->got && !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+                    op->res = (int)ep_op(op)->got;
                     return TRY_DONE;
                 }
             }
@@ -261,11 +309,10 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
         }
         case COIL__OP_RECVMSG:
         case COIL__OP_SENDMSG: {
-            int fl = op->u.msg.flags;
-            dontwait = fl & MSG_DONTWAIT;
+            int fl = op->flags;
             if (op->opcode == COIL__OP_RECVMSG && (fl & MSG_WAITALL) && !dontwait &&
                 !(fl & MSG_PEEK) && coil__fd_kind(f, fd) == COIL__FD_STREAM) {
-                int st = recvmsg_waitall(f, op);
+                int st = recvmsg_waitall(e, op);
                 if (st != TRY_RETRY_LATER) return st;
                 r = -1; /* errno set: EAGAIN with nothing received yet, or an error */
                 break;
@@ -322,9 +369,9 @@ static int try_op(struct coil__fd *f, struct coil__op *op) {
     }
     if ((r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) || drained) {
         if (is_read(op))
-            f->rd_idle = !f->rd_shut;
+            e->rd_idle = !e->rd_shut;
         else
-            f->wr_idle = !f->wr_shut;
+            e->wr_idle = !e->wr_shut;
         if (!drained && !dontwait) return TRY_WAIT;
     }
     op->res = r < 0 ? -errno : (int)r;
@@ -354,7 +401,7 @@ static void file_done(struct coil__job *j) {
     int res = j->result;
     close(fj->fd);
     free(fj);
-    op->job = NULL;
+    ep_op(op)->job = NULL;
     op->done = true;
     b->waiting--;
     coil__op_complete(op, res); /* a kill or close meanwhile keeps the result */
@@ -378,7 +425,7 @@ static int start_file_job(struct coil__sched *s, struct coil__op *op) {
         free(fj);
         return err;
     }
-    op->job = fj;
+    ep_op(op)->job = fj;
     op->has_timeout = true; /* no deadline: a file's I/O is never "not ready" */
     return 0;
 }
@@ -386,8 +433,8 @@ static int start_file_job(struct coil__sched *s, struct coil__op *op) {
 /* ---- the backend operations --------------------------------------------- */
 
 /* Adds fd to the epoll set (once per file). Returns 0 or -errno. */
-static int watch(struct epoll_backend *b, struct coil__fd *f, int fd) {
-    if (f->registered) return 0;
+static int watch(struct epoll_backend *b, struct ep_fd *e, const struct coil__fd *f, int fd) {
+    if (e->registered) return 0;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLET,
                              .data.u64 = (uint64_t)f->gen << 32 | (uint32_t)fd};
     if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -395,7 +442,7 @@ static int watch(struct epoll_backend *b, struct coil__fd *f, int fd) {
          * while the file stayed open). */
         if (errno != EEXIST || epoll_ctl(b->epfd, EPOLL_CTL_MOD, fd, &ev) < 0) return -errno;
     }
-    f->registered = true;
+    e->registered = true;
     return 0;
 }
 
@@ -408,9 +455,12 @@ static void finish(struct epoll_backend *b, struct coil__op *op) {
 static int ep_submit(struct coil__sched *s, struct coil__op *op) {
     struct epoll_backend *b = s->backend_data;
     struct coil__fd *f = &s->fds.v[op->fd]; /* coil__op_run made sure it exists */
+    struct ep_fd *e = ep_fd(b, op->fd);
+    if (COIL_UNLIKELY(!e)) return -ENOMEM;
     int saved = errno;
     int ret = 1;
-    op->job = NULL;
+    ep_op(op)->job = NULL;
+    ep_op(op)->got = 0;
     if ((op->opcode == COIL__OP_READ || op->opcode == COIL__OP_WRITE) &&
         coil__fd_kind(f, op->fd) == COIL__FD_FILE) {
         if (start_file_job(s, op) == 0) {
@@ -429,18 +479,15 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
     /* After a try that found nothing, an edge-triggered registration tells
      * when to try again: wait for it without a system call that would only
      * say EAGAIN. (Not for MSG_DONTWAIT, whose caller wants the EAGAIN.) */
-    bool dontwait = ((op->opcode == COIL__OP_RECV || op->opcode == COIL__OP_SEND) &&
-                     (op->u.io.flags & MSG_DONTWAIT)) ||
-                    ((op->opcode == COIL__OP_RECVMSG || op->opcode == COIL__OP_SENDMSG) &&
-                     (op->u.msg.flags & MSG_DONTWAIT));
-    bool idle = is_read(op) ? f->rd_idle : f->wr_idle;
+    bool dontwait = op->flags & MSG_DONTWAIT;
+    bool idle = is_read(op) ? e->rd_idle : e->wr_idle;
     /* A passed deadline gets its one try: an event may be waiting unread. */
-    int st = f->registered && idle && !dontwait && op->opcode != COIL__OP_POLL &&
+    int st = e->registered && idle && !dontwait && op->opcode != COIL__OP_POLL &&
                      !coil__deadline_passed(op->deadline)
                  ? TRY_WAIT
-                 : try_op(f, op);
+                 : try_op(f, e, op);
     if (st == TRY_WAIT) {
-        int err = watch(b, f, op->fd);
+        int err = watch(b, e, f, op->fd);
         if (err) {
             op->res = err;
             st = TRY_DONE;
@@ -448,8 +495,7 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
             ret = 0;
         }
     } else if (st == TRY_RETRY_LATER) {
-        op->retry_next = b->retries;
-        b->retries = op;
+        coil__slist_push_front(&b->retries, &ep_op(op)->retry);
         int64_t due = coil_now() + RETRY_NS;
         if (!b->next_retry || due < b->next_retry) b->next_retry = due;
         ret = 0;
@@ -459,39 +505,29 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
     return ret;
 }
 
-static void unlink_retry(struct epoll_backend *b, struct coil__op *op) {
-    for (struct coil__op **p = &b->retries; *p; p = &(*p)->retry_next) {
-        if (*p == op) {
-            *p = op->retry_next;
-            return;
-        }
-    }
-}
-
 /* Nothing of op is in the kernel (a job excepted): it ends now. */
 static void ep_cancel(struct coil__sched *s, struct coil__op *op) {
     struct epoll_backend *b = s->backend_data;
-    if (op->done || op->job) return; /* a job cannot be stopped: its end wakes the caller */
-    unlink_retry(b, op);
+    if (op->done || ep_op(op)->job) return; /* a job cannot be stopped: its end wakes the caller */
+    coil__slist_remove(&b->retries, &ep_op(op)->retry);
     /* What a MSG_WAITALL recv has received is returned, not lost. */
-    op->res = op->got ? (int)op->got : -ECANCELED;
+    op->res = ep_op(op)->got ? (int)ep_op(op)->got : -ECANCELED;
     finish(b, op);
 }
 
 static void run_retries(struct epoll_backend *b) {
-    if (!b->retries || coil_now() < b->next_retry) return;
-    struct coil__op *list = b->retries;
-    b->retries = NULL;
+    if (coil__slist_empty(&b->retries) || coil_now() < b->next_retry) return;
+    struct coil__slist list = b->retries;
+    b->retries = (struct coil__slist){0};
     b->next_retry = 0;
-    while (list) {
-        struct coil__op *op = list;
-        list = op->retry_next;
-        int st = try_op(&op->t->sched->fds.v[op->fd], op);
+    struct coil__slink *l;
+    while ((l = coil__slist_pop_front(&list)) != NULL) {
+        struct coil__op *op = retry_op(l);
+        int st = try_op(&op->t->sched->fds.v[op->fd], &b->fds[op->fd], op);
         if (st == TRY_DONE) {
             finish(b, op);
         } else { /* still full (TRY_WAIT cannot come from a connect's first try) */
-            op->retry_next = b->retries;
-            b->retries = op;
+            coil__slist_push_front(&b->retries, &ep_op(op)->retry);
             b->next_retry = coil_now() + RETRY_NS;
         }
     }
@@ -503,26 +539,25 @@ static void on_ready(struct coil__sched *s, struct epoll_backend *b, uint64_t da
                      uint32_t events) {
     int fd = (int)(uint32_t)data;
     if ((size_t)fd >= s->fds.len) return;
+    if ((size_t)fd >= b->nfds) return; /* never registered */
     struct coil__fd *f = &s->fds.v[fd];
+    struct ep_fd *e = &b->fds[fd];
     if (f->gen != (uint32_t)(data >> 32)) return; /* of a file closed since */
     if (events & (EPOLLERR | EPOLLHUP)) {
         events |= EPOLLIN | EPOLLOUT | EPOLLPRI;
-        f->rd_shut = f->wr_shut = true;
+        e->rd_shut = e->wr_shut = true;
     }
-    if (events & EPOLLRDHUP) f->rd_shut = true;
-    if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP)) f->rd_idle = false;
-    if (events & EPOLLOUT) f->wr_idle = false;
-    struct coil__op *op = f->ops;
-    if (!op) return;
-    while (op->fd_next)
-        op = op->fd_next;
-    for (struct coil__op *prev; op; op = prev) {
-        prev = op->fd_prev;
-        if (op->done || op->job) continue;
+    if (events & EPOLLRDHUP) e->rd_shut = true;
+    if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP)) e->rd_idle = false;
+    if (events & EPOLLOUT) e->wr_idle = false;
+    for (struct coil__link *l = f->ops.last, *prev; l; l = prev) {
+        prev = l->prev;
+        struct coil__op *op = coil__container_of(l, struct coil__op, fd_link);
+        if (op->done || ep_op(op)->job) continue;
         if (!(events_of(op) & events)) continue;
         bool rd = is_read(op);
-        if (op->opcode != COIL__OP_POLL && (rd ? f->rd_idle : f->wr_idle)) continue;
-        if (try_op(f, op) == TRY_DONE) finish(b, op);
+        if (op->opcode != COIL__OP_POLL && (rd ? e->rd_idle : e->wr_idle)) continue;
+        if (try_op(f, e, op) == TRY_DONE) finish(b, op);
     }
 }
 
@@ -531,7 +566,7 @@ static void dispatch(struct coil__sched *s, struct epoll_backend *b, struct epol
     for (int i = 0; i < n; i++) {
         if (evs[i].data.u64 == DATA_WAKE) {
             uint64_t v;
-            ssize_t r = read(s->wake_fd, &v, sizeof v); /* reset it; the jobs are in the list */
+            ssize_t r = read(b->wake_fd, &v, sizeof v); /* reset it; the jobs are in the list */
             (void)r;
             coil__offload_reap(s);
         } else if (evs[i].data.u64 != DATA_SIGNAL) {
@@ -564,7 +599,8 @@ static int ep_wait(struct coil__sched *s, int64_t deadline) {
     run_retries(b);
     /* A retry that finished woke its tasklet: look, but do not block. */
     if (s->runq.len) deadline = 0;
-    if (b->retries && (deadline < 0 || b->next_retry < deadline)) deadline = b->next_retry;
+    if (!coil__slist_empty(&b->retries) && (deadline < 0 || b->next_retry < deadline))
+        deadline = b->next_retry;
     struct epoll_event evs[MAX_EVENTS];
     int n;
     if (deadline < 0) {
@@ -589,7 +625,18 @@ static int ep_wait(struct coil__sched *s, int64_t deadline) {
 
 static bool ep_busy(const struct coil__sched *s) {
     const struct epoll_backend *b = s->backend_data;
-    return b->waiting > 0 || s->offload_pending > 0;
+    return b->waiting > 0;
+}
+
+static void ep_wake(struct coil__sched *s) {
+    struct epoll_backend *b = s->backend_data;
+    uint64_t one = 1;
+    ssize_t w = write(b->wake_fd, &one, sizeof one);
+    (void)w;
+}
+
+static int ep_probe(void) {
+    return 0; /* epoll is in every kernel coil runs on */
 }
 
 static void ep_flush(struct coil__sched *s) {
@@ -597,12 +644,15 @@ static void ep_flush(struct coil__sched *s) {
 }
 
 static void ep_fd_closing(struct coil__sched *s, struct coil__fd *f) {
-    (void)s; /* the registration goes with the file; its generation ends */
-    (void)f;
+    struct epoll_backend *b = s->backend_data;
+    size_t fd = (size_t)(f - s->fds.v);
+    /* The registration goes with the file (its generation ends). */
+    if (fd < b->nfds) b->fds[fd] = (struct ep_fd){0};
 }
 
 const struct coil__backend_ops coil__backend_epoll = {
     .name = "epoll",
+    .probe = ep_probe,
     .init = ep_init,
     .fini = ep_fini,
     .submit = ep_submit,
@@ -610,6 +660,7 @@ const struct coil__backend_ops coil__backend_epoll = {
     .poll = ep_poll,
     .wait = ep_wait,
     .busy = ep_busy,
+    .wake = ep_wake,
     .flush = ep_flush,
     .fd_closing = ep_fd_closing,
 };

@@ -49,8 +49,22 @@ _Static_assert(sizeof(struct iocp_op) <= COIL__OP_SCRATCH, "the OVERLAPPED fits 
 
 #define MAX_ENTRIES 128
 
+/* What the backend keeps of a socket (the scheduler's struct coil__fd keeps
+ * what the fd API needs). Forgotten in iocp_fd_closing. */
+struct iocp_fd {
+    bool associated; /* with this scheduler's port */
+    /* FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set, so that an operation that
+     * succeeds at once queues no completion packet. */
+    bool skip_on_success;
+    /* The base provider's socket (SIO_BASE_HANDLE), for CancelIoEx under a
+     * layered provider; the socket itself without one. */
+    uintptr_t base_socket;
+};
+
 struct iocp_backend {
     HANDLE port;
+    struct iocp_fd *fds; /* by socket handle value */
+    size_t nfds;
     size_t inflight; /* packets owed to ops */
     /* dequeue's batch (4 KiB: kept off the tasklet stack that
      * truncated_at_once drains from). dequeue is never re-entered: reap only
@@ -60,6 +74,15 @@ struct iocp_backend {
 
 static struct iocp_op *iop_of(struct coil__op *op) {
     return (struct iocp_op *)(void *)op->scratch;
+}
+
+/* fd's entry, growing the table as needed; NULL when out of memory. */
+static struct iocp_fd *iocp_fd(struct iocp_backend *b, int fd) {
+    if (COIL_LIKELY((size_t)fd < b->nfds)) return &b->fds[fd];
+    struct iocp_fd *v = coil__fd_table_grow(b->fds, &b->nfds, sizeof *v, fd);
+    if (!v) return NULL;
+    b->fds = v;
+    return &v[fd];
 }
 
 static SOCKET sock_of(const struct coil__op *op) {
@@ -121,12 +144,13 @@ static void iocp_fini(struct coil__sched *s) {
     COIL_ASSERT(b->inflight == 0, "no operation is in flight when the scheduler ends");
     coil__win_port_unregister(b->port);
     CloseHandle(b->port);
+    free(b->fds);
     free(b);
     s->backend_data = NULL;
     WSACleanup();
 }
 
-void coil__iocp_wake(struct coil__sched *s) {
+static void iocp_wake(struct coil__sched *s) {
     struct iocp_backend *b = s->backend_data;
     PostQueuedCompletionStatus(b->port, 0, 0, NULL);
 }
@@ -151,15 +175,15 @@ void coil__iocp_wake(struct coil__sched *s) {
  *    (WSAIoctl SIO_BASE_HANDLE), as libuv does: an LSP that passes our
  *    OVERLAPPED down has the request there.
  * Wine has no LSPs: every socket is IFS and is its own base (tested). */
-static int associate(struct iocp_backend *b, struct coil__fd *f, SOCKET sk) {
-    if (f->registered) return 0;
+static int associate(struct iocp_backend *b, struct iocp_fd *f, SOCKET sk) {
+    if (f->associated) return 0;
     if (!CreateIoCompletionPort((HANDLE)sk, b->port, 0, 0)) {
         DWORD e = GetLastError();
         /* Not a handle at all, or one already bound to another port (another
          * scheduler's socket): neither can be waited on here. */
         return e == ERROR_INVALID_PARAMETER ? -EINVAL : coil__win_errno(e);
     }
-    f->registered = true;
+    f->associated = true;
     WSAPROTOCOL_INFOW info;
     int len = sizeof info;
     bool ifs = getsockopt(sk, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &len) == 0 &&
@@ -294,11 +318,10 @@ static int truncated_at_once(struct coil__sched *s, struct coil__op *op) {
 
 static int iocp_submit(struct coil__sched *s, struct coil__op *op) {
     struct iocp_backend *b = s->backend_data;
-    int err;
-    struct coil__fd *f = coil__fd_get(s, op->fd, &err);
-    if (!f) return err;
+    struct iocp_fd *f = iocp_fd(b, op->fd);
+    if (!f) return -ENOMEM;
     SOCKET sk = sock_of(op);
-    err = associate(b, f, sk);
+    int err = associate(b, f, sk);
     if (err) return err;
     struct iocp_op *iop = iop_of(op);
     memset(iop, 0, offsetof(struct iocp_op, addrs));
@@ -311,20 +334,20 @@ static int iocp_submit(struct coil__sched *s, struct coil__op *op) {
     case COIL__OP_READ:
         iop->buf.buf = op->u.io.buf;
         iop->buf.len = (ULONG)op->u.io.len;
-        iop->flags = (DWORD)op->u.io.flags;
+        iop->flags = (DWORD)op->flags;
         r = WSARecv(sk, &iop->buf, 1, &bytes, &iop->flags, &iop->ov, NULL);
         break;
     case COIL__OP_SEND:
     case COIL__OP_WRITE:
         iop->buf.buf = op->u.io.buf;
         iop->buf.len = (ULONG)op->u.io.len;
-        r = WSASend(sk, &iop->buf, 1, &bytes, (DWORD)op->u.io.flags, &iop->ov, NULL);
+        r = WSASend(sk, &iop->buf, 1, &bytes, (DWORD)op->flags, &iop->ov, NULL);
         break;
     case COIL__OP_RECVMSG: {
         struct msghdr *m = op->u.msg.msg;
         iop->buf.buf = m->msg_iovlen ? m->msg_iov[0].iov_base : NULL;
         iop->buf.len = m->msg_iovlen ? (ULONG)m->msg_iov[0].iov_len : 0;
-        iop->flags = (DWORD)op->u.msg.flags;
+        iop->flags = (DWORD)op->flags;
         iop->fromlen = (INT)op->u.msg.namecap;
         r = WSARecvFrom(sk, &iop->buf, 1, &bytes, &iop->flags, m->msg_name,
                         m->msg_name ? &iop->fromlen : NULL, &iop->ov, NULL);
@@ -334,8 +357,8 @@ static int iocp_submit(struct coil__sched *s, struct coil__op *op) {
         struct msghdr *m = op->u.msg.msg;
         iop->buf.buf = m->msg_iovlen ? m->msg_iov[0].iov_base : NULL;
         iop->buf.len = m->msg_iovlen ? (ULONG)m->msg_iov[0].iov_len : 0;
-        r = WSASendTo(sk, &iop->buf, 1, &bytes, (DWORD)op->u.msg.flags, m->msg_name,
-                      (int)m->msg_namelen, &iop->ov, NULL);
+        r = WSASendTo(sk, &iop->buf, 1, &bytes, (DWORD)op->flags, m->msg_name, (int)m->msg_namelen,
+                      &iop->ov, NULL);
         break;
     }
     case COIL__OP_ACCEPT: r = start_accept(op, &bytes); break;
@@ -437,7 +460,11 @@ static int iocp_wait(struct coil__sched *s, int64_t deadline) {
 
 static bool iocp_busy(const struct coil__sched *s) {
     const struct iocp_backend *b = s->backend_data;
-    return b->inflight > 0 || s->offload_pending > 0;
+    return b->inflight > 0;
+}
+
+static int iocp_probe(void) {
+    return 0; /* I/O completion ports are in every Windows coil runs on */
 }
 
 static void iocp_flush(struct coil__sched *s) {
@@ -445,12 +472,15 @@ static void iocp_flush(struct coil__sched *s) {
 }
 
 static void iocp_fd_closing(struct coil__sched *s, struct coil__fd *f) {
-    (void)s; /* the port association goes with the socket */
-    (void)f;
+    struct iocp_backend *b = s->backend_data;
+    size_t fd = (size_t)(f - s->fds.v);
+    /* The port association goes with the socket; what we knew of it goes. */
+    if (fd < b->nfds) b->fds[fd] = (struct iocp_fd){0};
 }
 
 const struct coil__backend_ops coil__backend_iocp = {
     .name = "iocp",
+    .probe = iocp_probe,
     .init = iocp_init,
     .fini = iocp_fini,
     .submit = iocp_submit,
@@ -458,6 +488,7 @@ const struct coil__backend_ops coil__backend_iocp = {
     .poll = iocp_poll,
     .wait = iocp_wait,
     .busy = iocp_busy,
+    .wake = iocp_wake,
     .flush = iocp_flush,
     .fd_closing = iocp_fd_closing,
 };

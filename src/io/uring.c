@@ -28,6 +28,7 @@
  * meanwhile are closed.
  */
 #include "internal.h"
+#include "uring_batch.h"
 
 #include <fcntl.h>
 #include <liburing.h>
@@ -51,47 +52,81 @@
 #define ACCEPT_HOLD 16 /* queued connections at which a multishot accept stops */
 
 struct acceptor {
-    struct acceptor *prev, *next; /* every record of the ring, freed at the end */
+    struct coil__link link; /* in the ring's acceptors: every record, freed at the end */
     int fd;
     bool armed;    /* the multishot SQE is in the kernel (until a CQE without F_MORE) */
     bool closed;   /* the listener was closed: free at the last CQE */
     bool plain;    /* this listener answers EAGAIN (O_NONBLOCK): one SQE per call */
     bool stopping; /* a cancel of the SQE was asked for (the queue is full) */
-    struct coil__op *head, *tail; /* the callers waiting, linked by retry_next */
-    int *queue;                   /* accepted fds no caller has taken yet (a ring) */
+    struct coil__slist waiters; /* the callers waiting (struct ur_op.waiter) */
+    int *queue;                 /* accepted fds no caller has taken yet (a ring) */
     size_t qhead, qlen, qcap;
+};
+
+/* What the ring keeps of an fd number (the scheduler's struct coil__fd keeps
+ * what the fd API needs). Forgotten in ur_fd_closing, when the number is
+ * about to name another file. */
+struct ur_fd {
+    struct acceptor *acceptor; /* the listener's multishot accept, if one was set up */
+    bool rd_idle;              /* the last receive emptied it (no IORING_CQE_F_SOCK_NONEMPTY) */
 };
 
 struct uring {
     struct io_uring ring;
     size_t inflight; /* ops queued or in the kernel whose CQE is not yet seen,
                       * and callers waiting on a multishot accept */
+    int wake_fd;     /* an eventfd: written by ur_wake from another thread */
     bool signal_armed, wake_armed;
-    bool no_multishot;        /* the kernel refused a multishot poll */
-    bool no_multishot_accept; /* ... or a multishot accept */
-    struct acceptor *acceptors;
+    bool no_multishot;           /* the kernel refused a multishot poll */
+    bool no_multishot_accept;    /* ... or a multishot accept */
+    struct coil__list acceptors; /* struct acceptor.link */
+    struct ur_fd *fds;           /* the ring's own state of each fd number, by number */
+    size_t nfds;
     struct coil__sched *sched;
     bool no_poll_first; /* the kernel refused IORING_RECVSEND_POLL_FIRST (before 5.19) */
     bool min_timeout;   /* the kernel has IORING_FEAT_MIN_TIMEOUT (6.12): waits are
-                         * batched unless batch_wait_us is 0 (see ur_wait) */
+                         * batched unless batch.wait_us is 0 */
     bool ring_fd_registered;
-    unsigned batch;         /* completions the next blocking wait asks for (see ur_wait) */
-    unsigned batch_wait_us; /* the longest a batched wait holds back a completion */
-    /* Tasklets that had an operation completed: in this epoch so far, and in
-     * the last whole one (an epoch lasts at least ACTIVE_EPOCH_NS and ends at
-     * a blocking wait; see ur_wait). Accepts are not counted. */
-    uint32_t epoch;
-    unsigned active, active_last;
-    int64_t epoch_start;
+    struct coil__ur_batch batch; /* what a blocking wait asks for (src/io/uring_batch.c) */
 };
 
-/* Batched waiting (see ur_wait). */
 #define IORING_FEAT_MIN_TIMEOUT_ (1U << 15) /* 6.12; not in liburing 2.3's header */
-#define BATCH_MAX                64         /* the most completions one wait asks for */
-#define BATCH_KEEP               8 /* a minimum wait that ended with 8 or more keeps its ask */
-#define BATCH_SHARE              3 /* an ask is a third of the active tasklets at most */
-#define ACTIVE_EPOCH_NS          (1000 * 1000) /* the shortest epoch of counting active tasklets */
-#define BATCH_WAIT_US            200 /* the default longest wait for a batch; COIL_BATCH_WAIT_US */
+
+/* What the ring keeps of an op, in the op's scratch space. */
+struct ur_op {
+    /* A Unix connect's retry delay: the kernel reads it when the timeout SQE
+     * is submitted. */
+    struct __kernel_timespec delay;
+    struct acceptor *acceptor; /* waiting for this listener's multishot accept */
+    struct coil__slink waiter; /* in acceptor->waiters */
+    bool sleeping;             /* waiting out a retry delay (Unix connect, EAGAIN) */
+    bool poll_first;           /* submitted with IORING_RECVSEND_POLL_FIRST */
+};
+_Static_assert(sizeof(struct ur_op) <= COIL__OP_SCRATCH && _Alignof(struct ur_op) <= 8,
+               "io_uring's per-op state fits in the op's scratch space");
+
+/* fd's entry, growing the table as needed (fd is one the scheduler's table
+ * has: below RLIMIT_NOFILE); NULL when out of memory. */
+static struct ur_fd *ur_fd_grow(struct uring *u, int fd) {
+    struct ur_fd *v = coil__fd_table_grow(u->fds, &u->nfds, sizeof *v, fd);
+    if (!v) return NULL;
+    u->fds = v;
+    return &v[fd];
+}
+
+static inline struct ur_fd *ur_fd(struct uring *u, int fd) {
+    return COIL_LIKELY((size_t)fd < u->nfds) ? &u->fds[fd] : ur_fd_grow(u, fd);
+}
+
+static inline struct ur_op *ur_op(struct coil__op *op) {
+    return (struct ur_op *)(void *)op->scratch;
+}
+
+/* The op a multishot accept's waiter link belongs to. */
+static struct coil__op *waiter_op(struct coil__slink *l) {
+    struct ur_op *x = coil__container_of(l, struct ur_op, waiter);
+    return coil__container_of((unsigned char *)x, struct coil__op, scratch);
+}
 
 static int ur_init(struct coil__sched *s) {
     struct uring *u = calloc(1, sizeof *u);
@@ -119,17 +154,9 @@ static int ur_init(struct coil__sched *s) {
     }
     /* Saves an fd lookup per enter; optional. */
     u->ring_fd_registered = io_uring_register_ring_fd(&u->ring) == 1;
-    u->batch = 1;
-    u->epoch = 1; /* a new tasklet's io_epoch is 0 */
-    u->batch_wait_us = BATCH_WAIT_US;
-    const char *bw = getenv("COIL_BATCH_WAIT_US");
-    if (bw && *bw >= '0' && *bw <= '9') { /* digits only: no sign, no space */
-        char *end;
-        unsigned long v = strtoul(bw, &end, 10);
-        if (*end == '\0' && v <= 1000000) u->batch_wait_us = (unsigned)v;
-    }
-    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->wake_fd < 0) {
+    coil__ur_batch_init(&u->batch);
+    u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (u->wake_fd < 0) {
         err = -errno;
         io_uring_queue_exit(&u->ring);
         free(u);
@@ -151,7 +178,8 @@ static void ur_fini(struct coil__sched *s) {
      * not reaped yet: cancel each and reap until its last CQE, closing what
      * comes (bounded: the kernel answers a cancel at once). */
     bool armed = false;
-    for (struct acceptor *a = u->acceptors; a; a = a->next) {
+    coil__list_each(l, &u->acceptors) {
+        struct acceptor *a = coil__container_of(l, struct acceptor, link);
         a->closed = true;
         if (a->armed) {
             armed = true;
@@ -164,14 +192,14 @@ static void ur_fini(struct coil__sched *s) {
         io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
         reap(s, u);
         armed = false;
-        for (struct acceptor *a = u->acceptors; a; a = a->next)
-            armed |= a->armed;
+        coil__list_each(l, &u->acceptors) armed |=
+            coil__container_of(l, struct acceptor, link)->armed;
     }
     io_uring_queue_exit(&u->ring); /* also cancels the wake-up polls */
-    while (u->acceptors)
-        acceptor_free(u, u->acceptors);
-    close(s->wake_fd);
-    s->wake_fd = -1;
+    while (!coil__list_empty(&u->acceptors))
+        acceptor_free(u, coil__container_of(u->acceptors.first, struct acceptor, link));
+    close(u->wake_fd);
+    free(u->fds);
     free(u);
     s->backend_data = NULL;
 }
@@ -204,13 +232,13 @@ static short events_of(const struct coil__op *op) {
  * attempts changes, never the result, with two exceptions kept off this path:
  * MSG_DONTWAIT (the kernel would wait instead of answering EAGAIN) and a
  * deadline already passed (the op is owed one real try before its cancel). */
-static void poll_first(struct uring *u, struct coil__op *op, struct io_uring_sqe *sqe, int flags) {
-    op->poll_first = false;
-    if (u->no_poll_first || op->retried || (flags & MSG_DONTWAIT)) return;
-    if (!u->sched->fds.v[op->fd].rd_idle) return;
+static void poll_first(struct uring *u, struct coil__op *op, struct io_uring_sqe *sqe) {
+    ur_op(op)->poll_first = false;
+    if (u->no_poll_first || op->retried || (op->flags & MSG_DONTWAIT)) return;
+    if (!u->fds[op->fd].rd_idle) return; /* the entry exists: ur_submit made sure */
     if (op->deadline >= 0 && coil__deadline_passed(op->deadline)) return;
     sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-    op->poll_first = true;
+    ur_op(op)->poll_first = true;
 }
 
 static void prep(struct uring *u, struct coil__op *op) {
@@ -226,18 +254,18 @@ static void prep(struct uring *u, struct coil__op *op) {
             io_uring_prep_write(sqe, op->fd, op->u.io.buf, (unsigned)op->u.io.len, (uint64_t)-1);
             break;
         case COIL__OP_RECV:
-            io_uring_prep_recv(sqe, op->fd, op->u.io.buf, op->u.io.len, op->u.io.flags);
-            poll_first(u, op, sqe, op->u.io.flags);
+            io_uring_prep_recv(sqe, op->fd, op->u.io.buf, op->u.io.len, op->flags);
+            poll_first(u, op, sqe);
             break;
         case COIL__OP_SEND:
-            io_uring_prep_send(sqe, op->fd, op->u.io.buf, op->u.io.len, op->u.io.flags);
+            io_uring_prep_send(sqe, op->fd, op->u.io.buf, op->u.io.len, op->flags);
             break;
         case COIL__OP_RECVMSG:
-            io_uring_prep_recvmsg(sqe, op->fd, op->u.msg.msg, (unsigned)op->u.msg.flags);
-            poll_first(u, op, sqe, op->u.msg.flags);
+            io_uring_prep_recvmsg(sqe, op->fd, op->u.msg.msg, (unsigned)op->flags);
+            poll_first(u, op, sqe);
             break;
         case COIL__OP_SENDMSG:
-            io_uring_prep_sendmsg(sqe, op->fd, op->u.msg.msg, (unsigned)op->u.msg.flags);
+            io_uring_prep_sendmsg(sqe, op->fd, op->u.msg.msg, (unsigned)op->flags);
             break;
         case COIL__OP_ACCEPT:
             io_uring_prep_accept(sqe, op->fd, op->u.accept.addr, op->u.accept.addrlen,
@@ -255,7 +283,7 @@ static void prep(struct uring *u, struct coil__op *op) {
 
 /* ---- multishot accept (see the top of the file) -------------------------- */
 
-static struct acceptor *acceptor_new(struct uring *u, struct coil__fd *f, int fd) {
+static struct acceptor *acceptor_new(struct uring *u, struct ur_fd *e, int fd) {
     struct acceptor *a = calloc(1, sizeof *a);
     if (!a) return NULL;
     a->fd = fd;
@@ -265,21 +293,15 @@ static struct acceptor *acceptor_new(struct uring *u, struct coil__fd *f, int fd
     int fl = fcntl(fd, F_GETFL);
     errno = saved;
     a->plain = fl >= 0 && (fl & O_NONBLOCK);
-    a->next = u->acceptors;
-    if (a->next) a->next->prev = a;
-    u->acceptors = a;
-    f->acceptor = a;
+    coil__list_push_front(&u->acceptors, &a->link);
+    e->acceptor = a;
     return a;
 }
 
 static void acceptor_free(struct uring *u, struct acceptor *a) {
     for (size_t i = 0; i < a->qlen; i++)
         close(a->queue[(a->qhead + i) % a->qcap]);
-    if (a->prev)
-        a->prev->next = a->next;
-    else
-        u->acceptors = a->next;
-    if (a->next) a->next->prev = a->prev;
+    coil__list_remove(&u->acceptors, &a->link);
     free(a->queue);
     free(a);
 }
@@ -300,27 +322,16 @@ static void stop_accept(struct uring *u, struct acceptor *a) {
 }
 
 static struct coil__op *waiter_pop(struct acceptor *a) {
-    struct coil__op *op = a->head;
-    if (op) {
-        a->head = op->retry_next;
-        if (!a->head) a->tail = NULL;
-        op->job = NULL;
-    }
+    struct coil__slink *l = coil__slist_pop_front(&a->waiters);
+    if (!l) return NULL;
+    struct coil__op *op = waiter_op(l);
+    ur_op(op)->acceptor = NULL;
     return op;
 }
 
 static void waiter_remove(struct acceptor *a, struct coil__op *op) {
-    struct coil__op *prev = NULL;
-    for (struct coil__op *o = a->head; o; prev = o, o = o->retry_next) {
-        if (o != op) continue;
-        if (prev)
-            prev->retry_next = o->retry_next;
-        else
-            a->head = o->retry_next;
-        if (a->tail == o) a->tail = prev;
-        break;
-    }
-    op->job = NULL;
+    coil__slist_remove(&a->waiters, &ur_op(op)->waiter);
+    ur_op(op)->acceptor = NULL;
 }
 
 static bool queue_push(struct acceptor *a, int fd) {
@@ -367,9 +378,9 @@ static void acceptor_to_plain(struct uring *u, struct acceptor *a) {
 
 /* Returns 1 with a queued connection in op->res, 0 when op waits for the
  * multishot's next one, or -1 when the plain path must take it. */
-static int accept_submit(struct coil__sched *s, struct uring *u, struct coil__op *op) {
-    struct coil__fd *f = &s->fds.v[op->fd];
-    struct acceptor *a = f->acceptor;
+static int accept_submit(struct uring *u, struct coil__op *op) {
+    struct ur_fd *e = &u->fds[op->fd];
+    struct acceptor *a = e->acceptor;
     if (a && a->qlen) {
         int fd = queue_pop(a);
         fill_addr(op, fd);
@@ -379,15 +390,10 @@ static int accept_submit(struct coil__sched *s, struct uring *u, struct coil__op
     /* A passed deadline still gets one try, which only a plain SQE (tried
      * inline before the timer's cancel reaches the kernel) gives. */
     if (coil__deadline_passed(op->deadline)) return -1;
-    if (!a && !(a = acceptor_new(u, f, op->fd))) return -1;
+    if (!a && !(a = acceptor_new(u, e, op->fd))) return -1;
     if (a->plain) return -1;
-    op->retry_next = NULL;
-    op->job = a;
-    if (a->tail)
-        a->tail->retry_next = op;
-    else
-        a->head = op;
-    a->tail = op;
+    ur_op(op)->acceptor = a;
+    coil__slist_push_back(&a->waiters, &ur_op(op)->waiter);
     u->inflight++;
     if (!a->armed) arm_accept(u, a);
     return 0;
@@ -426,14 +432,17 @@ static void on_accept_cqe(struct uring *u, struct acceptor *a, int res, unsigned
         u->inflight--; /* -EMFILE, -ENFILE, ...: the caller's to see */
         coil__op_complete(op, res);
     }
-    if (!a->armed && a->head && !a->plain) arm_accept(u, a);
+    if (!a->armed && !coil__slist_empty(&a->waiters) && !a->plain) arm_accept(u, a);
 }
 
 static void ur_fd_closing(struct coil__sched *s, struct coil__fd *f) {
     struct uring *u = s->backend_data;
-    struct acceptor *a = f->acceptor;
-    if (!a) return;
-    f->acceptor = NULL; /* its waiters were cancelled before (coil__fd_cancel_ops) */
+    size_t fd = (size_t)(f - s->fds.v);
+    if (fd >= u->nfds) return;
+    struct ur_fd *e = &u->fds[fd];
+    struct acceptor *a = e->acceptor;
+    *e = (struct ur_fd){0};
+    if (!a) return; /* its waiters were cancelled before (coil__fd_cancel_ops) */
     while (a->qlen)
         close(queue_pop(a));
     a->closed = true;
@@ -447,9 +456,12 @@ static void ur_fd_closing(struct coil__sched *s, struct coil__fd *f) {
 
 static int ur_submit(struct coil__sched *s, struct coil__op *op) {
     struct uring *u = s->backend_data;
-    op->job = NULL;
+    if (COIL_UNLIKELY(!ur_fd(u, op->fd))) return -ENOMEM;
+    struct ur_op *x = ur_op(op);
+    x->acceptor = NULL;
+    x->sleeping = x->poll_first = false;
     if (op->opcode == COIL__OP_ACCEPT && !u->no_multishot_accept) {
-        int r = accept_submit(s, u, op);
+        int r = accept_submit(u, op);
         if (r >= 0) return r;
     }
     prep(u, op);
@@ -459,8 +471,9 @@ static int ur_submit(struct coil__sched *s, struct coil__op *op) {
 
 static void ur_cancel(struct coil__sched *s, struct coil__op *op) {
     struct uring *u = s->backend_data;
-    if (op->job) { /* waiting for a multishot accept: nothing of its own in the kernel */
-        waiter_remove(op->job, op);
+    struct acceptor *a = ur_op(op)->acceptor;
+    if (a) { /* waiting for a multishot accept: nothing of its own in the kernel */
+        waiter_remove(a, op);
         u->inflight--;
         coil__op_complete(op, -ECANCELED);
         return;
@@ -524,7 +537,7 @@ static void arm_watches(struct coil__sched *s, struct uring *u) {
         u->signal_armed = true;
     }
     if (!u->wake_armed) {
-        arm(u, s->wake_fd, TAG_WAKE);
+        arm(u, u->wake_fd, TAG_WAKE);
         u->wake_armed = true;
     }
 }
@@ -535,7 +548,7 @@ static void on_watch(struct coil__sched *s, struct uring *u, struct io_uring_cqe
     if (!(cqe->flags & IORING_CQE_F_MORE)) *armed = false;
     if (cqe->user_data == TAG_WAKE) {
         uint64_t v;
-        ssize_t r = read(s->wake_fd, &v, sizeof v); /* reset it; the jobs are in the list */
+        ssize_t r = read(u->wake_fd, &v, sizeof v); /* reset it; the jobs are in the list */
         (void)r;
         coil__offload_reap(s);
     }
@@ -548,25 +561,22 @@ static void on_watch(struct coil__sched *s, struct uring *u, struct io_uring_cqe
 #define CONNECT_RETRY_NS (5 * COIL_MSEC)
 
 static void retry_later(struct uring *u, struct coil__op *op) {
-    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = CONNECT_RETRY_NS};
-    memcpy(op->scratch, &ts, sizeof ts); /* read by the kernel at submission */
+    struct ur_op *x = ur_op(op);
+    x->delay = (struct __kernel_timespec){.tv_sec = 0, .tv_nsec = CONNECT_RETRY_NS};
     struct io_uring_sqe *sqe = get_sqe(u);
-    io_uring_prep_timeout(sqe, (struct __kernel_timespec *)(void *)op->scratch, 0, 0);
+    io_uring_prep_timeout(sqe, &x->delay, 0, 0);
     io_uring_sqe_set_data(sqe, op);
-    op->sleeping = true;
+    x->sleeping = true;
     u->inflight++;
 }
 
 static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, int res,
                    unsigned flags) {
     u->inflight--;
-    if (op->t->io_epoch != u->epoch) { /* counted once an epoch (see ur_wait) */
-        op->t->io_epoch = u->epoch;
-        u->active++;
-    }
-    if (op->sleeping) {
+    coil__ur_batch_count(&u->batch, op->t);
+    if (ur_op(op)->sleeping) {
         /* The retry delay is over (-ETIME), or a kill/close cancelled it. */
-        op->sleeping = false;
+        ur_op(op)->sleeping = false;
         if (op->interrupt) {
             coil__op_complete(op, op->interrupt);
         } else if (coil__deadline_passed(op->deadline)) {
@@ -605,11 +615,7 @@ static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, 
         /* An O_NONBLOCK fd (made outside coil) answers EAGAIN where a
          * blocking one would wait: wait for readiness, then try again. A
          * caller that asked for MSG_DONTWAIT gets its EAGAIN. */
-        bool dontwait = (op->opcode == COIL__OP_RECV || op->opcode == COIL__OP_SEND)
-                            ? (op->u.io.flags & MSG_DONTWAIT)
-                        : (op->opcode == COIL__OP_RECVMSG || op->opcode == COIL__OP_SENDMSG)
-                            ? (op->u.msg.flags & MSG_DONTWAIT)
-                            : 0;
+        bool dontwait = op->flags & MSG_DONTWAIT;
         if (op->interrupt) {
             coil__op_complete(op, op->interrupt);
             return;
@@ -623,7 +629,7 @@ static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, 
     } else if (res == -EISCONN && op->opcode == COIL__OP_CONNECT && op->retried) {
         res = 0; /* the first attempt started it; readiness says it is done */
     } else if (op->opcode == COIL__OP_RECV || op->opcode == COIL__OP_RECVMSG) {
-        if (res == -EINVAL && op->poll_first && !op->interrupt) {
+        if (res == -EINVAL && ur_op(op)->poll_first && !op->interrupt) {
             /* A kernel before 5.19 rejects the flag: never again, and this
              * receive goes again without it. */
             u->no_poll_first = true;
@@ -631,7 +637,7 @@ static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, 
             u->inflight++;
             return;
         }
-        s->fds.v[op->fd].rd_idle = res > 0 && !(flags & IORING_CQE_F_SOCK_NONEMPTY);
+        u->fds[op->fd].rd_idle = res > 0 && !(flags & IORING_CQE_F_SOCK_NONEMPTY);
     }
     mark_defined(op, res);
     coil__op_complete(op, res);
@@ -716,70 +722,9 @@ static int enter_min_wait(struct uring *u, unsigned want, unsigned min_us,
     return io_uring_enter2((unsigned)fd, flush_sq(u), want, flags, (sigset_t *)&arg, sizeof arg);
 }
 
-/*
- * Blocking waits are batched. A loaded server that wakes for every
- * completion pays one io_uring_enter, and often a sleep and a wake-up, per
- * message; asking the kernel for several completions, but never to hold one
- * back longer than batch_wait_us once one has come (the minimum wait of
- * IORING_FEAT_MIN_TIMEOUT, 6.12), pays them once per batch. How many to ask
- * for adapts, as network cards moderate their interrupts:
- *  - more came than were asked for: one more, or twice as many once the ask
- *    is BATCH_KEEP or more (big batches are where the savings are: a run of
- *    one-more steps spent most of its time on small asks);
- *  - the minimum wait ran out with fewer than BATCH_KEEP: what came (light
- *    load; a lone ping-pong client never brings more than one, so nothing
- *    of it is held back but the first wait after load stops);
- *  - never more than a third of the tasklets that had an operation complete
- *    in the last epoch (ACTIVE_EPOCH_NS or more: epochs end at blocking
- *    waits, on the round's clock reading), and at least one. A few clients
- *    that each wait for their answer bring back every answer before they
- *    send again: an ask for all of them holds the first until the last
- *    comes, and clients and server go in lock-step (4 echo connections: a
- *    third less rate and 46% more CPU per message before this cap; 12% more
- *    CPU with a cap of one half).
- * A completion held back delays only its own tasklet (by at most
- * batch_wait_us): data a send completed is already on its way. Kernels
- * without the feature, Valgrind, and COIL_BATCH_WAIT_US=0 wait for one
- * completion as before.
- */
-/* The most an ask may be: a third of the last epoch's active tasklets, at
- * least one. */
-static unsigned ask_cap(const struct uring *u) {
-    unsigned cap = u->active_last / BATCH_SHARE;
-    return cap ? cap : 1;
-}
-
-/* After a batched wait that asked for want completions and got got. */
-static void adapt_batch(struct uring *u, unsigned want, unsigned got) {
-    if (got > want) {
-        /* More came than were asked for: ask for more, twice as many at a
-         * time once batches are big enough to be worth holding. The step is
-         * from what was asked (a plain wait asks for one, a wait can ask for
-         * less than the ask when less is in flight), never down. */
-        unsigned next = want < BATCH_KEEP ? want + 1 : want * 2;
-        if (next > BATCH_MAX) next = BATCH_MAX;
-        if (next > u->batch) u->batch = next;
-    } else if (got < want && got < BATCH_KEEP) {
-        /* The minimum wait ran out with few: the load is light. A wait
-         * that ran out with many keeps its ask: it was a full batch. */
-        u->batch = got ? got : 1;
-    }
-    if (u->batch > ask_cap(u)) u->batch = ask_cap(u);
-}
-
-/* Starts a new epoch of counting active tasklets when the last has lasted
- * ACTIVE_EPOCH_NS (s->round_start: no clock read of its own). Called at
- * blocking waits only: an epoch can last longer (a busy stretch, an idle
- * wait), which errs toward a higher cap. */
-static void roll_epoch(struct coil__sched *s, struct uring *u) {
-    if (s->round_start - u->epoch_start < ACTIVE_EPOCH_NS) return;
-    u->active_last = u->active;
-    u->active = 0;
-    if (++u->epoch == 0) u->epoch = 1; /* 0 is a new tasklet's */
-    u->epoch_start = s->round_start;
-    if (u->batch > ask_cap(u)) u->batch = ask_cap(u);
-}
-
+/* Blocks until a completion, a wake-up or the deadline; when the kernel can
+ * (IORING_FEAT_MIN_TIMEOUT), until as many completions as the batching policy
+ * asks for (src/io/uring_batch.c), held back no longer than batch.wait_us. */
 static int ur_wait(struct coil__sched *s, int64_t deadline) {
     struct uring *u = s->backend_data;
     arm_watches(s, u);
@@ -809,28 +754,28 @@ static int ur_wait(struct coil__sched *s, int64_t deadline) {
         ts.tv_nsec = rel % COIL_SEC;
         tsp = &ts;
     }
-    roll_epoch(s, u); /* the ask's cap (see above) */
-    unsigned want = u->batch < u->inflight ? u->batch : (unsigned)u->inflight;
+    coil__ur_batch_roll(&u->batch, s->round_start); /* the ask's cap */
+    unsigned want = u->batch.ask < u->inflight ? u->batch.ask : (unsigned)u->inflight;
     /* The minimum wait never runs past the next timer: the kernel would wake
      * at the end of the minimum wait, not at the deadline (a 1 ms sleep would
      * take the whole minimum wait). A deadline under 1 us away gets a plain
      * wait. */
-    unsigned min_us = u->batch_wait_us;
+    unsigned min_us = u->batch.wait_us;
     if (deadline >= 0) {
         int64_t rel_us = ((int64_t)ts.tv_sec * COIL_SEC + ts.tv_nsec) / 1000;
         if (rel_us < (int64_t)min_us) min_us = (unsigned)rel_us;
     }
-    bool batching = u->min_timeout && u->batch_wait_us;
+    bool batching = u->min_timeout && u->batch.wait_us;
     if (!batching || want <= 1 || min_us == 0) {
         int r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
         if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) return r;
         unsigned got = reap(s, u);
-        if (batching) adapt_batch(u, 1, got);
+        if (batching) coil__ur_batch_adapt(&u->batch, 1, got);
         return 0;
     }
     int r = enter_min_wait(u, want, min_us, tsp);
     if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) return r;
-    adapt_batch(u, want, reap(s, u));
+    coil__ur_batch_adapt(&u->batch, want, reap(s, u));
     return 0;
 }
 
@@ -838,21 +783,29 @@ static void ur_describe(const struct coil__sched *s, FILE *out) {
     const struct uring *u = s->backend_data;
     if (RUNNING_ON_VALGRIND)
         fprintf(out, "  io_uring: waits not batched (under Valgrind)\n");
-    else if (!u->min_timeout)
-        fprintf(out, "  io_uring: waits not batched (no IORING_FEAT_MIN_TIMEOUT: Linux < 6.12)\n");
-    else if (!u->batch_wait_us)
-        fprintf(out, "  io_uring: waits not batched (COIL_BATCH_WAIT_US=0)\n");
     else
-        fprintf(out,
-                "  io_uring: a wait asks for %u completion%s (at most %u now: %d, or a third of "
-                "the %u tasklet%s active in the last epoch), none held back over %u us\n",
-                u->batch, u->batch == 1 ? "" : "s", ask_cap(u), BATCH_MAX, u->active_last,
-                u->active_last == 1 ? "" : "s", u->batch_wait_us);
+        coil__ur_batch_describe(&u->batch, u->min_timeout, out);
 }
 
 static bool ur_busy(const struct coil__sched *s) {
     const struct uring *u = s->backend_data;
-    return u->inflight > 0 || s->offload_pending > 0;
+    return u->inflight > 0;
+}
+
+static void ur_wake(struct coil__sched *s) {
+    struct uring *u = s->backend_data;
+    uint64_t one = 1;
+    ssize_t w = write(u->wake_fd, &one, sizeof one);
+    (void)w;
+}
+
+/* A ring of two entries, set up and torn down: what init's first step needs
+ * of the kernel (ENOSYS, EPERM, EACCES where it is absent or forbidden). */
+static int ur_probe(void) {
+    struct io_uring ring;
+    int err = io_uring_queue_init(2, &ring, 0);
+    if (!err) io_uring_queue_exit(&ring);
+    return err;
 }
 
 static void ur_flush(struct coil__sched *s) {
@@ -862,6 +815,7 @@ static void ur_flush(struct coil__sched *s) {
 
 const struct coil__backend_ops coil__backend_uring = {
     .name = "io_uring",
+    .probe = ur_probe,
     .init = ur_init,
     .fini = ur_fini,
     .submit = ur_submit,
@@ -869,6 +823,7 @@ const struct coil__backend_ops coil__backend_uring = {
     .poll = ur_poll,
     .wait = ur_wait,
     .busy = ur_busy,
+    .wake = ur_wake,
     .flush = ur_flush,
     .fd_closing = ur_fd_closing,
     .describe = ur_describe,

@@ -31,9 +31,6 @@ struct msghdr {
 #define MSG_NOSIGNAL 0
 #endif
 
-/* Wakes s's blocked GetQueuedCompletionStatusEx (offload workers, signals). */
-struct coil__sched;
-void coil__iocp_wake(struct coil__sched *s);
 /* The port every running scheduler waits on, for the signal handler. */
 int coil__win_port_register(HANDLE port);
 void coil__win_port_unregister(HANDLE port);

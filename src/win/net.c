@@ -144,7 +144,7 @@ static ssize_t run_io(int opcode, int fd, void *buf, size_t len, int flags, int6
     struct coil__op op = {.fd = fd, .opcode = (uint8_t)opcode, .deadline = deadline};
     op.u.io.buf = buf;
     op.u.io.len = len > MAX_IO ? MAX_IO : len;
-    op.u.io.flags = flags;
+    op.flags = flags;
     return coil__op_run(t, &op);
 }
 
@@ -229,7 +229,7 @@ static ssize_t run_msg(int opcode, int fd, struct msghdr *msg, int flags, int64_
     if (fd < 0) return -EBADF;
     struct coil__op op = {.fd = fd, .opcode = (uint8_t)opcode, .deadline = deadline};
     op.u.msg.msg = msg;
-    op.u.msg.flags = flags;
+    op.flags = flags;
     op.u.msg.namecap = msg->msg_namelen;
     return coil__op_run(t, &op);
 }
@@ -397,8 +397,4 @@ int coil_install(void) {
 
 int coil_uninstall(void) {
     return 0;
-}
-
-const char *coil_backend_name(void) {
-    return coil__backend_iocp.name;
 }

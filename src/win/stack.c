@@ -35,9 +35,8 @@ size_t coil__page_size(void) {
 
 struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, int *err_out) {
     struct coil__tasklet *t;
-    if (stack_size == COIL_STACK_DEFAULT && s->pool.head) {
-        t = s->pool.head;
-        s->pool.head = t->runq_next;
+    if (stack_size == COIL_STACK_DEFAULT && !coil__slist_empty(&s->pool.q)) {
+        t = coil__container_of(coil__slist_pop_front(&s->pool.q), struct coil__tasklet, runq);
         s->pool.len--;
         char *map = t->map;
         size_t map_len = t->map_len;
@@ -68,8 +67,7 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
 
 void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
     if (t->stack_size == COIL_STACK_DEFAULT && s->pool.len < COIL__STACK_POOL_MAX) {
-        t->runq_next = s->pool.head;
-        s->pool.head = t;
+        coil__slist_push_front(&s->pool.q, &t->runq);
         s->pool.len++;
         return;
     }
@@ -77,9 +75,9 @@ void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
 }
 
 void coil__stack_pool_drain(struct coil__sched *s) {
-    while (s->pool.head) {
-        struct coil__tasklet *t = s->pool.head;
-        s->pool.head = t->runq_next;
+    struct coil__slink *l;
+    while ((l = coil__slist_pop_front(&s->pool.q)) != NULL) {
+        struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, runq);
         VirtualFree(t->map, 0, MEM_RELEASE);
     }
     s->pool.len = 0;

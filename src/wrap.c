@@ -1,0 +1,696 @@
+/*
+ * coil_install's wrappers: what each diverted libc call does (src/install.c
+ * diverts them).
+ *
+ * What a wrapper does. Outside a tasklet (before coil_run, on another thread
+ * such as libcurl's resolver thread or an offload worker, in a forked child)
+ * it calls the real function at once: libc's exact behaviour. Inside one:
+ *  - an fd the program made O_NONBLOCK (asked of the kernel each time: coil
+ *    never changes an fd's flags, so F_GETFL is the truth, and fcntl and
+ *    ioctl(FIONBIO) need no wrapper) and a call with MSG_DONTWAIT go to libc
+ *    as they are: they answer EAGAIN, and the caller then waits in poll or
+ *    select, which park the tasklet;
+ *  - a blocking call becomes coil's call (parks the tasklet), with
+ *    SO_RCVTIMEO/SO_SNDTIMEO as its deadline, and the result in libc's form:
+ *    -1 and errno. A timeout is EAGAIN (as the kernel says for SO_RCVTIMEO),
+ *    EINPROGRESS for connect; a killed tasklet's call fails with ECANCELED,
+ *    which no library retries (EINTR would be retried forever), its sleeps
+ *    too; a blocking write/send/writev/sendmsg is complete (short transfers
+ *    are continued), as the kernel makes it;
+ *  - poll/ppoll/select/pselect/epoll_wait/epoll_pwait with a zero timeout
+ *    never park; otherwise they look once (the real call, timeout 0), park on
+ *    every fd (coil__wait_fds) until one may be ready or the timeout, and look
+ *    again to fill in the result (a spurious wake-up parks again);
+ *  - sleep/usleep/nanosleep/clock_nanosleep park the tasklet;
+ *  - getaddrinfo/getnameinfo/gethostbyname(_r) run on the offload pool, so
+ *    glibc's own code (/etc/hosts, nsswitch, DNS) gives its exact answers
+ *    (getaddrinfo of a numeric host and service of one socket type, without
+ *    AI_ADDRCONFIG, is answered at once: see w_getaddrinfo);
+ *  - close is coil_close on a scheduler's thread (waiters wake with EBADF;
+ *    the number's state is reset); socket/socketpair/accept tell the
+ *    scheduler that their numbers name new files.
+ * Limits, documented in coil.h: objects loaded after coil_install (dlopen)
+ * are not diverted until coil_install is called again; the signal mask of
+ * ppoll/pselect is not applied (tasklets share their thread's mask).
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <limits.h>
+#include <unistd.h>
+
+/* The running tasklet, if the calls of this thread are diverted now. */
+static inline struct coil__tasklet *inside(void) {
+    return COIL_LIKELY(!coil__installed) ? NULL : coil__self();
+}
+
+/* libc's form of a result: -1 with errno, or the value. */
+static ssize_t libc_result(ssize_t r) {
+    if (r >= 0) return r;
+    errno = (int)-r;
+    return -1;
+}
+
+/* The program's own view: is fd O_NONBLOCK? (-1 if it is not open.) */
+static int user_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : (fl & O_NONBLOCK) != 0;
+}
+
+/* The deadline SO_RCVTIMEO (SO_SNDTIMEO) sets for a blocking call on fd
+ * starting now; COIL_FOREVER if none (or fd is not a socket). */
+static int64_t sock_deadline(int fd, int optname) {
+    struct timeval tv = {0, 0};
+    socklen_t len = sizeof tv;
+    int saved = errno;
+    int r = getsockopt(fd, SOL_SOCKET, optname, &tv, &len);
+    errno = saved;
+    if (r != 0 || (tv.tv_sec == 0 && tv.tv_usec == 0)) return COIL_FOREVER;
+    return coil_now() + (int64_t)tv.tv_sec * COIL_SEC + (int64_t)tv.tv_usec * 1000;
+}
+
+/* A blocking data call's error in libc's words. */
+static ssize_t data_result(ssize_t r) {
+    if (r == -ETIMEDOUT) r = -EAGAIN; /* SO_RCVTIMEO/SO_SNDTIMEO passed */
+    return libc_result(r);
+}
+
+/* ---- reads and writes ----------------------------------------------------- */
+
+/* A blocking write or send is complete, as the kernel makes it: short
+ * transfers are continued until all is written; an error after some bytes
+ * returns the count (as an interrupted write(2) does). */
+static ssize_t send_all(int fd, const char *buf, size_t n, int flags, const struct sockaddr *to,
+                        socklen_t tolen, bool plain_write) {
+    int64_t deadline = sock_deadline(fd, SO_SNDTIMEO);
+    size_t done = 0;
+    do {
+        ssize_t r = plain_write ? coil_write_dl(fd, buf + done, n - done, deadline)
+                    : to        ? coil_sendto(fd, buf + done, n - done, flags, to, tolen, deadline)
+                                : coil_send_dl(fd, buf + done, n - done, flags, deadline);
+        if (r < 0) return done ? (ssize_t)done : data_result(r);
+        done += (size_t)r;
+    } while (done < n);
+    return (ssize_t)done;
+}
+
+/* sendmsg/writev on a socket, complete: the iovecs are advanced past what
+ * was sent (ancillary data goes with the first part only). */
+static ssize_t sendmsg_all(int fd, const struct msghdr *msg, int flags) {
+    int64_t deadline = sock_deadline(fd, SO_SNDTIMEO);
+    size_t total = 0;
+    for (size_t i = 0; i < msg->msg_iovlen; i++)
+        total += msg->msg_iov[i].iov_len;
+    ssize_t r = coil__sendmsg(fd, msg, flags, deadline);
+    if (r < 0 || (size_t)r >= total) return data_result(r);
+    struct iovec local[16], *iov = local;
+    if (msg->msg_iovlen > 16 && !(iov = malloc(msg->msg_iovlen * sizeof *iov))) return r;
+    memcpy(iov, msg->msg_iov, msg->msg_iovlen * sizeof *iov);
+    struct msghdr m = *msg;
+    m.msg_iov = iov;
+    m.msg_control = NULL;
+    m.msg_controllen = 0;
+    size_t done = (size_t)r;
+    while (done < total) {
+        /* skip what is sent */
+        size_t skip = done;
+        m.msg_iov = iov;
+        m.msg_iovlen = msg->msg_iovlen;
+        memcpy(iov, msg->msg_iov, msg->msg_iovlen * sizeof *iov);
+        while (skip && skip >= m.msg_iov->iov_len) {
+            skip -= m.msg_iov->iov_len;
+            m.msg_iov++;
+            m.msg_iovlen--;
+        }
+        m.msg_iov->iov_base = (char *)m.msg_iov->iov_base + skip;
+        m.msg_iov->iov_len -= skip;
+        r = coil__sendmsg(fd, &m, flags, deadline);
+        if (r < 0) break;
+        done += (size_t)r;
+    }
+    if (iov != local) free(iov);
+    return (ssize_t)done;
+}
+
+static ssize_t w_read(int fd, void *buf, size_t n) {
+    if (!inside() || user_nonblock(fd) != 0) return read(fd, buf, n);
+    return data_result(coil_read_dl(fd, buf, n, sock_deadline(fd, SO_RCVTIMEO)));
+}
+
+static ssize_t w_write(int fd, const void *buf, size_t n) {
+    if (!inside() || user_nonblock(fd) != 0) return write(fd, buf, n);
+    if (!buf && n) return data_result(-EFAULT);
+    return send_all(fd, buf, n, 0, NULL, 0, true);
+}
+
+static ssize_t w_recv(int fd, void *buf, size_t n, int flags) {
+    if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
+        return recv(fd, buf, n, flags);
+    return data_result(coil_recv_dl(fd, buf, n, flags, sock_deadline(fd, SO_RCVTIMEO)));
+}
+
+static ssize_t w_send(int fd, const void *buf, size_t n, int flags) {
+    if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
+        return send(fd, buf, n, flags);
+    if (!buf && n) return data_result(-EFAULT);
+    return send_all(fd, buf, n, flags, NULL, 0, false);
+}
+
+static ssize_t w_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+                          socklen_t *addrlen) {
+    if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
+        return recvfrom(fd, buf, n, flags, addr, addrlen);
+    return data_result(
+        coil_recvfrom(fd, buf, n, flags, addr, addrlen, sock_deadline(fd, SO_RCVTIMEO)));
+}
+
+static ssize_t w_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+                        socklen_t addrlen) {
+    if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
+        return sendto(fd, buf, n, flags, addr, addrlen);
+    if (!buf && n) return data_result(-EFAULT);
+    return send_all(fd, buf, n, flags, addr, addrlen, false);
+}
+
+static ssize_t w_recvmsg(int fd, struct msghdr *msg, int flags) {
+    if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
+        return recvmsg(fd, msg, flags);
+    return data_result(coil__recvmsg(fd, msg, flags, sock_deadline(fd, SO_RCVTIMEO)));
+}
+
+static ssize_t w_sendmsg(int fd, const struct msghdr *msg, int flags) {
+    if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
+        return sendmsg(fd, msg, flags);
+    return sendmsg_all(fd, msg, flags);
+}
+
+/* readv/writev: on a socket, recvmsg/sendmsg; on anything else, wait until
+ * the fd is ready and make the call (a regular file is always ready). */
+static ssize_t vector_io(int fd, const struct iovec *iov, int iovcnt, bool wr) {
+    struct coil__sched *s = coil__sched_cur;
+    int err;
+    struct coil__fd *f = coil__fd_get(s, fd, &err);
+    if (iovcnt < 0 || iovcnt > IOV_MAX) return data_result(-EINVAL);
+    if (f && coil__fd_is_socket(coil__fd_kind(f, fd))) {
+        struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+        return wr ? sendmsg_all(fd, &msg, 0)
+                  : data_result(coil__recvmsg(fd, &msg, 0, sock_deadline(fd, SO_RCVTIMEO)));
+    }
+    if (f && wr) { /* a pipe or a file: each part written completely, in turn */
+        size_t done = 0;
+        for (int i = 0; i < iovcnt; i++) {
+            if (!iov[i].iov_len) continue;
+            ssize_t r = send_all(fd, iov[i].iov_base, iov[i].iov_len, 0, NULL, 0, true);
+            if (r < 0) return done ? (ssize_t)done : r;
+            done += (size_t)r;
+            if ((size_t)r < iov[i].iov_len) break;
+        }
+        return (ssize_t)done;
+    }
+    if (f && coil__fd_kind(f, fd) != COIL__FD_FILE) {
+        struct pollfd p = {.fd = fd, .events = wr ? POLLOUT : POLLIN};
+        int r = coil__wait_fds(&p, 1, COIL_FOREVER);
+        if (r < 0) return libc_result(r);
+    }
+    return wr ? writev(fd, iov, iovcnt) : readv(fd, iov, iovcnt);
+}
+
+static ssize_t w_readv(int fd, const struct iovec *iov, int iovcnt) {
+    if (!inside() || user_nonblock(fd) != 0) return readv(fd, iov, iovcnt);
+    return vector_io(fd, iov, iovcnt, false);
+}
+
+static ssize_t w_writev(int fd, const struct iovec *iov, int iovcnt) {
+    if (!inside() || user_nonblock(fd) != 0) return writev(fd, iov, iovcnt);
+    return vector_io(fd, iov, iovcnt, true);
+}
+
+/* ---- connections ----------------------------------------------------------- */
+
+static int w_socket(int domain, int type, int protocol) {
+    int fd = socket(domain, type, protocol);
+    if (fd >= 0 && coil__installed && coil__sched_cur)
+        coil__fd_fresh(fd, COIL__FD_UNKNOWN, false); /* learnt on first use */
+    return fd;
+}
+
+static int w_socketpair(int domain, int type, int protocol, int sv[2]) {
+    int r = socketpair(domain, type, protocol, sv);
+    if (r == 0 && coil__installed && coil__sched_cur) {
+        coil__fd_fresh(sv[0], COIL__FD_UNKNOWN, false);
+        coil__fd_fresh(sv[1], COIL__FD_UNKNOWN, false);
+    }
+    return r;
+}
+
+/* coil_accept's fd is SOCK_CLOEXEC and blocking: give it accept4's flags. */
+static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
+    int r = coil_accept_dl(fd, addr, addrlen, sock_deadline(fd, SO_RCVTIMEO));
+    if (r < 0) return (int)data_result(r);
+    if (!(flags & SOCK_CLOEXEC)) fcntl(r, F_SETFD, 0);
+    if (flags & SOCK_NONBLOCK) fcntl(r, F_SETFL, fcntl(r, F_GETFL) | O_NONBLOCK);
+    return r;
+}
+
+static int w_accept(int fd, struct sockaddr *addr, socklen_t *addrlen) {
+    if (!inside() || user_nonblock(fd) != 0) {
+        int r = accept(fd, addr, addrlen);
+        if (r >= 0 && coil__installed && coil__sched_cur)
+            coil__fd_fresh(r, COIL__FD_UNKNOWN, false);
+        return r;
+    }
+    return accept_common(fd, addr, addrlen, 0);
+}
+
+static int w_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
+    if (!inside() || user_nonblock(fd) != 0) {
+        int r = accept4(fd, addr, addrlen, flags);
+        if (r >= 0 && coil__installed && coil__sched_cur)
+            coil__fd_fresh(r, COIL__FD_UNKNOWN, false);
+        return r;
+    }
+    if (flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return accept_common(fd, addr, addrlen, flags);
+}
+
+static int w_connect(int fd, const struct sockaddr *addr, socklen_t len) {
+    if (!inside() || user_nonblock(fd) != 0) return connect(fd, addr, len);
+    int64_t deadline = sock_deadline(fd, SO_SNDTIMEO);
+    int r = coil_connect_dl(fd, addr, len, deadline);
+    /* Linux says EINPROGRESS when SO_SNDTIMEO ends a blocking connect. */
+    if (r == -ETIMEDOUT && deadline >= 0 && coil_now() >= deadline) r = -EINPROGRESS;
+    return (int)libc_result(r);
+}
+
+static int w_close(int fd) {
+    if (!coil__installed || !coil__sched_cur) return close(fd);
+    return (int)libc_result(coil_close(fd));
+}
+
+/* ---- waiting for readiness -------------------------------------------------- */
+
+static int64_t deadline_ms(int timeout) {
+    return timeout < 0 ? COIL_FOREVER : coil_now() + (int64_t)timeout * COIL_MSEC;
+}
+
+static int64_t deadline_ts(const struct timespec *ts) {
+    if (!ts) return COIL_FOREVER;
+    int64_t now = coil_now();
+    if (ts->tv_sec >= (INT64_MAX - now) / COIL_SEC - 1) return INT64_MAX; /* saturate */
+    return now + (int64_t)ts->tv_sec * COIL_SEC + ts->tv_nsec;
+}
+
+/* poll(2) that parks the tasklet: look, wait, look again. */
+static int park_poll(struct pollfd *fds, nfds_t n, int64_t deadline) {
+    for (;;) {
+        int r = poll(fds, n, 0);
+        if (r != 0) return r;
+        if (deadline >= 0 && coil_now() >= deadline) return 0;
+        int err = coil__wait_fds(fds, n, deadline);
+        if (err == -ETIMEDOUT) return poll(fds, n, 0);
+        if (err) return (int)libc_result(err);
+    }
+}
+
+static int w_poll(struct pollfd *fds, nfds_t n, int timeout) {
+    if (!inside() || timeout == 0) return poll(fds, n, timeout);
+    return park_poll(fds, n, deadline_ms(timeout));
+}
+
+static int w_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask) {
+    if (!inside() || (ts && ts->tv_sec == 0 && ts->tv_nsec == 0)) return ppoll(fds, n, ts, mask);
+    if (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= COIL_SEC)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return park_poll(fds, n, deadline_ts(ts));
+}
+
+/* select(2) through park_poll: wait on the sets as pollfds, then let the real
+ * select, with a zero timeout, compute its own answer on the original sets. */
+static int park_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t deadline) {
+    if (nfds < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    fd_set r0, w0, e0;
+    if (rd) r0 = *rd;
+    if (wr) w0 = *wr;
+    if (ex) e0 = *ex;
+    struct pollfd local[64], *p = local;
+    size_t n = 0;
+    for (int fd = 0; fd < nfds; fd++) {
+        short ev =
+            (short)((rd && FD_ISSET(fd, rd) ? POLLIN : 0) | (wr && FD_ISSET(fd, wr) ? POLLOUT : 0) |
+                    (ex && FD_ISSET(fd, ex) ? POLLPRI : 0));
+        if (!ev) continue;
+        if (p == local && n == 64) {
+            p = malloc(sizeof *p * (size_t)nfds);
+            if (!p) {
+                errno = ENOMEM;
+                return -1;
+            }
+            memcpy(p, local, sizeof local);
+        }
+        p[n++] = (struct pollfd){.fd = fd, .events = ev};
+    }
+    for (;;) {
+        struct timeval zero = {0, 0};
+        int r = select(nfds, rd, wr, ex, &zero);
+        if (r != 0 || (deadline >= 0 && coil_now() >= deadline)) {
+            if (p != local) free(p);
+            return r;
+        }
+        if (rd) *rd = r0;
+        if (wr) *wr = w0;
+        if (ex) *ex = e0;
+        int err = coil__wait_fds(p, n, deadline);
+        if (err && err != -ETIMEDOUT) {
+            if (p != local) free(p);
+            return (int)libc_result(err);
+        }
+    }
+}
+
+static int w_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv) {
+    if (!inside() || (tv && tv->tv_sec == 0 && tv->tv_usec == 0))
+        return select(nfds, rd, wr, ex, tv);
+    if (tv && (tv->tv_sec < 0 || tv->tv_usec < 0)) {
+        errno = EINVAL;
+        return -1;
+    } /* (glibc folds whole seconds of tv_usec into tv_sec: so does the sum below) */
+    int64_t deadline =
+        tv ? coil_now() + (int64_t)tv->tv_sec * COIL_SEC + (int64_t)tv->tv_usec * 1000 : -1;
+    int r = park_select(nfds, rd, wr, ex, deadline);
+    if (tv && r >= 0) { /* Linux leaves the time not slept in *tv */
+        int64_t left = deadline - coil_now();
+        if (left < 0) left = 0;
+        tv->tv_sec = left / COIL_SEC;
+        tv->tv_usec = (left % COIL_SEC) / 1000;
+    }
+    return r;
+}
+
+static int w_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
+                     const sigset_t *mask) {
+    if (!inside() || (ts && ts->tv_sec == 0 && ts->tv_nsec == 0))
+        return pselect(nfds, rd, wr, ex, ts, mask);
+    if (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= COIL_SEC)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return park_select(nfds, rd, wr, ex, deadline_ts(ts));
+}
+
+/* A library that drives its own epoll set: the set's fd is readable when one
+ * of its fds is ready. */
+static int park_epoll(int epfd, struct epoll_event *evs, int max, int64_t deadline) {
+    for (;;) {
+        int r = epoll_wait(epfd, evs, max, 0);
+        if (r != 0 || (deadline >= 0 && coil_now() >= deadline)) return r;
+        struct pollfd p = {.fd = epfd, .events = POLLIN};
+        int err = coil__wait_fds(&p, 1, deadline);
+        if (err && err != -ETIMEDOUT) return (int)libc_result(err);
+    }
+}
+
+static int w_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout) {
+    if (!inside() || timeout == 0) return epoll_wait(epfd, evs, max, timeout);
+    return park_epoll(epfd, evs, max, deadline_ms(timeout));
+}
+
+static int w_epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
+                         const sigset_t *mask) {
+    if (!inside() || timeout == 0) return epoll_pwait(epfd, evs, max, timeout, mask);
+    return park_epoll(epfd, evs, max, deadline_ms(timeout));
+}
+
+/* ---- sleeping ------------------------------------------------------------------- */
+
+/* Parks until deadline. A killed tasklet's sleep fails with ECANCELED (and
+ * the time left in *rem), not EINTR: the usual "while (nanosleep(&ts, &ts)
+ * && errno == EINTR);" would retry it forever without yielding. */
+static int park_sleep(int64_t deadline, struct timespec *rem) {
+    if (deadline < 0) deadline = 0; /* an absolute time long past: no wait */
+    int r = coil_sleep_until(deadline);
+    if (r == 0) return 0;
+    if (rem) {
+        int64_t left = deadline - coil_now();
+        if (left < 0) left = 0;
+        rem->tv_sec = left / COIL_SEC;
+        rem->tv_nsec = left % COIL_SEC;
+    }
+    errno = ECANCELED;
+    return -1;
+}
+
+static int w_nanosleep(const struct timespec *req, struct timespec *rem) {
+    if (!inside()) return nanosleep(req, rem);
+    if (!req || req->tv_sec < 0 || req->tv_nsec < 0 || req->tv_nsec >= COIL_SEC) {
+        errno = EINVAL;
+        return -1;
+    }
+    return park_sleep(deadline_ts(req), rem);
+}
+
+static int w_clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
+                             struct timespec *rem) {
+    /* CPU-time clocks do not advance while the tasklet is parked. */
+    struct timespec clk_now;
+    if (!inside() || !req || clk == CLOCK_PROCESS_CPUTIME_ID || clk == CLOCK_THREAD_CPUTIME_ID ||
+        clock_gettime(clk, &clk_now) != 0)
+        return clock_nanosleep(clk, flags, req, rem);
+    if (req->tv_sec < 0 || req->tv_nsec < 0 || req->tv_nsec >= COIL_SEC) return EINVAL;
+    int64_t deadline;
+    if (!(flags & TIMER_ABSTIME)) {
+        deadline = deadline_ts(req);
+    } else {
+        /* On the clock asked for, converted to coil_now()'s (monotonic). */
+        int64_t at = (int64_t)req->tv_sec * COIL_SEC + req->tv_nsec;
+        deadline = coil_now() + at - ((int64_t)clk_now.tv_sec * COIL_SEC + clk_now.tv_nsec);
+    }
+    /* clock_nanosleep returns the error; it does not set errno. */
+    int saved = errno;
+    int r = park_sleep(deadline, (flags & TIMER_ABSTIME) ? NULL : rem);
+    int e = r ? errno : 0;
+    errno = saved;
+    return e;
+}
+
+static int w_usleep(useconds_t us) {
+    if (!inside()) return usleep(us);
+    return park_sleep(coil_now() + (int64_t)us * 1000, NULL);
+}
+
+static unsigned w_sleep(unsigned secs) {
+    if (!inside()) return sleep(secs);
+    /* sleep(3) has no error to give: a killed tasklet's sleep returns 0
+     * at once, so that "while ((left = sleep(left)));" ends. */
+    coil_sleep_until(coil_now() + (int64_t)secs * COIL_SEC);
+    return 0;
+}
+
+/* ---- the resolver, on the offload pool ---------------------------------------- */
+
+struct gai_call {
+    const char *node, *service;
+    const struct addrinfo *hints;
+    struct addrinfo **res;
+    int result, sys_errno;
+};
+
+static int do_getaddrinfo(void *arg) {
+    struct gai_call *c = arg;
+    c->result = getaddrinfo(c->node, c->service, c->hints, c->res);
+    c->sys_errno = errno;
+    return 0;
+}
+
+static int w_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                         struct addrinfo **res) {
+    struct coil__tasklet *t = inside();
+    if (!t) return getaddrinfo(node, service, hints, res);
+    if (node && hints && hints->ai_socktype && !(hints->ai_flags & AI_ADDRCONFIG) && !t->killed) {
+        /* A numeric host and service ("127.0.0.1", "5432") of one socket
+         * type: glibc answers that one address from the strings, with no
+         * system call but malloc's (checked with strace, glibc 2.36), so the
+         * call is made here, with the caller's own flags: the answer a worker
+         * would give, without waiting behind other tasklets' lookups. A name
+         * fails here at once with EAI_NONAME and goes to the pool. Not with
+         * AI_ADDRCONFIG (NULL hints have it) or several socket types (several
+         * entries, which glibc sorts): glibc would then ask the kernel for
+         * the host's addresses, try nscd's socket and connect a UDP socket
+         * per entry, all on the scheduler's thread. */
+        struct addrinfo h = *hints;
+        h.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
+        struct addrinfo *r = NULL;
+        int saved = errno;
+        int rc = getaddrinfo(node, service, &h, &r);
+        errno = saved;
+        if (rc == 0) {
+            *res = r;
+            return 0;
+        }
+    }
+    struct gai_call c = {node, service, hints, res, 0, 0};
+    int err = coil_offload(do_getaddrinfo, &c);
+    if (err) { /* the job never ran (killed before the call, or no worker) */
+        errno = -err;
+        return EAI_SYSTEM;
+    }
+    if (c.result == EAI_SYSTEM) errno = c.sys_errno;
+    return c.result;
+}
+
+struct gni_call {
+    const struct sockaddr *sa;
+    socklen_t salen;
+    char *host, *serv;
+    socklen_t hostlen, servlen;
+    int flags, result, sys_errno;
+};
+
+static int do_getnameinfo(void *arg) {
+    struct gni_call *c = arg;
+    c->result = getnameinfo(c->sa, c->salen, c->host, c->hostlen, c->serv, c->servlen, c->flags);
+    c->sys_errno = errno;
+    return 0;
+}
+
+static int w_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen,
+                         char *serv, socklen_t servlen, int flags) {
+    if (!inside()) return getnameinfo(sa, salen, host, hostlen, serv, servlen, flags);
+    struct gni_call c = {sa, salen, host, serv, hostlen, servlen, flags, 0, 0};
+    int err = coil_offload(do_getnameinfo, &c);
+    if (err) {
+        errno = -err;
+        return EAI_SYSTEM;
+    }
+    if (c.result == EAI_SYSTEM) errno = c.sys_errno;
+    return c.result;
+}
+
+struct ghbn_call {
+    const char *name;
+    struct hostent *result_buf;
+    char *buf;
+    size_t buflen;
+    struct hostent **result;
+    int *h_errnop;
+    int r;
+};
+
+static int do_gethostbyname_r(void *arg);
+
+/* gethostbyname's result lives in static storage until the next call. glibc's
+ * is one for the whole process, which a worker could be rewriting while a
+ * tasklet reads it: this one is per thread of the caller (the scheduler's),
+ * and filled by gethostbyname_r on a worker. */
+static __thread struct {
+    struct hostent he;
+    char buf[16384];
+} ghbn;
+
+static struct hostent *w_gethostbyname(const char *name) {
+    if (!inside()) return gethostbyname(name);
+    struct hostent *result = NULL;
+    int herr = 0;
+    struct ghbn_call c = {.name = name,
+                          .result_buf = &ghbn.he,
+                          .buf = ghbn.buf,
+                          .buflen = sizeof ghbn.buf,
+                          .result = &result,
+                          .h_errnop = &herr};
+    int err = coil_offload(do_gethostbyname_r, &c);
+    if (err || (c.r && !herr)) { /* not run, or ERANGE: more aliases than the buffer holds */
+        h_errno = NO_RECOVERY;
+        return NULL;
+    }
+    h_errno = herr;
+    return result;
+}
+
+static int do_gethostbyname_r(void *arg) {
+    struct ghbn_call *c = arg;
+    c->r = gethostbyname_r(c->name, c->result_buf, c->buf, c->buflen, c->result, c->h_errnop);
+    return 0;
+}
+
+static int w_gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
+                             struct hostent **result, int *h_errnop) {
+    if (!inside()) return gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
+    struct ghbn_call c = {
+        .name = name, .result_buf = ret, .buf = buf, .buflen = buflen, .result = result};
+    c.h_errnop = h_errnop;
+    int err = coil_offload(do_gethostbyname_r, &c);
+    if (err) {
+        *result = NULL;
+        if (h_errnop) *h_errnop = NO_RECOVERY;
+        return -err;
+    }
+    return c.r;
+}
+
+/* ---- the fortified forms (-D_FORTIFY_SOURCE) ------------------------------------ */
+
+/* gcc calls these instead of read, recv, ... when it knows the buffer's size:
+ * glibc checks the size and calls the plain function. */
+extern void __chk_fail(void) __attribute__((noreturn));
+
+static ssize_t w___read_chk(int fd, void *buf, size_t n, size_t buflen) {
+    if (n > buflen) __chk_fail();
+    return w_read(fd, buf, n);
+}
+
+static ssize_t w___recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags) {
+    if (n > buflen) __chk_fail();
+    return w_recv(fd, buf, n, flags);
+}
+
+static ssize_t w___recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+                                struct sockaddr *addr, socklen_t *addrlen) {
+    if (n > buflen) __chk_fail();
+    return w_recvfrom(fd, buf, n, flags, addr, addrlen);
+}
+
+static int w___poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen) {
+    if (fdslen / sizeof *fds < n) __chk_fail();
+    return w_poll(fds, n, timeout);
+}
+
+static int w___ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+                         const sigset_t *mask, size_t fdslen) {
+    if (fdslen / sizeof *fds < n) __chk_fail();
+    return w_ppoll(fds, n, ts, mask);
+}
+
+/* ---- the table the patcher (src/install.c) diverts calls by -------------------- */
+
+#define WRAP(name)                                                                                 \
+    { #name, (void *)w_##name }
+const struct coil__wrap coil__wraps[] = {
+    WRAP(read),        WRAP(write),         WRAP(readv),
+    WRAP(writev),      WRAP(recv),          WRAP(send),
+    WRAP(recvfrom),    WRAP(sendto),        WRAP(recvmsg),
+    WRAP(sendmsg),     WRAP(socket),        WRAP(socketpair),
+    WRAP(accept),      WRAP(accept4),       WRAP(connect),
+    WRAP(close),       WRAP(poll),          WRAP(ppoll),
+    WRAP(select),      WRAP(pselect),       WRAP(epoll_wait),
+    WRAP(epoll_pwait), WRAP(nanosleep),     WRAP(clock_nanosleep),
+    WRAP(usleep),      WRAP(sleep),         WRAP(getaddrinfo),
+    WRAP(getnameinfo), WRAP(gethostbyname), WRAP(gethostbyname_r),
+    WRAP(__read_chk),  WRAP(__recv_chk),    WRAP(__recvfrom_chk),
+    WRAP(__poll_chk),  WRAP(__ppoll_chk),
+};
+const size_t coil__nwraps = sizeof coil__wraps / sizeof coil__wraps[0];
