@@ -595,6 +595,11 @@ extern int coil__signal_wake_fd;
 int coil__signal_wake_init(void);
 void coil__signal_wake_release(void);
 void coil__signal_wake(void);
+#ifndef _WIN32
+/* Adds one to eventfd fd (a wake-up); async-signal-safe, errors ignored: a
+ * full counter is as awake as it gets. */
+void coil__eventfd_post(int fd);
+#endif
 /* How long the tasklets get to finish after a shutdown signal (ns; negative:
  * forever), see coil_set_shutdown_grace. */
 int64_t coil__shutdown_grace(void);

@@ -58,15 +58,17 @@ void coil__signal_wake_release(void) {
     pthread_mutex_unlock(&lock);
 }
 
+void coil__eventfd_post(int fd) {
+    uint64_t one = 1;
+    ssize_t w = write(fd, &one, sizeof one);
+    (void)w;
+}
+
 /* Async-signal-safe. */
 void coil__signal_wake(void) {
     __atomic_add_fetch(&handlers_writing, 1, __ATOMIC_SEQ_CST);
     int fd = __atomic_load_n(&coil__signal_wake_fd, __ATOMIC_SEQ_CST);
-    if (fd >= 0) {
-        uint64_t one = 1;
-        ssize_t w = write(fd, &one, sizeof one);
-        (void)w;
-    }
+    if (fd >= 0) coil__eventfd_post(fd);
     __atomic_sub_fetch(&handlers_writing, 1, __ATOMIC_SEQ_CST);
 }
 

@@ -630,9 +630,7 @@ static bool ep_busy(const struct coil__sched *s) {
 
 static void ep_wake(struct coil__sched *s) {
     struct epoll_backend *b = s->backend_data;
-    uint64_t one = 1;
-    ssize_t w = write(b->wake_fd, &one, sizeof one);
-    (void)w;
+    coil__eventfd_post(b->wake_fd);
 }
 
 static int ep_probe(void) {

@@ -794,9 +794,7 @@ static bool ur_busy(const struct coil__sched *s) {
 
 static void ur_wake(struct coil__sched *s) {
     struct uring *u = s->backend_data;
-    uint64_t one = 1;
-    ssize_t w = write(u->wake_fd, &one, sizeof one);
-    (void)w;
+    coil__eventfd_post(u->wake_fd);
 }
 
 /* A ring of two entries, set up and torn down: what init's first step needs
