@@ -3,9 +3,12 @@
 # so that bench/compare cannot rot unnoticed: it builds the echo peers and the
 # load generator, runs two short rounds of coil-echo against the epoll and
 # io_uring peers, and checks that the table and coil's ratio to each peer were
-# printed. It asserts no figure: performance is measured by running
-# bench/compare, never in a test. Installs nothing; skips (exit 77) when a
-# package a peer needs is missing.
+# printed; then bench/chart draws that run's rounds into a scratch directory
+# and it checks that a PNG was written. It asserts no figure: performance is
+# measured by running bench/compare, never in a test. The peers install
+# nothing; skips (exit 77) when a package a peer needs is missing. bench/chart
+# installs gnuplot-nox as root when it is missing; without gnuplot the chart
+# part is skipped with a message.
 #
 #   bench/smoke-test.sh BUILD_DIR COIL_ECHO
 set -euo pipefail
@@ -27,3 +30,18 @@ for want in '^server +msg/s +cpu_us/msg +load%$' '^epoll +[0-9]+ +[0-9.]+ +[0-9]
   grep -Eq "$want" "$out.txt" || { echo "smoke-test: no line matching: $want"; exit 1; }
 done
 echo "smoke-test: compare printed the table and the ratios"
+res=$out/results-echo-c8.txt
+[ -s "$res" ] || { echo "smoke-test: compare left no $res"; exit 1; }
+command -v python3 >/dev/null || { echo "smoke-test: no python3: bench/chart not tried"; exit 0; }
+rm -rf "$out/charts"
+rc=0
+"$here/chart" -o "$out/charts" "$res" || rc=$?
+if [ "$rc" -eq 2 ] && ! command -v gnuplot >/dev/null; then
+  echo "smoke-test: no gnuplot (Debian package gnuplot-nox): bench/chart not tried"
+  exit 0
+fi
+[ "$rc" -eq 0 ] || { echo "smoke-test: chart exited $rc"; exit 1; }
+png=$out/charts/echo-c8.png
+[ "$(head -c 8 "$png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] ||
+  { echo "smoke-test: bench/chart wrote no PNG at $png"; exit 1; }
+echo "smoke-test: chart drew $png"
