@@ -424,6 +424,20 @@ static inline void coil_test_loopback(struct coil_test_addr *a, int family, uint
     }
 }
 
+/* A plain blocking TCP connection to 127.0.0.1:port, outside coil (a test's
+ * own client), whose receives fail after timeout_s seconds instead of hanging
+ * the test if a response never comes. */
+static inline int coil_test_connect_loopback(int port, int timeout_s) {
+    struct coil_test_addr a;
+    coil_test_loopback(&a, AF_INET, (uint16_t)port);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, COIL_TEST_SA(&a), a.len), 0);
+    struct timeval tv = {.tv_sec = timeout_s};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    return fd;
+}
+
 static inline uint16_t coil_test_port(const struct coil_test_addr *a) {
     if (a->ss.ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
     return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);

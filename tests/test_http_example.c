@@ -126,15 +126,7 @@ static void stop_server_ok(struct coil_test_child *srv) {
 /* ---- a client: plain blocking sockets ------------------------------------- */
 
 static int connect_to(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    /* A response that never comes fails the test instead of hanging it. */
-    struct timeval tv = {.tv_sec = 10};
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
-    return fd;
+    return coil_test_connect_loopback(port, 10);
 }
 
 static void send_bytes(int fd, const void *data, size_t len) {
