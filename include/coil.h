@@ -133,6 +133,38 @@ typedef struct coil_spawn_opts {
  * not wait for one another. (How: docs/architecture.md, section "io_uring".) */
 COIL_API int coil_run(coil_fn main, void *arg);
 
+/* Runs a group of nthreads schedulers, one per thread (0: one per CPU the
+ * process may run on; the calling thread is one of them, scheduler 0), and
+ * returns when every tasklet on every one has finished. main(arg) is the
+ * first tasklet, on scheduler 0; the others start empty, and get tasklets
+ * from coil_spawn_on. Tasklets never move: each runs on the scheduler that
+ * spawned it for its whole life. Channels, coil_join and coil_kill work
+ * between tasklets of different schedulers of the group, and tasklet ids are
+ * unique in the group. The results are those of coil_run, for the group:
+ * -EINTR when a SIGINT/SIGTERM came (every tasklet of every scheduler is
+ * killed and the call returns once all have finished); -EDEADLK when every
+ * scheduler was left with tasklets that wait on one another and nothing else
+ * (no timer, I/O or offloaded call of any scheduler pending), with a dump of
+ * each scheduler on stderr. Also -EINVAL for a NULL main or more than
+ * COIL_GROUP_MAX threads; -EBUSY if this thread already runs a scheduler;
+ * -EAGAIN if a thread cannot be started. (How: docs/architecture.md, section
+ * "Groups of schedulers".) */
+#define COIL_GROUP_MAX 1024
+COIL_API int coil_run_group(unsigned nthreads, coil_fn main, void *arg);
+
+/* The number of schedulers of the calling thread's group (1 under coil_run),
+ * and which one this thread runs (0 to count-1). -EPERM outside a scheduler. */
+COIL_API int coil_sched_count(void);
+COIL_API int coil_sched_index(void);
+
+/* coil_spawn on scheduler `sched` of the caller's group (0 to
+ * coil_sched_count()-1), or on the next in turn with COIL_SCHED_NEXT. The
+ * caller waits for the other scheduler to create the tasklet (one round of
+ * its loop). Returns the new tasklet's id; -EINVAL for a scheduler out of
+ * range, and coil_spawn's errors. */
+#define COIL_SCHED_NEXT (-1)
+COIL_API coil_id coil_spawn_on(int sched, coil_fn fn, void *arg, const coil_spawn_opts *opts);
+
 /* Creates a tasklet that will run fn(arg); it is runnable at once and starts
  * when the caller next blocks or yields. opts may be NULL.
  * Returns the new tasklet's id (> 0); -EINVAL for a NULL fn or a stack size

@@ -20,6 +20,7 @@ const char *coil__wait_name(enum coil__wait kind) {
     case COIL__WAIT_IO: return "io";
     case COIL__WAIT_OFFLOAD: return "offload";
     case COIL__WAIT_POLL: return "poll";
+    case COIL__WAIT_XCALL: return "another scheduler";
     case COIL__WAIT_NONE: break;
     }
     return "?";
@@ -41,7 +42,9 @@ static double secs(int64_t ns) {
 int coil__dump_sched(struct coil__sched *s, FILE *out) {
     int64_t now = coil_now();
     int n = 0;
-    fprintf(out, "coil: %zu tasklet%s (backend %s, %zu runnable, %zu timers)\n", s->nlive,
+    if (s->group) fprintf(out, "coil: scheduler %u of %u: ", s->index, s->group->n);
+    else fputs("coil: ", out);
+    fprintf(out, "%zu tasklet%s (backend %s, %zu runnable, %zu timers)\n", s->nlive,
             s->nlive == 1 ? "" : "s", s->backend->name, s->runq.len, s->timers.armed);
     if (s->backend->describe) s->backend->describe(s, out);
     for (const struct coil__link *l = s->all.first; l; l = l->next, n++) {
@@ -51,8 +54,7 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
             fprintf(out, " on %s", coil__wait_name((enum coil__wait)t->wait_kind));
             switch (t->wait_kind) {
             case COIL__WAIT_JOIN:
-                fprintf(out, " of tasklet %lld",
-                        (long long)((const struct coil__joiner *)t->wait_obj)->target->id);
+                fprintf(out, " of tasklet %lld", (long long)((const struct coil__joiner *)t->wait_obj)->id);
                 break;
             case COIL__WAIT_IO: {
                 static const char *const names[] = {"?",       "read",    "write",   "recv",

@@ -9,6 +9,7 @@
 #include "list.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -133,17 +134,33 @@ enum coil__wait {
     COIL__WAIT_IO,      /* wait_obj: the struct coil__op in flight */
     COIL__WAIT_OFFLOAD, /* wait_obj: the offload job */
     COIL__WAIT_POLL,    /* wait_obj: the struct coil__opgroup of coil__wait_fds */
+    COIL__WAIT_XCALL,   /* wait_obj: the struct coil__xcall on another scheduler */
 };
 
 struct coil__sched;
 struct coil__tasklet;
 
+/* A message to a scheduler of a group, pushed onto its inbox by another
+ * thread (src/group.c): fn runs on the receiving scheduler's thread, in its
+ * loop, between two tasklets. The node lives in whatever the sender made it
+ * part of (a tasklet, a frame that waits for the answer). */
+struct coil__msg {
+    struct coil__msg *next;
+    void (*fn)(struct coil__sched *s, struct coil__msg *m);
+};
+
 /* A tasklet waiting in coil_join, linked into the target's list of joiners.
- * Lives in the joiner's frame. */
+ * Lives in the joiner's frame. A join of a tasklet of another scheduler is
+ * linked there by that scheduler (link_msg), and taken off by it (unlink_msg)
+ * when the join's deadline passes first. */
 struct coil__joiner {
     struct coil__link link;       /* in the target's joiners */
     struct coil__tasklet *t;      /* the joiner */
-    struct coil__tasklet *target; /* the tasklet it waits for */
+    struct coil__tasklet *target; /* the tasklet it waits for (remote: once linked) */
+    coil_id id;                   /* the target's id */
+    bool linked;                  /* remote: in target->joiners (the target's thread's) */
+    int unlink_err;
+    struct coil__msg link_msg, unlink_msg;
 };
 
 /*
@@ -179,6 +196,12 @@ struct coil__tasklet {
     size_t wait_n;
     bool (*unwait)(struct coil__tasklet *t, int err);
     int64_t wait_since;
+    /* Woken from another scheduler of a group: the waker takes the wait
+     * (wait_claim 0 -> 1, the one that wins wakes it, see src/chan.c) and
+     * sends xwake, which runs coil__wake(t, xwake_result) on t's thread. */
+    int wait_claim;
+    int xwake_result;
+    struct coil__msg xwake;
     uint32_t io_epoch; /* the io_uring backend's last epoch in which it completed
                         * an operation of this tasklet (src/io/uring_batch.c) */
     struct coil__timer timer;
@@ -204,6 +227,7 @@ struct coil__tasklet {
 #define COIL__STACK_POOL_MAX 128
 
 struct coil__backend_ops;
+struct coil__group;
 
 struct coil__sched {
     struct coil__tasklet root; /* the scheduler's own context */
@@ -254,6 +278,14 @@ struct coil__sched {
     void *altstack;
     const void *root_stack_lo;
     size_t root_stack_size;
+    /* In a group of schedulers (coil_run_group; NULL under coil_run): which
+     * one this is, and the messages other threads send it (src/group.c). */
+    struct coil__group *group;
+    unsigned index;
+    struct coil__msg *inbox; /* a stack pushed with CAS, taken whole */
+    int sleeping;            /* blocked (or about to) in backend->wait */
+    unsigned deadlock_seen;  /* the group's deadlock_gen last acted on */
+    int start_err;
 };
 
 /* The scheduler of the calling thread, or NULL outside coil_run. */
@@ -296,6 +328,76 @@ static inline bool coil__deadline_passed(int64_t deadline) {
 }
 
 const char *coil__wait_name(enum coil__wait kind);
+
+/* Lets another thread run (sched_yield, SwitchToThread): a spinning waiter
+ * whose lock holder may not be on a CPU. */
+void coil__cpu_yield(void);
+
+/* ---- groups of schedulers (src/group.c) ------------------------------- */
+
+/* A group of schedulers, one per thread (coil_run_group). */
+struct coil__group {
+    unsigned n;
+    struct coil__sched **scheds; /* n, by index; scheds[0] runs on the caller's thread */
+    uint64_t serial0;            /* scheds[i]->serial == serial0 + i */
+    size_t nlive;                /* tasklets alive in the whole group (atomic) */
+    unsigned next_spawn;         /* coil_spawn_on(COIL_SCHED_NEXT): round robin (atomic) */
+    long inflight;               /* messages posted and not yet run (atomic) */
+    /* Idle bookkeeping, for the group's deadlock detector (under lock). */
+    pthread_mutex_t lock;
+    unsigned stalled;            /* schedulers with nothing but a message to wait for */
+    unsigned deadlock_gen;       /* bumped for each deadlock step the schedulers take (atomic) */
+    bool deadlock;               /* the first step was taken */
+    int start_err;               /* a scheduler could not be set up (atomic) */
+    unsigned started, finished;  /* schedulers at each barrier (under lock) */
+};
+
+/* Sends m to scheduler s (another thread's, or this one's): m->fn(s, m) runs
+ * in s's loop. Wakes s if it sleeps. */
+void coil__msg_post(struct coil__sched *s, struct coil__msg *m);
+/* Runs the messages sent to s, in the order each sender sent them. */
+void coil__inbox_run(struct coil__sched *s);
+static inline bool coil__inbox_pending(const struct coil__sched *s) {
+    return __atomic_load_n(&s->inbox, __ATOMIC_RELAXED) != NULL;
+}
+/* Wakes t, parked on this or another scheduler of the group, with result;
+ * the caller has taken t off what it waited on (and won wait_claim). */
+void coil__wake_any(struct coil__tasklet *t, int result);
+/* A call on another scheduler: fn runs on target's thread and ends by
+ * waking x->caller (coil__wake_any) with the result, now or later. */
+struct coil__xcall {
+    struct coil__msg msg;
+    struct coil__tasklet *caller;
+    void *arg;
+    int64_t value; /* fn's 64-bit answer, beside the wake's int */
+};
+/* Parks the calling tasklet t until fn(target, x) wakes it; returns that
+ * result. Not cut short by a kill or a timeout: fn answers within a round
+ * of target's. */
+int coil__xcall(struct coil__tasklet *t, struct coil__sched *target,
+                void (*fn)(struct coil__sched *s, struct coil__msg *m), struct coil__xcall *x);
+/* The scheduler of the calling thread's group that owns tasklet id, or NULL
+ * when id cannot name a tasklet of the group. */
+struct coil__sched *coil__sched_of(const struct coil__sched *s, coil_id id);
+/* The scheduler of s's group whose serial is serial, or NULL. */
+struct coil__sched *coil__sched_by_serial(const struct coil__sched *s, uint64_t serial);
+/* The loop's group duties: s has nothing that can wake it but another
+ * thread; returns after s may have work (a message, the group's end, a
+ * deadlock notice). */
+void coil__group_idle(struct coil__sched *s, int64_t next, bool stalled);
+/* sched.c, for the detector: marks the joins on a cycle, every scheduler of
+ * g stalled. */
+void coil__group_find_cycles(struct coil__group *g);
+/* Spawns on s, the calling thread's scheduler (coil_spawn without its checks). */
+coil_id coil__spawn_here(struct coil__sched *s, coil_fn fn, void *arg, const coil_spawn_opts *opts);
+bool coil__group_live(const struct coil__sched *s);
+void coil__group_tasklet_born(struct coil__sched *s);
+void coil__group_tasklet_ended(struct coil__sched *s);
+/* sched.c, for the group: set up, run, tear down one scheduler. */
+int coil__sched_setup(struct coil__sched *s, struct coil__group *g, unsigned index);
+int coil__sched_main(struct coil__sched *s, coil_fn main, void *arg);
+int coil__sched_teardown(struct coil__sched *s, int err);
+void coil__sched_deadlock_step(struct coil__sched *s);
 
 /* ---- stacks (src/stack.c) ---------------------------------------------- */
 

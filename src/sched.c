@@ -124,12 +124,16 @@ void coil__interrupt(struct coil__tasklet *t, int err) {
 
 __attribute__((noreturn)) static void tasklet_exit(struct coil__sched *s, struct coil__tasklet *t) {
     struct coil__link *l;
-    while ((l = coil__list_pop_front(&t->joiners)) != NULL)
-        coil__wake(coil__container_of(l, struct coil__joiner, link)->t, 0);
+    while ((l = coil__list_pop_front(&t->joiners)) != NULL) {
+        struct coil__joiner *j = coil__container_of(l, struct coil__joiner, link);
+        j->linked = false;
+        coil__wake_any(j->t, 0);
+    }
     ids_del(s, t->id);
     coil__timer_remove(&s->timers, &t->timer);
     coil__list_remove(&s->all, &t->all);
     s->nlive--;
+    if (s->group) coil__group_tasklet_ended(s);
     t->state = COIL__DONE;
     s->reap = t;
     struct coil__tasklet *next = NULL;
@@ -173,7 +177,9 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
     struct coil__tasklet *t = coil__stack_get(s, size, &err);
     if (!t) return err;
     t->sched = s;
-    t->id = s->next_id++;
+    /* Ids of a group: scheduler i of n hands out i+1, n+i+1, 2n+i+1, ...
+     * (one scheduler: 1, 2, 3, ...), so an id names its scheduler. */
+    t->id = s->group ? (s->next_id++ - 1) * (coil_id)s->group->n + s->index + 1 : s->next_id++;
     t->fn = fn;
     t->arg = arg;
     t->timer.index = COIL__TIMER_IDLE;
@@ -188,8 +194,16 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
     ids_put(s, t);
     coil__list_push_back(&s->all, &t->all);
     s->nlive++;
+    if (s->group) coil__group_tasklet_born(s);
     coil__runq_push(s, t);
     return t->id;
+}
+
+coil_id coil__spawn_here(struct coil__sched *s, coil_fn fn, void *arg, const coil_spawn_opts *opts) {
+    int saved_errno = errno;
+    coil_id id = spawn(s, fn, arg, opts);
+    errno = saved_errno;
+    return id;
 }
 
 coil_id coil_spawn(coil_fn fn, void *arg, const coil_spawn_opts *opts) {
@@ -237,6 +251,47 @@ static bool join_unwait(struct coil__tasklet *t, int err) {
     return true;
 }
 
+/* Whether id was handed out by s (ids of a group: see spawn). */
+static bool id_issued(const struct coil__sched *s, coil_id id) {
+    if (id <= 0) return false;
+    coil_id seq = s->group ? (id - 1) / (coil_id)s->group->n + 1 : id;
+    return seq < s->next_id;
+}
+
+/* A join of a tasklet of another scheduler: that scheduler links j into its
+ * target's joiners (or answers at once), and takes it off again when the
+ * joiner's deadline passes first (the joiner stays parked until then, since
+ * j lives in its frame). Each runs on the target's thread, so the target's
+ * exit, the link and the unlink are ordered, and the joiner is woken once. */
+static void join_link_remote(struct coil__sched *s, struct coil__msg *m) {
+    struct coil__joiner *j = coil__container_of(m, struct coil__joiner, link_msg);
+    struct coil__tasklet *target = ids_get(s, j->id);
+    if (!target) {
+        coil__wake_any(j->t, id_issued(s, j->id) ? 0 : -ESRCH);
+        return;
+    }
+    j->target = target;
+    j->linked = true;
+    coil__list_push_front(&target->joiners, &j->link);
+}
+
+static void join_unlink_remote(struct coil__sched *s, struct coil__msg *m) {
+    (void)s;
+    struct coil__joiner *j = coil__container_of(m, struct coil__joiner, unlink_msg);
+    if (!j->linked) return; /* the target ended: its exit has woken the joiner */
+    j->linked = false;
+    coil__list_remove(&j->target->joiners, &j->link);
+    coil__wake_any(j->t, j->unlink_err);
+}
+
+static bool join_unwait_remote(struct coil__tasklet *t, int err) {
+    struct coil__joiner *j = t->wait_obj;
+    j->unlink_err = err;
+    j->unlink_msg.fn = join_unlink_remote;
+    coil__msg_post(coil__sched_of(t->sched, j->id), &j->unlink_msg);
+    return false; /* the target's scheduler wakes t */
+}
+
 /* A join is the wait of cleanup ("spawn, join, free"): a kill does not cut
  * it short, and a killed tasklet may start one (see coil_join in coil.h). */
 int coil_join(coil_id id, int64_t deadline) {
@@ -244,10 +299,19 @@ int coil_join(coil_id id, int64_t deadline) {
     if (!t) return -EPERM;
     struct coil__sched *s = t->sched;
     if (id == t->id) return -EDEADLK;
+    struct coil__sched *owner = s->group ? coil__sched_of(s, id) : s;
+    if (!owner) return -ESRCH;
+    if (owner != s) {
+        if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
+        struct coil__joiner j = {.t = t, .id = id};
+        j.link_msg.fn = join_link_remote;
+        coil__msg_post(owner, &j.link_msg);
+        return coil__park(t, COIL__WAIT_JOIN, &j, 0, join_unwait_remote, deadline);
+    }
     struct coil__tasklet *target = ids_get(s, id);
-    if (!target) return id > 0 && id < s->next_id ? 0 : -ESRCH;
+    if (!target) return id_issued(s, id) ? 0 : -ESRCH;
     if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
-    struct coil__joiner j = {.t = t, .target = target};
+    struct coil__joiner j = {.t = t, .target = target, .id = id};
     coil__list_push_front(&target->joiners, &j.link);
     return coil__park(t, COIL__WAIT_JOIN, &j, 0, join_unwait, deadline);
 }
@@ -260,9 +324,26 @@ static void kill_one(struct coil__tasklet *t) {
     if (t->wait_kind != COIL__WAIT_JOIN) coil__interrupt(t, -ECANCELED);
 }
 
+static void kill_remote(struct coil__sched *s, struct coil__msg *m) {
+    struct coil__xcall *x = coil__container_of(m, struct coil__xcall, msg);
+    struct coil__tasklet *t = ids_get(s, x->value);
+    if (t) kill_one(t);
+    coil__wake_any(x->caller, t ? 0 : -ESRCH);
+}
+
 int coil_kill(coil_id id) {
-    if (!coil__self()) return -EPERM;
-    struct coil__tasklet *t = ids_get(coil__sched_cur, id);
+    struct coil__tasklet *self = coil__self();
+    if (!self) return -EPERM;
+    struct coil__sched *s = self->sched;
+    if (s->group) {
+        struct coil__sched *owner = coil__sched_of(s, id);
+        if (!owner) return -ESRCH;
+        if (owner != s) {
+            struct coil__xcall x = {.value = id};
+            return coil__xcall(self, owner, kill_remote, &x);
+        }
+    }
+    struct coil__tasklet *t = ids_get(s, id);
     if (!t) return -ESRCH;
     kill_one(t);
     return 0;
@@ -327,10 +408,13 @@ static struct coil__tasklet *join_target(const struct coil__tasklet *t) {
     return ((const struct coil__joiner *)t->wait_obj)->target;
 }
 
-/* Whether following t's join target, and that one's, comes back to t. */
-static bool join_on_cycle(const struct coil__sched *s, const struct coil__tasklet *t) {
+/* Whether following t's join target, and that one's, comes back to t; at
+ * most `live` steps (the tasklets there are). In a group the chain may cross
+ * schedulers: only the detector follows it then, while every scheduler is
+ * stalled (coil__group_find_cycles). */
+static bool join_on_cycle(const struct coil__tasklet *t, size_t live) {
     const struct coil__tasklet *u = join_target(t);
-    for (size_t steps = 0; u && steps < s->nlive; steps++, u = join_target(u))
+    for (size_t steps = 0; u && steps < live; steps++, u = join_target(u))
         if (u == t) return true;
     return false;
 }
@@ -341,6 +425,27 @@ static bool waking_pending(const struct coil__sched *s) {
     return s->offload_pending > 0 || s->backend->busy(s);
 }
 
+static void deadlock_report(struct coil__sched *s) {
+    flockfile(stderr);
+    if (s->group)
+        fprintf(stderr, "coil: deadlock: scheduler %u of %u:\n", s->index, s->group->n);
+    else
+        fprintf(stderr, "coil: deadlock: every tasklet is waiting and nothing can wake them\n");
+    coil__dump_sched(s, stderr);
+    fflush(stderr);
+    funlockfile(stderr);
+}
+
+static void break_cycles(struct coil__sched *s) {
+    coil__list_each(l, &s->all) {
+        struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, all);
+        if (t->deadlock_cycle) {
+            t->deadlock_cycle = false;
+            coil__interrupt(t, -EDEADLK);
+        }
+    }
+}
+
 /* Every live tasklet waits, no timer is armed and no I/O is in flight: nothing
  * can ever wake them. Report it like Go's "all goroutines are asleep", then
  * kill them all so that they unwind through their own cleanup. A kill leaves
@@ -349,9 +454,7 @@ static bool waking_pending(const struct coil__sched *s) {
  * them: they return -EDEADLK. */
 static void deadlock(struct coil__sched *s) {
     if (!s->deadlock) {
-        fprintf(stderr, "coil: deadlock: every tasklet is waiting and nothing can wake them\n");
-        coil__dump_sched(s, stderr);
-        fflush(stderr);
+        deadlock_report(s);
         s->deadlock = true;
         kill_all(s);
         if (s->runq.len || waking_pending(s)) return;
@@ -362,12 +465,36 @@ static void deadlock(struct coil__sched *s) {
      * them still waits until that one has finished its cleanup. */
     coil__list_each(l, &s->all) {
         struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, all);
-        t->deadlock_cycle = join_on_cycle(s, t);
+        t->deadlock_cycle = join_on_cycle(t, s->nlive);
     }
-    coil__list_each(l, &s->all) {
-        struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, all);
-        if (t->deadlock_cycle) coil__interrupt(t, -EDEADLK);
+    break_cycles(s);
+}
+
+/* A group's deadlock, step by step: the detector (src/group.c) found every
+ * scheduler stalled with no message in flight and bumped deadlock_gen; each
+ * scheduler then takes the step on its own thread. The first reports and
+ * kills, as on one scheduler; a later one breaks the joins the detector
+ * marked as lying on a cycle. */
+void coil__sched_deadlock_step(struct coil__sched *s) {
+    if (!s->deadlock) {
+        s->deadlock = true;
+        deadlock_report(s);
+        kill_all(s);
+    } else {
+        break_cycles(s);
     }
+}
+
+/* The detector's second step: with every scheduler of g stalled (their
+ * tasklets cannot change), marks the joins that lie on a cycle, across
+ * schedulers. */
+void coil__group_find_cycles(struct coil__group *g) {
+    size_t live = __atomic_load_n(&g->nlive, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < g->n; i++)
+        coil__list_each(l, &g->scheds[i]->all) {
+            struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, all);
+            t->deadlock_cycle = join_on_cycle(t, live);
+        }
 }
 
 /* The tasklets did not finish within the grace after a shutdown signal:
@@ -384,11 +511,13 @@ __attribute__((noreturn)) static void shutdown_overdue(struct coil__sched *s) {
 }
 
 static void loop(struct coil__sched *s) {
-    while (s->nlive > 0) {
+    while (s->nlive > 0 || (s->group && coil__group_live(s))) {
         if (COIL_UNLIKELY(coil__dump_requests != s->dump_seen)) {
             s->dump_seen = coil__dump_requests;
+            flockfile(stderr);
             coil__dump_sched(s, stderr);
             fflush(stderr);
+            funlockfile(stderr);
         }
         if (COIL_UNLIKELY(coil__shutdown_requests != s->shutdown_seen)) {
             /* SIGINT/SIGTERM: cancel everything, let every tasklet unwind. */
@@ -399,6 +528,14 @@ static void loop(struct coil__sched *s) {
             }
             s->interrupted = true;
             kill_all(s);
+        }
+        if (s->group) {
+            if (coil__inbox_pending(s)) coil__inbox_run(s);
+            unsigned gen = __atomic_load_n(&s->group->deadlock_gen, __ATOMIC_ACQUIRE);
+            if (COIL_UNLIKELY(gen != s->deadlock_seen)) {
+                s->deadlock_seen = gen;
+                coil__sched_deadlock_step(s);
+            }
         }
         /* Offload results are collected every round, without a system call:
          * the eventfd only wakes a scheduler that is blocked. */
@@ -414,16 +551,23 @@ static void loop(struct coil__sched *s) {
             s->backend->poll(s);
         } else {
             int64_t next = coil__timers_next(&s->timers);
-            if (next < 0 && !waking_pending(s)) {
+            bool stalled = next < 0 && !waking_pending(s);
+            if (stalled && !s->group) {
                 deadlock(s);
                 continue;
             }
             if (COIL_UNLIKELY(s->interrupted) && s->shutdown_deadline >= 0 &&
                 (next < 0 || next > s->shutdown_deadline))
                 next = s->shutdown_deadline;
-            int err = s->backend->wait(s, next);
-            COIL_ASSERT(err == 0, "the backend can always wait");
-            if (!s->runq.len) continue; /* a timer is due, or a signal came */
+            if (s->group) {
+                /* Another thread may wake this one: a message, the group's
+                 * end, a deadlock step. */
+                coil__group_idle(s, next, stalled);
+            } else {
+                int err = s->backend->wait(s, next);
+                COIL_ASSERT(err == 0, "the backend can always wait");
+            }
+            if (!s->runq.len) continue; /* a timer is due, or a signal or message came */
             s->round_start = coil_now();
         }
         s->budget = s->runq.len > BUDGET_MIN ? (long)s->runq.len : BUDGET_MIN;
@@ -507,27 +651,40 @@ const char *coil_backend_name(void) {
     return probed_name;
 }
 
-static int run(coil_fn main, void *arg);
-
 int coil_run(coil_fn main, void *arg) {
     if (!main) return -EINVAL;
     if (coil__sched_cur) return -EBUSY;
     int saved_errno = errno; /* the scheduler's own system calls set it */
-    int err = run(main, arg);
+    struct coil__sched *s = calloc(1, sizeof *s);
+    int err = s ? coil__sched_setup(s, NULL, 0) : -ENOMEM;
+    if (!err) err = coil__sched_teardown(s, coil__sched_main(s, main, arg));
+    else free(s);
     errno = saved_errno;
     return err;
 }
 
-static int run(coil_fn main, void *arg) {
-    struct coil__sched *s = calloc(1, sizeof *s);
-    if (!s) return -ENOMEM;
+/* The parts of a scheduler's life that its thread's state needs undone:
+ * kept here between setup and teardown. */
+struct thread_state {
+#ifndef _WIN32
+    sigset_t pipe_set, old_mask;
+    bool pipe_was_pending;
+#endif
+};
+static __thread struct thread_state thread_state;
+
+/* Sets s up on the calling thread (index in group g, or g NULL); on failure
+ * s is left for the caller to free. */
+int coil__sched_setup(struct coil__sched *s, struct coil__group *g, unsigned index) {
 #ifdef _WIN32
     s->page = coil__page_size();
 #else
     s->page = (size_t)sysconf(_SC_PAGESIZE);
 #endif
+    s->group = g;
+    s->index = index;
     s->next_id = 1;
-    s->serial = atomic_fetch_add(&sched_serial, 1) + 1;
+    s->serial = g ? g->serial0 + index : atomic_fetch_add(&sched_serial, 1) + 1;
     s->errno_ptr = &errno;
     s->root.sched = s;
     s->root.state = COIL__RUNNING;
@@ -535,14 +692,10 @@ static int run(coil_fn main, void *arg) {
     strcpy(s->root.name, "scheduler");
     s->current = &s->root;
     int err = coil__signal_wake_init();
-    if (err) {
-        free(s);
-        return err;
-    }
+    if (err) return err;
     err = backend_choose(s, &s->backend);
     if (err) {
         coil__signal_wake_release();
-        free(s);
         return err;
     }
     /* Read before the handler goes in, so that a signal caught in between is
@@ -554,26 +707,41 @@ static int run(coil_fn main, void *arg) {
      * that runs it, and there is no MSG_NOSIGNAL for pipes. Block it on this
      * thread while the scheduler runs: the call returns -EPIPE instead, and
      * the pending signal is discarded before the mask is restored. */
-    sigset_t pipe_set, old_mask;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+    struct thread_state *ts = &thread_state;
+    sigemptyset(&ts->pipe_set);
+    sigaddset(&ts->pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &ts->pipe_set, &ts->old_mask);
     sigset_t pending;
     sigpending(&pending);
-    bool pipe_was_pending = sigismember(&pending, SIGPIPE);
+    ts->pipe_was_pending = sigismember(&pending, SIGPIPE);
 #endif
-    err = coil__overflow_guard_init(s);
+    s->start_err = coil__overflow_guard_init(s);
     coil__sched_cur = s;
-    if (!err) {
+    s->dump_seen = coil__dump_requests;
+    return 0;
+}
+
+/* Runs s's loop until its tasklets (a group: every tasklet of the group)
+ * have finished, main first spawned here if not NULL. Returns the result
+ * of coil_run for this scheduler. */
+int coil__sched_main(struct coil__sched *s, coil_fn main, void *arg) {
+    int err = s->start_err;
+    if (!err && main) {
         coil_spawn_opts opts = {.name = "main"};
         coil_id id = spawn(s, main, arg, &opts);
         if (id < 0) err = (int)id;
     }
+    if (!err && s->group) err = __atomic_load_n(&s->group->start_err, __ATOMIC_ACQUIRE);
     if (!err) {
-        s->dump_seen = coil__dump_requests;
         loop(s);
         err = s->interrupted ? -EINTR : s->deadlock ? -EDEADLK : 0;
     }
+    return err;
+}
+
+/* Undoes coil__sched_setup and frees s; returns err, or -EINTR for a
+ * shutdown signal that came as the last tasklet ended. */
+int coil__sched_teardown(struct coil__sched *s, int err) {
     COIL_ASSERT(!s->reap && !s->nlive && !s->timers.len, "coil_run ends with nothing left");
     coil__stack_pool_drain(s);
     coil__timers_free(&s->timers);
@@ -590,12 +758,13 @@ static int run(coil_fn main, void *arg) {
     if (!err && __atomic_load_n(&coil__shutdown_requests, __ATOMIC_RELAXED) != s->shutdown_seen)
         err = -EINTR;
 #ifndef _WIN32
-    if (!pipe_was_pending && !sigismember(&old_mask, SIGPIPE)) {
+    struct thread_state *ts = &thread_state;
+    if (!ts->pipe_was_pending && !sigismember(&ts->old_mask, SIGPIPE)) {
         struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE) {
+        while (sigtimedwait(&ts->pipe_set, NULL, &zero) == SIGPIPE) {
         }
     }
-    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    pthread_sigmask(SIG_SETMASK, &ts->old_mask, NULL);
 #endif
     s->backend->fini(s);
     coil__fd_table_free(s);
