@@ -42,10 +42,10 @@ struct waiter {
     struct coil__link link; /* in its channel's senders or receivers */
     struct coil__tasklet *t;
     coil_chan *ch;
-    void *elem; /* send: the element to copy from; receive: where to copy to */
-    int err;    /* send_error: the positive errno to deliver instead */
-    int op;     /* COIL_CHOOSE_SEND or COIL_CHOOSE_RECV */
-    int index;  /* clause index in a choose; -1 for a single operation */
+    void *elem;  /* send: the element to copy from; receive: where to copy to */
+    int err;     /* send_error: the positive errno to deliver instead */
+    int op;      /* COIL_CHOOSE_SEND or COIL_CHOOSE_RECV */
+    int index;   /* clause index in a choose; -1 for a single operation */
     bool linked; /* in its queue (shared channel: read under its lock) */
 };
 _Static_assert(sizeof(struct waiter) <= sizeof(((coil_clause *)0)->coil__private),

@@ -42,8 +42,10 @@ static double secs(int64_t ns) {
 int coil__dump_sched(struct coil__sched *s, FILE *out) {
     int64_t now = coil_now();
     int n = 0;
-    if (s->group) fprintf(out, "coil: scheduler %u of %u: ", s->index, s->group->n);
-    else fputs("coil: ", out);
+    if (s->group)
+        fprintf(out, "coil: scheduler %u of %u: ", s->index, s->group->n);
+    else
+        fputs("coil: ", out);
     fprintf(out, "%zu tasklet%s (backend %s, %zu runnable, %zu timers)\n", s->nlive,
             s->nlive == 1 ? "" : "s", s->backend->name, s->runq.len, s->timers.armed);
     if (s->backend->describe) s->backend->describe(s, out);
@@ -54,7 +56,8 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
             fprintf(out, " on %s", coil__wait_name((enum coil__wait)t->wait_kind));
             switch (t->wait_kind) {
             case COIL__WAIT_JOIN:
-                fprintf(out, " of tasklet %lld", (long long)((const struct coil__joiner *)t->wait_obj)->id);
+                fprintf(out, " of tasklet %lld",
+                        (long long)((const struct coil__joiner *)t->wait_obj)->id);
                 break;
             case COIL__WAIT_IO: {
                 static const char *const names[] = {"?",       "read",    "write",   "recv",

@@ -191,7 +191,12 @@ void coil__group_idle(struct coil__sched *s, int64_t next, bool stalled) {
 #elif defined(__aarch64__)
             __asm__ __volatile__("yield");
 #endif
-            if ((i & 63) == 63 && coil_now() >= until) break;
+            if ((i & 63) == 63) {
+                if (coil_now() >= until) break;
+                /* More runnable threads than CPUs: the sender may be
+                 * waiting for this CPU. */
+                coil__cpu_yield();
+            }
         }
         if (nudged(s)) return;
     }
@@ -251,11 +256,19 @@ static void *member_run(void *p) {
                                     __ATOMIC_SEQ_CST);
     }
     g->scheds[mb->index] = s;
+    /* main counts in the group before any scheduler can see the group
+     * empty and end. */
+    if (s && mb->index == 0 && (err = coil__sched_spawn_main(s, mb->main, mb->arg)) != 0)
+        __atomic_store_n(&g->start_err, err, __ATOMIC_SEQ_CST);
     /* Every scheduler exists before any tasklet runs (a tasklet may send to
      * any of them at once), and a failure stops them all. */
     barrier(g, &g->started);
     if (s) {
-        err = coil__sched_main(s, mb->index == 0 ? mb->main : NULL, mb->arg);
+        err = __atomic_load_n(&g->start_err, __ATOMIC_SEQ_CST);
+        if (!err)
+            err = coil__sched_loop(s);
+        else if (mb->index == 0 && s->nlive)
+            coil__sched_unspawn_main(s);
         /* No scheduler tears its backend down while another may still wake
          * it (the one that ended the group kicks every other). */
         barrier(g, &g->finished);

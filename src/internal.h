@@ -345,11 +345,11 @@ struct coil__group {
     long inflight;               /* messages posted and not yet run (atomic) */
     /* Idle bookkeeping, for the group's deadlock detector (under lock). */
     pthread_mutex_t lock;
-    unsigned stalled;            /* schedulers with nothing but a message to wait for */
-    unsigned deadlock_gen;       /* bumped for each deadlock step the schedulers take (atomic) */
-    bool deadlock;               /* the first step was taken */
-    int start_err;               /* a scheduler could not be set up (atomic) */
-    unsigned started, finished;  /* schedulers at each barrier (under lock) */
+    unsigned stalled;           /* schedulers with nothing but a message to wait for */
+    unsigned deadlock_gen;      /* bumped for each deadlock step the schedulers take (atomic) */
+    bool deadlock;              /* the first step was taken */
+    int start_err;              /* a scheduler could not be set up (atomic) */
+    unsigned started, finished; /* schedulers at each barrier (under lock) */
 };
 
 /* Sends m to scheduler s (another thread's, or this one's): m->fn(s, m) runs
@@ -395,7 +395,9 @@ void coil__group_tasklet_born(struct coil__sched *s);
 void coil__group_tasklet_ended(struct coil__sched *s);
 /* sched.c, for the group: set up, run, tear down one scheduler. */
 int coil__sched_setup(struct coil__sched *s, struct coil__group *g, unsigned index);
-int coil__sched_main(struct coil__sched *s, coil_fn main, void *arg);
+int coil__sched_spawn_main(struct coil__sched *s, coil_fn main, void *arg);
+int coil__sched_loop(struct coil__sched *s);
+void coil__sched_unspawn_main(struct coil__sched *s);
 int coil__sched_teardown(struct coil__sched *s, int err);
 void coil__sched_deadlock_step(struct coil__sched *s);
 

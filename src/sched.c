@@ -127,7 +127,11 @@ __attribute__((noreturn)) static void tasklet_exit(struct coil__sched *s, struct
     while ((l = coil__list_pop_front(&t->joiners)) != NULL) {
         struct coil__joiner *j = coil__container_of(l, struct coil__joiner, link);
         j->linked = false;
-        coil__wake_any(j->t, 0);
+        /* A join of a group's deadlock cycle whose breaking message has not
+         * come yet: broken all the same (its target ended only because its
+         * own join on the cycle was broken). */
+        coil__wake_any(j->t,
+                       __atomic_load_n(&j->t->deadlock_cycle, __ATOMIC_RELAXED) ? -EDEADLK : 0);
     }
     ids_del(s, t->id);
     coil__timer_remove(&s->timers, &t->timer);
@@ -199,7 +203,8 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
     return t->id;
 }
 
-coil_id coil__spawn_here(struct coil__sched *s, coil_fn fn, void *arg, const coil_spawn_opts *opts) {
+coil_id coil__spawn_here(struct coil__sched *s, coil_fn fn, void *arg,
+                         const coil_spawn_opts *opts) {
     int saved_errno = errno;
     coil_id id = spawn(s, fn, arg, opts);
     errno = saved_errno;
@@ -306,14 +311,19 @@ int coil_join(coil_id id, int64_t deadline) {
         struct coil__joiner j = {.t = t, .id = id};
         j.link_msg.fn = join_link_remote;
         coil__msg_post(owner, &j.link_msg);
-        return coil__park(t, COIL__WAIT_JOIN, &j, 0, join_unwait_remote, deadline);
+        int rc = coil__park(t, COIL__WAIT_JOIN, &j, 0, join_unwait_remote, deadline);
+        /* a later join is on no cycle until the detector says so again */
+        __atomic_store_n(&t->deadlock_cycle, false, __ATOMIC_RELAXED);
+        return rc;
     }
     struct coil__tasklet *target = ids_get(s, id);
     if (!target) return id_issued(s, id) ? 0 : -ESRCH;
     if (coil__deadline_passed(deadline)) return -ETIMEDOUT;
     struct coil__joiner j = {.t = t, .target = target, .id = id};
     coil__list_push_front(&target->joiners, &j.link);
-    return coil__park(t, COIL__WAIT_JOIN, &j, 0, join_unwait, deadline);
+    int rc = coil__park(t, COIL__WAIT_JOIN, &j, 0, join_unwait, deadline);
+    if (COIL_UNLIKELY(s->group)) __atomic_store_n(&t->deadlock_cycle, false, __ATOMIC_RELAXED);
+    return rc;
 }
 
 /* Marks t killed and cancels the wait it is in, unless that is a join: a
@@ -436,11 +446,15 @@ static void deadlock_report(struct coil__sched *s) {
     funlockfile(stderr);
 }
 
+/* Interrupts the joins marked as lying on a cycle. On one scheduler the
+ * marks are cleared here; in a group they stay until the detector's next
+ * pass, since a target on another scheduler that ends reads them (see
+ * tasklet_exit). */
 static void break_cycles(struct coil__sched *s) {
     coil__list_each(l, &s->all) {
         struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, all);
-        if (t->deadlock_cycle) {
-            t->deadlock_cycle = false;
+        if (__atomic_load_n(&t->deadlock_cycle, __ATOMIC_RELAXED)) {
+            if (!s->group) t->deadlock_cycle = false;
             coil__interrupt(t, -EDEADLK);
         }
     }
@@ -493,7 +507,7 @@ void coil__group_find_cycles(struct coil__group *g) {
     for (unsigned i = 0; i < g->n; i++)
         coil__list_each(l, &g->scheds[i]->all) {
             struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, all);
-            t->deadlock_cycle = join_on_cycle(t, live);
+            __atomic_store_n(&t->deadlock_cycle, join_on_cycle(t, live), __ATOMIC_RELAXED);
         }
 }
 
@@ -657,8 +671,11 @@ int coil_run(coil_fn main, void *arg) {
     int saved_errno = errno; /* the scheduler's own system calls set it */
     struct coil__sched *s = calloc(1, sizeof *s);
     int err = s ? coil__sched_setup(s, NULL, 0) : -ENOMEM;
-    if (!err) err = coil__sched_teardown(s, coil__sched_main(s, main, arg));
-    else free(s);
+    if (!err) {
+        err = coil__sched_spawn_main(s, main, arg);
+        err = coil__sched_teardown(s, err ? err : coil__sched_loop(s));
+    } else
+        free(s);
     errno = saved_errno;
     return err;
 }
@@ -721,22 +738,35 @@ int coil__sched_setup(struct coil__sched *s, struct coil__group *g, unsigned ind
     return 0;
 }
 
-/* Runs s's loop until its tasklets (a group: every tasklet of the group)
- * have finished, main first spawned here if not NULL. Returns the result
- * of coil_run for this scheduler. */
-int coil__sched_main(struct coil__sched *s, coil_fn main, void *arg) {
+/* Spawns main(arg) as s's first tasklet, "main". */
+int coil__sched_spawn_main(struct coil__sched *s, coil_fn main, void *arg) {
     int err = s->start_err;
-    if (!err && main) {
+    if (!err) {
         coil_spawn_opts opts = {.name = "main"};
         coil_id id = spawn(s, main, arg, &opts);
         if (id < 0) err = (int)id;
     }
-    if (!err && s->group) err = __atomic_load_n(&s->group->start_err, __ATOMIC_ACQUIRE);
-    if (!err) {
-        loop(s);
-        err = s->interrupted ? -EINTR : s->deadlock ? -EDEADLK : 0;
-    }
     return err;
+}
+
+/* The group could not start: takes back the main tasklet that
+ * coil__sched_spawn_main made and that never ran. */
+void coil__sched_unspawn_main(struct coil__sched *s) {
+    struct coil__tasklet *t = coil__runq_pop(s);
+    COIL_ASSERT(t && !s->runq.len && s->nlive == 1, "only main was spawned");
+    ids_del(s, t->id);
+    coil__timer_remove(&s->timers, &t->timer);
+    coil__list_remove(&s->all, &t->all);
+    s->nlive--;
+    if (s->group) __atomic_sub_fetch(&s->group->nlive, 1, __ATOMIC_RELAXED);
+    coil__stack_put(s, t);
+}
+
+/* Runs s's loop until its tasklets (in a group: every tasklet of the group)
+ * have finished. Returns the result of coil_run for this scheduler. */
+int coil__sched_loop(struct coil__sched *s) {
+    loop(s);
+    return s->interrupted ? -EINTR : s->deadlock ? -EDEADLK : 0;
 }
 
 /* Undoes coil__sched_setup and frees s; returns err, or -EINTR for a
