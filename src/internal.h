@@ -546,7 +546,7 @@ void coil__fd_cancel_ops(struct coil__sched *s, struct coil__fd *f);
 ssize_t coil__recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
 ssize_t coil__sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
 
-/* ---- interposition (src/install.c patches, src/wrap.c wraps) ----------- */
+/* ---- interposition (src/unix/install.c patches, src/unix/wrap.c wraps) */
 
 /* A libc function coil_install diverts, and the wrapper it is diverted to. */
 struct coil__wrap {
@@ -581,7 +581,7 @@ int coil__offload_start(struct coil__sched *s, struct coil__job *j);
 void coil__offload_reap(struct coil__sched *s);
 void coil__offload_fini(struct coil__sched *s);
 
-/* ---- signals (src/signal.c) -------------------------------------------- */
+/* ---- signals (src/unix/signal.c, src/win/signal.c) ---------------------- */
 
 /* Counters bumped by signal handlers, and an eventfd (-1 until first needed)
  * that every scheduler's backend watches so that a signal wakes it. */

@@ -1,5 +1,5 @@
 /*
- * coil_install's wrappers: what each diverted libc call does (src/install.c
+ * coil_install's wrappers: what each diverted libc call does (src/unix/install.c
  * diverts them).
  *
  * What a wrapper does. Outside a tasklet (before coil_run, on another thread
@@ -675,7 +675,7 @@ static int w___ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts
     return w_ppoll(fds, n, ts, mask);
 }
 
-/* ---- the table the patcher (src/install.c) diverts calls by -------------------- */
+/* ---- the table the patcher (src/unix/install.c) diverts calls by ---------------- */
 
 #define WRAP(name)                                                                                 \
     { #name, (void *)w_##name }
