@@ -297,7 +297,7 @@ static inline bool coil__deadline_passed(int64_t deadline) {
 
 const char *coil__wait_name(enum coil__wait kind);
 
-/* ---- stacks (src/stack.c) ---------------------------------------------- */
+/* ---- stacks (src/stack.c; mapping: src/unix/stack.c, src/win/stack.c) --- */
 
 /* Takes a stack of stack_size usable bytes (a page multiple) from the pool or
  * maps a new one, and returns the tasklet record at its top (zeroed but for
@@ -307,6 +307,11 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
 void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t);
 /* Unmaps every pooled stack. */
 void coil__stack_pool_drain(struct coil__sched *s);
+/* The platform's part (src/unix/stack.c, src/win/stack.c): maps map_len
+ * bytes for a stack whose lowest COIL__GUARD_SIZE bytes are its guard, or
+ * returns NULL with -errno in *err; and unmaps such a mapping. */
+char *coil__stack_map(struct coil__sched *s, size_t map_len, int *err);
+void coil__stack_unmap(char *map, size_t map_len);
 /* Lowest usable byte of t's stack (just above its guard page). */
 static inline char *coil__stack_lo(const struct coil__tasklet *t) {
     return t->map + t->map_len - t->stack_size;

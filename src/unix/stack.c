@@ -1,7 +1,8 @@
 /*
- * Tasklet stacks: mmap'd, a guard page below each, committed lazily by the
- * kernel as they are touched, pooled for fast spawn; and the SIGSEGV handler
- * that turns a hit on a guard page into a message naming the tasklet.
+ * Tasklet stacks on POSIX: mmap'd, a 64 KiB guard below each, committed
+ * lazily by the kernel as they are touched (the layout and the pool are
+ * src/stack.c's); and the SIGSEGV handler that turns a hit on a guard into a
+ * message naming the tasklet.
  */
 #include "internal.h"
 
@@ -12,21 +13,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-#if COIL_HAVE_VALGRIND_H
-#include <valgrind/valgrind.h>
-#else
-#define VALGRIND_STACK_REGISTER(lo, hi) 0u
-#define VALGRIND_STACK_DEREGISTER(id)   ((void)(id))
-#endif
-#if COIL_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-
-/* The tasklet record sits at the very top of the mapping, 64-byte aligned. */
-static size_t record_size(void) {
-    return (sizeof(struct coil__tasklet) + 63) & ~(size_t)63;
-}
 
 /* Linux 6.13 added guard regions: page-table markers that fault like
  * PROT_NONE without splitting the mapping. With them, neighbouring stacks
@@ -56,26 +42,8 @@ static int make_guard(char *lo, size_t len) {
     return mprotect(lo, len, PROT_NONE) == 0 ? 0 : -errno;
 }
 
-static struct coil__tasklet *record_of(char *map, size_t map_len) {
-    return (struct coil__tasklet *)(map + map_len - record_size());
-}
-
-struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, int *err_out) {
-    struct coil__tasklet *t;
-    if (stack_size == COIL_STACK_DEFAULT && !coil__slist_empty(&s->pool.q)) {
-        t = coil__container_of(coil__slist_pop_front(&s->pool.q), struct coil__tasklet, runq);
-        s->pool.len--;
-        char *map = t->map;
-        size_t map_len = t->map_len;
-        unsigned vg = t->vg_stack_id;
-        memset(t, 0, sizeof *t);
-        t->map = map;
-        t->map_len = map_len;
-        t->stack_size = stack_size;
-        t->vg_stack_id = vg;
-        return t;
-    }
-    size_t map_len = stack_size + COIL__GUARD_SIZE;
+char *coil__stack_map(struct coil__sched *s, size_t map_len, int *err_out) {
+    (void)s;
     /* MAP_NORESERVE: only touched pages count, so a million tasklets with
      * 256 KiB stacks do not need 256 GiB of commit. */
     char *map = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
@@ -90,41 +58,11 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
         munmap(map, map_len);
         return NULL;
     }
-    t = record_of(map, map_len);
-    memset(t, 0, sizeof *t);
-    t->map = map;
-    t->map_len = map_len;
-    t->stack_size = stack_size;
-    t->vg_stack_id = VALGRIND_STACK_REGISTER(map + COIL__GUARD_SIZE, map + map_len);
-    return t;
+    return map;
 }
 
-static void unmap(struct coil__tasklet *t) {
-    VALGRIND_STACK_DEREGISTER(t->vg_stack_id);
-    munmap(t->map, t->map_len);
-}
-
-void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
-#if COIL_ASAN
-    /* Frames of the finished tasklet leave poisoned redzones in the shadow
-     * memory; the next tasklet on this stack must not inherit them. */
-    __asan_unpoison_memory_region(coil__stack_lo(t), t->stack_size);
-#endif
-    if (t->stack_size == COIL_STACK_DEFAULT && s->pool.len < COIL__STACK_POOL_MAX) {
-        coil__slist_push_front(&s->pool.q, &t->runq);
-        s->pool.len++;
-        return;
-    }
-    unmap(t);
-}
-
-void coil__stack_pool_drain(struct coil__sched *s) {
-    struct coil__slink *l;
-    while ((l = coil__slist_pop_front(&s->pool.q)) != NULL) {
-        struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, runq);
-        unmap(t);
-    }
-    s->pool.len = 0;
+void coil__stack_unmap(char *map, size_t map_len) {
+    munmap(map, map_len);
 }
 
 /* ---- stack overflow ----------------------------------------------------- */
