@@ -476,6 +476,16 @@ struct coil__backend_ops {
     void (*describe)(const struct coil__sched *s, FILE *out);
 };
 
+/* A connect on a Unix socket whose listener's backlog is full fails with
+ * EAGAIN, and no readiness says when there is room (an unconnected Unix
+ * socket always polls writable): every backend tries such a connect again
+ * after COIL__CONNECT_RETRY_NS, until it succeeds, fails otherwise, or its
+ * deadline, a kill or a close ends it. */
+#define COIL__CONNECT_RETRY_NS (5 * COIL_MSEC)
+static inline bool coil__connect_retry(const struct coil__op *op, int res) {
+    return res == -EAGAIN && op->opcode == COIL__OP_CONNECT;
+}
+
 /* Called by a backend when op has finished with res (-errno or a count):
  * maps a requested cancellation to its error and wakes op's tasklet. */
 void coil__op_complete(struct coil__op *op, int res);
