@@ -401,7 +401,7 @@ void coil__sched_unspawn_main(struct coil__sched *s);
 int coil__sched_teardown(struct coil__sched *s, int err);
 void coil__sched_deadlock_step(struct coil__sched *s);
 
-/* ---- stacks (src/stack.c) ---------------------------------------------- */
+/* ---- stacks (src/stack.c; mapping: src/unix/stack.c, src/win/stack.c) --- */
 
 /* Takes a stack of stack_size usable bytes (a page multiple) from the pool or
  * maps a new one, and returns the tasklet record at its top (zeroed but for
@@ -411,6 +411,11 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
 void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t);
 /* Unmaps every pooled stack. */
 void coil__stack_pool_drain(struct coil__sched *s);
+/* The platform's part (src/unix/stack.c, src/win/stack.c): maps map_len
+ * bytes for a stack whose lowest COIL__GUARD_SIZE bytes are its guard, or
+ * returns NULL with -errno in *err; and unmaps such a mapping. */
+char *coil__stack_map(struct coil__sched *s, size_t map_len, int *err);
+void coil__stack_unmap(char *map, size_t map_len);
 /* Lowest usable byte of t's stack (just above its guard page). */
 static inline char *coil__stack_lo(const struct coil__tasklet *t) {
     return t->map + t->map_len - t->stack_size;
@@ -575,6 +580,16 @@ struct coil__backend_ops {
     void (*describe)(const struct coil__sched *s, FILE *out);
 };
 
+/* A connect on a Unix socket whose listener's backlog is full fails with
+ * EAGAIN, and no readiness says when there is room (an unconnected Unix
+ * socket always polls writable): every backend tries such a connect again
+ * after COIL__CONNECT_RETRY_NS, until it succeeds, fails otherwise, or its
+ * deadline, a kill or a close ends it. */
+#define COIL__CONNECT_RETRY_NS (5 * COIL_MSEC)
+static inline bool coil__connect_retry(const struct coil__op *op, int res) {
+    return res == -EAGAIN && op->opcode == COIL__OP_CONNECT;
+}
+
 /* Called by a backend when op has finished with res (-errno or a count):
  * maps a requested cancellation to its error and wakes op's tasklet. */
 void coil__op_complete(struct coil__op *op, int res);
@@ -632,7 +647,8 @@ void *coil__fd_table_grow(void *v, size_t *len, size_t elem, int fd);
 /* Forgets what was known of the file f named (not its ops in flight). */
 void coil__fd_reset(struct coil__fd *f);
 /* f's kind, learnt with a system call or two the first time (errno is left
- * alone); COIL__FD_UNKNOWN if fd is not open. */
+ * alone); COIL__FD_UNKNOWN if fd is not open. Per platform (src/unix/net.c,
+ * src/win/net.c). */
 enum coil__fd_kind coil__fd_learn_kind(struct coil__fd *f, int fd);
 static inline enum coil__fd_kind coil__fd_kind(struct coil__fd *f, int fd) {
     return COIL_LIKELY(f->kind) ? (enum coil__fd_kind)f->kind : coil__fd_learn_kind(f, fd);
@@ -650,7 +666,53 @@ void coil__fd_cancel_ops(struct coil__sched *s, struct coil__fd *f);
 ssize_t coil__recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
 ssize_t coil__sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
 
-/* ---- interposition (src/install.c patches, src/wrap.c wraps) ----------- */
+/* ---- the fd API's per-platform primitives (src/unix/net.c, src/win/net.c) */
+
+struct addrinfo;
+
+/* src/net.c is the fd API of every platform: argument checks, the ops, the
+ * message forms, dial and listen_on. What it asks of the system goes
+ * through these calls. Each returns 0 (or an fd), else -errno, and leaves
+ * errno alone. */
+
+/* A socket that coil's backend can drive (POSIX: close-on-exec; Windows:
+ * overlapped, not inherited, Winsock started). */
+int coil__sys_socket(int domain, int type, int protocol);
+int coil__sys_bind(int fd, const struct sockaddr *addr, socklen_t addrlen);
+int coil__sys_listen(int fd, int backlog);
+int coil__sys_shutdown(int fd, int how);
+int coil__sys_close(int fd);
+/* Options of a listening socket of family before its bind; wildcard: bound
+ * to every address (an IPv6 wildcard then takes IPv4 too). Failures are
+ * ignored: the bind says what matters. */
+void coil__sys_listener_options(int fd, int family, bool wildcard);
+/* 0 when fd is open (Windows: a socket), else -EBADF. */
+int coil__sys_fd_open(int fd);
+/* 0 when coil_read and coil_write serve fd; Windows: sockets only, another
+ * handle is -ENOTSUP, a number that names nothing -EBADF. */
+int coil__sys_rw_check(int fd);
+/* A transfer of zero bytes (opcode: COIL__OP_RECV, _SEND, _READ, _WRITE)
+ * never waits: the errors a non-blocking call would report, else 0. */
+ssize_t coil__sys_zero_length(int opcode, int fd, int flags);
+/* getaddrinfo, blocking (an offload worker calls it, or a literal address
+ * at once), its error as -errno: a name that is not found -ENOENT, a
+ * temporary failure -EAGAIN, out of memory -ENOMEM, others -EINVAL. */
+int coil__sys_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                          struct addrinfo **res);
+/* True when fd is at or above the number of fds a process may have open:
+ * it cannot be open, and no table grows for it. */
+bool coil__sys_fd_beyond_limit(int fd);
+
+/* The literal-address fast path (src/net.c), for coil_dial, coil_listen_on
+ * and coil_install's getaddrinfo: a numeric host and service ("127.0.0.1",
+ * "::1"; "8080") of one socket type (hints->ai_socktype set), without
+ * AI_ADDRCONFIG, answered at once on the calling thread. 0 with *res set,
+ * or -errno: -ENOENT when host is a name or the query is not one to answer
+ * here. errno is left alone. */
+int coil__resolve_literal(const char *host, const char *service, const struct addrinfo *hints,
+                          struct addrinfo **res);
+
+/* ---- interposition (src/unix/install.c patches, src/unix/wrap.c wraps) */
 
 /* A libc function coil_install diverts, and the wrapper it is diverted to. */
 struct coil__wrap {
@@ -685,7 +747,7 @@ int coil__offload_start(struct coil__sched *s, struct coil__job *j);
 void coil__offload_reap(struct coil__sched *s);
 void coil__offload_fini(struct coil__sched *s);
 
-/* ---- signals (src/signal.c) -------------------------------------------- */
+/* ---- signals (src/unix/signal.c, src/win/signal.c) ---------------------- */
 
 /* Counters bumped by signal handlers, and an eventfd (-1 until first needed)
  * that every scheduler's backend watches so that a signal wakes it. */

@@ -1,22 +1,21 @@
 /*
- * The blocking fd API: each call builds a struct coil__op in its own frame,
- * hands it to the backend and parks until the completion (coil__op_run), or
- * makes a system call that never blocks (socket, bind, listen, shutdown).
+ * The blocking fd API, written once for every platform: each call checks its
+ * arguments, builds a struct coil__op in its own frame, hands it to the
+ * backend and parks until the completion (coil__op_run), or makes a call
+ * that never blocks (socket, bind, listen, shutdown, close). What it asks of
+ * the system goes through the per-platform primitives (coil__sys_*:
+ * src/unix/net.c, src/win/net.c).
  */
 #include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 #ifndef _WIN32
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <netdb.h> /* Windows: ws2tcpip.h, through internal.h */
 #endif
 
-/* Linux caps one read/write at this (MAX_RW_COUNT), and results are ints. */
+/* Linux caps one read/write at this (MAX_RW_COUNT), results are ints, and
+ * Winsock takes ULONG lengths. */
 #define MAX_IO 0x7ffff000u
 
 /* ---- running operations ------------------------------------------------- */
@@ -154,9 +153,8 @@ void coil__fd_fresh(int fd, enum coil__fd_kind kind, bool tcp) {
     f->tcp = tcp;
 }
 
-/* Everything below is POSIX (coil__wait_fds serves coil_install's poll and
- * select); on Windows the calls are in src/win/net.c, built on the
- * operations above. */
+/* coil_install's poll and select wait here: POSIX only (the IOCP backend
+ * offers no readiness, and Windows has no coil_install). */
 #ifndef _WIN32
 
 static bool group_unwait(struct coil__tasklet *t, int err) {
@@ -218,6 +216,10 @@ int coil__wait_fds(const struct pollfd *fds, size_t n, int64_t deadline) {
     return res;
 }
 
+#endif /* !_WIN32 */
+
+/* ---- the calls ---------------------------------------------------------- */
+
 /* Entry checks shared by the blocking calls. */
 static int enter_io(struct coil__tasklet **t, int fd, const void *buf, size_t len) {
     if (!buf && len) return -EINVAL;
@@ -226,28 +228,13 @@ static int enter_io(struct coil__tasklet **t, int fd, const void *buf, size_t le
     return fd < 0 ? -EBADF : 0;
 }
 
-/* A zero-length transfer never waits (a blocking recv(2) of 0 bytes on TCP
- * would wait for data): one non-blocking system call reports the errors. */
-static ssize_t zero_length(int opcode, int fd, int flags) {
-    int saved = errno;
-    char dummy = 0;
-    ssize_t r;
-    switch (opcode) {
-    case COIL__OP_RECV: r = recv(fd, &dummy, 0, flags | MSG_DONTWAIT); break;
-    case COIL__OP_SEND: r = send(fd, &dummy, 0, flags | MSG_DONTWAIT); break;
-    case COIL__OP_READ: r = read(fd, &dummy, 0); break;
-    default: r = write(fd, &dummy, 0); break;
-    }
-    if (r < 0) r = errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
-    errno = saved;
-    return r;
-}
-
 static ssize_t run_io(int opcode, int fd, void *buf, size_t len, int flags, int64_t deadline) {
     struct coil__tasklet *t;
     int err = enter_io(&t, fd, buf, len);
     if (err) return err;
-    if (!len) return zero_length(opcode, fd, flags);
+    /* A zero-length transfer never waits (a blocking recv(2) of 0 bytes on
+     * TCP, or a WSARecv, would wait for data). */
+    if (!len) return coil__sys_zero_length(opcode, fd, flags);
     struct coil__op op = {.fd = fd, .opcode = (uint8_t)opcode, .deadline = deadline};
     op.u.io.buf = buf;
     op.u.io.len = len > MAX_IO ? MAX_IO : len;
@@ -257,71 +244,52 @@ static ssize_t run_io(int opcode, int fd, void *buf, size_t len, int flags, int6
 
 /* ---- calls that never block --------------------------------------------- */
 
-static int sys_result(int r) {
-    return r < 0 ? -errno : r;
-}
-
 int coil_socket(int domain, int type, int protocol) {
-    int saved = errno;
-    int r = sys_result(socket(domain, type | SOCK_CLOEXEC, protocol));
-    errno = saved;
-    if (r >= 0) {
-        bool stream = (type & 0xf) == SOCK_STREAM;
+    int fd = coil__sys_socket(domain, type, protocol);
+    if (fd >= 0) {
+        bool stream = (type & 0xf) == SOCK_STREAM; /* without SOCK_CLOEXEC and the like */
         bool tcp = stream && (domain == AF_INET || domain == AF_INET6) &&
                    (protocol == 0 || protocol == IPPROTO_TCP);
-        coil__fd_fresh(r, stream ? COIL__FD_STREAM : COIL__FD_UNKNOWN, tcp);
+        coil__fd_fresh(fd, stream ? COIL__FD_STREAM : COIL__FD_SOCKET, tcp);
     }
-    return r;
+    return fd;
 }
 
 int coil_bind(int fd, const struct sockaddr *addr, socklen_t addrlen) {
-    int saved = errno;
-    int r = sys_result(bind(fd, addr, addrlen));
-    errno = saved;
-    return r;
+    return coil__sys_bind(fd, addr, addrlen);
 }
 
 int coil_listen(int fd, int backlog) {
-    int saved = errno;
-    int r = sys_result(listen(fd, backlog));
-    errno = saved;
-    return r;
+    return coil__sys_listen(fd, backlog);
 }
 
 int coil_shutdown(int fd, int how) {
-    int saved = errno;
-    int r = sys_result(shutdown(fd, how));
-    errno = saved;
-    return r;
+    return coil__sys_shutdown(fd, how);
 }
 
 int coil_close(int fd) {
     struct coil__sched *s = coil__sched_cur;
-    int saved = errno;
     if (s && fd >= 0 && (size_t)fd < s->fds.len) {
         /* Wake every waiter at once: cancel its operation; the completion
          * (with -ECANCELED, mapped to -EBADF) wakes it. Then push every queued
          * SQE to the kernel before the number can be reused: a queued SQE
-         * names the fd by number until it is submitted. */
+         * names the fd by number until it is submitted. (IOCP: completions
+         * find their op by OVERLAPPED pointer, never by socket.) */
         struct coil__fd *f = &s->fds.v[fd];
         coil__fd_cancel_ops(s, f);
         s->backend->fd_closing(s, f);
         s->backend->flush(s);
         coil__fd_reset(f);
     }
-    int r = sys_result(close(fd));
-    errno = saved;
-    return r;
+    if (fd < 0) return -EBADF;
+    return coil__sys_close(fd);
 }
 
 int coil_set_timeout(int fd, int64_t ns) {
     struct coil__sched *s = coil__sched_cur;
     if (!s) return -EPERM;
-    int saved = errno;
-    int open = fd >= 0 && fcntl(fd, F_GETFD) >= 0;
-    errno = saved;
-    if (!open) return -EBADF;
-    int err;
+    int err = coil__sys_fd_open(fd);
+    if (err) return err;
     struct coil__fd *f = coil__fd_get(s, fd, &err);
     if (!f) return err;
     f->timeout = ns < 0 ? -1 : ns;
@@ -346,9 +314,10 @@ int coil_accept_dl(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t de
         enum coil__fd_kind k = (enum coil__fd_kind)lf->kind;
         coil__fd_fresh(r, k == COIL__FD_STREAM ? k : COIL__FD_UNKNOWN,
                        k == COIL__FD_STREAM && lf->tcp);
-    } else if (r == -EMFILE || r == -ENFILE) {
-        /* The fd table is full and the connection stays queued: a caller that
-         * simply tries again would spin. Pause first (see coil.h). */
+    } else if (r == -EMFILE || r == -ENFILE || r == -ENOBUFS) {
+        /* No fd (Windows: no socket) for the connection, which stays queued:
+         * a caller that simply tries again would spin. Pause first (see
+         * coil.h). */
         int64_t until = coil_now() + 100 * COIL_MSEC;
         if (deadline >= 0 && deadline < until) until = deadline;
         int e = coil_sleep_until(until);
@@ -428,7 +397,9 @@ ssize_t coil_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr 
                       socklen_t *addrlen, int64_t deadline) {
     if (!buf && len) return -EINVAL;
     struct iovec iov = {.iov_base = buf, .iov_len = len > MAX_IO ? MAX_IO : len};
-    struct msghdr msg = {.msg_name = addr,
+    /* No room for the address without its length: none is asked for (a
+     * WSARecvFrom would fail on the name with no length). */
+    struct msghdr msg = {.msg_name = addr && addrlen ? addr : NULL,
                          .msg_namelen = addr && addrlen ? *addrlen : 0,
                          .msg_iov = &iov,
                          .msg_iovlen = 1};
@@ -449,18 +420,20 @@ ssize_t coil_sendto(int fd, const void *buf, size_t len, int flags, const struct
 }
 
 ssize_t coil_read_dl(int fd, void *buf, size_t len, int64_t deadline) {
-    return run_io(COIL__OP_READ, fd, buf, len, 0, deadline);
+    int err = coil__sys_rw_check(fd);
+    return err ? err : run_io(COIL__OP_READ, fd, buf, len, 0, deadline);
 }
 
 ssize_t coil_read(int fd, void *buf, size_t len) {
-    return run_io(COIL__OP_READ, fd, buf, len, 0, COIL_FOREVER);
+    return coil_read_dl(fd, buf, len, COIL_FOREVER);
 }
 
 /* A write to a socket is a send with MSG_NOSIGNAL, so that a closed peer is
  * -EPIPE and never SIGPIPE. Which fds are sockets is remembered per fd. */
 ssize_t coil_write_dl(int fd, const void *buf, size_t len, int64_t deadline) {
+    int err = coil__sys_rw_check(fd);
+    if (err) return err;
     struct coil__sched *s = coil__sched_cur;
-    int err;
     struct coil__fd *f = s && coil__self() ? coil__fd_get(s, fd, &err) : NULL;
     if (f && coil__fd_is_socket(coil__fd_kind(f, fd))) {
         ssize_t r = run_io(COIL__OP_SEND, fd, (void *)buf, len, MSG_NOSIGNAL, deadline);
@@ -480,35 +453,34 @@ ssize_t coil_write(int fd, const void *buf, size_t len) {
 struct resolve {
     const char *host, *service;
     struct addrinfo hints, *res;
-    int err, sys_errno; /* EAI_SYSTEM's errno is the worker thread's */
+    int err;
 };
 
 static int do_resolve(void *arg) {
     struct resolve *r = arg;
-    r->err = getaddrinfo(r->host, r->service, &r->hints, &r->res);
-    r->sys_errno = errno;
+    r->err = coil__sys_getaddrinfo(r->host, r->service, &r->hints, &r->res);
     return 0;
 }
 
-static int resolve_error(int e, int sys_errno) {
-    switch (e) {
-    case 0: return 0;
-    case EAI_NONAME:
-#ifdef EAI_NODATA
-    case EAI_NODATA:
-#endif
-#ifdef EAI_ADDRFAMILY
-    case EAI_ADDRFAMILY:
-#endif
-        return -ENOENT;
-    case EAI_AGAIN: return -EAGAIN;
-    case EAI_MEMORY: return -ENOMEM;
-    case EAI_SYSTEM: return sys_errno ? -sys_errno : -EIO;
-    default: return -EINVAL;
-    }
+/* A literal host and port ("127.0.0.1", "::1"; "8080") need no lookup: the
+ * resolver answers one address of one socket type from the strings, with no
+ * system call but malloc's (glibc 2.36, checked with strace). So a literal
+ * never waits behind slow lookups queued on the offload pool, and a program
+ * that only uses literals starts no worker thread. Not for AI_ADDRCONFIG,
+ * which hides families the host has no address of, nor several socket types
+ * (several entries, which glibc sorts): glibc would then ask the kernel for
+ * the host's addresses (netlink), try nscd's socket and connect a UDP socket
+ * per entry, all on this thread. A name fails at once and is looked up on
+ * the pool. */
+int coil__resolve_literal(const char *host, const char *service, const struct addrinfo *hints,
+                          struct addrinfo **res) {
+    if (!host || !hints || !hints->ai_socktype || (hints->ai_flags & AI_ADDRCONFIG)) return -ENOENT;
+    struct addrinfo h = *hints;
+    h.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
+    return coil__sys_getaddrinfo(host, service, &h, res);
 }
 
-/* Resolves on the offload pool; a numeric host and service here, at once.
+/* Resolves on the offload pool; a literal host and service at once.
  * Returns 0 with *res set, or -errno. */
 static int resolve(const char *host, const char *service, int type, int flags,
                    struct addrinfo **res) {
@@ -517,32 +489,17 @@ static int resolve(const char *host, const char *service, int type, int flags,
     if (err) return err;
     struct resolve r = {.host = host, .service = service};
     r.hints.ai_socktype = type;
-    /* A literal host and port ("127.0.0.1", "::1"; "8080") need no lookup:
-     * glibc answers one address of one socket type from the strings, with no
-     * system call but malloc's (checked with strace, glibc 2.36). So a
-     * literal never waits behind slow lookups queued on the pool, and a
-     * program that only uses literals starts no worker thread. Without
-     * AI_ADDRCONFIG, which hides families the host has no address of (for
-     * names: a literal says which family it wants), and never for host NULL
-     * (two wildcards): glibc would then ask the kernel for the host's
-     * addresses (netlink), try nscd's socket, and sort by source address
-     * (a UDP connect per entry), all on this thread. */
-    if (host) {
-        r.hints.ai_flags = (flags & ~AI_ADDRCONFIG) | AI_NUMERICHOST | AI_NUMERICSERV;
-        do_resolve(&r);
-        if (r.err == 0) {
-            *res = r.res;
-            return 0;
-        }
-        r.res = NULL;
-    }
+    /* A literal says which family it wants: AI_ADDRCONFIG has nothing to
+     * hide from it. */
+    r.hints.ai_flags = flags & ~AI_ADDRCONFIG;
+    if (coil__resolve_literal(host, service, &r.hints, res) == 0) return 0;
     r.hints.ai_flags = flags;
     err = coil_offload(do_resolve, &r);
     if (err) {
         if (r.res) freeaddrinfo(r.res);
         return err;
     }
-    if (r.err) return resolve_error(r.err, r.sys_errno);
+    if (r.err) return r.err;
     *res = r.res;
     return 0;
 }
@@ -564,7 +521,7 @@ int coil_dial(const char *host, const char *service, int type, int64_t deadline)
             err = fd;
             continue;
         }
-        err = coil_connect_dl(fd, ai->ai_addr, ai->ai_addrlen, deadline);
+        err = coil_connect_dl(fd, ai->ai_addr, (socklen_t)ai->ai_addrlen, deadline);
         if (err == 0) {
             freeaddrinfo(res);
             return fd;
@@ -584,7 +541,7 @@ int coil_listen_on(const char *host, const char *service, int backlog) {
     errno = saved;
     if (err) return err;
     /* With no host, try the IPv6 wildcard first: it also takes IPv4 (dual
-     * stack). Otherwise the resolver's order. */
+     * stack, IPV6_V6ONLY off). Otherwise the resolver's order. */
     err = -EADDRNOTAVAIL;
     for (int pass = 0; pass < 2; pass++) {
         for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -595,23 +552,18 @@ int coil_listen_on(const char *host, const char *service, int backlog) {
                 err = fd;
                 continue;
             }
-            int one = 1, zero = 0;
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-            if (ai->ai_family == AF_INET6 && !host)
-                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-            err = coil_bind(fd, ai->ai_addr, ai->ai_addrlen);
+            coil__sys_listener_options(fd, ai->ai_family, !host);
+            err = coil_bind(fd, ai->ai_addr, (socklen_t)ai->ai_addrlen);
             if (!err) err = coil_listen(fd, backlog);
             if (!err) {
                 freeaddrinfo(res);
                 errno = saved;
                 return fd;
             }
-            close(fd);
+            coil_close(fd);
         }
     }
     freeaddrinfo(res);
     errno = saved;
     return err;
 }
-
-#endif /* !_WIN32 */

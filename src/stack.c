@@ -1,17 +1,12 @@
 /*
- * Tasklet stacks: mmap'd, a guard page below each, committed lazily by the
- * kernel as they are touched, pooled for fast spawn; and the SIGSEGV handler
- * that turns a hit on a guard page into a message naming the tasklet.
+ * Tasklet stacks, on every platform: the layout (the tasklet record at the
+ * top of its stack's mapping, a guard below the stack) and the pool that
+ * makes spawn fast. Mapping and unmapping a stack, with its guard, is the
+ * platform's (coil__stack_map: src/unix/stack.c, src/win/stack.c).
  */
 #include "internal.h"
 
-#include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #if COIL_HAVE_VALGRIND_H
 #include <valgrind/valgrind.h>
@@ -28,80 +23,35 @@ static size_t record_size(void) {
     return (sizeof(struct coil__tasklet) + 63) & ~(size_t)63;
 }
 
-/* Linux 6.13 added guard regions: page-table markers that fault like
- * PROT_NONE without splitting the mapping. With them, neighbouring stacks
- * merge into one VMA and a million tasklets stay far below vm.max_map_count
- * (65530 by default); with mprotect every stack costs two VMAs. */
-#ifndef MADV_GUARD_INSTALL
-#define MADV_GUARD_INSTALL 102
-#endif
-static bool guard_regions;
-static pthread_once_t guard_probe_once = PTHREAD_ONCE_INIT;
-
-/* qemu-user (7.2) answers 0 to every madvise advice it does not know and does
- * nothing, which would leave stacks without guards. A kernel rejects unknown
- * advice with EINVAL, so an advice that exists nowhere tells them apart. */
-static void guard_probe(void) {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    char *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return;
-    guard_regions = madvise(p, page, 0x7fff) != 0 && madvise(p, page, MADV_GUARD_INSTALL) == 0;
-    munmap(p, page);
-}
-
-static int make_guard(char *lo, size_t len) {
-    pthread_once(&guard_probe_once, guard_probe);
-    if (guard_regions && madvise(lo, len, MADV_GUARD_INSTALL) == 0) return 0;
-    /* Past vm.max_map_count this fails with ENOMEM, which spawn reports. */
-    return mprotect(lo, len, PROT_NONE) == 0 ? 0 : -errno;
-}
-
-static struct coil__tasklet *record_of(char *map, size_t map_len) {
-    return (struct coil__tasklet *)(map + map_len - record_size());
-}
-
-struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, int *err_out) {
-    struct coil__tasklet *t;
-    if (stack_size == COIL_STACK_DEFAULT && !coil__slist_empty(&s->pool.q)) {
-        t = coil__container_of(coil__slist_pop_front(&s->pool.q), struct coil__tasklet, runq);
-        s->pool.len--;
-        char *map = t->map;
-        size_t map_len = t->map_len;
-        unsigned vg = t->vg_stack_id;
-        memset(t, 0, sizeof *t);
-        t->map = map;
-        t->map_len = map_len;
-        t->stack_size = stack_size;
-        t->vg_stack_id = vg;
-        return t;
-    }
-    size_t map_len = stack_size + COIL__GUARD_SIZE;
-    /* MAP_NORESERVE: only touched pages count, so a million tasklets with
-     * 256 KiB stacks do not need 256 GiB of commit. */
-    char *map = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (map == MAP_FAILED) {
-        *err_out = -ENOMEM;
-        return NULL;
-    }
-    int err = make_guard(map, COIL__GUARD_SIZE);
-    if (err) {
-        *err_out = err;
-        munmap(map, map_len);
-        return NULL;
-    }
-    t = record_of(map, map_len);
+/* A record for a stack whose fields the pool or the mapping gave it. */
+static struct coil__tasklet *record_init(struct coil__tasklet *t, char *map, size_t map_len,
+                                         size_t stack_size, unsigned vg_stack_id) {
     memset(t, 0, sizeof *t);
     t->map = map;
     t->map_len = map_len;
     t->stack_size = stack_size;
-    t->vg_stack_id = VALGRIND_STACK_REGISTER(map + COIL__GUARD_SIZE, map + map_len);
+    t->vg_stack_id = vg_stack_id;
     return t;
+}
+
+struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, int *err_out) {
+    if (stack_size == COIL_STACK_DEFAULT && !coil__slist_empty(&s->pool.q)) {
+        struct coil__tasklet *t =
+            coil__container_of(coil__slist_pop_front(&s->pool.q), struct coil__tasklet, runq);
+        s->pool.len--;
+        return record_init(t, t->map, t->map_len, stack_size, t->vg_stack_id);
+    }
+    size_t map_len = stack_size + COIL__GUARD_SIZE;
+    char *map = coil__stack_map(s, map_len, err_out);
+    if (!map) return NULL;
+    struct coil__tasklet *t = (struct coil__tasklet *)(map + map_len - record_size());
+    return record_init(t, map, map_len, stack_size,
+                       VALGRIND_STACK_REGISTER(map + COIL__GUARD_SIZE, map + map_len));
 }
 
 static void unmap(struct coil__tasklet *t) {
     VALGRIND_STACK_DEREGISTER(t->vg_stack_id);
-    munmap(t->map, t->map_len);
+    coil__stack_unmap(t->map, t->map_len);
 }
 
 void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
@@ -120,115 +70,7 @@ void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
 
 void coil__stack_pool_drain(struct coil__sched *s) {
     struct coil__slink *l;
-    while ((l = coil__slist_pop_front(&s->pool.q)) != NULL) {
-        struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, runq);
-        unmap(t);
-    }
+    while ((l = coil__slist_pop_front(&s->pool.q)) != NULL)
+        unmap(coil__container_of(l, struct coil__tasklet, runq));
     s->pool.len = 0;
-}
-
-/* ---- stack overflow ----------------------------------------------------- */
-
-static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct sigaction prev_segv, prev_bus;
-
-/* Formats v in decimal into buf (async-signal-safe). Returns the length. */
-static size_t fmt_u64(char *buf, uint64_t v) {
-    char tmp[24];
-    size_t n = 0, i;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
-}
-
-static size_t put(char *buf, size_t at, size_t cap, const char *str, size_t len) {
-    if (at + len > cap) len = cap - at;
-    memcpy(buf + at, str, len);
-    return at + len;
-}
-
-static void on_fault(int sig, siginfo_t *si, void *uctx) {
-    struct coil__sched *s = coil__sched_cur;
-    struct coil__tasklet *t = s ? s->current : NULL;
-    uintptr_t addr = (uintptr_t)si->si_addr;
-    /* In the guard: between the start of the mapping and the stack. */
-    if (t && t != &s->root && addr >= (uintptr_t)t->map && addr < (uintptr_t)coil__stack_lo(t)) {
-        char msg[256];
-        size_t n = 0;
-        n = put(msg, n, sizeof msg, "coil: tasklet ", 14);
-        n += fmt_u64(msg + n, (uint64_t)t->id);
-        n = put(msg, n, sizeof msg, " \"", 2);
-        n = put(msg, n, sizeof msg, t->name, strnlen(t->name, sizeof t->name));
-        n = put(msg, n, sizeof msg, "\" overflowed its ", 17);
-        n += fmt_u64(msg + n, t->stack_size);
-        static const char tail[] = "-byte stack (raise coil_spawn_opts.stack_size)\n";
-        n = put(msg, n, sizeof msg, tail, sizeof tail - 1);
-        ssize_t w = write(STDERR_FILENO, msg, n);
-        (void)w;
-        signal(SIGABRT, SIG_DFL);
-        abort();
-    }
-    /* Not ours: hand it to whoever was installed before, or let the default
-     * action happen when the faulting instruction runs again. */
-    const struct sigaction *prev = sig == SIGBUS ? &prev_bus : &prev_segv;
-    if (prev->sa_flags & SA_SIGINFO) {
-        if (prev->sa_sigaction) {
-            prev->sa_sigaction(sig, si, uctx);
-            return;
-        }
-    } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
-        prev->sa_handler(sig);
-        return;
-    }
-    signal(sig, SIG_DFL);
-}
-
-/* Installs on_fault for sig unless it is there already, remembering the
- * handler it replaces. Checked at every coil_run, not once: a program (or a
- * test framework) may have installed its own handler since. */
-static int install(int sig, struct sigaction *prev) {
-    struct sigaction cur, sa;
-    if (sigaction(sig, NULL, &cur) != 0) return -errno;
-    if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_fault) return 0;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_fault;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(sig, &sa, prev) != 0) return -errno;
-    return 0;
-}
-
-int coil__overflow_guard_init(struct coil__sched *s) {
-    pthread_mutex_lock(&guard_lock);
-    int err = install(SIGSEGV, &prev_segv);
-    if (!err) err = install(SIGBUS, &prev_bus);
-    pthread_mutex_unlock(&guard_lock);
-    if (err) return err;
-    /* The handler cannot run on the stack that just overflowed. Keep a thread
-     * that already has an alternate stack (a runtime or the program set it). */
-    stack_t cur;
-    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) return 0;
-    size_t size = 64 * 1024;
-    void *mem = malloc(size);
-    if (!mem) return -ENOMEM;
-    stack_t ss = {.ss_sp = mem, .ss_size = size, .ss_flags = 0};
-    if (sigaltstack(&ss, NULL) != 0) {
-        int e = -errno;
-        free(mem);
-        return e;
-    }
-    s->altstack = mem;
-    return 0;
-}
-
-void coil__overflow_guard_fini(struct coil__sched *s) {
-    if (!s->altstack) return;
-    stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
-    sigaltstack(&ss, NULL);
-    free(s->altstack);
-    s->altstack = NULL;
 }

@@ -298,7 +298,16 @@ static void listen_on_main(void *arg) {
     EXPECT_EQ(coil_test_sockname(l->v4, &l->v4_addr), 0);
     char p[16];
     port_string(&l->v4_addr, p, sizeof p);
+    /* A failed listen_on releases the socket it made (the lowest free
+     * number is free again) and leaves errno alone. */
+    int lowest = dup(0);
+    close(lowest);
+    errno = 1234;
     l->in_use_rc = coil_listen_on("127.0.0.1", p, 16);
+    EXPECT_EQ(errno, 1234);
+    int after = dup(0);
+    EXPECT_EQ(after, lowest);
+    close(after);
     EXPECT_EQ(coil_close(l->v4), 0);
     if (coil_test_have_ipv6()) {
         l->v6 = coil_listen_on("::1", "0", 16);

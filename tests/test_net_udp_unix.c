@@ -162,6 +162,43 @@ static void test_udp_recvfrom_short_address_buffer(void **state) {
     assert_memory_equal((char *)&n.got + 8, after, sizeof after);
 }
 
+/* An address buffer without a length to say its size: the datagram is
+ * received and the buffer is left alone (no room was given for the
+ * address), on every platform. */
+struct no_len {
+    int rx, tx;
+    struct coil_test_addr rx_addr, tx_addr;
+    unsigned char got[sizeof(struct sockaddr_in6)];
+    ssize_t rc;
+    char buf[8];
+};
+
+static void no_len_main(void *arg) {
+    struct no_len *n = arg;
+    EXPECT_EQ(coil_sendto(n->tx, "abc", 3, 0, COIL_TEST_SA(&n->rx_addr), n->rx_addr.len,
+                          coil_test_in(5 * COIL_SEC)),
+              3);
+    memset(n->got, 0x55, sizeof n->got);
+    n->rc = coil_recvfrom(n->rx, n->buf, sizeof n->buf, 0, (struct sockaddr *)n->got, NULL,
+                          coil_test_in(5 * COIL_SEC));
+}
+
+static void test_udp_recvfrom_address_without_length(void **state) {
+    (void)state;
+    struct no_len n;
+    n.rx = coil_test_raw_bound(AF_INET, SOCK_DGRAM, -1, &n.rx_addr);
+    n.tx = coil_test_raw_bound(AF_INET, SOCK_DGRAM, -1, &n.tx_addr);
+    assert_true(n.rx >= 0 && n.tx >= 0);
+    COIL_RUN_CHECKED(no_len_main, &n);
+    close(n.rx);
+    close(n.tx);
+    assert_int_equal(n.rc, 3);
+    assert_memory_equal(n.buf, "abc", 3);
+    unsigned char untouched[sizeof n.got];
+    memset(untouched, 0x55, sizeof untouched);
+    assert_memory_equal(n.got, untouched, sizeof untouched);
+}
+
 /* Many datagrams from several senders to one receiver: each arrives whole,
  * and each sender's arrive in order (loopback does not reorder or drop while
  * the receive buffer has room). */
@@ -507,6 +544,7 @@ int main(void) {
         cmocka_unit_test(test_udp_ipv4_round_trip),
         cmocka_unit_test(test_udp_ipv6_round_trip),
         cmocka_unit_test(test_udp_recvfrom_short_address_buffer),
+        cmocka_unit_test(test_udp_recvfrom_address_without_length),
         cmocka_unit_test(test_udp_many_datagrams),
         cmocka_unit_test(test_unix_socketpair_stream),
         cmocka_unit_test(test_unix_socketpair_stream_nonblocking),

@@ -54,9 +54,6 @@
 #define DATA_WAKE   UINT64_MAX       /* this scheduler's wake eventfd */
 #define DATA_SIGNAL (UINT64_MAX - 1) /* the process-wide signal eventfd */
 #define MAX_EVENTS  256
-/* A Unix connect to a listener whose backlog is full answers EAGAIN and no
- * readiness event says when to try again: such ops are retried this often. */
-#define RETRY_NS (5 * COIL_MSEC)
 
 /* What the backend keeps of an fd number (the scheduler's struct coil__fd
  * keeps what the fd API needs; its gen names the file in an event).
@@ -80,7 +77,7 @@ struct epoll_backend {
     size_t nfds;
     int wake_fd;                /* an eventfd: written by ep_wake from another thread */
     size_t waiting;             /* ops parked (on readiness, the retry list or a job) */
-    struct coil__slist retries; /* ops to try again every RETRY_NS (struct ep_op.retry) */
+    struct coil__slist retries; /* connects to try again (coil__connect_retry; ep_op.retry) */
     int64_t next_retry;
     bool signal_fd_added;
     bool no_pwait2; /* epoll_pwait2 (Linux 5.11) returned ENOSYS */
@@ -337,8 +334,7 @@ static int try_op(struct coil__fd *f, struct ep_fd *e, struct coil__op *op) {
                     op->polling = true; /* from now on: has it finished? */
                     return TRY_WAIT;
                 }
-                /* A Unix socket whose listener's backlog is full. */
-                if (r < 0 && errno == EAGAIN) return TRY_RETRY_LATER;
+                if (r < 0 && coil__connect_retry(op, -errno)) return TRY_RETRY_LATER;
             } else {
                 int soerr = 0;
                 socklen_t len = sizeof soerr;
@@ -496,7 +492,7 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
         }
     } else if (st == TRY_RETRY_LATER) {
         coil__slist_push_front(&b->retries, &ep_op(op)->retry);
-        int64_t due = coil_now() + RETRY_NS;
+        int64_t due = coil_now() + COIL__CONNECT_RETRY_NS;
         if (!b->next_retry || due < b->next_retry) b->next_retry = due;
         ret = 0;
     }
@@ -528,7 +524,7 @@ static void run_retries(struct epoll_backend *b) {
             finish(b, op);
         } else { /* still full (TRY_WAIT cannot come from a connect's first try) */
             coil__slist_push_front(&b->retries, &ep_op(op)->retry);
-            b->next_retry = coil_now() + RETRY_NS;
+            b->next_retry = coil_now() + COIL__CONNECT_RETRY_NS;
         }
     }
 }

@@ -316,8 +316,28 @@ static int truncated_at_once(struct coil__sched *s, struct coil__op *op) {
     return finish(op, ERROR_MORE_DATA, iop->buf.len);
 }
 
+/* ConnectEx is for connection-oriented sockets only (Microsoft's
+ * documentation; Wine happens to accept a datagram socket). A datagram
+ * socket's connect only sets its default peer and never blocks: the plain
+ * call, its result mapped, and op finishes at once (1). 0: a stream, for
+ * ConnectEx. */
+static int connect_at_once(struct coil__op *op) {
+    int type, tlen = sizeof type;
+    if (getsockopt(sock_of(op), SOL_SOCKET, SO_TYPE, (char *)&type, &tlen) != 0)
+        return coil__win_errno((DWORD)WSAGetLastError());
+    if (type == SOCK_STREAM) return 0;
+    op->res = connect(sock_of(op), op->u.connect.addr, (int)op->u.connect.addrlen) == 0
+                  ? 0
+                  : coil__win_errno((DWORD)WSAGetLastError());
+    return 1;
+}
+
 static int iocp_submit(struct coil__sched *s, struct coil__op *op) {
     struct iocp_backend *b = s->backend_data;
+    if (op->opcode == COIL__OP_CONNECT) {
+        int r = connect_at_once(op);
+        if (r) return r;
+    }
     struct iocp_fd *f = iocp_fd(b, op->fd);
     if (!f) return -ENOMEM;
     SOCKET sk = sock_of(op);

@@ -555,14 +555,11 @@ static void on_watch(struct coil__sched *s, struct uring *u, struct io_uring_cqe
     /* TAG_SIGNAL: the scheduler reads the signal counters every round. */
 }
 
-/* How long a Unix connect that said EAGAIN (its listener's backlog is full)
- * waits before it tries again: no readiness tells when there is room, and an
- * unconnected Unix socket always polls writable. */
-#define CONNECT_RETRY_NS (5 * COIL_MSEC)
-
+/* A Unix connect that said EAGAIN waits out the retry delay in a timeout
+ * SQE (coil__connect_retry). */
 static void retry_later(struct uring *u, struct coil__op *op) {
     struct ur_op *x = ur_op(op);
-    x->delay = (struct __kernel_timespec){.tv_sec = 0, .tv_nsec = CONNECT_RETRY_NS};
+    x->delay = (struct __kernel_timespec){.tv_sec = 0, .tv_nsec = COIL__CONNECT_RETRY_NS};
     struct io_uring_sqe *sqe = get_sqe(u);
     io_uring_prep_timeout(sqe, &x->delay, 0, 0);
     io_uring_sqe_set_data(sqe, op);
@@ -588,7 +585,7 @@ static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, 
         }
         return;
     }
-    if (res == -EAGAIN && op->opcode == COIL__OP_CONNECT) {
+    if (coil__connect_retry(op, res)) {
         if (op->interrupt)
             coil__op_complete(op, op->interrupt);
         else if (coil__deadline_passed(op->deadline))

@@ -2,7 +2,7 @@
  * Ctrl-C on Windows: SIGINT and SIGTERM through the C runtime's signal(),
  * which covers both raise(SIGINT) and a console's Ctrl-C (the runtime turns
  * CTRL_C_EVENT into SIGINT on a thread of its own, Wine's msvcrt included).
- * The handler does what src/signal.c's does: bump a counter, and wake every
+ * The handler does what src/unix/signal.c's does: bump a counter, and wake every
  * scheduler, here by posting a packet to each running scheduler's completion
  * port (PostQueuedCompletionStatus may be called from any thread).
  *

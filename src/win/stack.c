@@ -1,6 +1,6 @@
 /*
- * Tasklet stacks on Windows: VirtualAlloc'd, the same layout as on Linux
- * (src/stack.c): a 64 KiB guard at the bottom of the reservation, the stack
+ * Tasklet stacks on Windows: VirtualAlloc'd, the layout of src/stack.c
+ * (which keeps the pool): a 64 KiB guard at the bottom of the reservation, the stack
  * above it, the tasklet record at the top. The stack is committed whole
  * (Windows backs a committed page with memory only when it is first touched,
  * but counts it against the commit limit).
@@ -23,64 +23,30 @@
 #include <stdio.h>
 #include <string.h>
 
-static size_t record_size(void) {
-    return (sizeof(struct coil__tasklet) + 63) & ~(size_t)63;
-}
-
 size_t coil__page_size(void) {
     SYSTEM_INFO si;
     GetSystemInfo(&si);
     return si.dwPageSize;
 }
 
-struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, int *err_out) {
-    struct coil__tasklet *t;
-    if (stack_size == COIL_STACK_DEFAULT && !coil__slist_empty(&s->pool.q)) {
-        t = coil__container_of(coil__slist_pop_front(&s->pool.q), struct coil__tasklet, runq);
-        s->pool.len--;
-        char *map = t->map;
-        size_t map_len = t->map_len;
-        memset(t, 0, sizeof *t);
-        t->map = map;
-        t->map_len = map_len;
-        t->stack_size = stack_size;
-        return t;
-    }
-    size_t map_len = stack_size + COIL__GUARD_SIZE;
+char *coil__stack_map(struct coil__sched *s, size_t map_len, int *err_out) {
     size_t page = s->page;
     char *map = VirtualAlloc(NULL, map_len, MEM_RESERVE, PAGE_NOACCESS);
     if (!map ||
         !VirtualAlloc(map + COIL__GUARD_SIZE - page, page, MEM_COMMIT,
                       PAGE_READWRITE | PAGE_GUARD) ||
-        !VirtualAlloc(map + COIL__GUARD_SIZE, stack_size, MEM_COMMIT, PAGE_READWRITE)) {
+        !VirtualAlloc(map + COIL__GUARD_SIZE, map_len - COIL__GUARD_SIZE, MEM_COMMIT,
+                      PAGE_READWRITE)) {
         if (map) VirtualFree(map, 0, MEM_RELEASE);
         *err_out = -ENOMEM;
         return NULL;
     }
-    t = (struct coil__tasklet *)(map + map_len - record_size());
-    memset(t, 0, sizeof *t);
-    t->map = map;
-    t->map_len = map_len;
-    t->stack_size = stack_size;
-    return t;
+    return map;
 }
 
-void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
-    if (t->stack_size == COIL_STACK_DEFAULT && s->pool.len < COIL__STACK_POOL_MAX) {
-        coil__slist_push_front(&s->pool.q, &t->runq);
-        s->pool.len++;
-        return;
-    }
-    VirtualFree(t->map, 0, MEM_RELEASE);
-}
-
-void coil__stack_pool_drain(struct coil__sched *s) {
-    struct coil__slink *l;
-    while ((l = coil__slist_pop_front(&s->pool.q)) != NULL) {
-        struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, runq);
-        VirtualFree(t->map, 0, MEM_RELEASE);
-    }
-    s->pool.len = 0;
+void coil__stack_unmap(char *map, size_t map_len) {
+    (void)map_len;
+    VirtualFree(map, 0, MEM_RELEASE);
 }
 
 /* ---- stack overflow ----------------------------------------------------- */

@@ -82,6 +82,18 @@ static void udp_main(void *arg) {
     EXPECT_EQ(sr.n, 4);
     EXPECT_EQ(memcmp(sr.buf, "abcd", 4), 0);
 
+    /* An address buffer without a length: received, the buffer left alone
+     * (WSARecvFrom is given no name, which it would fail on). */
+    EXPECT_EQ(coil_sendto(a, "nolen", 5, 0, (struct sockaddr *)&to, sizeof to, COIL_FOREVER), 5);
+    struct sockaddr_in untouched;
+    memset(&untouched, 0x55, sizeof untouched);
+    struct sockaddr_in nolen = untouched;
+    EXPECT_EQ(coil_recvfrom(b, buf, sizeof buf, 0, (struct sockaddr *)&nolen, NULL,
+                            coil_now() + COIL_SEC),
+              5);
+    EXPECT_EQ(memcmp(buf, "nolen", 5), 0);
+    EXPECT_EQ(memcmp(&nolen, &untouched, sizeof nolen), 0);
+
     /* Nothing comes: -ETIMEDOUT after the deadline. */
     int64_t t0 = coil_now();
     EXPECT_EQ(coil_recvfrom(b, buf, sizeof buf, 0, NULL, NULL, coil_now() + 100 * COIL_MSEC),

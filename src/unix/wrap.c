@@ -1,5 +1,5 @@
 /*
- * coil_install's wrappers: what each diverted libc call does (src/install.c
+ * coil_install's wrappers: what each diverted libc call does (src/unix/install.c
  * diverts them).
  *
  * What a wrapper does. Outside a tasklet (before coil_run, on another thread
@@ -521,27 +521,14 @@ static int w_getaddrinfo(const char *node, const char *service, const struct add
                          struct addrinfo **res) {
     struct coil__tasklet *t = inside();
     if (!t) return getaddrinfo(node, service, hints, res);
-    if (node && hints && hints->ai_socktype && !(hints->ai_flags & AI_ADDRCONFIG) && !t->killed) {
-        /* A numeric host and service ("127.0.0.1", "5432") of one socket
-         * type: glibc answers that one address from the strings, with no
-         * system call but malloc's (checked with strace, glibc 2.36), so the
-         * call is made here, with the caller's own flags: the answer a worker
-         * would give, without waiting behind other tasklets' lookups. A name
-         * fails here at once with EAI_NONAME and goes to the pool. Not with
-         * AI_ADDRCONFIG (NULL hints have it) or several socket types (several
-         * entries, which glibc sorts): glibc would then ask the kernel for
-         * the host's addresses, try nscd's socket and connect a UDP socket
-         * per entry, all on the scheduler's thread. */
-        struct addrinfo h = *hints;
-        h.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
-        struct addrinfo *r = NULL;
-        int saved = errno;
-        int rc = getaddrinfo(node, service, &h, &r);
-        errno = saved;
-        if (rc == 0) {
-            *res = r;
-            return 0;
-        }
+    /* A literal host and service of one socket type is answered here, with
+     * the caller's own flags: the answer a worker would give, without
+     * waiting behind other tasklets' lookups (coil__resolve_literal says
+     * which queries qualify, and why). A name goes to the pool. */
+    struct addrinfo *r = NULL;
+    if (!t->killed && coil__resolve_literal(node, service, hints, &r) == 0) {
+        *res = r;
+        return 0;
     }
     struct gai_call c = {node, service, hints, res, 0, 0};
     int err = coil_offload(do_getaddrinfo, &c);
@@ -675,7 +662,7 @@ static int w___ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts
     return w_ppoll(fds, n, ts, mask);
 }
 
-/* ---- the table the patcher (src/install.c) diverts calls by -------------------- */
+/* ---- the table the patcher (src/unix/install.c) diverts calls by ---------------- */
 
 #define WRAP(name)                                                                                 \
     { #name, (void *)w_##name }

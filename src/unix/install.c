@@ -5,13 +5,15 @@
  * the C library, the dynamic loader and the object coil itself is in, the
  * GOT slots (the JUMP_SLOT and GLOB_DAT relocations, and function pointers
  * kept in data: R_X86_64_64/R_AARCH64_ABS64) of the libc functions that
- * src/wrap.c wraps (coil__wraps) so that they point at coil's wrappers; coil_uninstall puts the
- * saved values back where the wrappers still are, in objects still loaded. coil's own calls to libc
- * go through its own GOT, which is never patched, so a wrapper reaches the real function by simply
- * calling it. Nothing is exported under libc's names, so a program that never calls coil_install
- * (and has no COIL_INSTALL=1 in its environment) runs exactly as without coil.
+ * src/unix/wrap.c wraps (coil__wraps) so that they point at coil's wrappers;
+ * coil_uninstall puts the saved values back where the wrappers still are, in
+ * objects still loaded. coil's own calls to libc go through its own GOT,
+ * which is never patched, so a wrapper reaches the real function by simply
+ * calling it. Nothing is exported under libc's names, so a program that
+ * never calls coil_install (and has no COIL_INSTALL=1 in its environment)
+ * runs exactly as without coil.
  *
- * What each wrapper does is in src/wrap.c.
+ * What each wrapper does is in src/unix/wrap.c.
  */
 #include "internal.h"
 
