@@ -71,8 +71,9 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 /* A tasklet id. Ids are positive, unique within one scheduler (one thread's
- * coil_run), and never reused, so a stale id is always detected: the calls
- * below answer -ESRCH for it instead of touching another tasklet. */
+ * coil_run) or one group of schedulers (coil_run_group), and never reused, so
+ * a stale id is always detected: the calls below answer -ESRCH for it instead
+ * of touching another tasklet. */
 typedef int64_t coil_id;
 
 typedef void (*coil_fn)(void *arg);
@@ -248,15 +249,19 @@ COIL_API int coil_set_shutdown_signals(int mode);
 COIL_API int coil_set_shutdown_grace(int64_t ns);
 
 /* Writes every tasklet of the calling thread's scheduler to out: id, name,
- * state, what it waits on (channel and direction, sleep, join, choose) and
- * for how long; after the first line, the backend may add lines of its own
- * state (io_uring: how many completions a blocking wait asks for).
- * Returns the number of tasklets listed; -EINVAL for a NULL out; -EPERM when
- * this thread runs no scheduler. */
+ * state, what it waits on (channel and direction, sleep, join, choose, a
+ * call to another scheduler) and for how long; after the first line, the
+ * backend may add lines of its own state (io_uring: how many completions a
+ * blocking wait asks for). Called from a tasklet of a group, it goes on with
+ * every other scheduler of the group, each writing its own part on its own
+ * thread while the caller waits (so out must be usable from any thread: a
+ * FILE is). Returns the number of tasklets listed; -EINVAL for a NULL out;
+ * -EPERM when this thread runs no scheduler. */
 COIL_API int coil_dump(FILE *out);
 
 /* Asks for a dump to stderr whenever signal signo arrives (SIGQUIT is the
- * usual choice); each scheduler writes its own at its next round. The
+ * usual choice); each scheduler (every one of a group) writes its own at its
+ * next round, each part whole. The
  * handler only sets a flag and wakes the schedulers. Callable anywhere.
  * Returns 0; -EINVAL for a signal that cannot be caught or is used by coil
  * (SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, or out of range). */
@@ -266,15 +271,21 @@ COIL_API int coil_dump_on_signal(int signo);
 /* Channels                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* A channel carries fixed-size elements between tasklets of one scheduler.
- * Unbuffered (capacity 0) channels are Stackless rendezvous points: a send
- * waits for a receiver and the reverse. Buffered channels hold up to
- * capacity elements before a send waits. */
+/* A channel carries fixed-size elements between tasklets of one scheduler,
+ * or of any schedulers of one group (coil_run_group), with the same
+ * semantics either way. Unbuffered (capacity 0) channels are Stackless
+ * rendezvous points: a send waits for a receiver and the reverse. Buffered
+ * channels hold up to capacity elements before a send waits. A channel that
+ * only one scheduler's tasklets use costs no lock; the first use from
+ * another scheduler of the group makes it shared for good (that use waits a
+ * round of the owner's loop), and it is locked from then on. Preference
+ * orders the two tasklets of a transfer when both are of one scheduler;
+ * across schedulers both go on at once. */
 typedef struct coil_chan coil_chan;
 
 /* Creates a channel. Callable anywhere; the channel belongs to the scheduler
- * of the first tasklet that uses it. Returns 0 and sets *out; -EINVAL for a
- * NULL out, a zero elem_size, or a size that overflows; -ENOMEM. */
+ * of the first tasklet that uses it (and to that scheduler's group). Returns 0 and sets *out;
+ * -EINVAL for a NULL out, a zero elem_size, or a size that overflows; -ENOMEM. */
 COIL_API int coil_chan_open(coil_chan **out, size_t elem_size, size_t capacity);
 
 /* Sends one element (elem_size bytes copied from elem). Waits until a receiver
@@ -285,7 +296,8 @@ COIL_API int coil_chan_open(coil_chan **out, size_t elem_size, size_t capacity);
  * a NULL channel or elem; -EBADF for a freed channel (detected while its
  * memory is still in coil's quarantine of recently freed channels; otherwise
  * using a freed channel is undefined, as with any freed memory); -EXDEV for a
- * channel of another thread's scheduler; -EPERM outside a tasklet. */
+ * channel of a scheduler outside the caller's group (another coil_run, say);
+ * -EPERM outside a tasklet. */
 COIL_API int coil_chan_send(coil_chan *ch, const void *elem);
 COIL_API int coil_chan_send_dl(coil_chan *ch, const void *elem, int64_t deadline);
 
@@ -305,7 +317,7 @@ COIL_API int coil_chan_send_error(coil_chan *ch, int err);
  * the reverse (Stackless channel.preference): -1 the receiver (the default),
  * 1 the sender, 0 whichever tasklet made the transfer (the other is queued).
  * Callable anywhere. Returns 0; -EINVAL for another value or a NULL channel;
- * -EBADF for a freed one; -EXDEV for another scheduler's channel (see
+ * -EBADF for a freed one; -EXDEV for a channel outside the group (see
  * coil_chan_close). */
 COIL_API int coil_chan_set_preference(coil_chan *ch, int preference);
 
@@ -325,11 +337,12 @@ COIL_API int coil_chan_getinfo(const coil_chan *ch, coil_chan_info *info);
 /* Closes the channel: every waiting sender and receiver wakes at once with
  * -EPIPE, later sends fail with -EPIPE, and receives drain what is buffered,
  * then fail with -EPIPE. Callable anywhere: inside a tasklet of the channel's
- * scheduler, or outside every scheduler when no tasklet waits on it (after
- * coil_run has returned, say). Returns 0; -EPIPE if already closed;
- * -EINVAL / -EBADF as above; -EXDEV from a tasklet of another scheduler, or
- * from outside one while tasklets wait on it. A channel is not thread-safe:
- * one thread uses it at a time. */
+ * scheduler or group, or outside every scheduler when no tasklet waits on it
+ * (after coil_run has returned, say). Returns 0; -EPIPE if already closed;
+ * -EINVAL / -EBADF as above; -EXDEV from a tasklet outside the channel's
+ * group, or from outside every scheduler while tasklets wait on it. Outside
+ * a group's schedulers a channel is not thread-safe: one thread uses it at a
+ * time. */
 COIL_API int coil_chan_close(coil_chan *ch);
 
 /* Frees the channel (elements still buffered are dropped). Callable anywhere,

@@ -88,12 +88,27 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
     return n;
 }
 
+/* Another scheduler of the group writes its own part, on its own thread. */
+static void dump_remote(struct coil__sched *s, struct coil__msg *m) {
+    struct coil__xcall *x = coil__container_of(m, struct coil__xcall, msg);
+    x->value = coil__dump_sched(s, x->arg);
+    coil__wake_any(x->caller, 0);
+}
+
 int coil_dump(FILE *out) {
     if (!out) return -EINVAL;
     struct coil__sched *s = coil__sched_cur;
     if (!s) return -EPERM;
     int saved_errno = errno;
     int n = coil__dump_sched(s, out);
+    struct coil__tasklet *t = coil__self();
+    if (s->group && t)
+        for (unsigned i = 0; i < s->group->n; i++) {
+            if (i == s->index) continue;
+            struct coil__xcall x = {.arg = out};
+            coil__xcall(t, s->group->scheds[i], dump_remote, &x);
+            n += (int)x.value;
+        }
     errno = saved_errno;
     return n;
 }

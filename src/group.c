@@ -34,12 +34,6 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
-#ifdef _WIN32
-#include <windows.h>
-#else
-#include <sched.h>
-#include <unistd.h>
-#endif
 
 /* How long an idle scheduler of a group looks at its inbox before it sleeps
  * in its backend (whose wake-up costs the sender a system call and the
@@ -48,14 +42,6 @@
 #define SPIN_NS (20 * COIL_USEC)
 
 static atomic_uint_fast64_t group_serials = 1ull << 62; /* beside sched.c's */
-
-void coil__cpu_yield(void) {
-#ifdef _WIN32
-    SwitchToThread();
-#else
-    sched_yield();
-#endif
-}
 
 /* ---- messages ----------------------------------------------------------- */
 
@@ -278,24 +264,10 @@ static void *member_run(void *p) {
     return NULL;
 }
 
-static unsigned cpu_count(void) {
-#ifdef _WIN32
-    SYSTEM_INFO si;
-    GetSystemInfo(&si);
-    return si.dwNumberOfProcessors ? (unsigned)si.dwNumberOfProcessors : 1;
-#else
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        return (unsigned)CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
-#endif
-}
-
 int coil_run_group(unsigned nthreads, coil_fn main, void *arg) {
     if (!main || nthreads > COIL_GROUP_MAX) return -EINVAL;
     if (coil__sched_cur) return -EBUSY;
-    if (nthreads == 0) nthreads = cpu_count();
+    if (nthreads == 0) nthreads = coil__sys_cpu_count();
     if (nthreads > COIL_GROUP_MAX) nthreads = COIL_GROUP_MAX;
     int saved_errno = errno;
     struct coil__group *g = calloc(1, sizeof *g);

@@ -159,6 +159,7 @@ struct coil__joiner {
     struct coil__tasklet *target; /* the tasklet it waits for (remote: once linked) */
     coil_id id;                   /* the target's id */
     bool linked;                  /* remote: in target->joiners (the target's thread's) */
+    bool unlinking;               /* remote: unlink_msg sent */
     int unlink_err;
     struct coil__msg link_msg, unlink_msg;
 };
@@ -330,8 +331,10 @@ static inline bool coil__deadline_passed(int64_t deadline) {
 const char *coil__wait_name(enum coil__wait kind);
 
 /* Lets another thread run (sched_yield, SwitchToThread): a spinning waiter
- * whose lock holder may not be on a CPU. */
+ * whose lock holder may not be on a CPU. src/unix/thread.c, src/win/thread.c. */
 void coil__cpu_yield(void);
+/* The CPUs the process may run on (its affinity), at least 1. */
+unsigned coil__sys_cpu_count(void);
 
 /* ---- groups of schedulers (src/group.c) ------------------------------- */
 

@@ -291,6 +291,8 @@ static void join_unlink_remote(struct coil__sched *s, struct coil__msg *m) {
 
 static bool join_unwait_remote(struct coil__tasklet *t, int err) {
     struct coil__joiner *j = t->wait_obj;
+    if (j->unlinking) return false; /* asked once already: the node is in flight */
+    j->unlinking = true;
     j->unlink_err = err;
     j->unlink_msg.fn = join_unlink_remote;
     coil__msg_post(coil__sched_of(t->sched, j->id), &j->unlink_msg);
@@ -682,13 +684,13 @@ int coil_run(coil_fn main, void *arg) {
 
 /* The parts of a scheduler's life that its thread's state needs undone:
  * kept here between setup and teardown. */
-struct thread_state {
 #ifndef _WIN32
+struct thread_state {
     sigset_t pipe_set, old_mask;
     bool pipe_was_pending;
-#endif
 };
 static __thread struct thread_state thread_state;
+#endif
 
 /* Sets s up on the calling thread (index in group g, or g NULL); on failure
  * s is left for the caller to free. */

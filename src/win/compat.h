@@ -41,4 +41,8 @@ int coil__win_errno(DWORD err);
 /* The same for a receive: 0 (end of file) where Linux's recv returns 0. */
 int coil__win_recv_errno(DWORD err);
 
+/* stdio's lock of a FILE (msvcrt's names for POSIX flockfile). */
+#define flockfile   _lock_file
+#define funlockfile _unlock_file
+
 #endif /* COIL_WIN_COMPAT_H */
