@@ -179,8 +179,6 @@ struct coil__tasklet {
     size_t wait_n;
     bool (*unwait)(struct coil__tasklet *t, int err);
     int64_t wait_since;
-    uint32_t io_epoch; /* the io_uring backend's last epoch in which it completed
-                        * an operation of this tasklet (src/io/uring_batch.c) */
     struct coil__timer timer;
     struct coil__list joiners; /* struct coil__joiner.link */
     /* Stack mapping (guard page included) and usable size. */
