@@ -23,11 +23,6 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
-/* The tasklet record sits at the very top of the mapping, 64-byte aligned. */
-static size_t record_size(void) {
-    return (sizeof(struct coil__tasklet) + 63) & ~(size_t)63;
-}
-
 /* Linux 6.13 added guard regions: page-table markers that fault like
  * PROT_NONE without splitting the mapping. With them, neighbouring stacks
  * merge into one VMA and a million tasklets stay far below vm.max_map_count
@@ -56,10 +51,6 @@ static int make_guard(char *lo, size_t len) {
     return mprotect(lo, len, PROT_NONE) == 0 ? 0 : -errno;
 }
 
-static struct coil__tasklet *record_of(char *map, size_t map_len) {
-    return (struct coil__tasklet *)(map + map_len - record_size());
-}
-
 struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, int *err_out) {
     struct coil__tasklet *t;
     if (stack_size == COIL_STACK_DEFAULT && !coil__slist_empty(&s->pool.q)) {
@@ -75,23 +66,28 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
         t->vg_stack_id = vg;
         return t;
     }
+    t = coil__record_get(s);
+    if (!t) {
+        *err_out = -ENOMEM;
+        return NULL;
+    }
     size_t map_len = stack_size + COIL__GUARD_SIZE;
     /* MAP_NORESERVE: only touched pages count, so a million tasklets with
      * 256 KiB stacks do not need 256 GiB of commit. */
     char *map = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (map == MAP_FAILED) {
+        coil__record_put(s, t);
         *err_out = -ENOMEM;
         return NULL;
     }
     int err = make_guard(map, COIL__GUARD_SIZE);
     if (err) {
+        coil__record_put(s, t);
         *err_out = err;
         munmap(map, map_len);
         return NULL;
     }
-    t = record_of(map, map_len);
-    memset(t, 0, sizeof *t);
     t->map = map;
     t->map_len = map_len;
     t->stack_size = stack_size;
@@ -99,9 +95,10 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
     return t;
 }
 
-static void unmap(struct coil__tasklet *t) {
+static void unmap(struct coil__sched *s, struct coil__tasklet *t) {
     VALGRIND_STACK_DEREGISTER(t->vg_stack_id);
     munmap(t->map, t->map_len);
+    coil__record_put(s, t);
 }
 
 void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
@@ -115,14 +112,14 @@ void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
         s->pool.len++;
         return;
     }
-    unmap(t);
+    unmap(s, t);
 }
 
 void coil__stack_pool_drain(struct coil__sched *s) {
     struct coil__slink *l;
     while ((l = coil__slist_pop_front(&s->pool.q)) != NULL) {
         struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, runq);
-        unmap(t);
+        unmap(s, t);
     }
     s->pool.len = 0;
 }

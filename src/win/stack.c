@@ -1,7 +1,7 @@
 /*
  * Tasklet stacks on Windows: VirtualAlloc'd, the same layout as on Linux
  * (src/stack.c): a 64 KiB guard at the bottom of the reservation, the stack
- * above it, the tasklet record at the top. The stack is committed whole
+ * above it; the tasklet record is apart, from the scheduler's chunks. The stack is committed whole
  * (Windows backs a committed page with memory only when it is first touched,
  * but counts it against the commit limit).
  *
@@ -23,10 +23,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static size_t record_size(void) {
-    return (sizeof(struct coil__tasklet) + 63) & ~(size_t)63;
-}
-
 size_t coil__page_size(void) {
     SYSTEM_INFO si;
     GetSystemInfo(&si);
@@ -46,6 +42,11 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
         t->stack_size = stack_size;
         return t;
     }
+    t = coil__record_get(s);
+    if (!t) {
+        *err_out = -ENOMEM;
+        return NULL;
+    }
     size_t map_len = stack_size + COIL__GUARD_SIZE;
     size_t page = s->page;
     char *map = VirtualAlloc(NULL, map_len, MEM_RESERVE, PAGE_NOACCESS);
@@ -54,11 +55,10 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
                       PAGE_READWRITE | PAGE_GUARD) ||
         !VirtualAlloc(map + COIL__GUARD_SIZE, stack_size, MEM_COMMIT, PAGE_READWRITE)) {
         if (map) VirtualFree(map, 0, MEM_RELEASE);
+        coil__record_put(s, t);
         *err_out = -ENOMEM;
         return NULL;
     }
-    t = (struct coil__tasklet *)(map + map_len - record_size());
-    memset(t, 0, sizeof *t);
     t->map = map;
     t->map_len = map_len;
     t->stack_size = stack_size;
@@ -72,6 +72,7 @@ void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
         return;
     }
     VirtualFree(t->map, 0, MEM_RELEASE);
+    coil__record_put(s, t);
 }
 
 void coil__stack_pool_drain(struct coil__sched *s) {
@@ -79,6 +80,7 @@ void coil__stack_pool_drain(struct coil__sched *s) {
     while ((l = coil__slist_pop_front(&s->pool.q)) != NULL) {
         struct coil__tasklet *t = coil__container_of(l, struct coil__tasklet, runq);
         VirtualFree(t->map, 0, MEM_RELEASE);
+        coil__record_put(s, t);
     }
     s->pool.len = 0;
 }
