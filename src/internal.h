@@ -64,10 +64,11 @@ void coil__ctx_make(struct coil__ctx *ctx, void *top, void (*entry)(void *), voi
 
 struct coil__timer {
     int64_t deadline; /* when armed: when it expires */
-    size_t index;     /* its slot in the heap, or COIL__TIMER_IDLE */
+    uint32_t index;   /* its slot in the heap, or COIL__TIMER_IDLE (16 bytes in all:
+                       * it shares the tasklet record's hot cache line) */
     bool armed;
 };
-#define COIL__TIMER_IDLE SIZE_MAX
+#define COIL__TIMER_IDLE UINT32_MAX
 
 /* A binary min-heap of deadlines, with lazy disarming. A server's tasklets
  * arm a deadline ("now + idle timeout") at nearly every call and disarm it
@@ -165,37 +166,43 @@ struct coil__joiner {
 };
 
 /*
- * A tasklet. It lives at the top of its own stack mapping, so that spawning
- * allocates nothing but a (pooled) stack and an idle tasklet costs one page:
+ * A tasklet. Its record is carved from its scheduler's record chunks
+ * (coil__record_get), apart from its stack, so that the records of a
+ * thousand connections' tasklets share a few dozen pages instead of taking
+ * a page each; spawning from the pool still allocates nothing:
  *
- *   map                                                        map + map_len
- *   | guard page (PROT_NONE) | stack, grows down <-- | struct coil__tasklet |
- *                            ^ stack_lo              ^ initial sp
+ *   map                                                   map + map_len
+ *   | guard (64 KiB) | stack, grows down <--------------------------- |
+ *                    ^ stack_lo                                      ^ initial sp
+ *
+ * The first 64 bytes (the record is 64-byte aligned) are what a blocking
+ * call's park, its wake-up and the switch touch: one cache line per
+ * tasklet on the hot path. The rest is read by spawn, join, kill, dump and
+ * the overflow handler.
  *
  * The scheduler's own context (the thread's stack) is a coil__tasklet too,
  * embedded in struct coil__sched, with id 0 and no mapping.
  */
 struct coil__tasklet {
+    /* ---- hot: park, wake, switch ---- */
     struct coil__ctx ctx;
-    struct coil__sched *sched;
     struct coil__slink runq; /* in the run queue, or the stack pool */
-    struct coil__link all;   /* in the scheduler's list of every live tasklet */
-    coil_id id;
-    coil_fn fn;
-    void *arg;
-    uint8_t state;     /* enum coil__state */
-    uint8_t wait_kind; /* enum coil__wait */
-    bool killed;
-    bool deadlock_cycle; /* scratch of the deadlock detector */
-    int wake_result;     /* what the parked call returns, set by its waker */
+    struct coil__sched *sched;
     /* While WAITING: what it waits on, and how to take it off that when a
      * kill or a timeout (err) interrupts the wait. unwait returns true when
      * the tasklet may be woken now (its waiter records are unlinked), false
      * when it must stay parked until an operation the kernel still owns has
      * completed (invariant 1): the completion wakes it. */
-    void *wait_obj;
-    size_t wait_n;
     bool (*unwait)(struct coil__tasklet *t, int err);
+    void *wait_obj;
+    struct coil__timer timer;
+    uint8_t state;     /* enum coil__state */
+    uint8_t wait_kind; /* enum coil__wait */
+    bool killed;
+    bool deadlock_cycle; /* scratch of the deadlock detector */
+    int wake_result;     /* what the parked call returns, set by its waker */
+    /* ---- the rest ---- */
+    size_t wait_n;
     int64_t wait_since;
     /* Woken from another scheduler of a group: the waker takes the wait
      * (wait_claim 0 -> 1, the one that wins wakes it, see src/chan.c) and
@@ -203,11 +210,12 @@ struct coil__tasklet {
     int wait_claim;
     int xwake_result;
     struct coil__msg xwake;
-    uint32_t io_epoch; /* the io_uring backend's last epoch in which it completed
-                        * an operation of this tasklet (src/io/uring_batch.c) */
-    struct coil__timer timer;
+    struct coil__link all; /* in the scheduler's list of every live tasklet */
+    coil_id id;
+    coil_fn fn;
+    void *arg;
     struct coil__list joiners; /* struct coil__joiner.link */
-    /* Stack mapping (guard page included) and usable size. */
+    /* Stack mapping (guard included) and usable size. */
     char *map;
     size_t map_len;
     size_t stack_size;
@@ -217,6 +225,10 @@ struct coil__tasklet {
     unsigned vg_stack_id;
     char name[32];
 };
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(offsetof(struct coil__tasklet, wait_n) == 64,
+               "a tasklet's hot fields fill its record's first cache line");
+#endif
 
 /* The guard below each stack: larger than a page, so that a frame of a few
  * KiB (a local buffer) cannot step over it into the next stack. It costs
@@ -255,6 +267,10 @@ struct coil__sched {
         struct coil__slist q; /* struct coil__tasklet.runq */
         size_t len;
     } pool;
+    struct {
+        struct coil__slist free;   /* unused records (struct coil__tasklet.runq) */
+        struct coil__slist chunks; /* every chunk, freed when coil_run ends */
+    } records;
     size_t page;
     int64_t round_start; /* coil_now() at the start of this scheduler round */
     int *errno_ptr;      /* &errno of this thread, without a call per switch */
@@ -407,10 +423,11 @@ void coil__sched_deadlock_step(struct coil__sched *s);
 /* ---- stacks (src/stack.c; mapping: src/unix/stack.c, src/win/stack.c) --- */
 
 /* Takes a stack of stack_size usable bytes (a page multiple) from the pool or
- * maps a new one, and returns the tasklet record at its top (zeroed but for
+ * maps a new one, and returns the tasklet record that owns it (zeroed but for
  * map, map_len, stack_size and vg_stack_id). NULL with -errno in *err. */
 struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, int *err);
-/* Returns t's stack to the pool or unmaps it. t must not be running on it. */
+/* Returns t's stack to the pool (with t) or unmaps it (and puts t back with
+ * coil__record_put). t must not be running on it. */
 void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t);
 /* Unmaps every pooled stack. */
 void coil__stack_pool_drain(struct coil__sched *s);
@@ -423,6 +440,15 @@ void coil__stack_unmap(char *map, size_t map_len);
 static inline char *coil__stack_lo(const struct coil__tasklet *t) {
     return t->map + t->map_len - t->stack_size;
 }
+/* One past the highest byte of t's stack: where its first frame goes. */
+static inline char *coil__stack_hi(const struct coil__tasklet *t) {
+    return t->map + t->map_len;
+}
+
+/* A zeroed tasklet record from s's chunks (src/sched.c), NULL when out of
+ * memory; put gives it back. The chunks are freed when coil_run ends. */
+struct coil__tasklet *coil__record_get(struct coil__sched *s);
+void coil__record_put(struct coil__sched *s, struct coil__tasklet *t);
 
 /* Installs (once per process) the SIGSEGV/SIGBUS handler that names a tasklet
  * whose stack overflowed into its guard page, and gives the calling thread an

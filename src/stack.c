@@ -1,6 +1,7 @@
 /*
- * Tasklet stacks, on every platform: the layout (the tasklet record at the
- * top of its stack's mapping, a guard below the stack) and the pool that
+ * Tasklet stacks, on every platform: the layout (a guard below the stack;
+ * the tasklet record apart, from the scheduler's chunks, coil__record_get)
+ * and the pool that
  * makes spawn fast. Mapping and unmapping a stack, with its guard, is the
  * platform's (coil__stack_map: src/unix/stack.c, src/win/stack.c).
  */
@@ -17,11 +18,6 @@
 #if COIL_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
-
-/* The tasklet record sits at the very top of the mapping, 64-byte aligned. */
-static size_t record_size(void) {
-    return (sizeof(struct coil__tasklet) + 63) & ~(size_t)63;
-}
 
 /* A record for a stack whose fields the pool or the mapping gave it. */
 static struct coil__tasklet *record_init(struct coil__tasklet *t, char *map, size_t map_len,
@@ -41,17 +37,25 @@ struct coil__tasklet *coil__stack_get(struct coil__sched *s, size_t stack_size, 
         s->pool.len--;
         return record_init(t, t->map, t->map_len, stack_size, t->vg_stack_id);
     }
+    struct coil__tasklet *t = coil__record_get(s);
+    if (!t) {
+        *err_out = -ENOMEM;
+        return NULL;
+    }
     size_t map_len = stack_size + COIL__GUARD_SIZE;
     char *map = coil__stack_map(s, map_len, err_out);
-    if (!map) return NULL;
-    struct coil__tasklet *t = (struct coil__tasklet *)(map + map_len - record_size());
+    if (!map) {
+        coil__record_put(s, t);
+        return NULL;
+    }
     return record_init(t, map, map_len, stack_size,
                        VALGRIND_STACK_REGISTER(map + COIL__GUARD_SIZE, map + map_len));
 }
 
-static void unmap(struct coil__tasklet *t) {
+static void unmap(struct coil__sched *s, struct coil__tasklet *t) {
     VALGRIND_STACK_DEREGISTER(t->vg_stack_id);
     coil__stack_unmap(t->map, t->map_len);
+    coil__record_put(s, t);
 }
 
 void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
@@ -65,12 +69,12 @@ void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
         s->pool.len++;
         return;
     }
-    unmap(t);
+    unmap(s, t);
 }
 
 void coil__stack_pool_drain(struct coil__sched *s) {
     struct coil__slink *l;
     while ((l = coil__slist_pop_front(&s->pool.q)) != NULL)
-        unmap(coil__container_of(l, struct coil__tasklet, runq));
+        unmap(s, coil__container_of(l, struct coil__tasklet, runq));
     s->pool.len = 0;
 }

@@ -15,8 +15,8 @@ void coil__ctx_make(struct coil__ctx *ctx, void *top, void (*entry)(void *), voi
      * r15 r14 r13 r12 rsi rdi rbx rbp, then the address its jmp resumes at;
      * coil__ctx_start then runs with rsp = frame + 256, 16-byte aligned.
      * The TEB's stack bounds must describe the tasklet's stack while it runs:
-     * ctx is the first member of the tasklet record, which sits at the top
-     * of its own mapping (see src/win/stack.c), so the bounds are known. */
+     * ctx is the first member of the tasklet record, which knows its
+     * mapping (see src/win/stack.c), so the bounds are known. */
     struct coil__tasklet *owner = coil__container_of(ctx, struct coil__tasklet, ctx);
     uint64_t *sp = (uint64_t *)(t - 16 - 256);
     memset(sp, 0, 256);

@@ -199,6 +199,7 @@ static void ur_fini(struct coil__sched *s) {
     while (!coil__list_empty(&u->acceptors))
         acceptor_free(u, coil__container_of(u->acceptors.first, struct acceptor, link));
     close(u->wake_fd);
+    coil__ur_batch_fini(&u->batch);
     free(u->fds);
     free(u);
     s->backend_data = NULL;

@@ -5,6 +5,7 @@
 #include "uring_batch.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define BATCH_MAX       64            /* the most completions one wait asks for */
 #define BATCH_KEEP      8             /* a minimum wait that ended with 8 or more keeps its ask */
@@ -69,14 +70,17 @@ void coil__ur_batch_roll(struct coil__ur_batch *b, int64_t now) {
     if (now - b->epoch_start < ACTIVE_EPOCH_NS) return;
     b->active_last = b->active;
     b->active = 0;
-    if (++b->epoch == 0) b->epoch = 1; /* 0 is a new tasklet's */
+    if (++b->epoch == 0) { /* after 2^32 epochs: slots of epoch 1 must not look current */
+        b->epoch = 1;
+        if (b->set) memset(b->set, 0, b->set_cap * sizeof *b->set);
+    }
     b->epoch_start = now;
     if (b->ask > coil__ur_batch_cap(b)) b->ask = coil__ur_batch_cap(b);
 }
 
 void coil__ur_batch_init(struct coil__ur_batch *b) {
     b->ask = 1;
-    b->epoch = 1; /* a new tasklet's io_epoch is 0 */
+    b->epoch = 1; /* a slot of epoch 0 is empty */
     b->wait_us = BATCH_WAIT_US;
     const char *bw = getenv("COIL_BATCH_WAIT_US");
     if (bw && *bw >= '0' && *bw <= '9') { /* digits only: no sign, no space */
@@ -84,6 +88,31 @@ void coil__ur_batch_init(struct coil__ur_batch *b) {
         unsigned long v = strtoul(bw, &end, 10);
         if (*end == '\0' && v <= 1000000) b->wait_us = (unsigned)v;
     }
+}
+
+void coil__ur_batch_fini(struct coil__ur_batch *b) {
+    free(b->set);
+    b->set = NULL;
+    b->set_cap = 0;
+}
+
+bool coil__ur_batch_grow(struct coil__ur_batch *b) {
+    size_t cap = b->set_cap ? b->set_cap * 2 : 64;
+    struct coil__ur_active *set = calloc(cap, sizeof *set);
+    if (!set) return false;
+    for (size_t j = 0; j < b->set_cap; j++) {
+        struct coil__ur_active a = b->set[j];
+        if (a.epoch != b->epoch) continue;
+        uint64_t h = (uint64_t)((uintptr_t)a.t >> 6) * 0x9e3779b97f4a7c15u;
+        size_t i = (size_t)(h >> 32) & (cap - 1);
+        while (set[i].epoch == b->epoch)
+            i = (i + 1) & (cap - 1);
+        set[i] = a;
+    }
+    free(b->set);
+    b->set = set;
+    b->set_cap = cap;
+    return true;
 }
 
 void coil__ur_batch_describe(const struct coil__ur_batch *b, bool min_timeout, FILE *out) {

@@ -8,6 +8,12 @@
 
 #include "../internal.h"
 
+/* A tasklet counted in an epoch. */
+struct coil__ur_active {
+    const struct coil__tasklet *t;
+    uint32_t epoch;
+};
+
 struct coil__ur_batch {
     unsigned ask;     /* completions the next blocking wait asks for */
     unsigned wait_us; /* the longest a batched wait holds back a completion; 0: no batching */
@@ -17,16 +23,40 @@ struct coil__ur_batch {
     uint32_t epoch;
     unsigned active, active_last;
     int64_t epoch_start;
+    /* The tasklets counted in this epoch: an open-addressing set (linear
+     * probing) in which a slot of another epoch is empty, so that a new
+     * epoch empties it without a pass. At most half full; set_cap is a
+     * power of two, 0 until the first count. The backend's own, not a field
+     * of every tasklet's record. */
+    struct coil__ur_active *set;
+    size_t set_cap;
 };
 
 /* Asks for one; wait_us from COIL_BATCH_WAIT_US, else the default. */
 void coil__ur_batch_init(struct coil__ur_batch *b);
+void coil__ur_batch_fini(struct coil__ur_batch *b);
+
+/* Doubles the set (at least 64 slots), keeping this epoch's tasklets.
+ * Returns false when out of memory (the set is unchanged). */
+bool coil__ur_batch_grow(struct coil__ur_batch *b);
 
 /* An operation of t completed: t is active in this epoch (counted once). */
-static inline void coil__ur_batch_count(struct coil__ur_batch *b, struct coil__tasklet *t) {
-    if (t->io_epoch != b->epoch) {
-        t->io_epoch = b->epoch;
-        b->active++;
+static inline void coil__ur_batch_count(struct coil__ur_batch *b, const struct coil__tasklet *t) {
+    if (COIL_UNLIKELY((size_t)b->active * 2 >= b->set_cap) && !coil__ur_batch_grow(b) &&
+        b->active >= b->set_cap) {
+        b->active++; /* no memory for the set: count it, perhaps twice */
+        return;
+    }
+    size_t mask = b->set_cap - 1;
+    uint64_t h = (uint64_t)((uintptr_t)t >> 6) * 0x9e3779b97f4a7c15u; /* records: 64-aligned */
+    for (size_t i = (size_t)(h >> 32) & mask;; i = (i + 1) & mask) {
+        struct coil__ur_active *a = &b->set[i];
+        if (a->epoch != b->epoch) {
+            *a = (struct coil__ur_active){t, b->epoch};
+            b->active++;
+            return;
+        }
+        if (a->t == t) return;
     }
 }
 
