@@ -342,7 +342,6 @@ struct coil__group {
     uint64_t serial0;            /* scheds[i]->serial == serial0 + i */
     size_t nlive;                /* tasklets alive in the whole group (atomic) */
     unsigned next_spawn;         /* coil_spawn_on(COIL_SCHED_NEXT): round robin (atomic) */
-    long inflight;               /* messages posted and not yet run (atomic) */
     /* Idle bookkeeping, for the group's deadlock detector (under lock). */
     pthread_mutex_t lock;
     unsigned stalled;           /* schedulers with nothing but a message to wait for */
