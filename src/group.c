@@ -67,8 +67,14 @@ void coil__msg_post(struct coil__sched *s, struct coil__msg *m) {
     while (!__atomic_compare_exchange_n(&s->inbox, &head, m, true, __ATOMIC_SEQ_CST,
                                         __ATOMIC_RELAXED));
     if (__atomic_load_n(&s->sleeping, __ATOMIC_SEQ_CST) &&
-        __atomic_exchange_n(&s->sleeping, 0, __ATOMIC_SEQ_CST))
-        s->backend->wake(s);
+        __atomic_exchange_n(&s->sleeping, 0, __ATOMIC_SEQ_CST)) {
+        const struct coil__backend_ops *b = s->backend;
+        struct coil__sched *from = coil__sched_cur;
+        if (b->wake_from && from && from->group == s->group && from->backend == b)
+            b->wake_from(from, s);
+        else
+            b->wake(s);
+    }
 }
 
 void coil__inbox_run(struct coil__sched *s) {
