@@ -26,9 +26,10 @@
  * it there wakes every scheduler. Deadlock: a scheduler that has nothing that
  * can wake it but a message (no runnable tasklet, no timer, no I/O, no
  * offload job) counts itself stalled while it sleeps; when every scheduler is
- * stalled and no message is in flight (`inflight` counts them from post to
- * the end of their run), nothing can ever happen again, and the last to stall
- * starts the deadlock steps that coil_run takes on one scheduler.
+ * stalled and every inbox empty, nothing can ever happen again, and the last
+ * to stall starts the deadlock steps that coil_run takes on one scheduler.
+ * (No count of messages in flight: a counter every post and every inbox run
+ * wrote would be one more cache line passed between the cores per message.)
  */
 #include "internal.h"
 
@@ -46,15 +47,20 @@ static atomic_uint_fast64_t group_serials = 1ull << 62; /* beside sched.c's */
 /* ---- messages ----------------------------------------------------------- */
 
 void coil__msg_post(struct coil__sched *s, struct coil__msg *m) {
-    __atomic_add_fetch(&s->group->inflight, 1, __ATOMIC_SEQ_CST);
     struct coil__msg *head = __atomic_load_n(&s->inbox, __ATOMIC_RELAXED);
     do
         m->next = head;
     while (!__atomic_compare_exchange_n(&s->inbox, &head, m, true, __ATOMIC_SEQ_CST,
                                         __ATOMIC_RELAXED));
     if (__atomic_load_n(&s->sleeping, __ATOMIC_SEQ_CST) &&
-        __atomic_exchange_n(&s->sleeping, 0, __ATOMIC_SEQ_CST))
-        s->backend->wake(s);
+        __atomic_exchange_n(&s->sleeping, 0, __ATOMIC_SEQ_CST)) {
+        const struct coil__backend_ops *b = s->backend;
+        struct coil__sched *from = coil__sched_cur;
+        if (b->wake_from && from && from->group == s->group && from->backend == b)
+            b->wake_from(from, s);
+        else
+            b->wake(s);
+    }
 }
 
 void coil__inbox_run(struct coil__sched *s) {
@@ -65,16 +71,13 @@ void coil__inbox_run(struct coil__sched *s) {
         fifo = m;
         m = next;
     }
-    long n = 0;
     while (fifo) {
         /* Read before fn runs: fn may answer the sender, whose frame (where
          * the node lives) can be gone the moment it runs again. */
         struct coil__msg *next = fifo->next;
         fifo->fn(s, fifo);
         fifo = next;
-        n++;
     }
-    __atomic_sub_fetch(&s->group->inflight, n, __ATOMIC_SEQ_CST);
 }
 
 static void xwake_run(struct coil__sched *s, struct coil__msg *m) {
@@ -147,10 +150,20 @@ static bool nudged(const struct coil__sched *s) {
            __atomic_load_n(&s->group->deadlock_gen, __ATOMIC_ACQUIRE) != s->deadlock_seen;
 }
 
+/* Whether a message waits in some inbox. Only schedulers post messages,
+ * from their loops, and a stalled scheduler has left its loop's round (its
+ * posts were pushed before it took g->lock to count itself stalled) and runs
+ * its inbox only after it took g->lock again to stop counting: so with every
+ * scheduler stalled and g->lock held, a message not yet run is in an inbox. */
+static bool message_pending(const struct coil__group *g) {
+    for (unsigned i = 0; i < g->n; i++)
+        if (coil__inbox_pending(g->scheds[i])) return true;
+    return false;
+}
+
 /* Called with g->lock held by a scheduler that has just stalled. */
 static void detect_deadlock(struct coil__group *g, struct coil__sched *self) {
-    if (g->stalled != g->n || __atomic_load_n(&g->inflight, __ATOMIC_SEQ_CST) != 0 ||
-        !__atomic_load_n(&g->nlive, __ATOMIC_ACQUIRE))
+    if (g->stalled != g->n || message_pending(g) || !__atomic_load_n(&g->nlive, __ATOMIC_ACQUIRE))
         return;
     if (!g->deadlock) {
         g->deadlock = true;

@@ -361,7 +361,6 @@ struct coil__group {
     uint64_t serial0;            /* scheds[i]->serial == serial0 + i */
     size_t nlive;                /* tasklets alive in the whole group (atomic) */
     unsigned next_spawn;         /* coil_spawn_on(COIL_SCHED_NEXT): round robin (atomic) */
-    long inflight;               /* messages posted and not yet run (atomic) */
     /* Idle bookkeeping, for the group's deadlock detector (under lock). */
     pthread_mutex_t lock;
     unsigned stalled;           /* schedulers with nothing but a message to wait for */
@@ -597,6 +596,13 @@ struct coil__backend_ops {
      * finished jobs (coil__offload_reap). Async-signal-safe it need not be:
      * signals have their own wake-up (coil__signal_wake_fd). */
     void (*wake)(struct coil__sched *s);
+    /* Optional (NULL: wake(to)): makes the wait of `to`, a scheduler of the
+     * caller's group on this backend, return soon; called on the thread of
+     * `from`, the calling scheduler (in its loop or a tasklet), which has a
+     * ring of its own to send the wake-up through (io_uring: a message
+     * between rings, IORING_OP_MSG_RING). A wake-up it fails to deliver it
+     * delivers through wake, later in from's loop at worst. */
+    void (*wake_from)(struct coil__sched *from, struct coil__sched *to);
     /* Pushes everything queued to the kernel now (before an fd is closed, so
      * that no queued SQE can name a reused fd number). */
     void (*flush)(struct coil__sched *s);

@@ -46,8 +46,13 @@
 #define RUNNING_ON_VALGRIND             0
 #endif
 
-#define TAG_SIGNAL  1 /* the multishot poll on coil__signal_wake_fd */
-#define TAG_WAKE    2 /* the multishot poll on this scheduler's wake eventfd */
+#define TAG_SIGNAL 1 /* the multishot poll on coil__signal_wake_fd */
+#define TAG_WAKE   2 /* the multishot poll on this scheduler's wake eventfd */
+#define TAG_RING   4 /* a wake-up from another ring of the group (IORING_OP_MSG_RING) */
+/* The MSG_RING SQE itself carries the target's struct uring | MSG_SENT, and
+ * posts a CQE on the sender's ring only when it failed
+ * (IOSQE_CQE_SKIP_SUCCESS): the target is then woken through its eventfd. */
+#define MSG_SENT    2
 
 #define ACCEPT_HOLD 16 /* queued connections at which a multishot accept stops */
 
@@ -76,6 +81,7 @@ struct uring {
     size_t inflight; /* ops queued or in the kernel whose CQE is not yet seen,
                       * and callers waiting on a multishot accept */
     int wake_fd;     /* an eventfd: written by ur_wake from another thread */
+    bool msg_ring;   /* wake a ring of the group with IORING_OP_MSG_RING (5.18) */
     bool signal_armed, wake_armed;
     bool no_multishot;           /* the kernel refused a multishot poll */
     bool no_multishot_accept;    /* ... or a multishot accept */
@@ -128,6 +134,18 @@ static struct coil__op *waiter_op(struct coil__slink *l) {
     return coil__container_of((unsigned char *)x, struct coil__op, scratch);
 }
 
+/* Whether the kernel has IORING_OP_MSG_RING (5.18), unless
+ * COIL_URING_MSG_RING=0 asks for the eventfd (a test, an A/B of the two). */
+static bool msg_ring_usable(struct io_uring *ring) {
+    const char *env = getenv("COIL_URING_MSG_RING");
+    if (env && !strcmp(env, "0")) return false;
+    struct io_uring_probe *p = io_uring_get_probe_ring(ring);
+    if (!p) return false;
+    bool ok = io_uring_opcode_supported(p, IORING_OP_MSG_RING);
+    io_uring_free_probe(p);
+    return ok;
+}
+
 static int ur_init(struct coil__sched *s) {
     struct uring *u = calloc(1, sizeof *u);
     if (!u) return -ENOMEM;
@@ -162,6 +180,7 @@ static int ur_init(struct coil__sched *s) {
         free(u);
         return err;
     }
+    u->msg_ring = msg_ring_usable(&u->ring);
     u->sched = s;
     s->backend_data = u;
     return 0;
@@ -641,6 +660,15 @@ static void on_cqe(struct coil__sched *s, struct uring *u, struct coil__op *op, 
     coil__op_complete(op, res);
 }
 
+/* A wake-up sent to target's ring did not arrive (res < 0): it goes through
+ * target's eventfd instead; a kernel that refuses the opcode for good never
+ * gets it again. Target lives until every scheduler of the group has left
+ * its loop, and this runs in the sender's. */
+static void msg_ring_failed(struct uring *u, struct uring *target, int res) {
+    if (res == -EINVAL || res == -EOPNOTSUPP) u->msg_ring = false;
+    coil__eventfd_post(target->wake_fd);
+}
+
 /* Handles every posted completion; returns how many there were. */
 static unsigned reap(struct coil__sched *s, struct uring *u) {
     struct io_uring_cqe *cqe;
@@ -653,6 +681,10 @@ static unsigned reap(struct coil__sched *s, struct uring *u) {
         if (ud == 0 || ud == LIBURING_UDATA_TIMEOUT) continue;
         if (ud == TAG_SIGNAL || ud == TAG_WAKE)
             on_watch(s, u, cqe);
+        else if (ud == TAG_RING)
+            continue; /* the loop looks at the inbox every round */
+        else if ((ud & 7) == MSG_SENT)
+            msg_ring_failed(u, (struct uring *)(uintptr_t)(ud & ~(uint64_t)7), cqe->res);
         else if (ud & 1)
             on_accept_cqe(u, (struct acceptor *)(uintptr_t)(ud & ~(uint64_t)1), cqe->res,
                           cqe->flags);
@@ -795,6 +827,22 @@ static void ur_wake(struct coil__sched *s) {
     coil__eventfd_post(u->wake_fd);
 }
 
+static void ur_wake_from(struct coil__sched *from, struct coil__sched *to) {
+    struct uring *u = from->backend_data, *t = to->backend_data;
+    if (!u->msg_ring) {
+        coil__eventfd_post(t->wake_fd);
+        return;
+    }
+    /* A CQE on the target ring ends its wait; nothing there to read and
+     * reset, unlike the eventfd's poll. Submitted now: the wake-up cannot
+     * wait for this scheduler's next round. */
+    struct io_uring_sqe *sqe = get_sqe(u);
+    io_uring_prep_msg_ring(sqe, t->ring.ring_fd, 0, TAG_RING, 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)t | MSG_SENT);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_submit(&u->ring);
+}
+
 /* A ring of two entries, set up and torn down: what init's first step needs
  * of the kernel (ENOSYS, EPERM, EACCES where it is absent or forbidden). */
 static int ur_probe(void) {
@@ -820,6 +868,7 @@ const struct coil__backend_ops coil__backend_uring = {
     .wait = ur_wait,
     .busy = ur_busy,
     .wake = ur_wake,
+    .wake_from = ur_wake_from,
     .flush = ur_flush,
     .fd_closing = ur_fd_closing,
     .describe = ur_describe,
