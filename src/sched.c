@@ -24,12 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef _WIN32
-/* The C runtime's names for stdio's stream lock (mingw-w64 has no flockfile). */
-#define flockfile   _lock_file
-#define funlockfile _unlock_file
-#endif
-
 __thread struct coil__sched *coil__sched_cur COIL__TLS_IE;
 static atomic_uint_fast64_t sched_serial;
 
