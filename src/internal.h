@@ -31,6 +31,18 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define COIL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define COIL_TSAN 1
+#endif
+#endif
+
+#if COIL_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
 #define COIL_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define COIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
@@ -189,6 +201,11 @@ struct coil__tasklet {
     size_t stack_size;
 #if COIL_ASAN
     void *asan_fake_stack;
+#endif
+#if COIL_TSAN
+    /* Its TSan fiber: made at spawn, destroyed when the stack is released
+     * (the root's is the thread's own, never destroyed). */
+    void *tsan_fiber;
 #endif
     unsigned vg_stack_id;
     char name[32];
@@ -658,6 +675,14 @@ static inline void coil__switch_to(struct coil__sched *s, struct coil__tasklet *
     /* errno is per thread, but each tasklet must see its own: the scheduler's
      * and other tasklets' system calls in between would change it. */
     int saved_errno = *s->errno_ptr;
+#if COIL_TSAN
+    /* Flag 0, not __tsan_switch_to_fiber_no_sync: the switch orders
+     * everything `from` did before everything `to` does next. Tasklets of a
+     * scheduler share its queues, timers and channels without a lock, and
+     * the switch is what makes that correct; without the happens-before
+     * edge TSan would report every hand-off as a race. */
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
     coil__ctx_switch(&from->ctx, &to->ctx);
 #if COIL_ASAN
     __sanitizer_finish_switch_fiber(from->asan_fake_stack, NULL, NULL);

@@ -185,6 +185,12 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
         t->name[len] = '\0';
     }
     coil__ctx_make(&t->ctx, t, tasklet_entry, t);
+#if COIL_TSAN
+    /* Its own fiber, so that TSan keeps a shadow call stack per tasklet and
+     * orders its accesses by the switches (coil__switch_to). */
+    t->tsan_fiber = __tsan_create_fiber(0);
+    if (t->name[0]) __tsan_set_fiber_name(t->tsan_fiber, t->name);
+#endif
     ids_put(s, t);
     coil__list_push_back(&s->all, &t->all);
     s->nlive++;
@@ -533,6 +539,9 @@ static int run(coil_fn main, void *arg) {
     s->root.state = COIL__RUNNING;
     s->root.timer.index = COIL__TIMER_IDLE;
     strcpy(s->root.name, "scheduler");
+#if COIL_TSAN
+    s->root.tsan_fiber = __tsan_get_current_fiber();
+#endif
     s->current = &s->root;
     int err = coil__signal_wake_init();
     if (err) {
