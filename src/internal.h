@@ -601,7 +601,11 @@ void coil__offload_fini(struct coil__sched *s);
 /* ---- signals (src/signal.c) -------------------------------------------- */
 
 /* Counters bumped by signal handlers, and an eventfd (-1 until first needed)
- * that every scheduler's backend watches so that a signal wakes it. */
+ * that every scheduler's backend watches so that a signal wakes it. A
+ * handler runs on whichever thread the kernel picks, so every access to these
+ * three is an __atomic one (relaxed: a scheduler only needs to notice, at its
+ * next round, that a count moved; volatile alone is a data race between
+ * threads, which the TSan stage reported). */
 extern volatile unsigned coil__dump_requests;
 extern volatile unsigned coil__shutdown_requests;
 extern volatile int coil__shutdown_signo; /* the last shutdown signal caught */

@@ -379,7 +379,7 @@ static void deadlock(struct coil__sched *s) {
 /* The tasklets did not finish within the grace after a shutdown signal:
  * say who holds it up, then end the process as the signal would have. */
 __attribute__((noreturn)) static void shutdown_overdue(struct coil__sched *s) {
-    int sig = coil__shutdown_signo;
+    int sig = __atomic_load_n(&coil__shutdown_signo, __ATOMIC_RELAXED);
     fprintf(stderr,
             "coil: shutdown: %zu tasklet(s) still running %.1f s after the signal; ending the "
             "process as signal %d would\n",
@@ -391,14 +391,16 @@ __attribute__((noreturn)) static void shutdown_overdue(struct coil__sched *s) {
 
 static void loop(struct coil__sched *s) {
     while (s->nlive > 0) {
-        if (COIL_UNLIKELY(coil__dump_requests != s->dump_seen)) {
-            s->dump_seen = coil__dump_requests;
+        unsigned dumps = __atomic_load_n(&coil__dump_requests, __ATOMIC_RELAXED);
+        if (COIL_UNLIKELY(dumps != s->dump_seen)) {
+            s->dump_seen = dumps;
             coil__dump_sched(s, stderr);
             fflush(stderr);
         }
-        if (COIL_UNLIKELY(coil__shutdown_requests != s->shutdown_seen)) {
+        unsigned shutdowns = __atomic_load_n(&coil__shutdown_requests, __ATOMIC_RELAXED);
+        if (COIL_UNLIKELY(shutdowns != s->shutdown_seen)) {
             /* SIGINT/SIGTERM: cancel everything, let every tasklet unwind. */
-            s->shutdown_seen = coil__shutdown_requests;
+            s->shutdown_seen = shutdowns;
             if (!s->interrupted) {
                 int64_t grace = coil__shutdown_grace();
                 s->shutdown_deadline = grace < 0 ? -1 : coil_now() + grace;
@@ -556,7 +558,7 @@ static int run(coil_fn main, void *arg) {
     }
     /* Read before the handler goes in, so that a signal caught in between is
      * acted on rather than lost. */
-    s->shutdown_seen = coil__shutdown_requests;
+    s->shutdown_seen = __atomic_load_n(&coil__shutdown_requests, __ATOMIC_RELAXED);
     coil__shutdown_signals_acquire();
 #ifndef _WIN32 /* Windows has no SIGPIPE */
     /* A write to a pipe whose reader is gone raises SIGPIPE on the thread
@@ -579,7 +581,7 @@ static int run(coil_fn main, void *arg) {
         if (id < 0) err = (int)id;
     }
     if (!err) {
-        s->dump_seen = coil__dump_requests;
+        s->dump_seen = __atomic_load_n(&coil__dump_requests, __ATOMIC_RELAXED);
         loop(s);
         err = s->interrupted ? -EINTR : s->deadlock ? -EDEADLK : 0;
     }
