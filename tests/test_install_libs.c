@@ -527,11 +527,13 @@ static void parallel_downloads(int n_plain, int n_tls) {
     batch_init(&b, n_plain, n_tls);
     COIL_RUN_CHECKED(batch_main, &b);
     int n = b.n;
-    print_message("%d downloads (%d https), %lld ms each on the server: %lld ms; requests came "
-                  "at %lld..%lld ms, at most %d at once\n",
-                  n, n_tls, (long long)delay, (long long)b.elapsed_ms,
-                  (long long)((srv.first_in - b.t0) / COIL_MSEC),
-                  (long long)((srv.last_in - b.t0) / COIL_MSEC), server_get(&srv.peak));
+    print_message(
+        "%d downloads (%d https), %lld ms each on the server: %lld ms; requests came "
+        "at %lld..%lld ms, at most %d at once\n",
+        n, n_tls, (long long)delay, (long long)b.elapsed_ms,
+        (long long)((__atomic_load_n(&srv.first_in, __ATOMIC_SEQ_CST) - b.t0) / COIL_MSEC),
+        (long long)((__atomic_load_n(&srv.last_in, __ATOMIC_SEQ_CST) - b.t0) / COIL_MSEC),
+        server_get(&srv.peak));
     batch_check_and_free(&b);
     server_settle(n);
     assert_int_equal(server_get(&srv.errors), 0);
