@@ -8,6 +8,7 @@
  * another thread loads and unloads the plugin neither crash nor corrupt it.
  * Each case runs in a child of its own (a crash there is a failed case). */
 #define _GNU_SOURCE
+// coil-test: tsan (coil_install and coil_uninstall while another thread dlopens)
 #include "coil_test.h"
 
 #include <dlfcn.h>
