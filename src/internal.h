@@ -573,8 +573,16 @@ struct coil__wrap {
 extern const struct coil__wrap coil__wraps[];
 extern const size_t coil__nwraps;
 /* Between coil_install and coil_uninstall: a wrapper called inside a
- * tasklet does coil's call; otherwise (and always before) libc's. */
-extern volatile bool coil__installed;
+ * tasklet does coil's call; otherwise (and always before) libc's. Written
+ * under the install lock, read by every wrapper on any thread without it:
+ * each access is an __atomic one (a plain volatile flag was a data race,
+ * reported by the TSan stage in test_install_dlopen). Relaxed: the flag
+ * orders nothing else, and either answer is safe at the moment it flips
+ * (the GOT slots themselves are swapped with single atomic stores). */
+extern bool coil__installed;
+static inline bool coil__is_installed(void) {
+    return __atomic_load_n(&coil__installed, __ATOMIC_RELAXED);
+}
 
 /* ---- offload pool (src/offload.c) -------------------------------------- */
 
