@@ -2,7 +2,8 @@
 #   make demo    installs what is missing (as root), builds, runs the demo
 #                (coil-download: libcurl downloads, serial then in parallel)
 #   make check   installs what is missing (as root), builds and runs the whole
-#                suite: natively (gcc), under ASan+UBSan (clang), under Valgrind,
+#                suite: natively (gcc), under ASan+UBSan (clang), the tests that
+#                cross threads under ThreadSanitizer (clang), under Valgrind,
 #                the runtime tests of the aarch64 build under qemu-user, and the
 #                Windows build (mingw-w64, built as the README builds it by
 #                hand) under Wine; the native stage also builds the README's
@@ -19,8 +20,8 @@ BUILD ?= build
 CTEST = ctest --output-on-failure -j$(JOBS)
 CONFIGURE = cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all build build-tests demo check check-native check-asan check-valgrind check-aarch64 \
-        check-windows bench format install clean deps-demo deps-check
+.PHONY: all build build-tests demo check check-native check-asan check-tsan check-valgrind \
+        check-aarch64 check-windows bench format install clean deps-demo deps-check
 
 all: build
 
@@ -48,8 +49,8 @@ demo: deps-demo
 	$(BUILD)/examples/coil-download
 
 check: deps-check
-	@$(MAKE) --no-print-directory check-native check-asan check-valgrind check-aarch64 \
-	        check-windows
+	@$(MAKE) --no-print-directory check-native check-asan check-tsan check-valgrind \
+	        check-aarch64 check-windows
 	@echo "check: every stage passed"
 
 check-native: build-tests
@@ -60,6 +61,16 @@ check-asan:
 	      -DCOIL_TEST_LINK=static -DCOIL_BENCH=OFF -DCOIL_TESTS=ON
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(CTEST) -L native
+
+# ThreadSanitizer: the tests labelled tsan (every test that crosses threads,
+# each marked "// coil-test: tsan", see tests/CMakeLists.txt), in a build of
+# their own: TSan cannot share one with ASan. Statically linked as the ASan
+# stage is; each runs through tests/tsan-run.sh (ASLR off for TSan).
+check-tsan:
+	cmake -S . -B build-tsan -DCMAKE_C_COMPILER=clang -DCOIL_SANITIZE=thread \
+	      -DCOIL_TEST_LINK=static -DCOIL_BENCH=OFF -DCOIL_TESTS=ON
+	cmake --build build-tsan -j$(JOBS)
+	cd build-tsan && $(CTEST) -L tsan
 
 check-valgrind: build-tests
 	cd $(BUILD) && $(CTEST) -L valgrind
@@ -99,4 +110,4 @@ install: build
 	@if [ -z "$$DESTDIR" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 clean:
-	rm -rf build build-asan build-aarch64 build-windows
+	rm -rf build build-asan build-tsan build-aarch64 build-windows

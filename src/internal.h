@@ -32,6 +32,18 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define COIL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define COIL_TSAN 1
+#endif
+#endif
+
+#if COIL_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
 #define COIL_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define COIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
@@ -221,6 +233,11 @@ struct coil__tasklet {
     size_t stack_size;
 #if COIL_ASAN
     void *asan_fake_stack;
+#endif
+#if COIL_TSAN
+    /* Its TSan fiber: made at spawn, destroyed when the stack is released
+     * (the root's is the thread's own, never destroyed). */
+    void *tsan_fiber;
 #endif
     unsigned vg_stack_id;
     char name[32];
@@ -757,8 +774,16 @@ struct coil__wrap {
 extern const struct coil__wrap coil__wraps[];
 extern const size_t coil__nwraps;
 /* Between coil_install and coil_uninstall: a wrapper called inside a
- * tasklet does coil's call; otherwise (and always before) libc's. */
-extern volatile bool coil__installed;
+ * tasklet does coil's call; otherwise (and always before) libc's. Written
+ * under the install lock, read by every wrapper on any thread without it:
+ * each access is an __atomic one (a plain volatile flag was a data race,
+ * reported by the TSan stage in test_install_dlopen). Relaxed: the flag
+ * orders nothing else, and either answer is safe at the moment it flips
+ * (the GOT slots themselves are swapped with single atomic stores). */
+extern bool coil__installed;
+static inline bool coil__is_installed(void) {
+    return __atomic_load_n(&coil__installed, __ATOMIC_RELAXED);
+}
 
 /* ---- offload pool (src/offload.c) -------------------------------------- */
 
@@ -785,7 +810,11 @@ void coil__offload_fini(struct coil__sched *s);
 /* ---- signals (src/unix/signal.c, src/win/signal.c) ---------------------- */
 
 /* Counters bumped by signal handlers, and an eventfd (-1 until first needed)
- * that every scheduler's backend watches so that a signal wakes it. */
+ * that every scheduler's backend watches so that a signal wakes it. A
+ * handler runs on whichever thread the kernel picks, so every access to these
+ * three is an __atomic one (relaxed: a scheduler only needs to notice, at its
+ * next round, that a count moved; volatile alone is a data race between
+ * threads, which the TSan stage reported). */
 extern volatile unsigned coil__dump_requests;
 extern volatile unsigned coil__shutdown_requests;
 extern volatile int coil__shutdown_signo; /* the last shutdown signal caught */
@@ -859,6 +888,14 @@ static inline void coil__switch_to(struct coil__sched *s, struct coil__tasklet *
     /* errno is per thread, but each tasklet must see its own: the scheduler's
      * and other tasklets' system calls in between would change it. */
     int saved_errno = *s->errno_ptr;
+#if COIL_TSAN
+    /* Flag 0, not __tsan_switch_to_fiber_no_sync: the switch orders
+     * everything `from` did before everything `to` does next. Tasklets of a
+     * scheduler share its queues, timers and channels without a lock, and
+     * the switch is what makes that correct; without the happens-before
+     * edge TSan would report every hand-off as a race. */
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
     coil__ctx_switch(&from->ctx, &to->ctx);
 #if COIL_ASAN
     __sanitizer_finish_switch_fiber(from->asan_fake_stack, NULL, NULL);

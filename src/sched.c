@@ -245,6 +245,12 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
         t->name[len] = '\0';
     }
     coil__ctx_make(&t->ctx, coil__stack_hi(t), tasklet_entry, t);
+#if COIL_TSAN
+    /* Its own fiber, so that TSan keeps a shadow call stack per tasklet and
+     * orders its accesses by the switches (coil__switch_to). */
+    t->tsan_fiber = __tsan_create_fiber(0);
+    if (t->name[0]) __tsan_set_fiber_name(t->tsan_fiber, t->name);
+#endif
     ids_put(s, t);
     coil__list_push_back(&s->all, &t->all);
     s->nlive++;
@@ -566,7 +572,7 @@ void coil__group_find_cycles(struct coil__group *g) {
 /* The tasklets did not finish within the grace after a shutdown signal:
  * say who holds it up, then end the process as the signal would have. */
 __attribute__((noreturn)) static void shutdown_overdue(struct coil__sched *s) {
-    int sig = coil__shutdown_signo;
+    int sig = __atomic_load_n(&coil__shutdown_signo, __ATOMIC_RELAXED);
     fprintf(stderr,
             "coil: shutdown: %zu tasklet(s) still running %.1f s after the signal; ending the "
             "process as signal %d would\n",
@@ -578,16 +584,18 @@ __attribute__((noreturn)) static void shutdown_overdue(struct coil__sched *s) {
 
 static void loop(struct coil__sched *s) {
     while (s->nlive > 0 || (s->group && coil__group_live(s))) {
-        if (COIL_UNLIKELY(coil__dump_requests != s->dump_seen)) {
-            s->dump_seen = coil__dump_requests;
+        unsigned dumps = __atomic_load_n(&coil__dump_requests, __ATOMIC_RELAXED);
+        if (COIL_UNLIKELY(dumps != s->dump_seen)) {
+            s->dump_seen = dumps;
             flockfile(stderr);
             coil__dump_sched(s, stderr);
             fflush(stderr);
             funlockfile(stderr);
         }
-        if (COIL_UNLIKELY(coil__shutdown_requests != s->shutdown_seen)) {
+        unsigned shutdowns = __atomic_load_n(&coil__shutdown_requests, __ATOMIC_RELAXED);
+        if (COIL_UNLIKELY(shutdowns != s->shutdown_seen)) {
             /* SIGINT/SIGTERM: cancel everything, let every tasklet unwind. */
-            s->shutdown_seen = coil__shutdown_requests;
+            s->shutdown_seen = shutdowns;
             if (!s->interrupted) {
                 int64_t grace = coil__shutdown_grace();
                 s->shutdown_deadline = grace < 0 ? -1 : coil_now() + grace;
@@ -759,6 +767,9 @@ int coil__sched_setup(struct coil__sched *s, struct coil__group *g, unsigned ind
     s->root.state = COIL__RUNNING;
     s->root.timer.index = COIL__TIMER_IDLE;
     strcpy(s->root.name, "scheduler");
+#if COIL_TSAN
+    s->root.tsan_fiber = __tsan_get_current_fiber();
+#endif
     s->current = &s->root;
     int err = coil__signal_wake_init();
     if (err) return err;
@@ -769,7 +780,7 @@ int coil__sched_setup(struct coil__sched *s, struct coil__group *g, unsigned ind
     }
     /* Read before the handler goes in, so that a signal caught in between is
      * acted on rather than lost. */
-    s->shutdown_seen = coil__shutdown_requests;
+    s->shutdown_seen = __atomic_load_n(&coil__shutdown_requests, __ATOMIC_RELAXED);
     coil__shutdown_signals_acquire();
 #ifndef _WIN32 /* Windows has no SIGPIPE */
     /* A write to a pipe whose reader is gone raises SIGPIPE on the thread
@@ -786,7 +797,7 @@ int coil__sched_setup(struct coil__sched *s, struct coil__group *g, unsigned ind
 #endif
     s->start_err = coil__overflow_guard_init(s);
     coil__sched_cur = s;
-    s->dump_seen = coil__dump_requests;
+    s->dump_seen = __atomic_load_n(&coil__dump_requests, __ATOMIC_RELAXED);
     return 0;
 }
 

@@ -64,6 +64,13 @@ void coil__stack_put(struct coil__sched *s, struct coil__tasklet *t) {
      * memory; the next tasklet on this stack must not inherit them. */
     __asan_unpoison_memory_region(coil__stack_lo(t), t->stack_size);
 #endif
+#if COIL_TSAN
+    /* Its fiber ends with it (the next spawn on this stack makes a new one).
+     * Never the running fiber: a finished tasklet's stack is released by the
+     * context that runs after it (coil__after_switch). */
+    __tsan_destroy_fiber(t->tsan_fiber);
+    t->tsan_fiber = NULL;
+#endif
     if (t->stack_size == COIL_STACK_DEFAULT && s->pool.len < COIL__STACK_POOL_MAX) {
         coil__slist_push_front(&s->pool.q, &t->runq);
         s->pool.len++;

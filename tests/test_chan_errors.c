@@ -3,6 +3,8 @@
  * (-EPIPE), busy (-EBUSY) and freed (-EBADF) channels, channels of another
  * scheduler (-EXDEV) and deadlines (-ETIMEDOUT). */
 #define COIL_TEST_CHAN_HELPERS
+// coil-test: tsan (a channel used from another thread's scheduler (-EXDEV) and from a plain thread
+// (-EPERM))
 #include "coil_test.h"
 
 #include <errno.h>

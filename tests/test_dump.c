@@ -5,6 +5,7 @@
  * scheduler of the process. Signal
  * handlers are process-wide, so everything that installs one runs in a
  * forked child. */
+// coil-test: tsan (the dump signal reaches two schedulers on two threads)
 #include "coil_test.h"
 
 #include <limits.h>

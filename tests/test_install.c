@@ -42,6 +42,8 @@
  * need one of them skip there (the group setup lists them on stderr).
  */
 #define _GNU_SOURCE /* accept4, ppoll, POLLRDHUP, gethostbyname_r */
+// coil-test: tsan (the resolver's calls go to the offload pool; plain threads call the diverted
+// functions)
 #include "coil_test.h"
 
 #include <dlfcn.h>

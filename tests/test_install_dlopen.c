@@ -8,6 +8,7 @@
  * another thread loads and unloads the plugin neither crash nor corrupt it.
  * Each case runs in a child of its own (a crash there is a failed case). */
 #define _GNU_SOURCE
+// coil-test: tsan (coil_install and coil_uninstall while another thread dlopens)
 #include "coil_test.h"
 
 #include <dlfcn.h>
@@ -168,7 +169,13 @@ static void *loader_thread(void *arg) {
             r->bad = 3;
             break;
         }
-        if (write(fds[1], "w", 1) != 1 || (*pl.read_ptr)(fds[0], &c, 1) != 1 || c != 'w') {
+        /* An atomic load: coil_install rewrites this pointer on the main
+         * thread meanwhile, with one aligned atomic store, as ld.so rewrites
+         * a GOT slot; compiled code reads such a slot with one aligned load,
+         * which is what this says to TSan (a plain C load would be a race
+         * in the test, not in coil). */
+        read_fn rd = __atomic_load_n(pl.read_ptr, __ATOMIC_ACQUIRE);
+        if (write(fds[1], "w", 1) != 1 || rd(fds[0], &c, 1) != 1 || c != 'w') {
             r->bad = 4;
             break;
         }

@@ -20,6 +20,7 @@
  * On epoll there is no such line and only the data and timing checks run;
  * under Valgrind, or before Linux 6.12, the line says why waits are not
  * batched. */
+// coil-test: tsan (plain client threads against a scheduler)
 #include "coil_test.h"
 
 #include <linux/io_uring.h>

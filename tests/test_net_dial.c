@@ -17,6 +17,7 @@
  * /etc/resolv.conf; RES_OPTIONS (unless already set) bounds how long that
  * takes when none answers. */
 #define _GNU_SOURCE
+// coil-test: tsan (names are resolved on the offload pool's workers)
 #include "coil_test.h"
 
 #include <pthread.h>

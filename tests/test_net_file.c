@@ -6,6 +6,7 @@
  * that waits on an empty pipe, a writer that waits on a full one, a stream
  * of a few MiB through a small pipe, end of file (0) when the writer closes. */
 #define _GNU_SOURCE
+// coil-test: tsan (regular files go to the offload pool's workers on epoll)
 #include "coil_test.h"
 
 #include <fcntl.h>

@@ -12,6 +12,8 @@
  * schedulers on two threads; lengths of 3 GiB (beyond what one system call
  * moves) give sane counts. */
 #define _GNU_SOURCE /* accept4 */
+// coil-test: tsan (two schedulers on two threads share a connection; a plain thread writes to a
+// tasklet's socket)
 #include "coil_test.h"
 
 #include <fcntl.h>

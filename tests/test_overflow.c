@@ -7,6 +7,7 @@
  * Every scenario runs in a forked child. The parent never calls coil_run, so
  * that coil installs its fault handler in each child afresh, after the child
  * has put back the default action that cmocka's own handler replaced. */
+// coil-test: tsan (a scheduler on a thread of its own overflows a stack)
 #include "coil_test.h"
 
 #include <pthread.h>

@@ -5,6 +5,7 @@
  * process as SIGINT's default action would; coil_set_shutdown_signals takes
  * an ignored SIGINT or leaves SIGINT alone; coil_run leaves no fd open.
  * Signals are delivered to forked children (coil_test_child_*). */
+// coil-test: tsan (SIGINT/SIGTERM arrive while a scheduler runs)
 #include "coil_test.h"
 
 #include <dirent.h>

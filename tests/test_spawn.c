@@ -2,6 +2,7 @@
  * "main", errors, it waits for everyone), spawn order, ids, names, spawn
  * options and stack sizes, the answers of every call outside a tasklet, and
  * one scheduler per thread. */
+// coil-test: tsan (one scheduler per thread, two at once)
 #include "coil_test.h"
 
 #include <pthread.h>

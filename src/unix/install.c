@@ -26,7 +26,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-volatile bool coil__installed; /* read by every wrapper, first thing */
+bool coil__installed; /* read by every wrapper, first thing (internal.h) */
 
 /* ---- patching the GOT ----------------------------------------------------------- */
 
@@ -314,7 +314,7 @@ int coil_install(void) {
     dl_iterate_phdr(patch_object, &walk);
     regions_free();
     int err = walk.err;
-    if (!err) coil__installed = true;
+    if (!err) __atomic_store_n(&coil__installed, true, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&install_lock);
     errno = saved;
     return err;
@@ -347,7 +347,7 @@ static int unpatch_object(struct dl_phdr_info *info, size_t size, void *data) {
 int coil_uninstall(void) {
     int saved = errno;
     pthread_mutex_lock(&install_lock);
-    coil__installed = false;
+    __atomic_store_n(&coil__installed, false, __ATOMIC_RELAXED);
     /* Without a view of the mappings nothing can be written safely: the
      * wrappers stay (they pass every call through once `installed` is
      * false). */

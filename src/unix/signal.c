@@ -92,7 +92,7 @@ static void on_shutdown(int sig) {
     dfl.sa_handler = SIG_DFL;
     for (int i = 0; i < 2; i++)
         if (caught[i]) sigaction(shutdown_sigs[i], &dfl, NULL);
-    coil__shutdown_signo = sig;
+    __atomic_store_n(&coil__shutdown_signo, sig, __ATOMIC_RELAXED);
     __atomic_add_fetch(&coil__shutdown_requests, 1, __ATOMIC_RELAXED);
     coil__signal_wake();
     errno = saved;

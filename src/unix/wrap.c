@@ -49,7 +49,7 @@
 
 /* The running tasklet, if the calls of this thread are diverted now. */
 static inline struct coil__tasklet *inside(void) {
-    return COIL_LIKELY(!coil__installed) ? NULL : coil__self();
+    return COIL_LIKELY(!coil__is_installed()) ? NULL : coil__self();
 }
 
 /* libc's form of a result: -1 with errno, or the value. */
@@ -237,14 +237,14 @@ static ssize_t w_writev(int fd, const struct iovec *iov, int iovcnt) {
 
 static int w_socket(int domain, int type, int protocol) {
     int fd = socket(domain, type, protocol);
-    if (fd >= 0 && coil__installed && coil__sched_cur)
+    if (fd >= 0 && coil__is_installed() && coil__sched_cur)
         coil__fd_fresh(fd, COIL__FD_UNKNOWN, false); /* learnt on first use */
     return fd;
 }
 
 static int w_socketpair(int domain, int type, int protocol, int sv[2]) {
     int r = socketpair(domain, type, protocol, sv);
-    if (r == 0 && coil__installed && coil__sched_cur) {
+    if (r == 0 && coil__is_installed() && coil__sched_cur) {
         coil__fd_fresh(sv[0], COIL__FD_UNKNOWN, false);
         coil__fd_fresh(sv[1], COIL__FD_UNKNOWN, false);
     }
@@ -263,7 +263,7 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 static int w_accept(int fd, struct sockaddr *addr, socklen_t *addrlen) {
     if (!inside() || user_nonblock(fd) != 0) {
         int r = accept(fd, addr, addrlen);
-        if (r >= 0 && coil__installed && coil__sched_cur)
+        if (r >= 0 && coil__is_installed() && coil__sched_cur)
             coil__fd_fresh(r, COIL__FD_UNKNOWN, false);
         return r;
     }
@@ -273,7 +273,7 @@ static int w_accept(int fd, struct sockaddr *addr, socklen_t *addrlen) {
 static int w_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
     if (!inside() || user_nonblock(fd) != 0) {
         int r = accept4(fd, addr, addrlen, flags);
-        if (r >= 0 && coil__installed && coil__sched_cur)
+        if (r >= 0 && coil__is_installed() && coil__sched_cur)
             coil__fd_fresh(r, COIL__FD_UNKNOWN, false);
         return r;
     }
@@ -294,7 +294,7 @@ static int w_connect(int fd, const struct sockaddr *addr, socklen_t len) {
 }
 
 static int w_close(int fd) {
-    if (!coil__installed || !coil__sched_cur) return close(fd);
+    if (!coil__is_installed() || !coil__sched_cur) return close(fd);
     return (int)libc_result(coil_close(fd));
 }
 
