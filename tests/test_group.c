@@ -3,11 +3,15 @@
 #include "coil_test.h"
 
 /* Also built for Windows and run under Wine (tests/win/CMakeLists.txt): the
- * cases that need a child process are POSIX only. */
+ * cases that need a child process are POSIX only.
+ *
+ * coil-test: tsan: every case runs schedulers on several threads that share
+ * channels, tasklets and the group's state. */
+// coil-test: tsan (see above)
 
 static long scaled(long n) {
     if (coil_test_under_valgrind()) return n / 100 > 100 ? n / 100 : 100;
-    if (coil_test_under_qemu() || getenv("COIL_UNDER_TSAN") || getenv("COIL_UNDER_WINE"))
+    if (coil_test_under_qemu() || coil_test_under_tsan() || getenv("COIL_UNDER_WINE"))
         return n / 10;
     return n;
 }
