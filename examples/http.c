@@ -53,11 +53,13 @@
 
 /* What the connections of one scheduler add up to. Each scheduler (thread)
  * has its own, so no tasklet writes where another thread does: no locks, no
- * atomics; and a cache line each, so that threads share no line. Added up
- * once the group has ended. */
+ * atomics. Padded to two cache lines, so that the counters of two threads
+ * never share one wherever malloc puts the array (it promises 16-byte
+ * alignment, not 64). Added up once the group has ended. */
 struct stats {
-    _Alignas(64) long long conns; /* connections served */
-    long long requests;           /* requests answered on them */
+    long long conns;    /* connections served */
+    long long requests; /* requests answered on them */
+    char pad[128 - 2 * sizeof(long long)];
 };
 
 /* What every tasklet shares: the options, then what the acceptor (the main
