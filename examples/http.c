@@ -8,10 +8,13 @@
  * A connection allocates nothing after it is accepted: its buffers and its
  * parser live on its tasklet's stack.
  *
- *   coil-http [--host H] --port P [-v] [--header-timeout-ms N] [--idle-timeout-ms N]
+ *   coil-http [--host H] --port P [--threads N] [-v] [--header-timeout-ms N]
+ *             [--idle-timeout-ms N]
  *
  *   --host H               address to listen on (default 127.0.0.1; "::" or 0.0.0.0 for all)
  *   --port P               port to listen on (0: any free port, printed at start)
+ *   --threads N            threads, each running a scheduler (default 0: one per
+ *                          CPU); the connections are dealt out to them in turn
  *   -v                     one line per connection and per disconnection (and why)
  *   --header-timeout-ms N  a request head must arrive whole within N ms of its
  *                          first byte (default 5000; 0: no limit). Slowloris.
@@ -48,16 +51,29 @@
 #include <string.h>
 #include <sys/resource.h>
 
-/* What every tasklet shares. One scheduler is one thread: no locks needed. */
+/* What the connections of one scheduler add up to. Each scheduler (thread)
+ * has its own, so no tasklet writes where another thread does: no locks, no
+ * atomics. Padded to two cache lines, so that the counters of two threads
+ * never share one wherever malloc puts the array (it promises 16-byte
+ * alignment, not 64). Added up once the group has ended. */
+struct stats {
+    long long conns;    /* connections served */
+    long long requests; /* requests answered on them */
+    char pad[128 - 2 * sizeof(long long)];
+};
+
+/* What every tasklet shares: the options, then what the acceptor (the main
+ * tasklet, on scheduler 0) sets up before it spawns any connection. */
 struct server {
     const char *host, *port;
     bool verbose;
+    unsigned threads;       /* --threads: 0 for one per CPU */
     int64_t header_timeout; /* ns; 0: none */
     int64_t idle_timeout;   /* ns; 0: none */
     bool listening;         /* coil_listen_on succeeded */
     bool failed;            /* the listening socket broke */
-    long long conns;        /* connections accepted */
-    long long requests;     /* requests answered, over every connection */
+    int nstats;             /* coil_sched_count() */
+    struct stats *stats;    /* one per scheduler, indexed by coil_sched_index() */
 };
 
 static struct server srv = {
@@ -170,7 +186,6 @@ static ssize_t respond(struct conn *c, enum status st, enum conn_header ch, bool
     memcpy(c->out + c->out_len, r->text, len);
     c->out_len += len;
     c->requests++;
-    srv.requests++;
     return 0;
 }
 
@@ -331,6 +346,9 @@ static void serve(void *arg) {
         else
             printf("%s: %s, %lld requests\n", c.peer, why[end], c.requests);
     }
+    struct stats *st = &srv.stats[coil_sched_index()]; /* this tasklet's scheduler's own */
+    st->conns++;
+    st->requests += c.requests;
     coil_close(c.fd);
 }
 
@@ -343,9 +361,20 @@ static bool accept_fatal(int err) {
     return err == EBADF || err == EINVAL || err == ENOTSOCK || err == EOPNOTSUPP;
 }
 
-/* The main tasklet: listens, then accepts connections and spawns their tasklets. */
+/* The main tasklet, on scheduler 0: listens, then accepts connections and
+ * deals them out to the schedulers in turn, each connection's tasklet on
+ * the next scheduler (one listener handing out connections, rather than a
+ * listener per scheduler with SO_REUSEPORT: see docs/architecture.md,
+ * "Listening on every core"). */
 static void acceptor(void *arg) {
     (void)arg;
+    int n = coil_sched_count();
+    srv.stats = calloc((size_t)n, sizeof *srv.stats);
+    if (!srv.stats) {
+        fprintf(stderr, "coil-http: out of memory\n");
+        return;
+    }
+    srv.nstats = n;
     int lfd = coil_listen_on(srv.host, srv.port, SOMAXCONN);
     if (lfd < 0) {
         fprintf(stderr, "coil-http: listen on %s port %s: %s\n", srv.host, srv.port,
@@ -358,11 +387,12 @@ static void acceptor(void *arg) {
     char where[64] = "?";
     if (getsockname(lfd, (struct sockaddr *)&sa, &len) == 0)
         format_addr((struct sockaddr *)&sa, len, where, sizeof where);
-    printf("coil-http: listening on %s (%s)\n", where, coil_backend_name());
+    printf("coil-http: listening on %s (%s, %d thread%s)\n", where, coil_backend_name(), n,
+           n == 1 ? "" : "s");
 
     for (;;) {
         int fd = coil_accept(lfd, NULL, NULL);
-        if (fd == -ECANCELED) break; /* Ctrl-C: coil_run is shutting everything down */
+        if (fd == -ECANCELED) break; /* Ctrl-C: coil_run_group is shutting everything down */
         if (fd < 0) {
             if (srv.verbose || accept_fatal(-fd))
                 fprintf(stderr, "coil-http: accept: %s\n", strerror(-fd));
@@ -377,30 +407,33 @@ static void acceptor(void *arg) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
-        /* The fd is all the tasklet needs: nothing to allocate. A tasklet
-         * that has not started when coil_run shuts down still starts (its
-         * calls fail with -ECANCELED), so the fd is always closed. */
-        coil_id id = coil_spawn(serve, (void *)(intptr_t)fd, &(coil_spawn_opts){.name = "conn"});
+        /* The fd is all the tasklet needs: nothing to allocate (a number,
+         * valid on every thread: the tasklet may run on any scheduler, and
+         * stays there). A tasklet that has not started when the group shuts
+         * down still starts (its calls fail with -ECANCELED), so the fd is
+         * always closed. */
+        coil_id id = coil_spawn_on(COIL_SCHED_NEXT, serve, (void *)(intptr_t)fd,
+                                   &(coil_spawn_opts){.name = "conn"});
         if (id < 0) {
             fprintf(stderr, "coil-http: spawn: %s\n", strerror((int)-id));
             coil_close(fd);
             continue;
         }
-        srv.conns++;
     }
     coil_close(lfd);
 }
 
 static void usage(FILE *out) {
-    fprintf(
-        out,
-        "usage: coil-http [--host H] --port P [-v] [--header-timeout-ms N] "
-        "[--idle-timeout-ms N]\n"
-        "  --host H               address to listen on (default 127.0.0.1)\n"
-        "  --port P               TCP port, 0-65535 (0: any free port)\n"
-        "  -v                     print connections and disconnections\n"
-        "  --header-timeout-ms N  time to send a request head (default 5000; 0: none)\n"
-        "  --idle-timeout-ms N    time a connection may stay silent (default 10000; 0: none)\n");
+    fprintf(out,
+            "usage: coil-http [--host H] --port P [--threads N] [-v] [--header-timeout-ms N] "
+            "[--idle-timeout-ms N]\n"
+            "  --host H               address to listen on (default 127.0.0.1)\n"
+            "  --port P               TCP port, 0-65535 (0: any free port)\n"
+            "  --threads N            threads, 0-%d (default 0: one per CPU)\n"
+            "  -v                     print connections and disconnections\n"
+            "  --header-timeout-ms N  time to send a request head (default 5000; 0: none)\n"
+            "  --idle-timeout-ms N    time a connection may stay silent (default 10000; 0: none)\n",
+            COIL_GROUP_MAX);
 }
 
 /* A non-negative number of milliseconds, as ns; -1 if s is not one. */
@@ -413,16 +446,19 @@ static int64_t parse_ms(const char *s) {
 }
 
 int main(int argc, char **argv) {
-    enum { OPT_HEADER_TIMEOUT = 256, OPT_IDLE_TIMEOUT };
+    enum { OPT_HEADER_TIMEOUT = 256, OPT_IDLE_TIMEOUT, OPT_THREADS };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, 'H'},
         {"port", required_argument, NULL, 'p'},
+        {"threads", required_argument, NULL, OPT_THREADS},
         {"verbose", no_argument, NULL, 'v'},
         {"header-timeout-ms", required_argument, NULL, OPT_HEADER_TIMEOUT},
         {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int opt;
+    char *end;
+    long threads;
     while ((opt = getopt_long(argc, argv, "H:p:vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'H': srv.host = optarg; break;
@@ -440,11 +476,22 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
+        case OPT_THREADS:
+            errno = 0;
+            threads = strtol(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end != '\0' || errno ||
+                threads > COIL_GROUP_MAX) {
+                fprintf(stderr, "coil-http: --threads %s: not a number from 0 to %d\n", optarg,
+                        COIL_GROUP_MAX);
+                usage(stderr);
+                return 2;
+            }
+            srv.threads = (unsigned)threads;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    char *end;
     long port = srv.port ? strtol(srv.port, &end, 10) : -1;
     if (optind != argc || !srv.port || *srv.port == '\0' || *end != '\0' || port < 0 ||
         port > 65535) {
@@ -464,12 +511,25 @@ int main(int argc, char **argv) {
     /* A server started in the background by a script inherits SIGINT
      * ignored; it should still stop on kill -INT, as in a terminal. */
     coil_set_shutdown_signals(COIL_SIGNALS_TAKE);
-    int err = coil_run(acceptor, NULL);
+    int err = coil_run_group(srv.threads, acceptor, NULL);
     if (err != 0 && err != -EINTR) { /* -EINTR: Ctrl-C or SIGTERM, the normal way out */
-        fprintf(stderr, "coil-http: coil_run: %s\n", strerror(-err));
+        fprintf(stderr, "coil-http: coil_run_group: %s\n", strerror(-err));
+        free(srv.stats);
         return 1;
     }
-    if (!srv.listening) return 1; /* already reported */
-    printf("coil-http: %lld connections served, %lld requests answered\n", srv.conns, srv.requests);
+    long long conns = 0, requests = 0;
+    for (int i = 0; i < srv.nstats; i++) {
+        conns += srv.stats[i].conns;
+        requests += srv.stats[i].requests;
+    }
+    if (!srv.listening) {
+        free(srv.stats);
+        return 1; /* already reported */
+    }
+    printf("coil-http: %lld connections served, %lld requests answered\n", conns, requests);
+    for (int i = 0; i < srv.nstats && srv.verbose && srv.nstats > 1; i++)
+        printf("coil-http: thread %d: %lld connections, %lld requests\n", i, srv.stats[i].conns,
+               srv.stats[i].requests);
+    free(srv.stats);
     return srv.failed ? 1 : 0;
 }

@@ -490,6 +490,21 @@ COIL_API int coil_dial(const char *host, const char *service, int type, int64_t 
  * killed tasklet, -EPERM outside one). */
 COIL_API int coil_listen_on(const char *host, const char *service, int backlog);
 
+/* coil_listen_on with flags (0: the same call). COIL_LISTEN_REUSEPORT
+ * (Linux's SO_REUSEPORT): several sockets may listen on one address, each
+ * made with this flag by the same user, and the kernel spreads the
+ * connections among them, so that each scheduler of a group can accept its
+ * own (a listener closed with connections queued resets them). Note that a
+ * second server started on the same address by mistake then shares it
+ * rather than failing with -EADDRINUSE. Returns coil_listen_on's results;
+ * -EINVAL for an unknown flag; -EADDRINUSE when a socket made without the
+ * flag (or by another user) holds the address; -ENOTSUP on Windows, which
+ * has no such option (its SO_REUSEADDR lets a later socket take the port
+ * over, it spreads nothing): there, one listener hands its connections to
+ * the schedulers (coil_spawn_on), as coil-echo does. */
+#define COIL_LISTEN_REUSEPORT 1
+COIL_API int coil_listen_on_flags(const char *host, const char *service, int backlog, int flags);
+
 /* Runs fn(arg) on one of a few worker threads and parks the caller until it
  * returns; for calls that cannot be made asynchronous (getaddrinfo, a
  * library's blocking call). fn must not call coil. A kill cannot interrupt

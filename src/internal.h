@@ -735,9 +735,11 @@ int coil__sys_listen(int fd, int backlog);
 int coil__sys_shutdown(int fd, int how);
 int coil__sys_close(int fd);
 /* Options of a listening socket of family before its bind; wildcard: bound
- * to every address (an IPv6 wildcard then takes IPv4 too). Failures are
+ * to every address (an IPv6 wildcard then takes IPv4 too); flags: those of
+ * coil_listen_on_flags. Returns 0, or -errno when a flag cannot be had
+ * (-ENOTSUP: the system has no such thing); the other options' failures are
  * ignored: the bind says what matters. */
-void coil__sys_listener_options(int fd, int family, bool wildcard);
+int coil__sys_listener_options(int fd, int family, bool wildcard, int flags);
 /* 0 when fd is open (Windows: a socket), else -EBADF. */
 int coil__sys_fd_open(int fd);
 /* 0 when coil_read and coil_write serve fd; Windows: sockets only, another

@@ -534,7 +534,11 @@ int coil_dial(const char *host, const char *service, int type, int64_t deadline)
 }
 
 int coil_listen_on(const char *host, const char *service, int backlog) {
-    if (!service) return -EINVAL;
+    return coil_listen_on_flags(host, service, backlog, 0);
+}
+
+int coil_listen_on_flags(const char *host, const char *service, int backlog, int flags) {
+    if (!service || (flags & ~COIL_LISTEN_REUSEPORT)) return -EINVAL;
     struct addrinfo *res;
     int saved = errno;
     int err = resolve(host, service, SOCK_STREAM, AI_PASSIVE, &res);
@@ -552,8 +556,8 @@ int coil_listen_on(const char *host, const char *service, int backlog) {
                 err = fd;
                 continue;
             }
-            coil__sys_listener_options(fd, ai->ai_family, !host);
-            err = coil_bind(fd, ai->ai_addr, (socklen_t)ai->ai_addrlen);
+            err = coil__sys_listener_options(fd, ai->ai_family, !host, flags);
+            if (!err) err = coil_bind(fd, ai->ai_addr, (socklen_t)ai->ai_addrlen);
             if (!err) err = coil_listen(fd, backlog);
             if (!err) {
                 freeaddrinfo(res);

@@ -3,8 +3,12 @@
  * echo intact (including messages larger than the client's 16 KiB pieces and
  * the server's 16 KiB buffer); SIGINT and SIGTERM stop the server promptly
  * with exit 0 and its summary, closing idle connections on the way; -v
- * prints one line per connection and disconnection; bad arguments exit 2;
- * the client fails (exit 1) when nothing listens.
+ * prints one line per connection and disconnection (and, with more than
+ * one thread, one per thread at the end); bad arguments exit 2, those of
+ * --threads with a line that names it; the client fails (exit 1) when
+ * nothing listens. The server's cases run twice: with --threads 1 and with
+ * --threads 2 (a group of two schedulers, the connections dealt out to
+ * both).
  *
  * The programs' paths come from tests/CMakeLists.txt (COIL_ECHO_BIN,
  * COIL_ECHO_CLIENT_BIN); without the examples the test is skipped. Under
@@ -22,18 +26,35 @@ int main(void) {
 }
 #else
 
+/* The --threads of the group of cases running: "1" or "2". */
+static const char *threads = "1";
+
+static int with_one_thread(void **state) {
+    (void)state;
+    threads = "1";
+    return 0;
+}
+
+static int with_two_threads(void **state) {
+    (void)state;
+    threads = "2";
+    return 0;
+}
+
 /* Starts coil-echo on a free loopback port (--port 0: the kernel picks one,
- * the server prints it) and returns that port. */
+ * the server prints it) with --threads `threads`, and returns that port. */
 static int start_server(struct coil_test_child *srv, bool verbose) {
-    char *argv[] = {COIL_ECHO_BIN,         "--host", "127.0.0.1", "--port", "0",
-                    verbose ? "-v" : NULL, NULL};
+    char *argv[] = {COIL_ECHO_BIN, "--host",        "127.0.0.1",           "--port", "0",
+                    "--threads",   (char *)threads, verbose ? "-v" : NULL, NULL};
     coil_test_child_start(srv, coil_test_exec_child, argv);
     const char *marker = "listening on 127.0.0.1:";
-    if (!coil_test_child_read(srv, marker, 10000)) {
+    char says[64];
+    snprintf(says, sizeof says, ", %s thread%s)\n", threads, strcmp(threads, "1") ? "s" : "");
+    if (!coil_test_child_read(srv, says, 10000) || !strstr(srv->err, marker)) {
         kill(srv->pid, SIGKILL);
         coil_test_child_finish(srv, 5000);
         coil_test_child_describe(srv);
-        fail_msg("coil-echo did not report listening");
+        fail_msg("coil-echo did not report listening with %s thread(s)", threads);
     }
     int port = atoi(strstr(srv->err, marker) + strlen(marker));
     assert_true(port > 0 && port < 65536);
@@ -167,7 +188,8 @@ static void test_verbose_and_idle_connection_at_sigterm(void **state) {
     assert_int_equal(recv(fd, buf, sizeof buf, 0), 0);
     close(fd);
 
-    /* listening + 4 connected + 3 disconnected + 1 closed at shutdown + summary */
+    /* listening + 4 connected + 3 disconnected + 1 closed at shutdown + summary
+     * (+ a line per thread when there are several) */
     char *out = srv.err, needle[64];
     snprintf(needle, sizeof needle, "127.0.0.1:%d: connected\n", ntohs(me.sin_port));
     bool ok = strstr(out, needle) != NULL;
@@ -179,8 +201,16 @@ static void test_verbose_and_idle_connection_at_sigterm(void **state) {
         connected++;
     for (const char *p = out; (p = strstr(p, ": disconnected, 20 bytes echoed\n")) != NULL; p++)
         disconnected++;
-    ok = ok && connected == 4 && disconnected == 3 && count_lines(out) == 10;
+    size_t nthreads = (size_t)atoi(threads);
+    ok = ok && connected == 4 && disconnected == 3 &&
+         count_lines(out) == 10 + (nthreads > 1 ? nthreads : 0);
     ok = ok && strstr(out, "coil-echo: 4 connections served, 65 bytes echoed\n") != NULL;
+    if (nthreads == 2) {
+        /* Dealt out in turn: our connection went to thread 0, then the
+         * client's three to 1, 0, 1. */
+        ok = ok && strstr(out, "coil-echo: thread 0: 2 connections, 25 bytes echoed\n");
+        ok = ok && strstr(out, "coil-echo: thread 1: 2 connections, 40 bytes echoed\n");
+    }
     if (!ok) {
         coil_test_child_describe(&srv);
         fail_msg("coil-echo -v did not print the expected lines");
@@ -190,15 +220,21 @@ static void test_verbose_and_idle_connection_at_sigterm(void **state) {
 
 /* ---- failures ----------------------------------------------------------- */
 
-static void expect_usage(char **argv) {
+/* argv must print its usage (and `says`, unless NULL) and exit 2. */
+static void expect_usage_saying(char **argv, const char *says) {
     struct coil_test_child c;
     coil_test_fork_run(&c, coil_test_exec_child, argv, 10000);
-    if (!coil_test_child_exited(&c, 2) || !strstr(c.err, "usage:")) {
+    if (!coil_test_child_exited(&c, 2) || !strstr(c.err, "usage:") ||
+        (says && !strstr(c.err, says))) {
         print_message("%s %s ...\n", argv[0], argv[1] ? argv[1] : "");
         coil_test_child_describe(&c);
         fail_msg("bad arguments did not give usage and exit 2");
     }
     coil_test_child_free(&c);
+}
+
+static void expect_usage(char **argv) {
+    expect_usage_saying(argv, NULL);
 }
 
 static void test_bad_arguments_exit_2(void **state) {
@@ -208,6 +244,16 @@ static void test_bad_arguments_exit_2(void **state) {
     expect_usage((char *[]){COIL_ECHO_BIN, "--port", "80x", NULL});
     expect_usage((char *[]){COIL_ECHO_BIN, "--port", "8000", "extra", NULL});
     expect_usage((char *[]){COIL_ECHO_BIN, "--bogus", NULL});
+    static const char *const bad_threads[] = {"abc", "-1", "1025",
+                                              "",    "2x", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad_threads / sizeof bad_threads[0]; i++) {
+        char says[64];
+        snprintf(says, sizeof says, "coil-echo: --threads %s: not a number from 0 to 1024\n",
+                 bad_threads[i]);
+        expect_usage_saying(
+            (char *[]){COIL_ECHO_BIN, "--port", "0", "--threads", (char *)bad_threads[i], NULL},
+            says);
+    }
     expect_usage((char *[]){COIL_ECHO_CLIENT_BIN, "-c", "3", NULL});
     expect_usage((char *[]){COIL_ECHO_CLIENT_BIN, "--port", "0", NULL});
     expect_usage((char *[]){COIL_ECHO_CLIENT_BIN, "--port", "8000", "-c", "0", NULL});
@@ -243,12 +289,16 @@ int main(void) {
         fprintf(stderr, "test_echo_example: skipped under qemu\n");
         return 77;
     }
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest servers[] = {
         cmocka_unit_test(test_many_connections_then_sigint),
         cmocka_unit_test(test_verbose_and_idle_connection_at_sigterm),
+    };
+    const struct CMUnitTest others[] = {
         cmocka_unit_test(test_bad_arguments_exit_2),
         cmocka_unit_test(test_client_fails_when_nothing_listens),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("--threads 1", servers, with_one_thread, NULL);
+    failed += cmocka_run_group_tests_name("--threads 2", servers, with_two_threads, NULL);
+    return failed + cmocka_run_group_tests(others, NULL, NULL);
 }
 #endif

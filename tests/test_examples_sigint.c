@@ -13,6 +13,10 @@
  *   all messages; then coil-echo while another client talks to it: 0 and its
  *   summary, each connection closed at shutdown after echoing bytes (the
  *   client then fails with 1: its server went away).
+ * - coil-echo --threads 2 (a group of two schedulers) serving 1,000
+ *   connections of this process, each of which has echoed its own four
+ *   bytes: 0 and its summary, every connection closed at shutdown (each
+ *   tasklet ran its cleanup), 500 on each thread.
  * - coil-http with four keep-alive connections of this process that have
  *   been answered and each have a request in flight: 0 and its summary, each
  *   connection closed at shutdown.
@@ -330,6 +334,53 @@ static void test_echo_client_then_server(void **state) {
     finish(&cl, 1, EXIT_MS, "coil-echo-client");
     coil_test_child_free(&cl);
 }
+
+/* A group of two schedulers serving 1,000 connections, interrupted. */
+static void test_echo_two_threads_1000_connections(void **state) {
+    (void)state;
+    enum { N = 1000 };
+    if (!coil_test_raise_nofile(N + 64)) skip();
+    struct coil_test_child srv;
+    start(&srv, (const char *const[]){COIL_ECHO_BIN, "--port", "0", "--threads", "2", "-v", NULL});
+    int port = listening_port(&srv, "coil-echo");
+    if (!strstr(srv.err, "(io_uring, 2 threads)\n") && !strstr(srv.err, "(epoll, 2 threads)\n"))
+        fail_with(&srv, "coil-echo did not start two threads");
+    static int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = coil_test_connect_loopback(port, 30);
+        char msg[8];
+        snprintf(msg, sizeof msg, "%04d", i);
+        assert_int_equal(send(fds[i], msg, 4, MSG_NOSIGNAL), 4);
+        if (i % 100 == 99) coil_test_child_read(&srv, "\x01", 0); /* keep its pipe drained */
+    }
+    for (int i = 0; i < N; i++) {
+        char want[8], got[8];
+        snprintf(want, sizeof want, "%04d", i);
+        size_t have = 0;
+        struct pollfd pfd = {.fd = fds[i], .events = POLLIN};
+        while (have < 4 && poll(&pfd, 1, 30000) == 1) {
+            ssize_t n = recv(fds[i], got + have, 4 - have, 0);
+            if (n <= 0) break;
+            have += (size_t)n;
+        }
+        if (have != 4 || memcmp(got, want, 4) != 0) fail_with(&srv, "an echo did not come back");
+    }
+    wait_count(&srv, ": connected\n", N, 60000, "coil-echo did not log 1,000 connections");
+    interrupt(&srv, 0, "coil-echo");
+    if (count(srv.err, ": closed at shutdown, 4 bytes echoed\n") != N ||
+        !strstr(srv.err, "coil-echo: 1000 connections served, 4000 bytes echoed\n") ||
+        !strstr(srv.err, "coil-echo: thread 0: 500 connections, 2000 bytes echoed\n") ||
+        !strstr(srv.err, "coil-echo: thread 1: 500 connections, 2000 bytes echoed\n"))
+        fail_with(&srv, "coil-echo did not close its 1,000 connections at shutdown, 500 a thread");
+    for (int i = 0; i < N; i++) {
+        char b;
+        struct pollfd pfd = {.fd = fds[i], .events = POLLIN};
+        if (poll(&pfd, 1, 5000) != 1 || recv(fds[i], &b, 1, 0) != 0)
+            fail_msg("connection %d was not closed by the server", i);
+        close(fds[i]);
+    }
+    coil_test_child_free(&srv);
+}
 #endif
 
 /* ---- coil-http ----------------------------------------------------------- */
@@ -410,6 +461,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_pipeline, kill_leftovers),
 #if defined(COIL_ECHO_BIN) && defined(COIL_ECHO_CLIENT_BIN)
         cmocka_unit_test_teardown(test_echo_client_then_server, kill_leftovers),
+        cmocka_unit_test_teardown(test_echo_two_threads_1000_connections, kill_leftovers),
 #endif
 #ifdef COIL_HTTP_BIN
         cmocka_unit_test_teardown(test_http, kill_leftovers),

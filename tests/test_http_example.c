@@ -11,8 +11,11 @@
  * (slowloris) is cut off after --header-timeout-ms, a silent connection
  * after --idle-timeout-ms; 200 concurrent keep-alive clients each get 20
  * correct answers; random and mangled input never breaks the server; SIGTERM
- * with connections open exits 0, and -v logs each connection; bad arguments
- * exit 2.
+ * with connections open exits 0, and -v logs each connection (and, with two
+ * threads, what each thread served); bad arguments exit 2, those of
+ * --threads with a line that names it. Every case that runs the server runs
+ * twice: with --threads 1, and with --threads 2 (a group of two schedulers,
+ * the connections dealt out to both).
  *
  * The server's path comes from tests/CMakeLists.txt (COIL_HTTP_BIN); without
  * it (no http_parser, or no examples) the test is skipped. The server
@@ -72,22 +75,40 @@ static int kill_leftover_server(void **state) {
     return 0;
 }
 
-/* Starts coil-http on a free loopback port with the extra arguments (up to
- * 6, NULL-terminated) and returns the port. */
+/* The --threads of the group of cases running: "1" or "2". */
+static const char *threads = "1";
+
+static int with_one_thread(void **state) {
+    (void)state;
+    threads = "1";
+    return 0;
+}
+
+static int with_two_threads(void **state) {
+    (void)state;
+    threads = "2";
+    return 0;
+}
+
+/* Starts coil-http on a free loopback port with --threads `threads` and the
+ * extra arguments (up to 6, NULL-terminated) and returns the port. */
 static int start_server_args(struct coil_test_child *srv, const char *const *extra) {
-    char *argv[16] = {COIL_HTTP_BIN, "--host", "127.0.0.1", "--port", "0"};
-    int argc = 5;
+    char *argv[16] = {COIL_HTTP_BIN, "--host",    "127.0.0.1",    "--port",
+                      "0",           "--threads", (char *)threads};
+    int argc = 7;
     for (; extra && *extra && argc < 15; extra++)
         argv[argc++] = (char *)*extra;
     argv[argc] = NULL;
     coil_test_child_start(srv, coil_test_exec_child, argv);
     const char *marker = "listening on 127.0.0.1:";
-    if (!coil_test_child_read(srv, marker, 10000)) {
+    char says[64];
+    snprintf(says, sizeof says, ", %s thread%s)\n", threads, strcmp(threads, "1") ? "s" : "");
+    if (!coil_test_child_read(srv, says, 10000) || !strstr(srv->err, marker)) {
         kill(srv->pid, SIGKILL);
         coil_test_child_finish(srv, 5000);
         coil_test_child_describe(srv);
         coil_test_child_free(srv);
-        fail_msg("coil-http did not report listening");
+        fail_msg("coil-http did not report listening with %s thread(s)", threads);
     }
     running_pid = srv->pid;
     running_fd = srv->err_fd;
@@ -783,6 +804,14 @@ static void test_sigterm_with_open_connections(void **state) {
         coil_test_child_describe(&srv);
         fail_msg("coil-http did not log 4 connections closed at shutdown and the summary");
     }
+    /* Dealt out in turn: idle, body and gone (two requests) on thread 0,
+     * half and fresh on 1. */
+    if (!strcmp(threads, "2") &&
+        (!strstr(srv.err, "coil-http: thread 0: 3 connections, 2 requests\n") ||
+         !strstr(srv.err, "coil-http: thread 1: 2 connections, 0 requests\n"))) {
+        coil_test_child_describe(&srv);
+        fail_msg("coil-http did not deal the connections out to its two threads in turn");
+    }
     coil_test_child_free(&srv);
 }
 
@@ -805,15 +834,21 @@ static void test_sigint_exits_0(void **state) {
 
 /* ---- arguments ------------------------------------------------------------------ */
 
-static void expect_usage(char **argv) {
+/* argv must print its usage (and `says`, unless NULL) and exit 2. */
+static void expect_usage_saying(char **argv, const char *says) {
     struct coil_test_child c;
     coil_test_fork_run(&c, coil_test_exec_child, argv, 10000);
-    if (!coil_test_child_exited(&c, 2) || !strstr(c.err, "usage:")) {
+    if (!coil_test_child_exited(&c, 2) || !strstr(c.err, "usage:") ||
+        (says && !strstr(c.err, says))) {
         print_message("%s %s ...\n", argv[0], argv[1] ? argv[1] : "");
         coil_test_child_describe(&c);
         fail_msg("bad arguments did not give usage and exit 2");
     }
     coil_test_child_free(&c);
+}
+
+static void expect_usage(char **argv) {
+    expect_usage_saying(argv, NULL);
 }
 
 static void test_bad_arguments_exit_2(void **state) {
@@ -825,6 +860,16 @@ static void test_bad_arguments_exit_2(void **state) {
     expect_usage((char *[]){COIL_HTTP_BIN, "--port", "8000", "--idle-timeout-ms", "x", NULL});
     expect_usage((char *[]){COIL_HTTP_BIN, "--port", "8000", "--header-timeout-ms", "-1", NULL});
     expect_usage((char *[]){COIL_HTTP_BIN, "--bogus", NULL});
+    static const char *const bad_threads[] = {"abc", "-1", "1025",
+                                              "",    "2x", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad_threads / sizeof bad_threads[0]; i++) {
+        char says[64];
+        snprintf(says, sizeof says, "coil-http: --threads %s: not a number from 0 to 1024\n",
+                 bad_threads[i]);
+        expect_usage_saying(
+            (char *[]){COIL_HTTP_BIN, "--port", "0", "--threads", (char *)bad_threads[i], NULL},
+            says);
+    }
 }
 
 int main(void) {
@@ -835,7 +880,7 @@ int main(void) {
     }
     signal(SIGPIPE, SIG_IGN);
     coil_test_apply_filter();
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest servers[] = {
         cmocka_unit_test_teardown(test_get_root, kill_leftover_server),
         cmocka_unit_test_teardown(test_keep_alive_five_requests, kill_leftover_server),
         cmocka_unit_test_teardown(test_head_404_405, kill_leftover_server),
@@ -852,8 +897,12 @@ int main(void) {
         cmocka_unit_test_teardown(test_random_input_never_breaks_it, kill_leftover_server),
         cmocka_unit_test_teardown(test_sigterm_with_open_connections, kill_leftover_server),
         cmocka_unit_test_teardown(test_sigint_exits_0, kill_leftover_server),
+    };
+    const struct CMUnitTest others[] = {
         cmocka_unit_test_teardown(test_bad_arguments_exit_2, kill_leftover_server),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("--threads 1", servers, with_one_thread, NULL);
+    failed += cmocka_run_group_tests_name("--threads 2", servers, with_two_threads, NULL);
+    return failed + cmocka_run_group_tests(others, NULL, NULL);
 }
 #endif

@@ -4,12 +4,14 @@
  * (-EINVAL), a deadline (-ETIMEDOUT) and a kill (-ECANCELED) while
  * connecting, and before dialling or listening on a literal (which resolves
  * without the pool; -EPERM outside coil_run); coil_listen_on(NULL, "0", ...) (every address, IPv6
- * and IPv4, SO_REUSEADDR) and on a loopback address, -EADDRINUSE; coil_offload: fn's result, on
- * another thread while the scheduler goes on, many at once (a burst runs on more than one worker),
- * a kill while fn runs (the call still returns fn's result, the next call is -ECANCELED and does
- * not run fn), the same when SIGINT ends coil_run, from two schedulers at once. A literal address
- * is listened on and dialled while every worker of the pool is held by a job that waits until the
- * calls are done (they resolve without it).
+ * and IPv4, SO_REUSEADDR) and on a loopback address, -EADDRINUSE; coil_listen_on_flags with
+ * COIL_LISTEN_REUSEPORT (two listeners on one port share its connections; -EADDRINUSE against a
+ * listener without the flag, either way round; -EINVAL for another flag); coil_offload: fn's
+ * result, on another thread while the scheduler goes on, many at once (a burst runs on more than
+ * one worker), a kill while fn runs (the call still returns fn's result, the next call is
+ * -ECANCELED and does not run fn), the same when SIGINT ends coil_run, from two schedulers at once.
+ * A literal address is listened on and dialled while every worker of the pool is held by a job that
+ * waits until the calls are done (they resolve without it).
  *
  * Only loopback addresses are connected to. The unknown name is under the
  * reserved .invalid top-level domain (RFC 6761), so no resolver can know it:
@@ -260,7 +262,72 @@ struct listen_on {
     int reuse;
     int in_use_rc, null_service_rc;
     int connected_v4, connected_v6;
+    /* COIL_LISTEN_REUSEPORT */
+    int rp[2], rp_opt;
+    uint16_t rp_port[2];
+    int rp_accepted[2];
+    int plain_on_rp_rc, rp_on_plain_rc, bad_flags_rc, neg_flags_rc;
 };
+
+/* Connections to port (32 of them) reach the two SO_REUSEPORT listeners of
+ * l, which take what the kernel gave each. */
+static void share_port(struct listen_on *l, uint16_t port) {
+    enum { N = 32 };
+    int c[N];
+    struct coil_test_addr to;
+    coil_test_loopback(&to, AF_INET, port);
+    for (int i = 0; i < N; i++) {
+        c[i] = coil_socket(AF_INET, SOCK_STREAM, 0);
+        EXPECT_EQ(coil_connect(c[i], COIL_TEST_SA(&to), to.len), 0);
+    }
+    /* Both queues are full by now (loopback's handshake ends in connect):
+     * a passed deadline takes what is there, without waiting. */
+    int64_t until = coil_test_in(5 * COIL_SEC);
+    while (l->rp_accepted[0] + l->rp_accepted[1] < N && coil_now() < until) {
+        for (int k = 0; k < 2; k++) {
+            int s = coil_accept_dl(l->rp[k], NULL, NULL, 0);
+            if (s >= 0) {
+                l->rp_accepted[k]++;
+                coil_close(s);
+            } else if (!EXPECT_EQ(s, -ETIMEDOUT)) {
+                until = 0;
+            }
+        }
+    }
+    for (int i = 0; i < N; i++)
+        coil_close(c[i]);
+}
+
+static void listen_on_reuseport(struct listen_on *l) {
+    l->rp[0] = coil_listen_on_flags("127.0.0.1", "0", 64, COIL_LISTEN_REUSEPORT);
+    if (!EXPECT(l->rp[0] >= 0)) return;
+    struct coil_test_addr a;
+    EXPECT_EQ(coil_test_sockname(l->rp[0], &a), 0);
+    l->rp_port[0] = coil_test_port(&a);
+    char p[16];
+    port_string(&a, p, sizeof p);
+    socklen_t len = sizeof l->rp_opt;
+    EXPECT_EQ(getsockopt(l->rp[0], SOL_SOCKET, SO_REUSEPORT, &l->rp_opt, &len), 0);
+    l->rp[1] = coil_listen_on_flags("127.0.0.1", p, 64, COIL_LISTEN_REUSEPORT);
+    if (EXPECT(l->rp[1] >= 0)) {
+        EXPECT_EQ(coil_test_sockname(l->rp[1], &a), 0);
+        l->rp_port[1] = coil_test_port(&a);
+        /* Without the flag, the port is taken. */
+        l->plain_on_rp_rc = coil_listen_on("127.0.0.1", p, 16);
+        share_port(l, l->rp_port[0]);
+        coil_close(l->rp[1]);
+    }
+    coil_close(l->rp[0]);
+    /* And the other way round: a listener without the flag holds its port. */
+    int plain = coil_listen_on("127.0.0.1", "0", 16);
+    if (!EXPECT(plain >= 0)) return;
+    EXPECT_EQ(coil_test_sockname(plain, &a), 0);
+    port_string(&a, p, sizeof p);
+    l->rp_on_plain_rc = coil_listen_on_flags("127.0.0.1", p, 16, COIL_LISTEN_REUSEPORT);
+    coil_close(plain);
+    l->bad_flags_rc = coil_listen_on_flags("127.0.0.1", "0", 16, 2);
+    l->neg_flags_rc = coil_listen_on_flags("127.0.0.1", "0", 16, -1);
+}
 
 static void connect_and_accept(int listener, int family, uint16_t port, int *ok) {
     struct coil_test_addr to;
@@ -318,6 +385,7 @@ static void listen_on_main(void *arg) {
         }
     }
     l->null_service_rc = coil_listen_on("127.0.0.1", NULL, 16);
+    listen_on_reuseport(l);
 }
 
 static void test_listen_on(void **state) {
@@ -338,6 +406,17 @@ static void test_listen_on(void **state) {
     assert_true(coil_test_port(&l.v4_addr) != 0);
     assert_int_equal(l.in_use_rc, -EADDRINUSE);
     assert_int_equal(l.null_service_rc, -EINVAL);
+    /* COIL_LISTEN_REUSEPORT: one port, two listeners, each given some of
+     * the 32 connections (all to one: a chance of 2^-31). */
+    assert_int_equal(l.rp_opt, 1);
+    assert_true(l.rp_port[0] != 0);
+    assert_int_equal(l.rp_port[1], l.rp_port[0]);
+    assert_int_equal(l.rp_accepted[0] + l.rp_accepted[1], 32);
+    assert_true(l.rp_accepted[0] > 0 && l.rp_accepted[1] > 0);
+    assert_int_equal(l.plain_on_rp_rc, -EADDRINUSE);
+    assert_int_equal(l.rp_on_plain_rc, -EADDRINUSE);
+    assert_int_equal(l.bad_flags_rc, -EINVAL);
+    assert_int_equal(l.neg_flags_rc, -EINVAL);
 }
 
 /* ---- coil_offload --------------------------------------------------------------- */

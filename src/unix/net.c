@@ -48,13 +48,17 @@ int coil__sys_close(int fd) {
 
 /* SO_REUSEADDR: a restarted server binds its port while connections of the
  * last run are in TIME_WAIT. */
-void coil__sys_listener_options(int fd, int family, bool wildcard) {
-    int saved = errno;
+int coil__sys_listener_options(int fd, int family, bool wildcard, int flags) {
+    int saved = errno, err = 0;
     int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (family == AF_INET6 && wildcard)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if ((flags & COIL_LISTEN_REUSEPORT) &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        err = -errno;
     errno = saved;
+    return err;
 }
 
 int coil__sys_fd_open(int fd) {

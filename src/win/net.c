@@ -93,11 +93,16 @@ int coil__sys_close(int fd) {
 }
 
 /* Not SO_REUSEADDR: on Windows it lets another socket steal a bound port.
- * SO_EXCLUSIVEADDRUSE is the default for servers. */
-void coil__sys_listener_options(int fd, int family, bool wildcard) {
+ * SO_EXCLUSIVEADDRUSE is the default for servers. Windows has nothing like
+ * Linux's SO_REUSEPORT (its SO_REUSEADDR lets the last socket bound take the
+ * port's connections, it does not spread them): COIL_LISTEN_REUSEPORT is
+ * -ENOTSUP. */
+int coil__sys_listener_options(int fd, int family, bool wildcard, int flags) {
     DWORD zero = 0;
+    if (flags & COIL_LISTEN_REUSEPORT) return -ENOTSUP;
     if (family == AF_INET6 && wildcard)
         setsockopt(sock(fd), IPPROTO_IPV6, IPV6_V6ONLY, (const char *)&zero, sizeof zero);
+    return 0;
 }
 
 /* Windows: the number is a SOCKET handle value. Handles are multiples of 4

@@ -351,7 +351,7 @@ static void test_queued_accept(void **state) {
     COIL_RUN_CHECKED(queued_accept_main, NULL);
 }
 
-/* ---- dial and listen_on (the resolver on the offload pool) --------------- */
+/* ---- dial and listen_on (the resolver on the offload pool); listen_on_flags - */
 
 static void dial_server(void *arg) {
     int lfd = *(int *)arg;
@@ -378,6 +378,9 @@ static void dial_main(void *arg) {
     coil_join(id, COIL_FOREVER);
     coil_close(lfd);
     EXPECT_EQ(coil_dial("no-such-host.invalid", "80", SOCK_STREAM, COIL_FOREVER), -ENOENT);
+    /* Windows has no SO_REUSEPORT; another flag is -EINVAL as on Linux. */
+    EXPECT_EQ(coil_listen_on_flags("127.0.0.1", "0", 16, COIL_LISTEN_REUSEPORT), -ENOTSUP);
+    EXPECT_EQ(coil_listen_on_flags("127.0.0.1", "0", 16, 2), -EINVAL);
 }
 
 static void test_dial_and_listen_on(void **state) {
