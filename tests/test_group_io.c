@@ -1,4 +1,5 @@
 // coil-test: link-shared
+// coil-test: tsan (two schedulers and the offload pool's workers at once)
 /* The offload pool and coil_install serve every scheduler of a group. On
  * each of two schedulers at once, tasklets
  *  - read a regular file with coil_read, every byte checked (on epoll each
