@@ -175,18 +175,19 @@ static void acceptor(void *arg) {
         format_addr((struct sockaddr *)&sa, len, c->peer, sizeof c->peer);
 
         /* The fd is a number, valid on every thread: the tasklet may run on
-         * any scheduler (it stays there). coil keeps the first 31 bytes of
-         * the name; coil_dump shows them. */
+         * any scheduler (it stays there). On another scheduler it may run,
+         * and free c, before coil_spawn_on returns: c is not touched after
+         * a successful spawn, so the log line comes first. coil keeps the
+         * first 31 bytes of the name; coil_dump shows them. */
         char name[80];
         snprintf(name, sizeof name, "conn %s", c->peer);
+        if (srv->verbose) printf("%s: connected\n", c->peer);
         coil_id id = coil_spawn_on(COIL_SCHED_NEXT, serve, c, &(coil_spawn_opts){.name = name});
         if (id < 0) {
             fprintf(stderr, "coil-echo: %s: spawn: %s\n", c->peer, strerror((int)-id));
             coil_close(fd);
             free(c);
-            continue;
         }
-        if (srv->verbose) printf("%s: connected\n", c->peer);
     }
     coil_close(lfd);
 }

@@ -5,7 +5,8 @@
 #   echo_under_wine.sh WINE64 COIL-ECHO.EXE [LINUX-ECHO-CLIENT]
 #
 # 1. starts the server under Wine on a free port (--port 0, read back from
-#    its first line);
+#    its first line) with two threads (a group of two schedulers, each with
+#    its own completion port; the connections are dealt out to both);
 # 2. bash's /dev/tcp (a Linux socket, no Wine involved): ten connections at
 #    once, each sends its own lines and must get exactly them back;
 # 3. with the native build's coil-echo-client (a Linux program), 50
@@ -19,11 +20,11 @@ log=$(mktemp)
 trap 'rm -f "$log"; [ -n "${pid:-}" ] && kill -KILL "$pid" 2>/dev/null' EXIT
 fail() { echo "echo_under_wine: FAIL: $*"; echo "--- server output:"; cat "$log"; exit 1; }
 
-"$wine" "$server" --port 0 -v >"$log" 2>&1 &
+"$wine" "$server" --port 0 --threads 2 -v >"$log" 2>&1 &
 pid=$!
 port=
 for _ in $(seq 600); do # the first start of a Wine prefix can take a while
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) (iocp).*/\1/p' "$log")
+    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) (iocp, 2 threads).*/\1/p' "$log")
     [ -n "$port" ] && break
     kill -0 "$pid" 2>/dev/null || fail "the server exited before listening"
     sleep 0.1
@@ -64,5 +65,6 @@ status=$?
 pid=
 [ "$status" -eq 0 ] || fail "the server exited with $status after SIGINT"
 grep -q "connections served" "$log" || fail "no summary line after SIGINT"
-tail -1 "$log"
+grep -q "^coil-echo: thread 1: [1-9]" "$log" || fail "thread 1 served no connection"
+tail -3 "$log"
 echo "echo_under_wine: ok"
