@@ -194,6 +194,24 @@ static inline bool coil_test_child_read(struct coil_test_child *c, const char *n
     }
 }
 
+/* How many times needle occurs in text. */
+static inline size_t coil_test_count(const char *text, const char *needle) {
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Reads the child's stderr until needle has come n times (at most
+ * timeout_ms); whether it has. Lines of a server with several threads come
+ * in any order: wait for each kind to be complete, not for one line. */
+static inline bool coil_test_child_read_count(struct coil_test_child *c, const char *needle,
+                                              size_t n, int timeout_ms) {
+    for (int waited = 0; coil_test_count(c->err, needle) < n && waited < timeout_ms; waited += 50)
+        coil_test_child_read(c, "\x01", 50); /* a needle never printed: reads for 50 ms */
+    return coil_test_count(c->err, needle) >= n;
+}
+
 /* Reads the child's stderr to EOF and reaps it; a child still running after
  * timeout_ms is killed with SIGKILL first (so a hang shows as SIGKILL). */
 static inline void coil_test_child_finish(struct coil_test_child *c, int timeout_ms) {

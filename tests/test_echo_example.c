@@ -89,18 +89,9 @@ static int64_t stop_server(struct coil_test_child *srv, int sig) {
     return coil_test_ms_since(&t0);
 }
 
-static size_t count_lines(const char *text) {
-    size_t n = 0;
-    for (; *text; text++)
-        n += *text == '\n';
-    return n;
-}
-
 /* Reads the child's output until it has printed n lines (at most timeout_ms). */
 static bool wait_lines(struct coil_test_child *c, size_t n, int timeout_ms) {
-    for (int waited = 0; count_lines(c->err) < n && waited < timeout_ms; waited += 50)
-        coil_test_child_read(c, "\x01", 50); /* a needle never printed: reads for 50 ms */
-    return count_lines(c->err) >= n;
+    return coil_test_child_read_count(c, "\n", n, timeout_ms);
 }
 
 /* ---- many connections, then SIGINT -------------------------------------- */
@@ -131,7 +122,7 @@ static void test_many_connections_then_sigint(void **state) {
     /* 50*20*1000 + 5*3*100000 bytes; and nothing per connection without -v:
      * the listening line and the summary only. */
     if (!strstr(srv.err, "coil-echo: 55 connections served, 2500000 bytes echoed\n") ||
-        count_lines(srv.err) != 2) {
+        coil_test_count(srv.err, "\n") != 2) {
         coil_test_child_describe(&srv);
         fail_msg("coil-echo's output is not the listening line and the summary");
     }
@@ -203,7 +194,7 @@ static void test_verbose_and_idle_connection_at_sigterm(void **state) {
         disconnected++;
     size_t nthreads = (size_t)atoi(threads);
     ok = ok && connected == 4 && disconnected == 3 &&
-         count_lines(out) == 10 + (nthreads > 1 ? nthreads : 0);
+         coil_test_count(out, "\n") == 10 + (nthreads > 1 ? nthreads : 0);
     ok = ok && strstr(out, "coil-echo: 4 connections served, 65 bytes echoed\n") != NULL;
     if (nthreads == 2) {
         /* Dealt out in turn: our connection went to thread 0, then the
