@@ -229,16 +229,14 @@ struct member {
     pthread_t thread;
 };
 
-static pthread_cond_t group_cond = PTHREAD_COND_INITIALIZER;
-
 /* Waits (under g->lock) until `*count` reaches g->n. */
 static void barrier(struct coil__group *g, unsigned *count) {
     pthread_mutex_lock(&g->lock);
     if (++*count == g->n)
-        pthread_cond_broadcast(&group_cond);
+        pthread_cond_broadcast(&g->barrier);
     else
         while (*count < g->n)
-            pthread_cond_wait(&group_cond, &g->lock);
+            pthread_cond_wait(&g->barrier, &g->lock);
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -296,6 +294,7 @@ int coil_run_group(unsigned nthreads, coil_fn main, void *arg) {
     g->scheds = scheds;
     g->serial0 = atomic_fetch_add(&group_serials, nthreads);
     pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->barrier, NULL);
     int err = 0;
     unsigned started = 1;
     for (unsigned i = 0; i < nthreads; i++)
@@ -325,6 +324,7 @@ int coil_run_group(unsigned nthreads, coil_fn main, void *arg) {
         if (mb[i].result == -EINTR) err = -EINTR;
     for (unsigned i = 0; i < started && !err; i++)
         if (mb[i].result) err = mb[i].result;
+    pthread_cond_destroy(&g->barrier);
     pthread_mutex_destroy(&g->lock);
     free(mb);
     free(scheds);

@@ -374,6 +374,7 @@ unsigned coil__sys_cpu_count(void);
 /* A group of schedulers, one per thread (coil_run_group). */
 struct coil__group {
     unsigned n;
+    pthread_cond_t barrier;      /* its own: a condvar waits with one mutex only */
     struct coil__sched **scheds; /* n, by index; scheds[0] runs on the caller's thread */
     uint64_t serial0;            /* scheds[i]->serial == serial0 + i */
     size_t nlive;                /* tasklets alive in the whole group (atomic) */
