@@ -110,7 +110,7 @@ static void chan_unlock(coil_chan *ch) {
 
 /* Takes w's tasklet's wait, against every other thread that could. */
 static bool take_claim(struct coil__tasklet *t) {
-    int idle = 0;
+    uint8_t idle = 0;
     return __atomic_compare_exchange_n(&t->wait_claim, &idle, 1, false, __ATOMIC_ACQ_REL,
                                        __ATOMIC_RELAXED);
 }

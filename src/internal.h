@@ -211,16 +211,18 @@ struct coil__tasklet {
     uint8_t state;     /* enum coil__state */
     uint8_t wait_kind; /* enum coil__wait */
     bool killed;
-    bool deadlock_cycle; /* scratch of the deadlock detector */
-    int wake_result;     /* what the parked call returns, set by its waker */
+    /* Waking it from a shared channel (src/chan.c): whoever takes the wait
+     * (0 -> 1, compare-and-swap) completes it. Written at each channel
+     * park, so it sits in this line. */
+    uint8_t wait_claim;
+    int wake_result; /* what the parked call returns, set by its waker */
     /* ---- the rest ---- */
     size_t wait_n;
     int64_t wait_since;
-    /* Woken from another scheduler of a group: the waker takes the wait
-     * (wait_claim 0 -> 1, the one that wins wakes it, see src/chan.c) and
-     * sends xwake, which runs coil__wake(t, xwake_result) on t's thread. */
-    int wait_claim;
+    /* Woken from another scheduler of a group: the waker sends xwake, which
+     * runs coil__wake(t, xwake_result) on t's thread. */
     int xwake_result;
+    bool deadlock_cycle; /* scratch of the deadlock detector */
     struct coil__msg xwake;
     struct coil__link all; /* in the scheduler's list of every live tasklet */
     coil_id id;
