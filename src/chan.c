@@ -330,6 +330,10 @@ enum { LOCAL = 0, SHARED = 1 };
  * too, so that no local completer meets a waiter another thread can take. */
 static void make_shared(coil_chan *ch) {
     if (ch->shared) return;
+    /* Published under the lock: another thread that sees it shared takes
+     * the lock, so it waits until the walk below is done. (Another channel
+     * locked in the walk is still local: no other thread can hold it.) */
+    chan_lock(ch);
     __atomic_store_n(&ch->shared, 1, __ATOMIC_RELEASE);
     struct waitq *qs[2] = {&ch->senders, &ch->receivers};
     for (int q = 0; q < 2; q++)
@@ -340,6 +344,7 @@ static void make_shared(coil_chan *ch) {
             for (size_t i = 0; i < w->t->wait_n; i++)
                 make_shared(cl[i].ch);
         }
+    chan_unlock(ch);
 }
 
 static void promote_run(struct coil__sched *s, struct coil__msg *m) {
