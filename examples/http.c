@@ -9,7 +9,7 @@
  * parser live on its tasklet's stack.
  *
  *   coil-http [--host H] --port P [--threads N] [-v] [--header-timeout-ms N]
- *             [--idle-timeout-ms N]
+ *             [--request-timeout-ms N] [--body-min-rate B] [--idle-timeout-ms N]
  *
  *   --host H               address to listen on (default 127.0.0.1; "::" or 0.0.0.0 for all)
  *   --port P               port to listen on (0: any free port, printed at start)
@@ -17,7 +17,16 @@
  *                          CPU); the connections are dealt out to them in turn
  *   -v                     one line per connection and per disconnection (and why)
  *   --header-timeout-ms N  a request head must arrive whole within N ms of its
- *                          first byte (default 5000; 0: no limit). Slowloris.
+ *                          first byte, and a trailer section within N ms of
+ *                          the last chunk (default 5000; 0: no limit). Slowloris.
+ *   --request-timeout-ms N a whole request (head, body, trailers) must arrive
+ *                          within N ms of its first byte, plus one second for
+ *                          every B bytes of body (--body-min-rate), so that a
+ *                          long body sent at a fair rate goes through and a
+ *                          body trickled a byte at a time does not hold the
+ *                          connection (default 10000; 0: no limit)
+ *   --body-min-rate B      bytes per second, see above (default 1024; 0: the
+ *                          request timeout alone)
  *   --idle-timeout-ms N    a connection that sends nothing for N ms between
  *                          requests (or within a body), or does not read
  *                          what it is sent, is closed (default 10000; 0: never)
@@ -25,15 +34,23 @@
  * What it answers:
  *   GET /          200, "Hello, World!" (text/plain); HEAD / the same without body
  *   GET or HEAD of any other path: 404
- *   other methods  405 (the request's body is read and dropped first)
+ *   POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH: 405 (the request's body
+ *                  is read and dropped first); any other method: 501
  *   a target longer than 1023 bytes: 414; HTTP/x.y with x != 1: 505 and close
- *   malformed      400 and close; a head over 8 KiB: 431 and close
+ *   malformed      400 and close (framing that RFC 9112 forbids, a missing,
+ *                  repeated or invalid Host: see http_parse.h); a head over
+ *                  8 KiB: 431 and close; a transfer coding other than
+ *                  chunked: 501 and close
+ *   Expect: 100-continue: "100 Continue" when the request would be answered
+ *                  200, at once; otherwise the final status at once, and close
  * Connections stay open (HTTP/1.1) unless the request says "Connection:
  * close" or is HTTP/1.0 without "Connection: keep-alive".
  *
  * Ctrl-C (or SIGTERM) stops it: coil_run cancels every tasklet's pending call
  * with -ECANCELED, each closes its socket on the way out, and coil_run
- * returns -EINTR. The program then prints a summary and exits 0.
+ * returns -EINTR. The program then prints a summary and exits 0: the
+ * connections served and the responses delivered (written whole to the
+ * socket; one whose sending failed or timed out is not counted).
  */
 #include <coil.h>
 
@@ -58,7 +75,7 @@
  * alignment, not 64). Added up once the group has ended. */
 struct stats {
     long long conns;    /* connections served */
-    long long requests; /* requests answered on them */
+    long long requests; /* responses delivered on them */
     char pad[128 - 2 * sizeof(long long)];
 };
 
@@ -67,23 +84,28 @@ struct stats {
 struct server {
     const char *host, *port;
     bool verbose;
-    unsigned threads;       /* --threads: 0 for one per CPU */
-    int64_t header_timeout; /* ns; 0: none */
-    int64_t idle_timeout;   /* ns; 0: none */
-    bool listening;         /* coil_listen_on succeeded */
-    bool failed;            /* the listening socket broke */
-    int nstats;             /* coil_sched_count() */
-    struct stats *stats;    /* one per scheduler, indexed by coil_sched_index() */
+    unsigned threads;        /* --threads: 0 for one per CPU */
+    int64_t header_timeout;  /* ns; 0: none */
+    int64_t request_timeout; /* ns; 0: none */
+    int64_t body_min_rate;   /* bytes per second; 0: none */
+    int64_t idle_timeout;    /* ns; 0: none */
+    bool listening;          /* coil_listen_on succeeded */
+    bool failed;             /* the listening socket broke */
+    int nstats;              /* coil_sched_count() */
+    struct stats *stats;     /* one per scheduler, indexed by coil_sched_index() */
 };
 
-static struct server srv = {
-    .host = "127.0.0.1", .header_timeout = 5 * COIL_SEC, .idle_timeout = 10 * COIL_SEC};
+static struct server srv = {.host = "127.0.0.1",
+                            .header_timeout = 5 * COIL_SEC,
+                            .request_timeout = 10 * COIL_SEC,
+                            .body_min_rate = 1024,
+                            .idle_timeout = 10 * COIL_SEC};
 
 /* ---- responses ------------------------------------------------------------ */
 
 /* Every response is one of a few fixed byte strings, made once at start:
  * per status, per Connection header, with and without body (HEAD). */
-enum status { ST_200, ST_400, ST_404, ST_405, ST_414, ST_431, ST_505, ST_COUNT };
+enum status { ST_200, ST_400, ST_404, ST_405, ST_414, ST_431, ST_501, ST_505, ST_COUNT };
 enum conn_header {
     CH_NONE,       /* HTTP/1.1 keep-alive: the default, nothing to say */
     CH_KEEP_ALIVE, /* HTTP/1.0 that asked for keep-alive */
@@ -103,8 +125,12 @@ static const struct {
     [ST_414] = {"HTTP/1.1 414 URI Too Long", "", "URI Too Long"},
     [ST_431] = {"HTTP/1.1 431 Request Header Fields Too Large", "",
                 "Request Header Fields Too Large"},
+    [ST_501] = {"HTTP/1.1 501 Not Implemented", "", "Not Implemented"},
     [ST_505] = {"HTTP/1.1 505 HTTP Version Not Supported", "", "HTTP Version Not Supported"},
 };
+
+/* The interim answer to "Expect: 100-continue" (RFC 9110 §15.2.1). */
+static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 #define RESPONSE_MAX 256 /* the longest response below, with room to spare */
 
@@ -142,8 +168,9 @@ static void make_responses(void) {
 
 struct conn {
     int fd;
-    char peer[64]; /* "127.0.0.1:54321" or "[::1]:54321" */
-    long long requests;
+    char peer[64];      /* "127.0.0.1:54321" or "[::1]:54321" */
+    long long requests; /* responses delivered: in a send that succeeded */
+    long long queued;   /* responses in out, not sent yet */
     size_t out_len;
     char out[OUT_SIZE]; /* responses gathered for one coil_sendall */
     char in[IN_SIZE];
@@ -166,27 +193,35 @@ static int64_t deadline_after(int64_t timeout) {
 }
 
 /* Sends the gathered responses. Returns 0 or -errno. A client that does not
- * read them within the idle timeout is given up on (-ETIMEDOUT). */
+ * read them within the idle timeout is given up on (-ETIMEDOUT). The
+ * responses count as delivered only if the whole send succeeded. */
 static ssize_t flush(struct conn *c) {
     if (c->out_len == 0) return 0;
     ssize_t n = coil_sendall(c->fd, c->out, c->out_len, 0, deadline_after(srv.idle_timeout));
     c->out_len = 0;
+    if (n >= 0) c->requests += c->queued;
+    c->queued = 0;
     return n < 0 ? n : 0;
 }
 
-/* Adds a response to the output, sending what was gathered first if it would
- * not fit. Returns 0 or -errno. */
-static ssize_t respond(struct conn *c, enum status st, enum conn_header ch, bool head_only) {
-    const struct response *r = &responses[st][ch];
-    size_t len = head_only ? r->head_len : r->len;
+/* Adds len bytes to the output, sending what was gathered first if they
+ * would not fit. Returns 0 or -errno. */
+static ssize_t gather(struct conn *c, const char *text, size_t len) {
     if (c->out_len + len > sizeof c->out) {
         ssize_t err = flush(c);
         if (err < 0) return err;
     }
-    memcpy(c->out + c->out_len, r->text, len);
+    memcpy(c->out + c->out_len, text, len);
     c->out_len += len;
-    c->requests++;
     return 0;
+}
+
+/* Adds a response to the output. Returns 0 or -errno. */
+static ssize_t respond(struct conn *c, enum status st, enum conn_header ch, bool head_only) {
+    const struct response *r = &responses[st][ch];
+    ssize_t err = gather(c, r->text, head_only ? r->head_len : r->len);
+    if (err == 0) c->queued++;
+    return err;
 }
 
 /* The answer to a complete request; *close is set when the connection ends
@@ -197,7 +232,8 @@ static enum status route(const struct http_request *req, bool *close) {
         return ST_505;
     }
     if (req->target_truncated) return ST_414;
-    if (req->method != HTTP_GET && req->method != HTTP_HEAD) return ST_405;
+    if (req->method == HTTP_METHOD_OTHER) return ST_501;
+    if (req->method != HTTP_METHOD_GET && req->method != HTTP_METHOD_HEAD) return ST_405;
     if (req->path_len == 1 && req->path[0] == '/') return ST_200;
     return ST_404;
 }
@@ -208,8 +244,11 @@ enum end {
     END_CLOSE,     /* its last request said so (Connection: close, HTTP/1.0) */
     END_BAD,       /* 400 */
     END_TOO_LARGE, /* 431 */
+    END_NOT_IMPL,  /* 501: a transfer coding it does not know */
+    END_EXPECT,    /* Expect: 100-continue answered at once with a final status */
     END_IDLE,      /* idle timeout */
-    END_HEADER,    /* header timeout */
+    END_HEADER,    /* header timeout (a head or a trailer section) */
+    END_REQUEST,   /* request timeout */
     END_SHUTDOWN,  /* Ctrl-C */
     END_ERROR,     /* a socket error: see err */
 };
@@ -229,24 +268,98 @@ static void lingering_close(struct conn *c) {
         dropped += (size_t)n;
 }
 
+/* The deadlines of the request being received, beside the parser. Each is
+ * set the first time a recv finds the request unfinished (the clock is read
+ * then, not for every request: one that arrives whole in one read never
+ * looks at it). */
+struct timing {
+    int64_t head;    /* a head or trailer section must be whole by then; -1: unset */
+    int64_t request; /* the request's first byte came about then; -1: unset */
+};
+
+static int64_t earlier(int64_t a, int64_t b) {
+    return a < b ? a : b;
+}
+
+/* The deadline of the next recv and what its expiry means (*why). */
+static int64_t recv_deadline(const struct http_parse *ps, const struct timing *t, enum end *why) {
+    enum http_parse_phase phase = http_parse_phase(ps);
+    int64_t deadline = deadline_after(srv.idle_timeout);
+    *why = END_IDLE;
+    if (phase == HTTP_PHASE_IDLE) return deadline;
+    if ((phase == HTTP_PHASE_HEAD || phase == HTTP_PHASE_TRAILER) && t->head >= 0 &&
+        t->head <= deadline) {
+        deadline = t->head;
+        *why = END_HEADER;
+    }
+    if (t->request >= 0 && srv.request_timeout > 0) {
+        /* One more second for every body_min_rate bytes of body that came
+         * (Apache's mod_reqtimeout MinRate): a long body at a fair rate goes
+         * through, one trickled a byte at a time is cut off. */
+        int64_t credit = 0;
+        if (srv.body_min_rate > 0) {
+            uint64_t b = ps->body_bytes;
+            uint64_t secs = b / (uint64_t)srv.body_min_rate;
+            credit = secs > (uint64_t)(INT64_MAX / 4 / COIL_SEC) ? INT64_MAX / 4
+                                                                 : (int64_t)secs * COIL_SEC;
+        }
+        int64_t by = t->request + srv.request_timeout + credit;
+        if (by < deadline) {
+            deadline = by;
+            *why = END_REQUEST;
+        }
+    }
+    return deadline;
+}
+
+/* After parsing what came: start the clocks of a request left unfinished. */
+static void start_clocks(const struct http_parse *ps, struct timing *t, bool trailer_started) {
+    enum http_parse_phase phase = http_parse_phase(ps);
+    if (phase == HTTP_PHASE_IDLE || phase == HTTP_PHASE_DONE) return;
+    int64_t now = -1;
+    if (t->request < 0 && srv.request_timeout > 0) t->request = now = coil_now();
+    if (srv.header_timeout > 0 && ((phase == HTTP_PHASE_HEAD && t->head < 0) ||
+                                   (phase == HTTP_PHASE_TRAILER && trailer_started))) {
+        if (now < 0) now = coil_now();
+        t->head = now + srv.header_timeout;
+    }
+}
+
+/* The response to a request that expects 100-continue, decided by its head
+ * alone: 100 Continue if it would be answered 200, else its final status at
+ * once (RFC 9110 §10.1.1), and the connection ends (its body is not read). */
+static ssize_t answer_expect(struct conn *c, const struct http_request *req, bool *closing) {
+    bool close = false;
+    enum status st = route(req, &close);
+    if (st == ST_200) return gather(c, continue_100, sizeof continue_100 - 1);
+    *closing = true;
+    return respond(c, st, CH_CLOSE, req->method == HTTP_METHOD_HEAD);
+}
+
+/* The status and end that answer a parse error. */
+static enum status error_status(enum http_parse_result r, enum end *end) {
+    switch (r) {
+    case HTTP_PARSE_TOO_LARGE: *end = END_TOO_LARGE; return ST_431;
+    case HTTP_PARSE_NOT_IMPLEMENTED: *end = END_NOT_IMPL; return ST_501;
+    default: *end = END_BAD; return ST_400; /* or, never here, input after a last request */
+    }
+}
+
 /* Reads, parses and answers requests until the connection ends; returns why
- * (and the error in *err for END_ERROR). */
-static enum end serve_requests(struct conn *c, int *err) {
+ * (and the error in *err for END_ERROR, the parser's reason in *why for
+ * END_BAD). */
+static enum end serve_requests(struct conn *c, int *err, const char **why) {
     struct http_parse ps;
     http_parse_init(&ps);
-    int64_t head_deadline = -1; /* while a head is coming: when it must be whole */
+    struct timing t = {-1, -1};
 
     for (;;) {
-        /* Waiting for the rest of a head: until the header deadline; for a
-         * request or within a body: the idle timeout. */
-        int64_t deadline = http_parse_phase(&ps) == HTTP_PHASE_HEAD && head_deadline >= 0
-                               ? head_deadline
-                               : deadline_after(srv.idle_timeout);
+        enum end on_timeout;
+        int64_t deadline = recv_deadline(&ps, &t, &on_timeout);
         ssize_t n = coil_recv_dl(c->fd, c->in, sizeof c->in, 0, deadline);
         if (n == 0 || n == -ECONNRESET) return END_PEER;
         if (n == -ECANCELED) return END_SHUTDOWN;
-        if (n == -ETIMEDOUT)
-            return http_parse_phase(&ps) == HTTP_PHASE_HEAD ? END_HEADER : END_IDLE;
+        if (n == -ETIMEDOUT) return on_timeout;
         if (n < 0) {
             *err = (int)-n;
             return END_ERROR;
@@ -258,6 +371,7 @@ static enum end serve_requests(struct conn *c, int *err) {
         size_t left = (size_t)n;
         enum end end = END_PEER;
         bool closing = false;
+        bool in_trailer = http_parse_phase(&ps) == HTTP_PHASE_TRAILER;
         while (left > 0 && !closing) {
             size_t used;
             enum http_parse_result r = http_parse(&ps, p, left, &used);
@@ -265,25 +379,30 @@ static enum end serve_requests(struct conn *c, int *err) {
             left -= used;
             ssize_t sent = 0;
             if (r == HTTP_PARSE_REQUEST) {
-                head_deadline = -1;
+                t.head = t.request = -1;
+                in_trailer = false;
                 bool close = !ps.req.keep_alive;
                 enum status st = route(&ps.req, &close);
                 enum conn_header ch = close                    ? CH_CLOSE
                                       : ps.req.http_minor == 0 ? CH_KEEP_ALIVE
                                                                : CH_NONE;
-                sent = respond(c, st, ch, ps.req.method == HTTP_HEAD);
+                sent = respond(c, st, ch, ps.req.method == HTTP_METHOD_HEAD);
                 if (close) {
                     closing = true;
                     end = END_CLOSE;
                 }
+            } else if (r == HTTP_PARSE_HEAD) {
+                t.head = -1; /* the head is whole; its body is on the request's clock */
+                sent = answer_expect(c, &ps.req, &closing);
+                if (closing) end = END_EXPECT;
             } else if (r == HTTP_PARSE_MORE) {
                 break;
             } else {
-                /* A bad request, a head too large (or, never here, input
-                 * after a last request): answer and close. */
-                sent = respond(c, r == HTTP_PARSE_TOO_LARGE ? ST_431 : ST_400, CH_CLOSE, false);
+                /* A bad request, a head too large, a coding it cannot read:
+                 * answer and close. */
+                sent = respond(c, error_status(r, &end), CH_CLOSE, false);
+                *why = ps.why;
                 closing = true;
-                end = r == HTTP_PARSE_TOO_LARGE ? END_TOO_LARGE : END_BAD;
             }
             if (sent < 0) {
                 n = sent;
@@ -302,12 +421,12 @@ static enum end serve_requests(struct conn *c, int *err) {
             lingering_close(c);
             return end;
         }
-        /* A head that began in what just came must be whole by
-         * header_timeout after it began (counted from now, just after its
-         * bytes were parsed: the clock is read only for such a head, not
-         * for every request). */
-        if (http_parse_phase(&ps) == HTTP_PHASE_HEAD && head_deadline < 0 && srv.header_timeout > 0)
-            head_deadline = deadline_after(srv.header_timeout);
+        /* A head (or trailer section) that began in what just came must be
+         * whole by header_timeout after it began, the whole request by
+         * request_timeout (counted from now, just after its bytes were
+         * parsed). */
+        if (http_parse_phase(&ps) == HTTP_PHASE_BODY) t.head = -1;
+        start_clocks(&ps, &t, !in_trailer && http_parse_phase(&ps) == HTTP_PHASE_TRAILER);
     }
 }
 
@@ -316,6 +435,7 @@ static void serve(void *arg) {
     struct conn c;
     c.fd = (int)(intptr_t)arg;
     c.requests = 0;
+    c.queued = 0;
     c.out_len = 0;
     if (srv.verbose) { /* the peer's name is only for the log */
         struct sockaddr_storage sa;
@@ -328,7 +448,8 @@ static void serve(void *arg) {
     }
 
     int err = 0;
-    enum end end = serve_requests(&c, &err);
+    const char *bad = NULL;
+    enum end end = serve_requests(&c, &err, &bad);
 
     if (srv.verbose) {
         static const char *const why[] = {
@@ -336,13 +457,18 @@ static void serve(void *arg) {
             [END_CLOSE] = "closed (last request)",
             [END_BAD] = "closed (400 bad request)",
             [END_TOO_LARGE] = "closed (431 head too large)",
+            [END_NOT_IMPL] = "closed (501 transfer coding not implemented)",
+            [END_EXPECT] = "closed (final status before the body)",
             [END_IDLE] = "closed (idle timeout)",
             [END_HEADER] = "closed (header timeout)",
+            [END_REQUEST] = "closed (request timeout)",
             [END_SHUTDOWN] = "closed at shutdown",
             [END_ERROR] = "error",
         };
         if (end == END_ERROR)
             fprintf(stderr, "%s: %s, %lld requests\n", c.peer, strerror(err), c.requests);
+        else if (end == END_BAD && bad)
+            printf("%s: closed (400 bad request: %s), %lld requests\n", c.peer, bad, c.requests);
         else
             printf("%s: %s, %lld requests\n", c.peer, why[end], c.requests);
     }
@@ -425,13 +551,16 @@ static void acceptor(void *arg) {
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: coil-http [--host H] --port P [--threads N] [-v] [--header-timeout-ms N] "
-            "[--idle-timeout-ms N]\n"
+            "usage: coil-http [--host H] --port P [--threads N] [-v] [--header-timeout-ms N]\n"
+            "                 [--request-timeout-ms N] [--body-min-rate B] [--idle-timeout-ms N]\n"
             "  --host H               address to listen on (default 127.0.0.1)\n"
             "  --port P               TCP port, 0-65535 (0: any free port)\n"
             "  --threads N            threads, 0-%d (default 0: one per CPU)\n"
             "  -v                     print connections and disconnections\n"
             "  --header-timeout-ms N  time to send a request head (default 5000; 0: none)\n"
+            "  --request-timeout-ms N time to send a whole request, plus 1 s per B bytes of\n"
+            "                         body (default 10000; 0: none)\n"
+            "  --body-min-rate B      bytes per second (default 1024; 0: no extension)\n"
             "  --idle-timeout-ms N    time a connection may stay silent (default 10000; 0: none)\n",
             COIL_GROUP_MAX);
 }
@@ -446,13 +575,21 @@ static int64_t parse_ms(const char *s) {
 }
 
 int main(int argc, char **argv) {
-    enum { OPT_HEADER_TIMEOUT = 256, OPT_IDLE_TIMEOUT, OPT_THREADS };
+    enum {
+        OPT_HEADER_TIMEOUT = 256,
+        OPT_REQUEST_TIMEOUT,
+        OPT_BODY_MIN_RATE,
+        OPT_IDLE_TIMEOUT,
+        OPT_THREADS
+    };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, 'H'},
         {"port", required_argument, NULL, 'p'},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"verbose", no_argument, NULL, 'v'},
         {"header-timeout-ms", required_argument, NULL, OPT_HEADER_TIMEOUT},
+        {"request-timeout-ms", required_argument, NULL, OPT_REQUEST_TIMEOUT},
+        {"body-min-rate", required_argument, NULL, OPT_BODY_MIN_RATE},
         {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -469,6 +606,20 @@ int main(int argc, char **argv) {
                 usage(stderr);
                 return 2;
             }
+            break;
+        case OPT_REQUEST_TIMEOUT:
+            if ((srv.request_timeout = parse_ms(optarg)) < 0) {
+                usage(stderr);
+                return 2;
+            }
+            break;
+        case OPT_BODY_MIN_RATE:
+            /* The same range as a number of milliseconds. */
+            if ((srv.body_min_rate = parse_ms(optarg)) < 0) {
+                usage(stderr);
+                return 2;
+            }
+            srv.body_min_rate /= COIL_MSEC;
             break;
         case OPT_IDLE_TIMEOUT:
             if ((srv.idle_timeout = parse_ms(optarg)) < 0) {
@@ -526,7 +677,7 @@ int main(int argc, char **argv) {
         free(srv.stats);
         return 1; /* already reported */
     }
-    printf("coil-http: %lld connections served, %lld requests answered\n", conns, requests);
+    printf("coil-http: %lld connections served, %lld responses delivered\n", conns, requests);
     for (int i = 0; i < srv.nstats && srv.verbose && srv.nstats > 1; i++)
         printf("coil-http: thread %d: %lld connections, %lld requests\n", i, srv.stats[i].conns,
                srv.stats[i].requests);
