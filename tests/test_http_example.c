@@ -9,7 +9,13 @@
  * (Content-Length, chunked, sent in pieces) are read and dropped so that a
  * pipelined request after them is answered; a request head sent too slowly
  * (slowloris) is cut off after --header-timeout-ms, a silent connection
- * after --idle-timeout-ms; 200 concurrent keep-alive clients each get 20
+ * after --idle-timeout-ms, a body, chunks or trailer section trickled a byte
+ * at a time after --request-timeout-ms (or, for trailers, the header
+ * timeout) while a long body at a fair rate goes through; framing RFC 9112
+ * forbids (request-smuggling shapes, Host missing, repeated or invalid) gets
+ * 400 and the end of the stream, a coding it does not know 501;
+ * "Expect: 100-continue" gets 100 or its final status at once; the summary
+ * counts responses delivered, not made; 200 concurrent keep-alive clients each get 20
  * correct answers; random and mangled input never breaks the server; SIGTERM
  * with connections open exits 0, and -v logs each connection (and, with two
  * threads, what each thread served); bad arguments exit 2, those of
