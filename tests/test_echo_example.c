@@ -48,6 +48,22 @@ static int with_two_threads(void **state) {
     return 0;
 }
 
+/* The server of the case running, from its start until it is stopped. A
+ * failing check jumps out of the case (cmocka), past the stop: the cases'
+ * teardown then kills it, so that no server outlives its test. */
+static pid_t live_server = -1;
+
+static int kill_live_server(void **state) {
+    (void)state;
+    if (live_server > 0) {
+        kill(live_server, SIGKILL);
+        while (waitpid(live_server, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    live_server = -1;
+    return 0;
+}
+
 /* Starts coil-echo on a free loopback port (--port 0: the kernel picks one,
  * the server prints it) with --threads `threads` and the options of extra
  * (NULL-terminated; NULL for none), and returns that port. */
@@ -62,12 +78,14 @@ static int start_server(struct coil_test_child *srv, bool verbose, const char *c
     }
     argv[n] = NULL;
     coil_test_child_start(srv, coil_test_exec_child, argv);
+    live_server = srv->pid;
     const char *marker = "listening on 127.0.0.1:";
     char says[64];
     snprintf(says, sizeof says, ", %s thread%s)\n", threads, strcmp(threads, "1") ? "s" : "");
     if (!coil_test_child_read(srv, says, 10000) || !strstr(srv->err, marker)) {
         kill(srv->pid, SIGKILL);
         coil_test_child_finish(srv, 5000);
+        live_server = -1;
         coil_test_child_describe(srv);
         fail_msg("coil-echo did not report listening with %s thread(s)", threads);
     }
@@ -101,6 +119,7 @@ static int64_t stop_server(struct coil_test_child *srv, int sig) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_int_equal(kill(srv->pid, sig), 0);
     coil_test_child_finish(srv, 10000);
+    live_server = -1; /* reaped */
     return coil_test_ms_since(&t0);
 }
 
@@ -550,11 +569,11 @@ int main(void) {
         return 77;
     }
     const struct CMUnitTest servers[] = {
-        cmocka_unit_test(test_many_connections_then_sigint),
-        cmocka_unit_test(test_verbose_and_idle_connection_at_sigterm),
-        cmocka_unit_test(test_idle_client_closed_talking_client_stays),
-        cmocka_unit_test(test_client_not_reading_closed),
-        cmocka_unit_test(test_max_conns_holds_clients_in_backlog),
+        cmocka_unit_test_teardown(test_many_connections_then_sigint, kill_live_server),
+        cmocka_unit_test_teardown(test_verbose_and_idle_connection_at_sigterm, kill_live_server),
+        cmocka_unit_test_teardown(test_idle_client_closed_talking_client_stays, kill_live_server),
+        cmocka_unit_test_teardown(test_client_not_reading_closed, kill_live_server),
+        cmocka_unit_test_teardown(test_max_conns_holds_clients_in_backlog, kill_live_server),
     };
     const struct CMUnitTest others[] = {
         cmocka_unit_test(test_bad_arguments_exit_2),
