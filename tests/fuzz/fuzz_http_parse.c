@@ -297,12 +297,28 @@ static bool name_is(const uint8_t *s, size_t n, const char *name) {
     return true;
 }
 
+/* Is s[0..n) a proper prefix of one of the options http_parser looks for? */
+static bool option_prefix(const uint8_t *s, size_t n) {
+    static const char *const options[] = {"close", "keep-alive", "upgrade"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t len = strlen(options[i]);
+        if (n == 0 || n >= len) continue;
+        size_t k = 0;
+        while (k < n && (s[k] | 0x20) == options[i][k])
+            k++;
+        if (k == n) return true;
+    }
+    return false;
+}
+
 /* Does http_parser read the Connection fields of the request head at
  * data[0..n) as RFC 9110 does? Not always: it honours Proxy-Connection as
  * Connection, takes a token followed by HTAB ("close\t") or a list that
- * starts with an empty element (", close") as another token. Only heads
- * whose Connection values are tokens separated by commas and spaces, and
- * that have no Proxy-Connection, have their keep_alive compared. */
+ * starts with an empty element (", close") as another token, and the comma
+ * right after a beginning of one of its options ("keep-al, close") as part
+ * of a token. Only heads whose Connection values are tokens separated by
+ * commas and spaces without these, and that have no Proxy-Connection, have
+ * their keep_alive compared. */
 static bool connection_plain(const uint8_t *data, size_t n) {
     size_t i = 0;
     while (i + 1 < n && data[i] == '\r' && data[i + 1] == '\n')
@@ -323,13 +339,16 @@ static bool connection_plain(const uint8_t *data, size_t n) {
                     while (v < e && (data[v] == ' ' || data[v] == '\t'))
                         v++;
                     bool want_token = true;
+                    size_t token = v;
                     for (; v < e; v++) {
                         uint8_t c = data[v];
                         if (c == '\t') return false;
                         if (c == ',') {
                             if (want_token) return false;
+                            if (option_prefix(data + token, v - token)) return false;
                             want_token = true;
                         } else if (c != ' ') {
+                            if (want_token) token = v;
                             want_token = false;
                         }
                     }
