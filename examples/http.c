@@ -83,7 +83,7 @@ static struct server srv = {
 
 /* Every response is one of a few fixed byte strings, made once at start:
  * per status, per Connection header, with and without body (HEAD). */
-enum status { ST_200, ST_400, ST_404, ST_405, ST_414, ST_431, ST_505, ST_COUNT };
+enum status { ST_200, ST_400, ST_404, ST_405, ST_414, ST_431, ST_501, ST_505, ST_COUNT };
 enum conn_header {
     CH_NONE,       /* HTTP/1.1 keep-alive: the default, nothing to say */
     CH_KEEP_ALIVE, /* HTTP/1.0 that asked for keep-alive */
@@ -103,6 +103,7 @@ static const struct {
     [ST_414] = {"HTTP/1.1 414 URI Too Long", "", "URI Too Long"},
     [ST_431] = {"HTTP/1.1 431 Request Header Fields Too Large", "",
                 "Request Header Fields Too Large"},
+    [ST_501] = {"HTTP/1.1 501 Not Implemented", "", "Not Implemented"},
     [ST_505] = {"HTTP/1.1 505 HTTP Version Not Supported", "", "HTTP Version Not Supported"},
 };
 
@@ -197,7 +198,7 @@ static enum status route(const struct http_request *req, bool *close) {
         return ST_505;
     }
     if (req->target_truncated) return ST_414;
-    if (req->method != HTTP_GET && req->method != HTTP_HEAD) return ST_405;
+    if (req->method != HTTP_METHOD_GET && req->method != HTTP_METHOD_HEAD) return ST_405;
     if (req->path_len == 1 && req->path[0] == '/') return ST_200;
     return ST_404;
 }
@@ -271,17 +272,23 @@ static enum end serve_requests(struct conn *c, int *err) {
                 enum conn_header ch = close                    ? CH_CLOSE
                                       : ps.req.http_minor == 0 ? CH_KEEP_ALIVE
                                                                : CH_NONE;
-                sent = respond(c, st, ch, ps.req.method == HTTP_HEAD);
+                sent = respond(c, st, ch, ps.req.method == HTTP_METHOD_HEAD);
                 if (close) {
                     closing = true;
                     end = END_CLOSE;
                 }
             } else if (r == HTTP_PARSE_MORE) {
                 break;
+            } else if (r == HTTP_PARSE_HEAD) {
+                continue; /* 100-continue: the body is parsed as it comes */
             } else {
                 /* A bad request, a head too large (or, never here, input
                  * after a last request): answer and close. */
-                sent = respond(c, r == HTTP_PARSE_TOO_LARGE ? ST_431 : ST_400, CH_CLOSE, false);
+                sent = respond(c,
+                               r == HTTP_PARSE_TOO_LARGE         ? ST_431
+                               : r == HTTP_PARSE_NOT_IMPLEMENTED ? ST_501
+                                                                 : ST_400,
+                               CH_CLOSE, false);
                 closing = true;
                 end = r == HTTP_PARSE_TOO_LARGE ? END_TOO_LARGE : END_BAD;
             }

@@ -286,15 +286,15 @@ static void test_head_404_405(void **state) {
     expect_response(fd, R200_HEAD);
     send_str(fd, "GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n");
     expect_response(fd, R404);
-    send_str(fd, "HEAD /missing HTTP/1.1\r\n\r\n");
+    send_str(fd, "HEAD /missing HTTP/1.1\r\nHost: localhost\r\n\r\n");
     expect_response(fd, R404_HEAD);
-    send_str(fd, "GET /index.html HTTP/1.1\r\n\r\n");
+    send_str(fd, "GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n");
     expect_response(fd, R404);
-    send_str(fd, "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    send_str(fd, "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
     expect_response(fd, R405);
-    send_str(fd, "DELETE /x HTTP/1.1\r\n\r\n");
+    send_str(fd, "DELETE /x HTTP/1.1\r\nHost: localhost\r\n\r\n");
     expect_response(fd, R405);
-    send_str(fd, "OPTIONS * HTTP/1.1\r\n\r\n");
+    send_str(fd, "OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n");
     expect_response(fd, R405);
     /* Still the same connection. */
     send_str(fd, GET_ROOT);
@@ -312,7 +312,7 @@ static void test_long_target_414_and_version_505(void **state) {
     char req[4096];
     int n = snprintf(req, sizeof req, "GET /");
     memset(req + n, 'a', 2000);
-    snprintf(req + n + 2000, sizeof req - (size_t)n - 2000, " HTTP/1.1\r\n\r\n");
+    snprintf(req + n + 2000, sizeof req - (size_t)n - 2000, " HTTP/1.1\r\nHost: localhost\r\n\r\n");
     send_str(fd, req);
     expect_response(fd, R414);
     send_str(fd, GET_ROOT); /* the 414 keeps the connection */
@@ -332,7 +332,9 @@ static void test_pipelining(void **state) {
     int port = start_server(&srv);
     int fd = connect_to(port);
     /* Three requests in one write: three responses, in order. */
-    send_str(fd, GET_ROOT "HEAD / HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n");
+    send_str(
+        fd, GET_ROOT
+        "HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\nGET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n");
     expect_response(fd, R200);
     expect_response(fd, R200_HEAD);
     expect_response(fd, R404);
@@ -341,7 +343,7 @@ static void test_pipelining(void **state) {
     /* 1000 requests in one write: their responses (106 KB) overflow the
      * server's 16 KiB output buffer several times. */
     enum { N = 1000 };
-    static const char one[] = "GET / HTTP/1.1\r\n\r\n";
+    static const char one[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
     char *reqs = malloc(N * (sizeof one - 1) + 1);
     assert_non_null(reqs);
     for (int i = 0; i < N; i++)
@@ -376,14 +378,14 @@ static void test_bodies_keep_pipelining_in_step(void **state) {
     int fd = connect_to(port);
 
     /* A body and a pipelined GET in one write; the body looks like a request. */
-    send_str(fd, "POST /upload HTTP/1.1\r\nContent-Length: 18\r\n\r\n"
+    send_str(fd, "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 18\r\n\r\n"
                  "GET /body HTTP/1.1" GET_ROOT);
     expect_response(fd, R405);
     expect_response(fd, R200);
     expect_quiet(fd, 100);
 
     /* A chunked body, then a GET. */
-    send_str(fd, "PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    send_str(fd, "PUT / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
                  "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n" GET_ROOT);
     expect_response(fd, R405);
     expect_response(fd, R200);
@@ -392,7 +394,8 @@ static void test_bodies_keep_pipelining_in_step(void **state) {
      * GET: the server reads the body as it comes. */
     enum { BODY = 1 << 20 };
     char head[128];
-    snprintf(head, sizeof head, "POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n", BODY);
+    snprintf(head, sizeof head, "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n",
+             BODY);
     send_str(fd, head);
     char *body = malloc(BODY);
     assert_non_null(body);
@@ -400,7 +403,7 @@ static void test_bodies_keep_pipelining_in_step(void **state) {
     memcpy(body + 1000, GET_ROOT, sizeof GET_ROOT - 1); /* a request inside: not one */
     send_bytes(fd, body, BODY);
     free(body);
-    send_str(fd, "GET /after HTTP/1.1\r\n\r\n");
+    send_str(fd, "GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n");
     expect_response(fd, R405);
     expect_response(fd, R404);
     expect_quiet(fd, 100);
@@ -447,7 +450,8 @@ static void test_connection_close_closes(void **state) {
 
     /* A request pipelined after the last one is not answered. */
     fd = connect_to(port);
-    send_str(fd, GET_ROOT "HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n" GET_ROOT);
+    send_str(fd,
+             GET_ROOT "HEAD / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" GET_ROOT);
     expect_response(fd, R200);
     expect_response(fd, HDR("200 OK", "", 13) "Connection: close\r\n\r\n");
     expect_closed(fd, 5000);
@@ -461,11 +465,11 @@ static void test_malformed_request_400(void **state) {
     int port = start_server(&srv);
     static const char *const bad[] = {
         "GARBAGE\r\n\r\n",
-        "GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
-        "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         "GET / FTP/1.1\r\n\r\n",
-        "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
-        "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n",
         "\x16\x03\x01\x02", /* the start of a TLS hello */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -490,7 +494,7 @@ static void test_malformed_request_400(void **state) {
 static char *head_of_size(size_t size) {
     char *h = malloc(size + 1);
     assert_non_null(h);
-    int n = snprintf(h, size + 1, "GET / HTTP/1.1\r\nX-Big: ");
+    int n = snprintf(h, size + 1, "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: ");
     memset(h + n, 'b', size - (size_t)n - 4);
     memcpy(h + size - 4, "\r\n\r\n", 5);
     return h;
@@ -587,7 +591,7 @@ static void test_slowloris_disconnected(void **state) {
     /* A head that arrives whole within the limit is answered, and so is a
      * slow body: the header timeout is for heads only. */
     fd = connect_to(port);
-    send_str(fd, "POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n");
+    send_str(fd, "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\n");
     for (int i = 0; i < 4; i++) {
         struct timespec ts = {0, 150 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -644,8 +648,8 @@ static const struct {
     int count; /* requests in it */
 } load_kinds[] = {
     {GET_ROOT, R200, 1},
-    {"HEAD / HTTP/1.1\r\n\r\n", R200_HEAD, 1},
-    {"GET /missing HTTP/1.1\r\n\r\n", R404, 1},
+    {"HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n", R200_HEAD, 1},
+    {"GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n", R404, 1},
     {GET_ROOT GET_ROOT, R200 R200, 2}, /* pipelined */
 };
 
@@ -713,9 +717,10 @@ static void test_random_input_never_breaks_it(void **state) {
     (void)state;
     struct coil_test_child srv;
     int port = start_server(&srv);
-    static const char valid[] = GET_ROOT "POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-                                         "PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                         "3\r\nabc\r\n0\r\n\r\nHEAD / HTTP/1.0\r\n\r\n";
+    static const char valid[] =
+        GET_ROOT "POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello"
+                 "PUT / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "3\r\nabc\r\n0\r\n\r\nHEAD / HTTP/1.0\r\n\r\n";
     size_t rounds = coil_test_scaled(300, 100);
     uint64_t rng = 12345;
     char data[3000], buf[65536];
@@ -769,7 +774,7 @@ static void test_sigterm_with_open_connections(void **state) {
     int half = connect_to(port); /* in the middle of a head */
     send_str(half, "GET / HTTP/1.1\r\nHo");
     int body = connect_to(port); /* in the middle of a body */
-    send_str(body, "POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+    send_str(body, "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nabc");
     int fresh = connect_to(port); /* nothing sent */
     int gone = connect_to(port);  /* one request, then the client leaves */
     send_str(gone, GET_ROOT);
