@@ -277,10 +277,6 @@ struct timing {
     int64_t request; /* the request's first byte came about then; -1: unset */
 };
 
-static int64_t earlier(int64_t a, int64_t b) {
-    return a < b ? a : b;
-}
-
 /* The deadline of the next recv and what its expiry means (*why). */
 static int64_t recv_deadline(const struct http_parse *ps, const struct timing *t, enum end *why) {
     enum http_parse_phase phase = http_parse_phase(ps);

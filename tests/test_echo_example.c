@@ -5,10 +5,17 @@
  * with exit 0 and its summary, closing idle connections on the way; -v
  * prints one line per connection and disconnection (and, with more than
  * one thread, one per thread at the end); bad arguments exit 2, those of
- * --threads with a line that names it; the client fails (exit 1) when
- * nothing listens. The server's cases run twice: with --threads 1 and with
- * --threads 2 (a group of two schedulers, the connections dealt out to
- * both).
+ * --threads, --idle-timeout-ms and --max-conns with a line that names the
+ * option; the client fails (exit 1) when nothing listens. The idle timeout
+ * closes a client that sends nothing, and one that does not read its echo,
+ * and leaves one that talks; --max-conns keeps clients past the cap waiting
+ * in the backlog, unserved, until connections end, and drops none. The
+ * server's cases run twice: with --threads 1 and with --threads 2 (a group
+ * of two schedulers, the connections dealt out to both, so that connections
+ * end on another scheduler than the acceptor's).
+ *
+ * Times: what must happen is waited for with deadlines of 10 s; what must
+ * not happen is watched for a second or more, with timeouts far from it.
  *
  * The programs' paths come from tests/CMakeLists.txt (COIL_ECHO_BIN,
  * COIL_ECHO_CLIENT_BIN); without the examples the test is skipped. Under
@@ -41,18 +48,44 @@ static int with_two_threads(void **state) {
     return 0;
 }
 
+/* The server of the case running, from its start until it is stopped. A
+ * failing check jumps out of the case (cmocka), past the stop: the cases'
+ * teardown then kills it, so that no server outlives its test. */
+static pid_t live_server = -1;
+
+static int kill_live_server(void **state) {
+    (void)state;
+    if (live_server > 0) {
+        kill(live_server, SIGKILL);
+        while (waitpid(live_server, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    live_server = -1;
+    return 0;
+}
+
 /* Starts coil-echo on a free loopback port (--port 0: the kernel picks one,
- * the server prints it) with --threads `threads`, and returns that port. */
-static int start_server(struct coil_test_child *srv, bool verbose) {
-    char *argv[] = {COIL_ECHO_BIN, "--host",        "127.0.0.1",           "--port", "0",
-                    "--threads",   (char *)threads, verbose ? "-v" : NULL, NULL};
+ * the server prints it) with --threads `threads` and the options of extra
+ * (NULL-terminated; NULL for none), and returns that port. */
+static int start_server(struct coil_test_child *srv, bool verbose, const char *const *extra) {
+    char *argv[16] = {COIL_ECHO_BIN, "--host",    "127.0.0.1",    "--port",
+                      "0",           "--threads", (char *)threads};
+    size_t n = 7;
+    if (verbose) argv[n++] = "-v";
+    for (; extra && *extra; extra++) {
+        assert_true(n < sizeof argv / sizeof argv[0] - 1);
+        argv[n++] = (char *)*extra;
+    }
+    argv[n] = NULL;
     coil_test_child_start(srv, coil_test_exec_child, argv);
+    live_server = srv->pid;
     const char *marker = "listening on 127.0.0.1:";
     char says[64];
     snprintf(says, sizeof says, ", %s thread%s)\n", threads, strcmp(threads, "1") ? "s" : "");
     if (!coil_test_child_read(srv, says, 10000) || !strstr(srv->err, marker)) {
         kill(srv->pid, SIGKILL);
         coil_test_child_finish(srv, 5000);
+        live_server = -1;
         coil_test_child_describe(srv);
         fail_msg("coil-echo did not report listening with %s thread(s)", threads);
     }
@@ -86,6 +119,7 @@ static int64_t stop_server(struct coil_test_child *srv, int sig) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_int_equal(kill(srv->pid, sig), 0);
     coil_test_child_finish(srv, 10000);
+    live_server = -1; /* reaped */
     return coil_test_ms_since(&t0);
 }
 
@@ -99,7 +133,7 @@ static bool wait_lines(struct coil_test_child *c, size_t n, int timeout_ms) {
 static void test_many_connections_then_sigint(void **state) {
     (void)state;
     struct coil_test_child srv, cl;
-    int port = start_server(&srv, false);
+    int port = start_server(&srv, false, NULL);
 
     /* 50 connections x 20 messages of 1000 bytes. */
     run_client(&cl, port, "50", "20", "1000");
@@ -134,7 +168,7 @@ static void test_many_connections_then_sigint(void **state) {
 static void test_verbose_and_idle_connection_at_sigterm(void **state) {
     (void)state;
     struct coil_test_child srv, cl;
-    int port = start_server(&srv, true);
+    int port = start_server(&srv, true, NULL);
 
     /* A connection of our own: one echo, then it stays open and idle. */
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -161,9 +195,9 @@ static void test_verbose_and_idle_connection_at_sigterm(void **state) {
     assert_client_ok(&cl);
     coil_test_child_free(&cl);
     /* The client's disconnections are logged once the server has seen them,
-     * which may be after the client exited: wait for the listening line, 4
-     * connected and 3 disconnected. */
-    if (!wait_lines(&srv, 8, 10000)) {
+     * which may be after the client exited: wait for the listening line,
+     * the limits, 4 connected and 3 disconnected. */
+    if (!wait_lines(&srv, 9, 10000)) {
         coil_test_child_describe(&srv);
         fail_msg("coil-echo -v did not log the connections");
     }
@@ -179,11 +213,14 @@ static void test_verbose_and_idle_connection_at_sigterm(void **state) {
     assert_int_equal(recv(fd, buf, sizeof buf, 0), 0);
     close(fd);
 
-    /* listening + 4 connected + 3 disconnected + 1 closed at shutdown + summary
-     * (+ a line per thread when there are several) */
+    /* listening + limits + 4 connected + 3 disconnected + 1 closed at
+     * shutdown + summary (+ a line per thread when there are several). The
+     * default cap depends on the fd limit; the default idle timeout does not. */
     char *out = srv.err, needle[64];
     snprintf(needle, sizeof needle, "127.0.0.1:%d: connected\n", ntohs(me.sin_port));
     bool ok = strstr(out, needle) != NULL;
+    ok = ok && strstr(out, "\ncoil-echo: at most ") &&
+         strstr(out, " connections at once, idle timeout 60000 ms\n");
     snprintf(needle, sizeof needle, "127.0.0.1:%d: closed at shutdown, 5 bytes echoed\n",
              ntohs(me.sin_port));
     ok = ok && strstr(out, needle) != NULL;
@@ -194,7 +231,7 @@ static void test_verbose_and_idle_connection_at_sigterm(void **state) {
         disconnected++;
     size_t nthreads = (size_t)atoi(threads);
     ok = ok && connected == 4 && disconnected == 3 &&
-         coil_test_count(out, "\n") == 10 + (nthreads > 1 ? nthreads : 0);
+         coil_test_count(out, "\n") == 11 + (nthreads > 1 ? nthreads : 0);
     ok = ok && strstr(out, "coil-echo: 4 connections served, 65 bytes echoed\n") != NULL;
     if (nthreads == 2) {
         /* Dealt out in turn: our connection went to thread 0, then the
@@ -206,6 +243,239 @@ static void test_verbose_and_idle_connection_at_sigterm(void **state) {
         coil_test_child_describe(&srv);
         fail_msg("coil-echo -v did not print the expected lines");
     }
+    coil_test_child_free(&srv);
+}
+
+/* ---- the idle timeout and the cap on connections ------------------------- */
+
+/* A connection of the test's own (receives fail after 30 s rather than hang);
+ * *local gets its port, which the server's -v lines name. */
+static int connect_to(int port, int *local) {
+    int fd = coil_test_connect_loopback(port, 30);
+    struct sockaddr_in me;
+    socklen_t len = sizeof me;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &len), 0);
+    *local = ntohs(me.sin_port);
+    return fd;
+}
+
+/* Whether fd has bytes (or its end, or an error) to read within ms. */
+static bool readable_within(int fd, int ms) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    return poll(&pfd, 1, ms) == 1;
+}
+
+/* Expects exactly msg to come on fd within 10 s. */
+static void expect_bytes(int fd, const char *msg) {
+    size_t len = strlen(msg), got = 0;
+    char buf[64];
+    assert_true(len <= sizeof buf);
+    while (got < len && readable_within(fd, 10000)) {
+        ssize_t n = recv(fd, buf + got, len - got, 0);
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    assert_int_equal(got, len);
+    assert_memory_equal(buf, msg, len);
+}
+
+/* Sends msg on fd and expects it back. */
+static void expect_echo(int fd, const char *msg) {
+    assert_int_equal(send(fd, msg, strlen(msg), MSG_NOSIGNAL), (ssize_t)strlen(msg));
+    expect_bytes(fd, msg);
+}
+
+/* Expects the server to end the connection within 10 s: end of stream, or
+ * (reset) if allow_reset, after what is still to read. */
+static void expect_end(int fd, bool allow_reset) {
+    char buf[16384];
+    for (;;) {
+        if (!readable_within(fd, 10000)) fail_msg("the server did not end the connection");
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno == ECONNRESET && allow_reset)) return;
+        if (n < 0 && errno != EAGAIN) fail_msg("recv: %s", strerror(errno));
+    }
+}
+
+/* Expects a -v line of the server that contains needle within 10 s. */
+static void expect_line(struct coil_test_child *srv, const char *needle) {
+    if (!coil_test_child_read(srv, needle, 10000)) {
+        print_message("expected: %s\n", needle);
+        coil_test_child_describe(srv);
+        fail_msg("coil-echo -v did not log the line expected");
+    }
+}
+
+/* Sends the server SIGTERM; it must exit 0 with its summary and `says`. */
+static void stop_expecting(struct coil_test_child *srv, const char *says) {
+    stop_server(srv, SIGTERM);
+    if (!coil_test_child_exited(srv, 0) || !strstr(srv->err, says)) {
+        print_message("expected: %s\n", says);
+        coil_test_child_describe(srv);
+        fail_msg("coil-echo did not exit 0 with the summary expected");
+    }
+}
+
+/* An idle timeout of 1 s: a client that sends nothing is closed after it
+ * (not before half of it: the timeout, not something else, closed it), and
+ * -v says why; a client that sends every 100 ms for 3 s stays. */
+static void test_idle_client_closed_talking_client_stays(void **state) {
+    (void)state;
+    struct coil_test_child srv;
+    int port = start_server(&srv, true, (const char *const[]){"--idle-timeout-ms", "1000", NULL});
+    expect_line(&srv, "coil-echo: at most ");
+    assert_non_null(strstr(srv.err, " connections at once, idle timeout 1000 ms\n"));
+
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int idle_port, talker_port;
+    int idle = connect_to(port, &idle_port);
+    int talker = connect_to(port, &talker_port);
+    int64_t idle_closed_ms = -1;
+    int pings = 0;
+    while (coil_test_ms_since(&t0) < 3000) {
+        expect_echo(talker, "ping");
+        pings++;
+        if (idle_closed_ms < 0 && readable_within(idle, 0))
+            idle_closed_ms = coil_test_ms_since(&t0);
+        usleep(100 * 1000);
+    }
+    expect_end(idle, false); /* it sent nothing: nothing unread, no reset */
+    if (idle_closed_ms < 0) idle_closed_ms = coil_test_ms_since(&t0);
+    close(idle);
+    if (idle_closed_ms < 500)
+        fail_msg("the idle client was closed after %lld ms", (long long)idle_closed_ms);
+
+    char needle[96];
+    snprintf(needle, sizeof needle, "127.0.0.1:%d: closed (idle timeout), 0 bytes echoed\n",
+             idle_port);
+    expect_line(&srv, needle);
+    /* The talker is still served, and was never closed. */
+    expect_echo(talker, "ping");
+    pings++;
+    snprintf(needle, sizeof needle, "127.0.0.1:%d: closed", talker_port);
+    assert_null(strstr(srv.err, needle));
+    close(talker);
+    snprintf(needle, sizeof needle, "127.0.0.1:%d: disconnected, %d bytes echoed\n", talker_port,
+             4 * pings);
+    expect_line(&srv, needle);
+    stop_expecting(&srv, "coil-echo: of those, 1 closed idle, 0 for not reading their echo\n");
+    coil_test_child_free(&srv);
+}
+
+/* A client that sends and never reads, with small socket buffers: the
+ * server's echo blocks, and once it has for the idle timeout (500 ms) the
+ * connection is closed (with the client's bytes unread: a reset), and -v
+ * says the peer was not reading. */
+static void test_client_not_reading_closed(void **state) {
+    (void)state;
+    struct coil_test_child srv;
+    int port = start_server(&srv, true, (const char *const[]){"--idle-timeout-ms", "500", NULL});
+
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(coil_test_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, 4096), 0);
+    assert_int_equal(coil_test_setsockopt_int(fd, SOL_SOCKET, SO_SNDBUF, 4096), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct sockaddr_in me;
+    socklen_t len = sizeof me;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &len), 0);
+
+    /* Sends until nothing more goes (every buffer on the way full: the
+     * server is stuck in its echo) or the server has reset the connection. */
+    size_t sent = coil_test_fill_socket(fd);
+    assert_true(sent > 16 * 1024);
+    char needle[96];
+    snprintf(needle, sizeof needle, "127.0.0.1:%d: closed (peer not reading), ",
+             ntohs(me.sin_port));
+    expect_line(&srv, needle);
+    expect_end(fd, true);
+    close(fd);
+    stop_expecting(&srv, "coil-echo: of those, 0 closed idle, 1 for not reading their echo\n");
+    coil_test_child_free(&srv);
+}
+
+/* Whether a -v line saying `connected` has come n times, reading the
+ * server's output for ms first (to see that no more come). */
+static bool connected_exactly(struct coil_test_child *srv, size_t n, int ms) {
+    coil_test_child_read(srv, "\x01", ms); /* a needle never printed: reads for ms */
+    return coil_test_count(srv->err, ": connected\n") == n;
+}
+
+/* --max-conns 3 (and no idle timeout): a 4th and a 5th client connect (the
+ * kernel completes their handshakes into the listen backlog) but get no echo
+ * while three are served; each is served, its early bytes echoed, once one
+ * of the three leaves; none is dropped. With --threads 2 the connections
+ * that leave ran on both schedulers. Then every slot is back: three new
+ * clients are served at once, and a fourth waits again. */
+static void test_max_conns_holds_clients_in_backlog(void **state) {
+    (void)state;
+    struct coil_test_child srv;
+    int port = start_server(
+        &srv, true, (const char *const[]){"--max-conns", "3", "--idle-timeout-ms", "0", NULL});
+    expect_line(&srv, "coil-echo: at most 3 connections at once, no idle timeout\n");
+
+    int fds[5], local;
+    char msg[16];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = connect_to(port, &local);
+        snprintf(msg, sizeof msg, "c%d", i);
+        expect_echo(fds[i], msg);
+    }
+    expect_line(&srv,
+                "coil-echo: 3 connections open (--max-conns): accepting again when one ends\n");
+    for (int i = 3; i < 5; i++) {
+        fds[i] = connect_to(port, &local); /* the handshake completes: the backlog */
+        snprintf(msg, sizeof msg, "c%d", i);
+        assert_int_equal(send(fds[i], msg, 2, MSG_NOSIGNAL), 2);
+    }
+    if (readable_within(fds[3], 1000) || readable_within(fds[4], 0) ||
+        !connected_exactly(&srv, 3, 200)) {
+        coil_test_child_describe(&srv);
+        fail_msg("a client past --max-conns 3 was served");
+    }
+
+    close(fds[0]); /* on scheduler 0 */
+    expect_bytes(fds[3], "c3");
+    if (!coil_test_child_read_count(&srv, ": connected\n", 4, 10000) ||
+        readable_within(fds[4], 1000) || !connected_exactly(&srv, 4, 200)) {
+        coil_test_child_describe(&srv);
+        fail_msg("one connection left, yet two clients past the cap were served");
+    }
+    close(fds[1]); /* on scheduler 1 with --threads 2 */
+    expect_bytes(fds[4], "c4");
+    for (int i = 2; i < 5; i++)
+        expect_echo(fds[i], "again");
+    for (int i = 2; i < 5; i++)
+        close(fds[i]);
+    if (!coil_test_child_read_count(&srv, ": disconnected, ", 5, 10000)) {
+        coil_test_child_describe(&srv);
+        fail_msg("coil-echo -v did not log the five clients leaving");
+    }
+
+    /* Each connection gave its slot back, once. */
+    for (int i = 0; i < 4; i++) {
+        fds[i] = connect_to(port, &local);
+        snprintf(msg, sizeof msg, "d%d", i);
+        assert_int_equal(send(fds[i], msg, 2, MSG_NOSIGNAL), 2);
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(msg, sizeof msg, "d%d", i);
+        expect_bytes(fds[i], msg);
+    }
+    if (readable_within(fds[3], 1000)) fail_msg("a 4th client was served at --max-conns 3");
+    close(fds[2]);
+    expect_bytes(fds[3], "d3");
+    for (int i = 0; i < 4; i++)
+        if (i != 2) close(fds[i]);
+    if (!coil_test_child_read_count(&srv, ": disconnected, ", 9, 10000)) {
+        coil_test_child_describe(&srv);
+        fail_msg("coil-echo -v did not log the four clients leaving");
+    }
+    stop_expecting(&srv, "coil-echo: 9 connections served, 33 bytes echoed\n");
+    assert_null(strstr(srv.err, "of those"));
     coil_test_child_free(&srv);
 }
 
@@ -245,6 +515,24 @@ static void test_bad_arguments_exit_2(void **state) {
             (char *[]){COIL_ECHO_BIN, "--port", "0", "--threads", (char *)bad_threads[i], NULL},
             says);
     }
+    static const char *const bad_max_conns[] = {"0", "-1", "", "3x", "10000001"};
+    for (size_t i = 0; i < sizeof bad_max_conns / sizeof bad_max_conns[0]; i++) {
+        char says[80];
+        snprintf(says, sizeof says, "coil-echo: --max-conns %s: not a number from 1 to 10000000\n",
+                 bad_max_conns[i]);
+        expect_usage_saying(
+            (char *[]){COIL_ECHO_BIN, "--port", "0", "--max-conns", (char *)bad_max_conns[i], NULL},
+            says);
+    }
+    static const char *const bad_ms[] = {"x", "-1", "", "5s", "1000000001"};
+    for (size_t i = 0; i < sizeof bad_ms / sizeof bad_ms[0]; i++) {
+        char says[96];
+        snprintf(says, sizeof says,
+                 "coil-echo: --idle-timeout-ms %s: not a number from 0 to 1000000000\n", bad_ms[i]);
+        expect_usage_saying(
+            (char *[]){COIL_ECHO_BIN, "--port", "0", "--idle-timeout-ms", (char *)bad_ms[i], NULL},
+            says);
+    }
     expect_usage((char *[]){COIL_ECHO_CLIENT_BIN, "-c", "3", NULL});
     expect_usage((char *[]){COIL_ECHO_CLIENT_BIN, "--port", "0", NULL});
     expect_usage((char *[]){COIL_ECHO_CLIENT_BIN, "--port", "8000", "-c", "0", NULL});
@@ -281,8 +569,11 @@ int main(void) {
         return 77;
     }
     const struct CMUnitTest servers[] = {
-        cmocka_unit_test(test_many_connections_then_sigint),
-        cmocka_unit_test(test_verbose_and_idle_connection_at_sigterm),
+        cmocka_unit_test_teardown(test_many_connections_then_sigint, kill_live_server),
+        cmocka_unit_test_teardown(test_verbose_and_idle_connection_at_sigterm, kill_live_server),
+        cmocka_unit_test_teardown(test_idle_client_closed_talking_client_stays, kill_live_server),
+        cmocka_unit_test_teardown(test_client_not_reading_closed, kill_live_server),
+        cmocka_unit_test_teardown(test_max_conns_holds_clients_in_backlog, kill_live_server),
     };
     const struct CMUnitTest others[] = {
         cmocka_unit_test(test_bad_arguments_exit_2),
