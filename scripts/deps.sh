@@ -36,13 +36,13 @@ need=(
   "pkg-config pkg-config finds liburing and cmocka"
   "/usr/include/liburing.h liburing-dev the io_uring backend"
   "/usr/lib/$ma/pkgconfig/libcurl.pc libcurl4-openssl-dev libcurl, for the download demo (coil-download) and the coil_install tests"
+  "/usr/include/http_parser.h libhttp-parser-dev http_parser, the reference that bench/http_parse_bench (built with the examples, so in the demo's build) and the HTTP parser's fuzz target compare coil-http's own parser with"
 )
 if [ "$what" = check ]; then
   need+=(
     "clang clang second compiler; builds the ASan+UBSan run"
     "/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.asan-x86_64.a libclang-rt-14-dev clang's sanitizer runtimes"
     "/usr/include/cmocka.h libcmocka-dev the tests' assertion library"
-    "/usr/include/http_parser.h libhttp-parser-dev http_parser, the reference the HTTP parser's fuzz target (and bench/http_parse_bench) compares coil-http's parser with"
     "valgrind valgrind the leak and memory-error run of the suite"
     "/usr/include/valgrind/valgrind.h valgrind stack registration for Valgrind"
     "aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu cross-builds the aarch64 context switch"
