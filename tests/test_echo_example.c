@@ -498,6 +498,19 @@ static void expect_usage(char **argv) {
     expect_usage_saying(argv, NULL);
 }
 
+/* coil-echo --port 0 OPTION VALUE, for each value (NULL-terminated), must
+ * say "coil-echo: OPTION VALUE: not a number from RANGE", give its usage and
+ * exit 2. */
+static void expect_bad_values(const char *option, const char *range, const char *const *values) {
+    for (; *values; values++) {
+        char says[128];
+        snprintf(says, sizeof says, "coil-echo: %s %s: not a number from %s\n", option, *values,
+                 range);
+        expect_usage_saying(
+            (char *[]){COIL_ECHO_BIN, "--port", "0", (char *)option, (char *)*values, NULL}, says);
+    }
+}
+
 static void test_bad_arguments_exit_2(void **state) {
     (void)state;
     expect_usage((char *[]){COIL_ECHO_BIN, NULL});
@@ -505,34 +518,13 @@ static void test_bad_arguments_exit_2(void **state) {
     expect_usage((char *[]){COIL_ECHO_BIN, "--port", "80x", NULL});
     expect_usage((char *[]){COIL_ECHO_BIN, "--port", "8000", "extra", NULL});
     expect_usage((char *[]){COIL_ECHO_BIN, "--bogus", NULL});
-    static const char *const bad_threads[] = {"abc", "-1", "1025",
-                                              "",    "2x", "99999999999999999999"};
-    for (size_t i = 0; i < sizeof bad_threads / sizeof bad_threads[0]; i++) {
-        char says[64];
-        snprintf(says, sizeof says, "coil-echo: --threads %s: not a number from 0 to 1024\n",
-                 bad_threads[i]);
-        expect_usage_saying(
-            (char *[]){COIL_ECHO_BIN, "--port", "0", "--threads", (char *)bad_threads[i], NULL},
-            says);
-    }
-    static const char *const bad_max_conns[] = {"0", "-1", "", "3x", "10000001"};
-    for (size_t i = 0; i < sizeof bad_max_conns / sizeof bad_max_conns[0]; i++) {
-        char says[80];
-        snprintf(says, sizeof says, "coil-echo: --max-conns %s: not a number from 1 to 10000000\n",
-                 bad_max_conns[i]);
-        expect_usage_saying(
-            (char *[]){COIL_ECHO_BIN, "--port", "0", "--max-conns", (char *)bad_max_conns[i], NULL},
-            says);
-    }
-    static const char *const bad_ms[] = {"x", "-1", "", "5s", "1000000001"};
-    for (size_t i = 0; i < sizeof bad_ms / sizeof bad_ms[0]; i++) {
-        char says[96];
-        snprintf(says, sizeof says,
-                 "coil-echo: --idle-timeout-ms %s: not a number from 0 to 1000000000\n", bad_ms[i]);
-        expect_usage_saying(
-            (char *[]){COIL_ECHO_BIN, "--port", "0", "--idle-timeout-ms", (char *)bad_ms[i], NULL},
-            says);
-    }
+    static const char *const bad_threads[] = {"abc", "-1", "1025", "", "2x", "99999999999999999999",
+                                              NULL};
+    expect_bad_values("--threads", "0 to 1024", bad_threads);
+    static const char *const bad_max_conns[] = {"0", "-1", "", "3x", "10000001", NULL};
+    expect_bad_values("--max-conns", "1 to 10000000", bad_max_conns);
+    static const char *const bad_ms[] = {"x", "-1", "", "5s", "1000000001", NULL};
+    expect_bad_values("--idle-timeout-ms", "0 to 1000000000", bad_ms);
     expect_usage((char *[]){COIL_ECHO_CLIENT_BIN, "-c", "3", NULL});
     expect_usage((char *[]){COIL_ECHO_CLIENT_BIN, "--port", "0", NULL});
     expect_usage((char *[]){COIL_ECHO_CLIENT_BIN, "--port", "8000", "-c", "0", NULL});
