@@ -40,6 +40,9 @@
 #endif
 #endif
 
+#ifndef COIL_TSAN
+#define COIL_TSAN 0 /* usable in C expressions, as RUNNING_ON_VALGRIND is */
+#endif
 #if COIL_TSAN
 #include <sanitizer/tsan_interface.h>
 #endif
