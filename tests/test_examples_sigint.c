@@ -32,8 +32,13 @@
  *
  * coil-test: no-valgrind: this test runs the examples under Valgrind itself;
  * the suite's Valgrind pass would only watch this process, slower.
+ * coil-test: tsan: coil-echo --threads 2 and the offload workers of
+ * coil-download cross threads; in the ThreadSanitizer build the programs are
+ * built with TSan, inherit TSAN_OPTIONS (halt_on_error), and a report makes
+ * their exit status 66, which no case accepts.
  */
 // coil-test: no-valgrind (see above)
+// coil-test: tsan (see above)
 #include "coil_test.h"
 
 #ifndef COIL_PIPELINE_BIN
