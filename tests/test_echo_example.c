@@ -21,6 +21,7 @@
  * COIL_ECHO_CLIENT_BIN); without the examples the test is skipped. Under
  * Valgrind only this process is checked: the children exec unwatched. */
 #include "coil_test.h"
+#include "example_test.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -32,21 +33,6 @@ int main(void) {
     return 77;
 }
 #else
-
-/* The --threads of the group of cases running: "1" or "2". */
-static const char *threads = "1";
-
-static int with_one_thread(void **state) {
-    (void)state;
-    threads = "1";
-    return 0;
-}
-
-static int with_two_threads(void **state) {
-    (void)state;
-    threads = "2";
-    return 0;
-}
 
 /* The server of the case running, from its start until it is stopped. A
  * failing check jumps out of the case (cmocka), past the stop: the cases'
@@ -480,23 +466,6 @@ static void test_max_conns_holds_clients_in_backlog(void **state) {
 }
 
 /* ---- failures ----------------------------------------------------------- */
-
-/* argv must print its usage (and `says`, unless NULL) and exit 2. */
-static void expect_usage_saying(char **argv, const char *says) {
-    struct coil_test_child c;
-    coil_test_fork_run(&c, coil_test_exec_child, argv, 10000);
-    if (!coil_test_child_exited(&c, 2) || !strstr(c.err, "usage:") ||
-        (says && !strstr(c.err, says))) {
-        print_message("%s %s ...\n", argv[0], argv[1] ? argv[1] : "");
-        coil_test_child_describe(&c);
-        fail_msg("bad arguments did not give usage and exit 2");
-    }
-    coil_test_child_free(&c);
-}
-
-static void expect_usage(char **argv) {
-    expect_usage_saying(argv, NULL);
-}
 
 /* coil-echo --port 0 OPTION VALUE, for each value (NULL-terminated), must
  * say "coil-echo: OPTION VALUE: not a number from RANGE", give its usage and

@@ -28,6 +28,7 @@
  * inherits COIL_BACKEND, so it runs on the backend this test runs on. Under
  * Valgrind only this process is checked: the server execs unwatched. */
 #include "coil_test.h"
+#include "example_test.h"
 
 #ifndef COIL_HTTP_BIN
 int main(void) {
@@ -85,21 +86,6 @@ static int kill_leftover_server(void **state) {
     }
     running_pid = 0;
     running_fd = -1;
-    return 0;
-}
-
-/* The --threads of the group of cases running: "1" or "2". */
-static const char *threads = "1";
-
-static int with_one_thread(void **state) {
-    (void)state;
-    threads = "1";
-    return 0;
-}
-
-static int with_two_threads(void **state) {
-    (void)state;
-    threads = "2";
     return 0;
 }
 
@@ -1109,23 +1095,6 @@ static void test_sigint_exits_0(void **state) {
 }
 
 /* ---- arguments ------------------------------------------------------------------ */
-
-/* argv must print its usage (and `says`, unless NULL) and exit 2. */
-static void expect_usage_saying(char **argv, const char *says) {
-    struct coil_test_child c;
-    coil_test_fork_run(&c, coil_test_exec_child, argv, 10000);
-    if (!coil_test_child_exited(&c, 2) || !strstr(c.err, "usage:") ||
-        (says && !strstr(c.err, says))) {
-        print_message("%s %s ...\n", argv[0], argv[1] ? argv[1] : "");
-        coil_test_child_describe(&c);
-        fail_msg("bad arguments did not give usage and exit 2");
-    }
-    coil_test_child_free(&c);
-}
-
-static void expect_usage(char **argv) {
-    expect_usage_saying(argv, NULL);
-}
 
 static void test_bad_arguments_exit_2(void **state) {
     (void)state;
