@@ -40,6 +40,10 @@
 #endif
 #endif
 
+#ifndef COIL_TSAN
+#define COIL_TSAN 0 /* usable in plain `if`s (src/io/uring.c), not only in #if */
+#endif
+
 #if COIL_TSAN
 #include <sanitizer/tsan_interface.h>
 #endif
