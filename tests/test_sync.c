@@ -56,6 +56,65 @@ static void test_outside_a_tasklet(void **state) {
     assert_int_equal(coil_wg_free(wg), 0);
 }
 
+/* NULL for every call; -EXDEV for an object of another coil_run. */
+struct xdev {
+    coil_mutex *m;
+    coil_cond *c;
+    coil_sem *s;
+    coil_wg *wg;
+};
+
+static void bind_main(void *arg) {
+    struct xdev *x = arg;
+    EXPECT_EQ(coil_mutex_trylock(x->m), 0);
+    EXPECT_EQ(coil_mutex_unlock(x->m), 0);
+    EXPECT_EQ(coil_cond_signal(x->c), 0);
+    EXPECT_EQ(coil_sem_value(x->s), 1);
+    EXPECT_EQ(coil_wg_add(x->wg, 0), 0);
+}
+
+static void xdev_main(void *arg) {
+    struct xdev *x = arg;
+    EXPECT_EQ(coil_mutex_lock(x->m), -EXDEV);
+    EXPECT_EQ(coil_mutex_trylock(x->m), -EXDEV);
+    EXPECT_EQ(coil_mutex_unlock(x->m), -EXDEV);
+    EXPECT_EQ(coil_mutex_free(x->m), -EXDEV);
+    EXPECT_EQ(coil_cond_signal(x->c), -EXDEV);
+    EXPECT_EQ(coil_cond_free(x->c), -EXDEV);
+    EXPECT_EQ(coil_sem_acquire(x->s, COIL_FOREVER), -EXDEV);
+    EXPECT_EQ(coil_sem_free(x->s), -EXDEV);
+    EXPECT_EQ(coil_wg_wait(x->wg, COIL_FOREVER), -EXDEV);
+    EXPECT_EQ(coil_wg_free(x->wg), -EXDEV);
+    /* NULL, in a tasklet */
+    EXPECT_EQ(coil_mutex_lock_dl(NULL, COIL_FOREVER), -EINVAL);
+    EXPECT_EQ(coil_mutex_trylock(NULL), -EINVAL);
+    EXPECT_EQ(coil_mutex_unlock(NULL), -EINVAL);
+    EXPECT_EQ(coil_cond_broadcast(NULL), -EINVAL);
+    EXPECT_EQ(coil_sem_acquire(NULL, COIL_FOREVER), -EINVAL);
+    EXPECT_EQ(coil_sem_tryacquire(NULL), -EINVAL);
+    EXPECT_EQ(coil_sem_release(NULL), -EINVAL);
+    EXPECT_EQ(coil_sem_value(NULL), -EINVAL);
+    EXPECT_EQ(coil_wg_add(NULL, 1), -EINVAL);
+    EXPECT_EQ(coil_wg_done(NULL), -EINVAL);
+    EXPECT_EQ(coil_wg_wait(NULL, COIL_FOREVER), -EINVAL);
+}
+
+static void test_null_and_other_run(void **state) {
+    (void)state;
+    struct xdev x;
+    assert_int_equal(coil_mutex_open(&x.m), 0);
+    assert_int_equal(coil_cond_open(&x.c), 0);
+    assert_int_equal(coil_sem_open(&x.s, 1), 0);
+    assert_int_equal(coil_wg_open(&x.wg), 0);
+    COIL_RUN_CHECKED(bind_main, &x);
+    COIL_RUN_CHECKED(xdev_main, &x);
+    /* outside every scheduler, with nobody waiting: freed */
+    assert_int_equal(coil_mutex_free(x.m), 0);
+    assert_int_equal(coil_cond_free(x.c), 0);
+    assert_int_equal(coil_sem_free(x.s), 0);
+    assert_int_equal(coil_wg_free(x.wg), 0);
+}
+
 /* ---- mutex contracts -------------------------------------------------------- */
 
 struct mx {
@@ -1026,6 +1085,7 @@ static void test_group_opposite_order_deadlock(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_outside_a_tasklet),
+        cmocka_unit_test(test_null_and_other_run),
         cmocka_unit_test(test_mutex_contract),
         cmocka_unit_test(test_mutex_kill_while_waiting),
         cmocka_unit_test(test_mutex_fifo_handoff),
