@@ -977,6 +977,107 @@ static void test_group_contention(void **state) {
     assert_int_equal(coil_wg_free(x.wg), 0);
 }
 
+/* Lost-wakeup hunt across schedulers: a producer and three consumers on
+ * each, a one-slot buffer; producers wait with no deadline, so a lost
+ * wake-up leaves one waiting for ever (the group would end with -EDEADLK),
+ * and consumers with a short one (5 us), so that signals race timeouts
+ * (and their wait_claim) on the other thread. */
+#define XH_ITEMS 4000
+
+struct xhunt {
+    coil_mutex *m;
+    coil_cond *not_empty, *not_full;
+    /* under m */
+    int full;
+    long item, produced, consumed, sum_in, sum_out, timeouts;
+    int failures; /* atomic */
+};
+
+#define XH_FAIL(h)                                                                                 \
+    do {                                                                                           \
+        __atomic_add_fetch(&(h)->failures, 1, __ATOMIC_RELAXED);                                   \
+        return;                                                                                    \
+    } while (0)
+
+static void xh_producer(void *arg) {
+    struct xhunt *h = arg;
+    unsigned seed = (unsigned)coil_self();
+    for (;;) {
+        if (coil_mutex_lock(h->m) != 0) XH_FAIL(h);
+        while (h->full && h->produced < XH_ITEMS)
+            if (coil_cond_wait(h->not_full, h->m, COIL_FOREVER) != 0) XH_FAIL(h);
+        if (h->produced == XH_ITEMS) {
+            coil_mutex_unlock(h->m);
+            return;
+        }
+        h->item = ++h->produced;
+        h->sum_in += h->item;
+        h->full = 1;
+        seed = seed * 1103515245u + 12345u;
+        if ((seed >> 16) % 2) {
+            coil_cond_signal(h->not_empty);
+            coil_mutex_unlock(h->m);
+        } else {
+            coil_mutex_unlock(h->m);
+            coil_cond_signal(h->not_empty);
+        }
+    }
+}
+
+static void xh_consumer(void *arg) {
+    struct xhunt *h = arg;
+    for (;;) {
+        if (coil_mutex_lock(h->m) != 0) XH_FAIL(h);
+        while (!h->full && h->consumed < XH_ITEMS) {
+            int rc = coil_cond_wait(h->not_empty, h->m, coil_now() + 5 * COIL_USEC);
+            if (rc == -ETIMEDOUT)
+                h->timeouts++;
+            else if (rc != 0)
+                XH_FAIL(h);
+        }
+        if (h->consumed == XH_ITEMS) {
+            coil_mutex_unlock(h->m);
+            return;
+        }
+        h->sum_out += h->item;
+        h->full = 0;
+        if (++h->consumed == XH_ITEMS) coil_cond_broadcast(h->not_full);
+        coil_mutex_unlock(h->m);
+        coil_cond_signal(h->not_full);
+    }
+}
+
+static void xh_main(void *arg) {
+    struct xhunt *h = arg;
+    coil_id ids[8];
+    int n = 0;
+    for (int s = 0; s < 2; s++) {
+        ids[n++] = coil_spawn_on(s, xh_producer, h, NULL);
+        for (int i = 0; i < 3; i++)
+            ids[n++] = coil_spawn_on(s, xh_consumer, h, NULL);
+    }
+    for (int i = 0; i < n; i++)
+        if (coil_join(ids[i], COIL_FOREVER) != 0)
+            __atomic_add_fetch(&h->failures, 1, __ATOMIC_RELAXED);
+}
+
+static void test_group_lost_wakeup_hunt(void **state) {
+    (void)state;
+    struct xhunt h = {0};
+    assert_int_equal(coil_mutex_open(&h.m), 0);
+    assert_int_equal(coil_cond_open(&h.not_empty), 0);
+    assert_int_equal(coil_cond_open(&h.not_full), 0);
+    assert_int_equal(coil_run_group(2, xh_main, &h), 0);
+    assert_int_equal(h.failures, 0);
+    assert_int_equal(h.consumed, XH_ITEMS);
+    assert_int_equal(h.sum_in, (long)XH_ITEMS * (XH_ITEMS + 1) / 2);
+    assert_int_equal(h.sum_out, h.sum_in);
+    print_message("%ld consumer timeouts\n", h.timeouts);
+    assert_int_equal(coil_cond_free(h.not_empty), 0);
+    assert_int_equal(coil_cond_free(h.not_full), 0);
+    assert_int_equal(coil_mutex_free(h.m), 0);
+}
+
 /* Across schedulers: a kill and a deadline while waiting on another
  * scheduler's mutex, and EOWNERDEAD handed to a waiter on the other one. */
 struct xk {
@@ -1100,6 +1201,7 @@ int main(void) {
         cmocka_unit_test(test_opposite_order_deadlock),
         cmocka_unit_test(test_dump_lines),
         cmocka_unit_test(test_group_contention),
+        cmocka_unit_test(test_group_lost_wakeup_hunt),
         cmocka_unit_test(test_group_kill_timeout_ownerdead),
         cmocka_unit_test(test_group_opposite_order_deadlock),
     };
