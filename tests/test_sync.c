@@ -1078,6 +1078,72 @@ static void test_group_lost_wakeup_hunt(void **state) {
     assert_int_equal(coil_mutex_free(h.m), 0);
 }
 
+/* Deadlines racing hand-offs across schedulers: tasklets on both take 2
+ * units of a semaphore with deadlines of 0 to 15 us, so that a unit is
+ * often released to a waiter whose deadline is expiring on the other
+ * thread at that moment. Exactly one of them may win the wait: a unit
+ * handed to a waiter that then reports -ETIMEDOUT would be lost (the
+ * count at the end says so), a waiter woken twice would break an
+ * invariant. */
+#define XT_TASKLETS 6 /* per scheduler */
+#define XT_ROUNDS   3000
+
+struct xtimeout {
+    coil_sem *s;
+    int holders, max_holders; /* atomic */
+    long timeouts, acquired;  /* atomic */
+    int failures;             /* atomic */
+};
+
+static void xt_worker(void *arg) {
+    struct xtimeout *x = arg;
+    for (int i = 0; i < XT_ROUNDS; i++) {
+        int rc = coil_sem_acquire(x->s, coil_now() + (i % 4) * 5 * COIL_USEC);
+        if (rc == -ETIMEDOUT) {
+            __atomic_add_fetch(&x->timeouts, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+        if (rc != 0) {
+            __atomic_add_fetch(&x->failures, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        __atomic_add_fetch(&x->acquired, 1, __ATOMIC_RELAXED);
+        int h = __atomic_add_fetch(&x->holders, 1, __ATOMIC_RELAXED);
+        int mx = __atomic_load_n(&x->max_holders, __ATOMIC_RELAXED);
+        while (h > mx && !__atomic_compare_exchange_n(&x->max_holders, &mx, h, false,
+                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        }
+        if (i % 2) coil_yield();
+        __atomic_sub_fetch(&x->holders, 1, __ATOMIC_RELAXED);
+        if (coil_sem_release(x->s) != 0) __atomic_add_fetch(&x->failures, 1, __ATOMIC_RELAXED);
+    }
+}
+
+static void xt_main(void *arg) {
+    struct xtimeout *x = arg;
+    coil_id ids[2 * XT_TASKLETS];
+    int n = 0;
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < XT_TASKLETS; i++)
+            ids[n++] = coil_spawn_on(s, xt_worker, x, NULL);
+    for (int i = 0; i < n; i++)
+        if (coil_join(ids[i], COIL_FOREVER) != 0)
+            __atomic_add_fetch(&x->failures, 1, __ATOMIC_RELAXED);
+    if (coil_sem_value(x->s) != 2) __atomic_add_fetch(&x->failures, 1, __ATOMIC_RELAXED);
+}
+
+static void test_group_sem_deadline_races(void **state) {
+    (void)state;
+    struct xtimeout x = {0};
+    assert_int_equal(coil_sem_open(&x.s, 2), 0);
+    assert_int_equal(coil_run_group(2, xt_main, &x), 0);
+    print_message("%ld acquired, %ld timed out\n", x.acquired, x.timeouts);
+    assert_int_equal(x.failures, 0);
+    assert_true(x.max_holders <= 2);
+    assert_int_equal(x.acquired + x.timeouts, 2L * XT_TASKLETS * XT_ROUNDS);
+    assert_int_equal(coil_sem_free(x.s), 0);
+}
+
 /* Across schedulers: a kill and a deadline while waiting on another
  * scheduler's mutex, and EOWNERDEAD handed to a waiter on the other one. */
 struct xk {
@@ -1202,6 +1268,7 @@ int main(void) {
         cmocka_unit_test(test_dump_lines),
         cmocka_unit_test(test_group_contention),
         cmocka_unit_test(test_group_lost_wakeup_hunt),
+        cmocka_unit_test(test_group_sem_deadline_races),
         cmocka_unit_test(test_group_kill_timeout_ownerdead),
         cmocka_unit_test(test_group_opposite_order_deadlock),
     };
