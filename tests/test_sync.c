@@ -734,6 +734,7 @@ static void test_wg_contract(void **state) {
 
 struct dl {
     coil_mutex *a, *b;
+    coil_wg *both; /* the group case: both hold their first mutex */
     int rc[2];
     int unlock_rc[2];
 };
@@ -1213,12 +1214,17 @@ static void lock_ab_on(void *arg) {
     int i = coil_sched_index();
     coil_mutex *first = i ? d->b : d->a, *second = i ? d->a : d->b;
     if (coil_mutex_lock(first) != 0) return;
-    coil_sleep(10 * COIL_MSEC);
+    /* Not a sleep: under Valgrind a scheduler's thread may start later
+     * than any sleep, and the other would then take both mutexes. */
+    coil_wg_done(d->both);
+    coil_wg_wait(d->both, COIL_FOREVER);
     d->rc[i] = coil_mutex_lock(second);
     d->unlock_rc[i] = coil_mutex_unlock(first);
 }
 
 static void xdl_main(void *arg) {
+    struct dl *d = arg;
+    coil_wg_add(d->both, 2);
     coil_spawn_on(0, lock_ab_on, arg, NULL);
     coil_spawn_on(1, lock_ab_on, arg, NULL);
 }
@@ -1228,6 +1234,7 @@ static void test_group_opposite_order_deadlock(void **state) {
     struct dl d = {0};
     assert_int_equal(coil_mutex_open(&d.a), 0);
     assert_int_equal(coil_mutex_open(&d.b), 0);
+    assert_int_equal(coil_wg_open(&d.both), 0);
     struct coil_test_stderr cap;
     coil_test_stderr_begin(&cap);
     int rc = coil_run_group(2, xdl_main, &d);
@@ -1247,6 +1254,7 @@ static void test_group_opposite_order_deadlock(void **state) {
     free(err);
     assert_int_equal(coil_mutex_free(d.a), 0);
     assert_int_equal(coil_mutex_free(d.b), 0);
+    assert_int_equal(coil_wg_free(d.both), 0);
 }
 
 int main(void) {
