@@ -12,6 +12,15 @@
  *   coil spawn_exit_burst_ns X    the same with 100,000 spawned before any runs
  *                                 (every stack freshly mapped, as in Go's anchor)
  *   coil parked_tasklet_bytes X   RSS per tasklet with N parked on a channel
+ *   coil mutex_uncontended_ns X   coil_mutex_lock + coil_mutex_unlock, nobody
+ *                                 else wanting the mutex
+ *   coil pthread_mutex_uncontended_ns X
+ *                                 pthread_mutex_lock + unlock, the same way,
+ *                                 for comparison
+ *   coil mutex_handoff_ns X       a mutex handed between two tasklets that
+ *                                 both want it all the time (each unlock goes
+ *                                 to the waiting one, which then runs): per
+ *                                 hand-off
  *
  * Across the two schedulers of a group (coil_run_group(2, ...)):
  *
@@ -47,6 +56,7 @@
 #include <coil.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 
 #include <stdio.h>
@@ -154,6 +164,65 @@ static void handoff_main(void *arg) {
     coil_yield();
     coil_chan_free(p->a);
     coil_chan_free(p->b);
+}
+
+/* ---- mutexes ---- */
+
+struct mutex_args {
+    coil_mutex *m;
+    long n;
+    double ns;
+};
+
+static void mutex_uncontended_main(void *arg) {
+    struct mutex_args *a = arg;
+    coil_mutex_open(&a->m);
+    int64_t t0 = coil_now();
+    for (long i = 0; i < a->n; i++) {
+        coil_mutex_lock(a->m);
+        coil_mutex_unlock(a->m);
+    }
+    a->ns = (double)(coil_now() - t0) / (double)a->n;
+    coil_mutex_free(a->m);
+}
+
+static double bench_pthread_mutex(long n) {
+    static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    int64_t t0 = coil_now();
+    for (long i = 0; i < n; i++) {
+        pthread_mutex_lock(&m);
+        pthread_mutex_unlock(&m);
+    }
+    return (double)(coil_now() - t0) / (double)n;
+}
+
+/* Each holds the mutex, unlocks (handing it to the other, parked in its
+ * lock) and locks again (parking until the other hands it back). */
+static void mutex_taker(void *arg) {
+    struct mutex_args *a = arg;
+    coil_mutex_lock(a->m);
+    for (long i = 0; i < a->n; i++) {
+        coil_mutex_unlock(a->m);
+        coil_mutex_lock(a->m);
+    }
+    coil_mutex_unlock(a->m);
+}
+
+static void mutex_handoff_main(void *arg) {
+    struct mutex_args *a = arg;
+    coil_mutex_open(&a->m);
+    coil_mutex_lock(a->m);
+    coil_id id = coil_spawn(mutex_taker, a, NULL);
+    coil_yield(); /* the other waits for the mutex */
+    int64_t t0 = coil_now();
+    for (long i = 0; i < a->n; i++) {
+        coil_mutex_unlock(a->m);
+        coil_mutex_lock(a->m);
+    }
+    coil_mutex_unlock(a->m);
+    coil_join(id, COIL_FOREVER);
+    a->ns = (double)(coil_now() - t0) / (2.0 * (double)a->n);
+    coil_mutex_free(a->m);
 }
 
 /* ---- spawn + exit ---- */
@@ -388,7 +457,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    double sw = 1e9, y = 1e9, h = 1e9, sp = 1e9, burst = 1e9;
+    double sw = 1e9, y = 1e9, h = 1e9, sp = 1e9, burst = 1e9, mu = 1e9, pmu = 1e9, mh = 1e9;
 #ifndef _WIN32
     double sc = 1e9;
 #endif
@@ -419,6 +488,13 @@ int main(int argc, char **argv) {
         struct spawn_args s = {.n = 1000000, .wave = 100};
         coil_run(spawn_main, &s);
         sp = best(sp, s.ns);
+        struct mutex_args m = {.n = 20000000};
+        coil_run(mutex_uncontended_main, &m);
+        mu = best(mu, m.ns);
+        pmu = best(pmu, bench_pthread_mutex(20000000));
+        m = (struct mutex_args){.n = 1000000};
+        coil_run(mutex_handoff_main, &m);
+        mh = best(mh, m.ns);
         if (r < 2) {
             struct spawn_args b = {.n = 100000, .wave = 100000};
             coil_run(spawn_main, &b);
@@ -433,6 +509,9 @@ int main(int argc, char **argv) {
     if (!xonly) {
         printf("coil spawn_exit_ns %.2f\n", sp);
         printf("coil spawn_exit_burst_ns %.2f\n", burst);
+        printf("coil mutex_uncontended_ns %.2f\n", mu);
+        printf("coil pthread_mutex_uncontended_ns %.2f\n", pmu);
+        printf("coil mutex_handoff_ns %.2f\n", mh);
     }
     if (xh < 0 || xi < 0 || xs < 0 || xc < 0) return 1;
     printf("coil xhandoff_ns %.2f\n", xh);

@@ -371,6 +371,108 @@ typedef struct coil_clause {
 COIL_API int coil_choose(coil_clause *clauses, size_t n, int64_t deadline);
 
 /* ------------------------------------------------------------------------ */
+/* Mutexes, condition variables, semaphores, wait groups                    */
+/* ------------------------------------------------------------------------ */
+
+/* Blocking here parks the calling tasklet, never the thread. Each object,
+ * like a channel, belongs to the scheduler of the first tasklet that uses
+ * it and works between tasklets of every scheduler of its group
+ * (coil_run_group): local (no lock, no atomic read-modify-write) until the
+ * first use from another scheduler, which waits a round of the owner's loop
+ * and makes it shared (locked) for good. From a scheduler outside the
+ * group: -EXDEV. Waiters are served first come, first served: a mutex
+ * unlocked, a semaphore unit released, goes straight to the longest
+ * waiting tasklet (hand-off), so a tasklet that locks again at once queues
+ * behind it.
+ * Common errors: -EINVAL for a NULL object; -EBADF for a freed one
+ * (detected while its memory is in coil's quarantine of recently freed
+ * objects, as for channels); -EPERM outside a tasklet. A wait returns
+ * -ETIMEDOUT when its deadline passes first and -ECANCELED when the tasklet
+ * is killed (before or while waiting); what needs no waiting still
+ * completes in a killed tasklet (taking a free mutex, releasing), so that
+ * cleanup can finish. A waiting tasklet shows in coil_dump ("mutex lock",
+ * "cond wait", "sem acquire", "waitgroup wait"), and tasklets that wait on
+ * one another through these make coil_run return -EDEADLK like channels. */
+typedef struct coil_mutex coil_mutex;
+typedef struct coil_cond coil_cond;
+typedef struct coil_sem coil_sem;
+typedef struct coil_wg coil_wg;
+
+/* Create an object (unlocked; a semaphore with `value` units, 0 to
+ * COIL_SEM_MAX; a wait group at 0). Callable anywhere. Return 0 and set
+ * *out; -EINVAL for a NULL out (or a value out of range); -ENOMEM. */
+#define COIL_SEM_MAX 0x7fffffff
+COIL_API int coil_mutex_open(coil_mutex **out);
+COIL_API int coil_cond_open(coil_cond **out);
+COIL_API int coil_sem_open(coil_sem **out, int64_t value);
+COIL_API int coil_wg_open(coil_wg **out);
+
+/* Free an object. Callable anywhere (as coil_chan_free). Return 0; -EBUSY,
+ * freeing nothing, while tasklets wait on it or a tasklet holds the mutex;
+ * -EINVAL / -EBADF / -EXDEV as above. */
+COIL_API int coil_mutex_free(coil_mutex *m);
+COIL_API int coil_cond_free(coil_cond *c);
+COIL_API int coil_sem_free(coil_sem *s);
+COIL_API int coil_wg_free(coil_wg *wg);
+
+/* Locks m, waiting (until the deadline, with the _dl form) while another
+ * tasklet holds it. Returns 0 with m held; -EOWNERDEAD with m held too when
+ * its last holder ended without unlocking it (as a robust pthread mutex):
+ * what m protects may be half updated, and the caller must check or repair
+ * it before it unlocks (nothing else is required: m works as before);
+ * -EDEADLK when the caller already holds m; -ETIMEDOUT, -ECANCELED (m not
+ * held: a killed tasklet never holds a mutex it did not take). A tasklet
+ * ending with mutexes held gives each to its first waiter, with
+ * -EOWNERDEAD. */
+COIL_API int coil_mutex_lock(coil_mutex *m);
+COIL_API int coil_mutex_lock_dl(coil_mutex *m, int64_t deadline);
+/* Locks m only if it is free now: 0 or -EOWNERDEAD (as coil_mutex_lock);
+ * -EBUSY when another tasklet holds it (or waiters queue for it); -EDEADLK
+ * when the caller holds it. Never waits, so it works in a killed tasklet. */
+COIL_API int coil_mutex_trylock(coil_mutex *m);
+/* Unlocks m, handing it to the longest waiting tasklet if any. Returns 0;
+ * -EPERM when the caller does not hold m. */
+COIL_API int coil_mutex_unlock(coil_mutex *m);
+
+/* Unlocks m (which the caller must hold), waits for a signal on c (until
+ * the deadline), and locks m again before it returns. Returns 0 (signalled;
+ * like pthread's, a wait may also end without a signal for the predicate
+ * to change: test it in a loop); -ETIMEDOUT (m held again); -EOWNERDEAD
+ * (m held again, its last holder ended holding it: see coil_mutex_lock);
+ * -ECANCELED when the tasklet is killed, before or during the wait: then,
+ * and only then, m is NOT held on return (a killed tasklet does not wait to
+ * take it back); a signal that had reached the caller is passed to the next
+ * waiter. -EPERM when the caller does not hold m (also outside a tasklet);
+ * -EINVAL / -EBADF for c or m. */
+COIL_API int coil_cond_wait(coil_cond *c, coil_mutex *m, int64_t deadline);
+/* Wake the longest waiting tasklet of c (signal) or every one (broadcast);
+ * nothing when none waits. The caller need not hold the mutex. Return 0. */
+COIL_API int coil_cond_signal(coil_cond *c);
+COIL_API int coil_cond_broadcast(coil_cond *c);
+
+/* Takes one unit of s, waiting (until the deadline) while it has none.
+ * Returns 0; -ETIMEDOUT; -ECANCELED (no unit taken). */
+COIL_API int coil_sem_acquire(coil_sem *s, int64_t deadline);
+/* Takes a unit only if one is free now and nobody queues: 0, or -EAGAIN. */
+COIL_API int coil_sem_tryacquire(coil_sem *s);
+/* Gives back one unit (to the longest waiting tasklet if any). Returns 0;
+ * -EOVERFLOW (nothing changed) when s already holds COIL_SEM_MAX units. */
+COIL_API int coil_sem_release(coil_sem *s);
+/* The units free now (0 while tasklets wait). Returns it, or the common
+ * errors. */
+COIL_API int64_t coil_sem_value(coil_sem *s);
+
+/* Go's sync.WaitGroup. coil_wg_add adds delta (positive or negative) to the
+ * counter; when it reaches 0 every waiter wakes. Returns 0; -EINVAL
+ * (nothing changed) when the counter would go below 0 or above INT64_MAX.
+ * coil_wg_done is coil_wg_add(wg, -1). */
+COIL_API int coil_wg_add(coil_wg *wg, int64_t delta);
+COIL_API int coil_wg_done(coil_wg *wg);
+/* Waits until the counter is 0 (at once if it is). Returns 0; -ETIMEDOUT;
+ * -ECANCELED. */
+COIL_API int coil_wg_wait(coil_wg *wg, int64_t deadline);
+
+/* ------------------------------------------------------------------------ */
 /* Sockets and files                                                        */
 /* ------------------------------------------------------------------------ */
 

@@ -96,23 +96,15 @@ static inline bool is_shared(const coil_chan *ch) {
 }
 
 static void chan_lock(coil_chan *ch) {
-    for (unsigned spins = 0; __atomic_exchange_n(&ch->lock, 1, __ATOMIC_ACQUIRE);)
-        while (__atomic_load_n(&ch->lock, __ATOMIC_RELAXED)) {
-            /* The holder does a few stores; if it is not running (more
-             * threads than cores), let it. */
-            if (++spins % 256 == 0) coil__cpu_yield();
-        }
+    coil__spin_lock(&ch->lock);
 }
 
 static void chan_unlock(coil_chan *ch) {
-    __atomic_store_n(&ch->lock, 0, __ATOMIC_RELEASE);
+    coil__spin_unlock(&ch->lock);
 }
 
-/* Takes w's tasklet's wait, against every other thread that could. */
 static bool take_claim(struct coil__tasklet *t) {
-    uint8_t idle = 0;
-    return __atomic_compare_exchange_n(&t->wait_claim, &idle, 1, false, __ATOMIC_ACQ_REL,
-                                       __ATOMIC_RELAXED);
+    return coil__take_claim(t);
 }
 
 /* The first waiter of q that this transfer may complete, taken out of q;
@@ -564,10 +556,11 @@ int coil_chan_close(coil_chan *ch) {
     return err;
 }
 
-/* Recently freed channels keep their memory, marked dead, so that a use after
- * coil_chan_free is answered with -EBADF rather than corrupting the heap. */
+/* Recently freed channels (and sync objects, src/sync.c) keep their memory,
+ * marked dead, so that a use after free is answered with -EBADF rather than
+ * corrupting the heap. */
 #define QUARANTINE 64
-static __thread coil_chan *quarantine[QUARANTINE];
+static __thread void *quarantine[QUARANTINE];
 static __thread unsigned quarantine_next;
 
 void coil__chan_quarantine_flush(void) {
@@ -576,6 +569,18 @@ void coil__chan_quarantine_flush(void) {
         quarantine[i] = NULL;
     }
     quarantine_next = 0;
+}
+
+void coil__quarantine_put(void *p) {
+    if (!coil__sched_cur) { /* nothing flushes the quarantine outside coil_run */
+        free(p);
+        return;
+    }
+    /* (In a group, every scheduler flushes its own quarantine only once all
+     * of them have finished their loops: no tasklet can still use it.) */
+    unsigned i = quarantine_next++ % QUARANTINE;
+    free(quarantine[i]);
+    quarantine[i] = p;
 }
 
 int coil_chan_free(coil_chan *ch) {
@@ -588,15 +593,7 @@ int coil_chan_free(coil_chan *ch) {
     }
     __atomic_store_n(&ch->magic, CHAN_DEAD, __ATOMIC_RELAXED);
     if (locked) chan_unlock(ch);
-    if (!coil__sched_cur) { /* nothing flushes the quarantine outside coil_run */
-        free(ch);
-        return 0;
-    }
-    /* (In a group, every scheduler flushes its own quarantine only once all
-     * of them have finished their loops: no tasklet can still use it.) */
-    unsigned i = quarantine_next++ % QUARANTINE;
-    free(quarantine[i]);
-    quarantine[i] = ch;
+    coil__quarantine_put(ch);
     return 0;
 }
 

@@ -151,6 +151,10 @@ enum coil__wait {
     COIL__WAIT_OFFLOAD, /* wait_obj: the offload job */
     COIL__WAIT_POLL,    /* wait_obj: the struct coil__opgroup of coil__wait_fds */
     COIL__WAIT_XCALL,   /* wait_obj: the struct coil__xcall on another scheduler */
+    COIL__WAIT_MUTEX,   /* wait_obj: the waiter (src/sync.c), for each of these four */
+    COIL__WAIT_COND,
+    COIL__WAIT_SEM,
+    COIL__WAIT_WG,
 };
 
 struct coil__sched;
@@ -232,6 +236,7 @@ struct coil__tasklet {
     coil_fn fn;
     void *arg;
     struct coil__list joiners; /* struct coil__joiner.link */
+    struct coil__list mutexes; /* the coil_mutex it holds (src/sync.c), touched on its thread */
     /* Stack mapping (guard included) and usable size. */
     char *map;
     size_t map_len;
@@ -477,6 +482,46 @@ void coil__record_put(struct coil__sched *s, struct coil__tasklet *t);
  * alternate signal stack to run it on. */
 int coil__overflow_guard_init(struct coil__sched *s);
 void coil__overflow_guard_fini(struct coil__sched *s);
+
+/* ---- shared waits: channels and sync objects across schedulers ---------- */
+
+/* A spinlock guarding an object that tasklets of several schedulers use
+ * (a shared channel, mutex, ...): held for a few stores, never across a
+ * switch. */
+static inline void coil__spin_lock(int *lock) {
+    for (unsigned spins = 0; __atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE);)
+        while (__atomic_load_n(lock, __ATOMIC_RELAXED)) {
+            /* The holder does a few stores; if it is not running (more
+             * threads than cores), let it. */
+            if (++spins % 256 == 0) coil__cpu_yield();
+        }
+}
+
+static inline void coil__spin_unlock(int *lock) {
+    __atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+}
+
+/* Takes parked t's wait, against every other thread that could (a waker
+ * on another scheduler, t's own timeout or kill): true for the one winner,
+ * which completes the wait. t->wait_claim was zeroed when t parked. */
+static inline bool coil__take_claim(struct coil__tasklet *t) {
+    uint8_t idle = 0;
+    return __atomic_compare_exchange_n(&t->wait_claim, &idle, 1, false, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_RELAXED);
+}
+
+/* Keeps freed memory p (a channel's, a sync object's, marked dead by its
+ * owner) for a while, so that a use after free is answered with -EBADF;
+ * frees it at once outside coil_run (src/chan.c). */
+void coil__quarantine_put(void *p);
+
+/* ---- mutexes, condition variables, semaphores, wait groups (src/sync.c) */
+
+/* t ends holding mutexes: each goes to its first waiter, or to the next
+ * locker, with -EOWNERDEAD. */
+void coil__sync_owner_died(struct coil__tasklet *t);
+/* Writes what a tasklet parked on a sync object waits on (for coil_dump). */
+void coil__sync_describe_wait(const struct coil__tasklet *t, FILE *out);
 
 /* ---- channels (src/chan.c) --------------------------------------------- */
 

@@ -124,6 +124,7 @@ void coil__interrupt(struct coil__tasklet *t, int err) {
 
 __attribute__((noreturn)) static void tasklet_exit(struct coil__sched *s, struct coil__tasklet *t) {
     struct coil__link *l;
+    if (COIL_UNLIKELY(t->mutexes.first)) coil__sync_owner_died(t);
     while ((l = coil__list_pop_front(&t->joiners)) != NULL) {
         struct coil__joiner *j = coil__container_of(l, struct coil__joiner, link);
         j->linked = false;
