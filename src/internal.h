@@ -40,6 +40,11 @@
 #endif
 #endif
 
+/* 0 otherwise: src/io/uring.c tests it in plain C expressions, not only in #if. */
+#ifndef COIL_TSAN
+#define COIL_TSAN 0
+#endif
+
 #if COIL_TSAN
 #include <sanitizer/tsan_interface.h>
 #endif
