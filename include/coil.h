@@ -94,6 +94,8 @@ typedef struct coil_spawn_opts {
     /* 0 for COIL_STACK_DEFAULT; otherwise rounded up to whole pages and
      * checked against COIL_STACK_MIN..COIL_STACK_MAX. */
     size_t stack_size;
+    /* The tasklet's user pointer from its start (see coil_set_user). */
+    void *user;
 } coil_spawn_opts;
 
 /* Runs a scheduler on the calling thread: spawns main(arg) as the first
@@ -266,6 +268,72 @@ COIL_API int coil_dump(FILE *out);
  * Returns 0; -EINVAL for a signal that cannot be caught or is used by coil
  * (SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, or out of range). */
 COIL_API int coil_dump_on_signal(int signo);
+
+/* ------------------------------------------------------------------------ */
+/* Tasklet-local storage                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Every tasklet has a user pointer (NULL unless set, or given at spawn in
+ * coil_spawn_opts.user) that coil never reads: the program's own per-tasklet
+ * context (a request, a log prefix). coil_set_user and coil_get_user take
+ * the id of a live tasklet of the caller's scheduler (coil_self() for the
+ * caller). They return 0; -ESRCH for an id that names no live tasklet;
+ * -EXDEV for a tasklet of another scheduler of the group (its record is that
+ * thread's); -EINVAL for a NULL out; -EPERM outside a tasklet. */
+COIL_API int coil_set_user(coil_id id, void *user);
+COIL_API int coil_get_user(coil_id id, void **out);
+
+/* The calling tasklet's user pointer: a thread-local load and two more, no
+ * check beyond "inside a tasklet". NULL outside a tasklet. */
+COIL_API void *coil_user(void);
+
+/* Keys of tasklet-local values, like pthread keys: one key, a value per
+ * tasklet. Keys are process-wide (any scheduler, any thread); a value
+ * belongs to one tasklet. A zeroed coil_key is no key. */
+typedef uint32_t coil_key;
+
+/* At most this many keys exist at once. */
+#define COIL_KEYS_MAX 128
+/* Rounds of destructors at a tasklet's end (see coil_key_create). */
+#define COIL_DESTRUCTOR_ROUNDS 4
+
+/* Creates a key; destructor (may be NULL) runs for each tasklet that ends
+ * with a non-NULL value for the key. Callable anywhere, from any thread.
+ * Returns 0 and sets *key; -EINVAL for a NULL key; -EAGAIN when
+ * COIL_KEYS_MAX keys exist already.
+ * Destructors run when the tasklet's function has returned, however it ends:
+ * normally, killed (coil_kill), or killed by coil_run at a shutdown
+ * (SIGINT/SIGTERM) or a deadlock. They run on the ending tasklet's own stack
+ * and thread, as a part of it: coil_self() is still its id, coil_killed()
+ * says whether it was killed, and every call works as it would in the
+ * tasklet (a killed one's waits return -ECANCELED); the tasklet's joiners
+ * hear of its end only after the last
+ * destructor. They run in the order of the keys' slots (a new key takes the
+ * lowest free slot, so keys created one after another, none deleted
+ * between, run in the order they were created); each value is set to NULL
+ * before its destructor is called with it, once. A destructor may set
+ * values (of any key): they get another round, up to COIL_DESTRUCTOR_ROUNDS
+ * in all; what is still set after that is forgotten without a call. A
+ * destructor that waits (a tasklet that was not killed may) holds the
+ * tasklet, and its joiners, until it returns. */
+COIL_API int coil_key_create(coil_key *key, void (*destructor)(void *value));
+
+/* Deletes a key. No destructor runs for the values tasklets still hold for
+ * it (as pthread_key_delete): their owner frees them. The key's values are
+ * unreachable from then on, also through a later key that reuses the slot.
+ * Callable anywhere. Returns 0; -EINVAL for a key that does not exist (never
+ * created, or deleted). */
+COIL_API int coil_key_delete(coil_key key);
+
+/* Sets the calling tasklet's value for key (NULL clears it). The first value
+ * a tasklet sets allocates its table (a few bytes per key slot up to the
+ * highest set). Returns 0; -EINVAL for a key that does not exist; -ENOMEM;
+ * -EPERM outside a tasklet. */
+COIL_API int coil_local_set(coil_key key, void *value);
+
+/* The calling tasklet's value for key: NULL when it set none, for a key that
+ * does not exist, and outside a tasklet. */
+COIL_API void *coil_local_get(coil_key key);
 
 /* ------------------------------------------------------------------------ */
 /* Channels                                                                 */

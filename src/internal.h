@@ -233,7 +233,9 @@ struct coil__tasklet {
     coil_id id;
     coil_fn fn;
     void *arg;
-    struct coil__list joiners; /* struct coil__joiner.link */
+    struct coil__list joiners;   /* struct coil__joiner.link */
+    void *user;                  /* coil_set_user, coil_user */
+    struct coil__locals *locals; /* its tasklet-local values (src/local.c); NULL: none yet */
     /* Stack mapping (guard included) and usable size. */
     char *map;
     size_t map_len;
@@ -486,6 +488,18 @@ void coil__overflow_guard_fini(struct coil__sched *s);
 void coil__chan_quarantine_flush(void);
 /* Writes what a tasklet parked on channels waits on (for coil_dump). */
 void coil__chan_describe_wait(const struct coil__tasklet *t, FILE *out);
+
+/* ---- tasklet-local storage (src/local.c) ------------------------------- */
+
+/* Runs the destructors of t's tasklet-local values (t is the running
+ * tasklet, whose fn has returned) and frees its storage. */
+void coil__locals_end(struct coil__tasklet *t);
+static inline void coil__locals_run(struct coil__tasklet *t) {
+    if (COIL_UNLIKELY(t->locals != NULL)) coil__locals_end(t);
+}
+
+/* sched.c: the live tasklet id of s, or NULL. */
+struct coil__tasklet *coil__tasklet_get(const struct coil__sched *s, coil_id id);
 
 /* ---- dump (src/dump.c) ------------------------------------------------- */
 

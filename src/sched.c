@@ -165,6 +165,9 @@ static void tasklet_entry(void *p) {
 #endif
     coil__after_switch(s);
     t->fn(t->arg);
+    /* On its own stack, before its joiners hear of its end: a joiner that
+     * frees what a destructor uses frees it after the destructor. */
+    coil__locals_run(t);
     tasklet_exit(s, t);
 }
 
@@ -239,6 +242,7 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
     t->timer.index = COIL__TIMER_IDLE;
     t->timer.armed = false;
     t->killed = s->killing_all; /* born into a shutdown: it must not hold it up */
+    if (opts) t->user = opts->user;
     if (opts && opts->name) {
         size_t len = strnlen(opts->name, sizeof t->name - 1);
         memcpy(t->name, opts->name, len);
@@ -390,6 +394,10 @@ int coil_join(coil_id id, int64_t deadline) {
 static void kill_one(struct coil__tasklet *t) {
     t->killed = true;
     if (t->wait_kind != COIL__WAIT_JOIN) coil__interrupt(t, -ECANCELED);
+}
+
+struct coil__tasklet *coil__tasklet_get(const struct coil__sched *s, coil_id id) {
+    return ids_get(s, id);
 }
 
 static void kill_remote(struct coil__sched *s, struct coil__msg *m) {
