@@ -307,7 +307,7 @@ typedef uint32_t coil_key;
  * and thread, as a part of it: coil_self() is still its id, coil_killed()
  * says whether it was killed, and every call works as it would in the
  * tasklet (a killed one's waits return -ECANCELED); the tasklet's joiners
- * hear of its end only after the last
+ * and its scope (coil_scope_wait) hear of its end only after the last
  * destructor. They run in the order of the keys' slots (a new key takes the
  * lowest free slot, so keys created one after another, none deleted
  * between, run in the order they were created); each value is set to NULL
@@ -334,6 +334,86 @@ COIL_API int coil_local_set(coil_key key, void *value);
 /* The calling tasklet's value for key: NULL when it set none, for a key that
  * does not exist, and outside a tasklet. */
 COIL_API void *coil_local_get(coil_key key);
+
+/* ------------------------------------------------------------------------ */
+/* Scopes: structured concurrency                                           */
+/* ------------------------------------------------------------------------ */
+
+/* A scope is a set of tasklets ("members") that one tasklet waits for as a
+ * whole: spawn them into the scope, then coil_scope_wait, which returns only
+ * once every member has finished, whatever happens meanwhile (its deadline,
+ * its caller killed, a member failing). "These 50 downloads, at most 5 s,
+ * stop the rest on the first error" is
+ *
+ *     coil_scope *sc;
+ *     coil_scope_open(&sc, COIL_SCOPE_FAIL_FAST);
+ *     for (int i = 0; i < 50; i++) coil_scope_spawn(sc, download, &jobs[i], NULL);
+ *     int rc = coil_scope_wait(sc, coil_now() + 5 * COIL_SEC);
+ *     coil_scope_free(sc);
+ *
+ * A member's function returns its result: 0 (or positive) for success, a
+ * negative errno for a failure. (A return value rather than a "set result"
+ * call: the result cannot be forgotten or set twice, and a member that
+ * unwinds from a kill reports -ECANCELED by the same return as its other
+ * errors, as coil_offload's functions do.) Cancelling a scope kills every
+ * member (coil_kill: its waits return -ECANCELED and it unwinds through its
+ * own cleanup, tasklet-local destructors included).
+ * A scope belongs to the scheduler of the tasklet that opened it, and its
+ * members run there: coil_spawn_on has no scope form, and every call from a
+ * tasklet of another scheduler returns -EXDEV (a member may itself spawn on
+ * another scheduler and join what it spawned). (How: docs/architecture.md,
+ * section "Scopes".) */
+typedef struct coil_scope coil_scope;
+
+/* The first member that fails cancels the others, and the wait returns its
+ * result. */
+#define COIL_SCOPE_FAIL_FAST 1
+
+/* Opens a scope (flags: 0 or COIL_SCOPE_FAIL_FAST). Returns 0 and sets *out;
+ * -EINVAL for a NULL out or an unknown flag; -ENOMEM; -EPERM outside a
+ * tasklet. */
+COIL_API int coil_scope_open(coil_scope **out, int flags);
+
+/* Spawns fn(arg) as a member of sc, as coil_spawn does (opts likewise). Any
+ * tasklet of the scheduler may spawn into a scope, members too, also while
+ * its wait runs. Returns the member's id; -EINVAL for a NULL sc or fn or a
+ * stack size out of range; -ECANCELED once sc is cancelled (by
+ * coil_scope_cancel, a failure under COIL_SCOPE_FAIL_FAST, or its wait's
+ * deadline or kill): fn is not run; -EPIPE once sc's wait has returned;
+ * -EXDEV from another scheduler; -ENOMEM; -EPERM outside a tasklet. */
+COIL_API coil_id coil_scope_spawn(coil_scope *sc, int (*fn)(void *arg), void *arg,
+                                  const coil_spawn_opts *opts);
+
+/* Waits until every member of sc has finished. If the deadline passes first,
+ * or the caller is killed (before or during the wait), the scope is
+ * cancelled, and the wait goes on until the members have unwound: no member
+ * outlives it. So a member that cannot finish (an offloaded call that never
+ * returns) holds the wait, as it would hold coil_run; bound it inside the
+ * member. Returns, once no member is left:
+ *  - the reason the scope was cancelled, if it was: -ETIMEDOUT (the
+ *    deadline), -ECANCELED (the caller killed, or coil_scope_cancel), or the
+ *    failing member's result (COIL_SCOPE_FAIL_FAST);
+ *  - otherwise the result of the first member that failed, or 0.
+ * With no member left at the call it returns at once, deadline passed or
+ * caller killed. Afterwards the scope takes no more members, and a later
+ * wait returns the same result at once. Errors: -EINVAL for a NULL sc;
+ * -EBUSY while another tasklet waits on sc; -EDEADLK when the caller is a
+ * member of sc, or a member of a scope that a member of sc waits for, and so
+ * on (it would wait for itself); -EXDEV from another scheduler; -EPERM
+ * outside a tasklet. */
+COIL_API int coil_scope_wait(coil_scope *sc, int64_t deadline);
+
+/* Cancels sc: kills every member (a kill does not reach the tasklets they
+ * spawned outside the scope), and later spawns into it return -ECANCELED.
+ * Never waits. Returns 0 (also when already cancelled or finished); -EINVAL
+ * for a NULL sc; -EXDEV from another scheduler; -EPERM outside a tasklet. */
+COIL_API int coil_scope_cancel(coil_scope *sc);
+
+/* Frees sc (with or without a wait). Callable from a tasklet of sc's
+ * scheduler, or outside every scheduler (after coil_run has returned).
+ * Returns 0; -EBUSY (and frees nothing) while members live or a tasklet
+ * waits on it; -EINVAL for a NULL sc; -EXDEV from another scheduler. */
+COIL_API int coil_scope_free(coil_scope *sc);
 
 /* ------------------------------------------------------------------------ */
 /* Channels                                                                 */

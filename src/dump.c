@@ -21,6 +21,7 @@ const char *coil__wait_name(enum coil__wait kind) {
     case COIL__WAIT_OFFLOAD: return "offload";
     case COIL__WAIT_POLL: return "poll";
     case COIL__WAIT_XCALL: return "another scheduler";
+    case COIL__WAIT_SCOPE: return "scope";
     case COIL__WAIT_NONE: break;
     }
     return "?";
@@ -77,6 +78,7 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
             case COIL__WAIT_CHAN_SEND:
             case COIL__WAIT_CHAN_RECV:
             case COIL__WAIT_CHOOSE: coil__chan_describe_wait(t, out); break;
+            case COIL__WAIT_SCOPE: coil__scope_describe_wait(t, out); break;
             default: break;
             }
             fprintf(out, " for %.3fs", secs(now - t->wait_since));

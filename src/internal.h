@@ -153,6 +153,7 @@ enum coil__wait {
     COIL__WAIT_OFFLOAD, /* wait_obj: the offload job */
     COIL__WAIT_POLL,    /* wait_obj: the struct coil__opgroup of coil__wait_fds */
     COIL__WAIT_XCALL,   /* wait_obj: the struct coil__xcall on another scheduler */
+    COIL__WAIT_SCOPE,   /* wait_obj: the struct coil_scope whose members it waits for */
 };
 
 struct coil__sched;
@@ -489,7 +490,7 @@ void coil__chan_quarantine_flush(void);
 /* Writes what a tasklet parked on channels waits on (for coil_dump). */
 void coil__chan_describe_wait(const struct coil__tasklet *t, FILE *out);
 
-/* ---- tasklet-local storage (src/local.c) ------------------------------- */
+/* ---- tasklet-local storage and scopes (src/local.c, src/scope.c) ------- */
 
 /* Runs the destructors of t's tasklet-local values (t is the running
  * tasklet, whose fn has returned) and frees its storage. */
@@ -498,8 +499,12 @@ static inline void coil__locals_run(struct coil__tasklet *t) {
     if (COIL_UNLIKELY(t->locals != NULL)) coil__locals_end(t);
 }
 
-/* sched.c: the live tasklet id of s, or NULL. */
+/* sched.c: the live tasklet id of s, or NULL; and, for scopes, a kill as
+ * coil_kill makes it, from any context of s's thread. */
 struct coil__tasklet *coil__tasklet_get(const struct coil__sched *s, coil_id id);
+void coil__kill(struct coil__tasklet *t);
+/* What a tasklet parked in coil_scope_wait waits on (for coil_dump). */
+void coil__scope_describe_wait(const struct coil__tasklet *t, FILE *out);
 
 /* ---- dump (src/dump.c) ------------------------------------------------- */
 

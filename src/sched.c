@@ -396,6 +396,10 @@ static void kill_one(struct coil__tasklet *t) {
     if (t->wait_kind != COIL__WAIT_JOIN) coil__interrupt(t, -ECANCELED);
 }
 
+void coil__kill(struct coil__tasklet *t) {
+    kill_one(t);
+}
+
 struct coil__tasklet *coil__tasklet_get(const struct coil__sched *s, coil_id id) {
     return ids_get(s, id);
 }
