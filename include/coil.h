@@ -397,10 +397,12 @@ COIL_API coil_id coil_scope_spawn(coil_scope *sc, int (*fn)(void *arg), void *ar
  * With no member left at the call it returns at once, deadline passed or
  * caller killed. Afterwards the scope takes no more members, and a later
  * wait returns the same result at once. Errors: -EINVAL for a NULL sc;
- * -EBUSY while another tasklet waits on sc; -EDEADLK when the caller is a
- * member of sc, or a member of a scope that a member of sc waits for, and so
- * on (it would wait for itself); -EXDEV from another scheduler; -EPERM
- * outside a tasklet. */
+ * -EBUSY while another tasklet waits on sc; -EDEADLK when the caller would
+ * wait for itself: it is a member of sc, or a member waits for it (in a
+ * scope's wait whose members include it, or, outside a group, in a
+ * coil_join of it), and so on. (A cycle closed later, by a member's join of
+ * the waiter, is a deadlock that coil_run breaks: that join returns
+ * -EDEADLK.) -EXDEV from another scheduler; -EPERM outside a tasklet. */
 COIL_API int coil_scope_wait(coil_scope *sc, int64_t deadline);
 
 /* Cancels sc: kills every member (a kill does not reach the tasklets they

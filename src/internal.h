@@ -503,6 +503,12 @@ static inline void coil__locals_run(struct coil__tasklet *t) {
  * coil_kill makes it, from any context of s's thread. */
 struct coil__tasklet *coil__tasklet_get(const struct coil__sched *s, coil_id id);
 void coil__kill(struct coil__tasklet *t);
+/* Whether t is u, or what u waits for: the members of the scope it waits on
+ * and, with joins, its join target, and so on; each step costs one of
+ * *budget (false when it runs out). sched.c's join target of t, or NULL. */
+bool coil__wait_reaches(const struct coil__tasklet *u, const struct coil__tasklet *t, bool joins,
+                        size_t *budget);
+const struct coil__tasklet *coil__join_target(const struct coil__tasklet *t);
 /* What a tasklet parked in coil_scope_wait waits on (for coil_dump). */
 void coil__scope_describe_wait(const struct coil__tasklet *t, FILE *out);
 

@@ -488,15 +488,20 @@ static struct coil__tasklet *join_target(const struct coil__tasklet *t) {
     return ((const struct coil__joiner *)t->wait_obj)->target;
 }
 
-/* Whether following t's join target, and that one's, comes back to t; at
- * most `live` steps (the tasklets there are). In a group the chain may cross
- * schedulers: only the detector follows it then, while every scheduler is
- * stalled (coil__group_find_cycles). */
+const struct coil__tasklet *coil__join_target(const struct coil__tasklet *t) {
+    return join_target(t);
+}
+
+/* Whether following t's join target, and that one's, comes back to t; the
+ * chain also goes through a scope's wait to each of its members (a cycle
+ * through a scope's waiter can only be broken at one of its joins: the
+ * wait goes on until its members end). At most a few times `live` steps
+ * (the tasklets there are). In a group the chain may cross schedulers: only
+ * the detector follows it then, while every scheduler is stalled
+ * (coil__group_find_cycles). */
 static bool join_on_cycle(const struct coil__tasklet *t, size_t live) {
-    const struct coil__tasklet *u = join_target(t);
-    for (size_t steps = 0; u && steps < live; steps++, u = join_target(u))
-        if (u == t) return true;
-    return false;
+    size_t budget = 4 * live;
+    return coil__wait_reaches(join_target(t), t, true, &budget);
 }
 
 /* Something outside the run queue will still wake a tasklet: an op in the

@@ -115,15 +115,35 @@ static bool scope_unwait(struct coil__tasklet *t, int err) {
     return false; /* the last member's end wakes it */
 }
 
-/* Whether the tasklets sc waits for include t: its members, and the members
- * of the scopes they wait on, and so on. (Each scope has one waiter and each
- * tasklet waits on one scope, so this walks a tree.) */
-static bool scope_waits_for(const coil_scope *sc, const struct coil__tasklet *t) {
-    coil__list_each(l, &sc->members) {
-        const struct coil__tasklet *u = coil__container_of(l, struct member, link)->t;
+bool coil__wait_reaches(const struct coil__tasklet *u, const struct coil__tasklet *t, bool joins,
+                        size_t *budget) {
+    while (u && *budget > 0) {
+        --*budget;
         if (u == t) return true;
-        if (u->state == COIL__WAITING && u->wait_kind == COIL__WAIT_SCOPE &&
-            scope_waits_for(u->wait_obj, t))
+        if (u->state == COIL__WAITING && u->wait_kind == COIL__WAIT_SCOPE) {
+            const coil_scope *sc = u->wait_obj;
+            coil__list_each(l, &sc->members) {
+                if (coil__wait_reaches(coil__container_of(l, struct member, link)->t, t, joins,
+                                       budget))
+                    return true;
+            }
+            return false;
+        }
+        u = joins ? coil__join_target(u) : NULL;
+    }
+    return false;
+}
+
+/* Whether the tasklets sc waits for include t: its members, the members of
+ * the scopes they wait on, and, on a scheduler outside a group, the
+ * tasklets they join, and so on. (In a group a join's target may be another
+ * thread's, which the wait cannot read; the deadlock detector follows those
+ * while every scheduler is stalled.) */
+static bool scope_waits_for(const coil_scope *sc, const struct coil__tasklet *t) {
+    size_t budget = 4 * t->sched->nlive;
+    bool joins = !t->sched->group;
+    coil__list_each(l, &sc->members) {
+        if (coil__wait_reaches(coil__container_of(l, struct member, link)->t, t, joins, &budget))
             return true;
     }
     return false;

@@ -425,6 +425,63 @@ static void test_deadlock(void **state) {
     assert_int_equal(coil_chan_free(never), 0);
 }
 
+/* A member joins the scope's waiter: a cycle through a join and a wait. Made
+ * before the wait, the wait sees it (-EDEADLK); made after, the deadlock
+ * detector breaks the join (-EDEADLK) and the wait ends with the member. */
+struct cycle_ctx {
+    coil_id waiter, member;
+    coil_scope *sc;
+    int join_rc, wait_rc;
+    int join_first; /* the member joins before the wait starts */
+};
+
+static int cycle_member(void *arg) {
+    struct cycle_ctx *c = arg;
+    if (!c->join_first) coil_sleep(5 * COIL_MSEC); /* the waiter is parked by now */
+    c->join_rc = coil_join(c->waiter, COIL_FOREVER);
+    return c->join_rc;
+}
+
+static void cycle_waiter(void *arg) {
+    struct cycle_ctx *c = arg;
+    EXPECT_EQ(coil_scope_open(&c->sc, 0), 0);
+    c->member = coil_scope_spawn(c->sc, cycle_member, c, NULL);
+    EXPECT(c->member > 0);
+    if (c->join_first) coil_yield(); /* the member parks in its join */
+    c->wait_rc = coil_scope_wait(c->sc, COIL_FOREVER);
+}
+
+static void cycle_main(void *arg) {
+    struct cycle_ctx *c = arg;
+    c->waiter = coil_spawn(cycle_waiter, c, NULL);
+    EXPECT_EQ(coil_join(c->waiter, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_join(c->member, COIL_FOREVER), 0);
+    EXPECT_EQ(coil_scope_free(c->sc), 0);
+}
+
+static void test_join_cycle(void **state) {
+    (void)state;
+    struct cycle_ctx c;
+    memset(&c, 0, sizeof c);
+    c.join_first = 1;
+    COIL_RUN_CHECKED(cycle_main, &c);
+    assert_int_equal(c.wait_rc, -EDEADLK);
+    assert_int_equal(c.join_rc, 0); /* the waiter ended after its -EDEADLK */
+
+    memset(&c, 0, sizeof c);
+    struct coil_test_stderr cap;
+    coil_test_stderr_begin(&cap);
+    coil_test_reset_failures();
+    int rc = coil_run(cycle_main, &c);
+    char *err = coil_test_stderr_end(&cap);
+    coil_test_assert_no_failure();
+    assert_int_equal(rc, -EDEADLK);
+    assert_int_equal(c.join_rc, -EDEADLK); /* the detector broke the join */
+    assert_int_equal(c.wait_rc, -ECANCELED);
+    assert_non_null(strstr(err, "on scope of 1 member"));
+    free(err);
+}
+
 /* ---- SIGINT: the wait returns once every member has unwound ---------------- */
 #ifndef _WIN32
 
@@ -733,6 +790,7 @@ int main(void) {
         cmocka_unit_test(test_killed_waiter),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_deadlock),
+        cmocka_unit_test(test_join_cycle),
 #ifndef _WIN32
         cmocka_unit_test(test_sigint),
 #endif
