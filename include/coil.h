@@ -94,6 +94,8 @@ typedef struct coil_spawn_opts {
     /* 0 for COIL_STACK_DEFAULT; otherwise rounded up to whole pages and
      * checked against COIL_STACK_MIN..COIL_STACK_MAX. */
     size_t stack_size;
+    /* The tasklet's user pointer from its start (see coil_set_user). */
+    void *user;
 } coil_spawn_opts;
 
 /* Runs a scheduler on the calling thread: spawns main(arg) as the first
@@ -266,6 +268,154 @@ COIL_API int coil_dump(FILE *out);
  * Returns 0; -EINVAL for a signal that cannot be caught or is used by coil
  * (SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, or out of range). */
 COIL_API int coil_dump_on_signal(int signo);
+
+/* ------------------------------------------------------------------------ */
+/* Tasklet-local storage                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Every tasklet has a user pointer (NULL unless set, or given at spawn in
+ * coil_spawn_opts.user) that coil never reads: the program's own per-tasklet
+ * context (a request, a log prefix). coil_set_user and coil_get_user take
+ * the id of a live tasklet of the caller's scheduler (coil_self() for the
+ * caller). They return 0; -ESRCH for an id that names no live tasklet;
+ * -EXDEV for a tasklet of another scheduler of the group (its record is that
+ * thread's); -EINVAL for a NULL out; -EPERM outside a tasklet. */
+COIL_API int coil_set_user(coil_id id, void *user);
+COIL_API int coil_get_user(coil_id id, void **out);
+
+/* The calling tasklet's user pointer: a thread-local load and two more, no
+ * check beyond "inside a tasklet". NULL outside a tasklet. */
+COIL_API void *coil_user(void);
+
+/* Keys of tasklet-local values, like pthread keys: one key, a value per
+ * tasklet. Keys are process-wide (any scheduler, any thread); a value
+ * belongs to one tasklet. A zeroed coil_key is no key. */
+typedef uint32_t coil_key;
+
+/* At most this many keys exist at once. */
+#define COIL_KEYS_MAX 128
+/* Rounds of destructors at a tasklet's end (see coil_key_create). */
+#define COIL_DESTRUCTOR_ROUNDS 4
+
+/* Creates a key; destructor (may be NULL) runs for each tasklet that ends
+ * with a non-NULL value for the key. Callable anywhere, from any thread.
+ * Returns 0 and sets *key; -EINVAL for a NULL key; -EAGAIN when
+ * COIL_KEYS_MAX keys exist already.
+ * Destructors run when the tasklet's function has returned, however it ends:
+ * normally, killed (coil_kill), or killed by coil_run at a shutdown
+ * (SIGINT/SIGTERM) or a deadlock. They run on the ending tasklet's own stack
+ * and thread, as a part of it: coil_self() is still its id, coil_killed()
+ * says whether it was killed, and every call works as it would in the
+ * tasklet (a killed one's waits return -ECANCELED); the tasklet's joiners
+ * and its scope (coil_scope_wait) hear of its end only after the last
+ * destructor. They run in the order of the keys' slots (a new key takes the
+ * lowest free slot, so keys created one after another, none deleted
+ * between, run in the order they were created); each value is set to NULL
+ * before its destructor is called with it, once. A destructor may set
+ * values (of any key): they get another round, up to COIL_DESTRUCTOR_ROUNDS
+ * in all; what is still set after that is forgotten without a call. A
+ * destructor that waits (a tasklet that was not killed may) holds the
+ * tasklet, and its joiners, until it returns. */
+COIL_API int coil_key_create(coil_key *key, void (*destructor)(void *value));
+
+/* Deletes a key. No destructor runs for the values tasklets still hold for
+ * it (as pthread_key_delete): their owner frees them. The key's values are
+ * unreachable from then on, also through a later key that reuses the slot.
+ * Callable anywhere. Returns 0; -EINVAL for a key that does not exist (never
+ * created, or deleted). */
+COIL_API int coil_key_delete(coil_key key);
+
+/* Sets the calling tasklet's value for key (NULL clears it). The first value
+ * a tasklet sets allocates its table (a few bytes per key slot up to the
+ * highest set). Returns 0; -EINVAL for a key that does not exist; -ENOMEM;
+ * -EPERM outside a tasklet. */
+COIL_API int coil_local_set(coil_key key, void *value);
+
+/* The calling tasklet's value for key: NULL when it set none, for a key that
+ * does not exist, and outside a tasklet. */
+COIL_API void *coil_local_get(coil_key key);
+
+/* ------------------------------------------------------------------------ */
+/* Scopes: structured concurrency                                           */
+/* ------------------------------------------------------------------------ */
+
+/* A scope is a set of tasklets ("members") that one tasklet waits for as a
+ * whole: spawn them into the scope, then coil_scope_wait, which returns only
+ * once every member has finished, whatever happens meanwhile (its deadline,
+ * its caller killed, a member failing). "These 50 downloads, at most 5 s,
+ * stop the rest on the first error" is
+ *
+ *     coil_scope *sc;
+ *     coil_scope_open(&sc, COIL_SCOPE_FAIL_FAST);
+ *     for (int i = 0; i < 50; i++) coil_scope_spawn(sc, download, &jobs[i], NULL);
+ *     int rc = coil_scope_wait(sc, coil_now() + 5 * COIL_SEC);
+ *     coil_scope_free(sc);
+ *
+ * A member's function returns its result: 0 (or positive) for success, a
+ * negative errno for a failure. (A return value rather than a "set result"
+ * call: the result cannot be forgotten or set twice, and a member that
+ * unwinds from a kill reports -ECANCELED by the same return as its other
+ * errors, as coil_offload's functions do.) Cancelling a scope kills every
+ * member (coil_kill: its waits return -ECANCELED and it unwinds through its
+ * own cleanup, tasklet-local destructors included).
+ * A scope belongs to the scheduler of the tasklet that opened it, and its
+ * members run there: coil_spawn_on has no scope form, and every call from a
+ * tasklet of another scheduler returns -EXDEV (a member may itself spawn on
+ * another scheduler and join what it spawned). (How: docs/architecture.md,
+ * section "Scopes".) */
+typedef struct coil_scope coil_scope;
+
+/* The first member that fails cancels the others, and the wait returns its
+ * result. */
+#define COIL_SCOPE_FAIL_FAST 1
+
+/* Opens a scope (flags: 0 or COIL_SCOPE_FAIL_FAST). Returns 0 and sets *out;
+ * -EINVAL for a NULL out or an unknown flag; -ENOMEM; -EPERM outside a
+ * tasklet. */
+COIL_API int coil_scope_open(coil_scope **out, int flags);
+
+/* Spawns fn(arg) as a member of sc, as coil_spawn does (opts likewise). Any
+ * tasklet of the scheduler may spawn into a scope, members too, also while
+ * its wait runs. Returns the member's id; -EINVAL for a NULL sc or fn or a
+ * stack size out of range; -ECANCELED once sc is cancelled (by
+ * coil_scope_cancel, a failure under COIL_SCOPE_FAIL_FAST, or its wait's
+ * deadline or kill): fn is not run; -EPIPE once sc's wait has returned;
+ * -EXDEV from another scheduler; -ENOMEM; -EPERM outside a tasklet. */
+COIL_API coil_id coil_scope_spawn(coil_scope *sc, int (*fn)(void *arg), void *arg,
+                                  const coil_spawn_opts *opts);
+
+/* Waits until every member of sc has finished. If the deadline passes first,
+ * or the caller is killed (before or during the wait), the scope is
+ * cancelled, and the wait goes on until the members have unwound: no member
+ * outlives it. So a member that cannot finish (an offloaded call that never
+ * returns) holds the wait, as it would hold coil_run; bound it inside the
+ * member. Returns, once no member is left:
+ *  - the reason the scope was cancelled, if it was: -ETIMEDOUT (the
+ *    deadline), -ECANCELED (the caller killed, or coil_scope_cancel), or the
+ *    failing member's result (COIL_SCOPE_FAIL_FAST);
+ *  - otherwise the result of the first member that failed, or 0.
+ * With no member left at the call it returns at once, deadline passed or
+ * caller killed. Afterwards the scope takes no more members, and a later
+ * wait returns the same result at once. Errors: -EINVAL for a NULL sc;
+ * -EBUSY while another tasklet waits on sc; -EDEADLK when the caller would
+ * wait for itself: it is a member of sc, or a member waits for it (in a
+ * scope's wait whose members include it, or, outside a group, in a
+ * coil_join of it), and so on. (A cycle closed later, by a member's join of
+ * the waiter, is a deadlock that coil_run breaks: that join returns
+ * -EDEADLK.) -EXDEV from another scheduler; -EPERM outside a tasklet. */
+COIL_API int coil_scope_wait(coil_scope *sc, int64_t deadline);
+
+/* Cancels sc: kills every member (a kill does not reach the tasklets they
+ * spawned outside the scope), and later spawns into it return -ECANCELED.
+ * Never waits. Returns 0 (also when already cancelled or finished); -EINVAL
+ * for a NULL sc; -EXDEV from another scheduler; -EPERM outside a tasklet. */
+COIL_API int coil_scope_cancel(coil_scope *sc);
+
+/* Frees sc (with or without a wait). Callable from a tasklet of sc's
+ * scheduler, or outside every scheduler (after coil_run has returned).
+ * Returns 0; -EBUSY (and frees nothing) while members live or a tasklet
+ * waits on it; -EINVAL for a NULL sc; -EXDEV from another scheduler. */
+COIL_API int coil_scope_free(coil_scope *sc);
 
 /* ------------------------------------------------------------------------ */
 /* Channels                                                                 */

@@ -25,6 +25,7 @@ const char *coil__wait_name(enum coil__wait kind) {
     case COIL__WAIT_COND: return "cond wait";
     case COIL__WAIT_SEM: return "sem acquire";
     case COIL__WAIT_WG: return "waitgroup wait";
+    case COIL__WAIT_SCOPE: return "scope";
     case COIL__WAIT_NONE: break;
     }
     return "?";
@@ -85,6 +86,7 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
             case COIL__WAIT_COND:
             case COIL__WAIT_SEM:
             case COIL__WAIT_WG: coil__sync_describe_wait(t, out); break;
+            case COIL__WAIT_SCOPE: coil__scope_describe_wait(t, out); break;
             default: break;
             }
             fprintf(out, " for %.3fs", secs(now - t->wait_since));

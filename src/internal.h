@@ -155,6 +155,7 @@ enum coil__wait {
     COIL__WAIT_COND,
     COIL__WAIT_SEM,
     COIL__WAIT_WG,
+    COIL__WAIT_SCOPE, /* wait_obj: the struct coil_scope whose members it waits for */
 };
 
 struct coil__sched;
@@ -235,8 +236,10 @@ struct coil__tasklet {
     coil_id id;
     coil_fn fn;
     void *arg;
-    struct coil__list joiners; /* struct coil__joiner.link */
-    struct coil__list mutexes; /* the coil_mutex it holds (src/sync.c), touched on its thread */
+    struct coil__list joiners;   /* struct coil__joiner.link */
+    struct coil__list mutexes;   /* the coil_mutex it holds (src/sync.c), touched on its thread */
+    void *user;                  /* coil_set_user, coil_user */
+    struct coil__locals *locals; /* its tasklet-local values (src/local.c); NULL: none yet */
     /* Stack mapping (guard included) and usable size. */
     char *map;
     size_t map_len;
@@ -529,6 +532,28 @@ void coil__sync_describe_wait(const struct coil__tasklet *t, FILE *out);
 void coil__chan_quarantine_flush(void);
 /* Writes what a tasklet parked on channels waits on (for coil_dump). */
 void coil__chan_describe_wait(const struct coil__tasklet *t, FILE *out);
+
+/* ---- tasklet-local storage and scopes (src/local.c, src/scope.c) ------- */
+
+/* Runs the destructors of t's tasklet-local values (t is the running
+ * tasklet, whose fn has returned) and frees its storage. */
+void coil__locals_end(struct coil__tasklet *t);
+static inline void coil__locals_run(struct coil__tasklet *t) {
+    if (COIL_UNLIKELY(t->locals != NULL)) coil__locals_end(t);
+}
+
+/* sched.c: the live tasklet id of s, or NULL; and, for scopes, a kill as
+ * coil_kill makes it, from any context of s's thread. */
+struct coil__tasklet *coil__tasklet_get(const struct coil__sched *s, coil_id id);
+void coil__kill(struct coil__tasklet *t);
+/* Whether t is u, or what u waits for: the members of the scope it waits on
+ * and, with joins, its join target, and so on; each step costs one of
+ * *budget (false when it runs out). sched.c's join target of t, or NULL. */
+bool coil__wait_reaches(const struct coil__tasklet *u, const struct coil__tasklet *t, bool joins,
+                        size_t *budget);
+const struct coil__tasklet *coil__join_target(const struct coil__tasklet *t);
+/* What a tasklet parked in coil_scope_wait waits on (for coil_dump). */
+void coil__scope_describe_wait(const struct coil__tasklet *t, FILE *out);
 
 /* ---- dump (src/dump.c) ------------------------------------------------- */
 

@@ -166,6 +166,9 @@ static void tasklet_entry(void *p) {
 #endif
     coil__after_switch(s);
     t->fn(t->arg);
+    /* On its own stack, before its joiners hear of its end: a joiner that
+     * frees what a destructor uses frees it after the destructor. */
+    coil__locals_run(t);
     tasklet_exit(s, t);
 }
 
@@ -240,6 +243,7 @@ static coil_id spawn(struct coil__sched *s, coil_fn fn, void *arg, const coil_sp
     t->timer.index = COIL__TIMER_IDLE;
     t->timer.armed = false;
     t->killed = s->killing_all; /* born into a shutdown: it must not hold it up */
+    if (opts) t->user = opts->user;
     if (opts && opts->name) {
         size_t len = strnlen(opts->name, sizeof t->name - 1);
         memcpy(t->name, opts->name, len);
@@ -393,6 +397,14 @@ static void kill_one(struct coil__tasklet *t) {
     if (t->wait_kind != COIL__WAIT_JOIN) coil__interrupt(t, -ECANCELED);
 }
 
+void coil__kill(struct coil__tasklet *t) {
+    kill_one(t);
+}
+
+struct coil__tasklet *coil__tasklet_get(const struct coil__sched *s, coil_id id) {
+    return ids_get(s, id);
+}
+
 static void kill_remote(struct coil__sched *s, struct coil__msg *m) {
     struct coil__xcall *x = coil__container_of(m, struct coil__xcall, msg);
     struct coil__tasklet *t = ids_get(s, x->value);
@@ -477,15 +489,20 @@ static struct coil__tasklet *join_target(const struct coil__tasklet *t) {
     return ((const struct coil__joiner *)t->wait_obj)->target;
 }
 
-/* Whether following t's join target, and that one's, comes back to t; at
- * most `live` steps (the tasklets there are). In a group the chain may cross
- * schedulers: only the detector follows it then, while every scheduler is
- * stalled (coil__group_find_cycles). */
+const struct coil__tasklet *coil__join_target(const struct coil__tasklet *t) {
+    return join_target(t);
+}
+
+/* Whether following t's join target, and that one's, comes back to t; the
+ * chain also goes through a scope's wait to each of its members (a cycle
+ * through a scope's waiter can only be broken at one of its joins: the
+ * wait goes on until its members end). At most a few times `live` steps
+ * (the tasklets there are). In a group the chain may cross schedulers: only
+ * the detector follows it then, while every scheduler is stalled
+ * (coil__group_find_cycles). */
 static bool join_on_cycle(const struct coil__tasklet *t, size_t live) {
-    const struct coil__tasklet *u = join_target(t);
-    for (size_t steps = 0; u && steps < live; steps++, u = join_target(u))
-        if (u == t) return true;
-    return false;
+    size_t budget = 4 * live;
+    return coil__wait_reaches(join_target(t), t, true, &budget);
 }
 
 /* Something outside the run queue will still wake a tasklet: an op in the

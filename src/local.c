@@ -1,0 +1,177 @@
+/*
+ * Tasklet-local storage: process-wide keys, a table of values per tasklet,
+ * the destructors run at a tasklet's end; and the tasklet's user pointer.
+ *
+ * A key is (generation << 8) | slot. Each of the COIL_KEYS_MAX slots has a
+ * state word, (generation << 1) | in-use, read without a lock by get and
+ * set; delete bumps the generation, so a deleted key, and every value a
+ * tasklet stored under it, is told from a later key in the same slot. A
+ * tasklet's table keeps, per slot, the whole key its value was set under.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SLOT_BITS 8
+#define GEN_MAX   (((uint32_t)1 << (32 - SLOT_BITS)) - 1)
+_Static_assert(COIL_KEYS_MAX <= (1 << SLOT_BITS), "a key's slot fits its low bits");
+
+struct key_slot {
+    uint32_t state;             /* (gen << 1) | in use; atomic */
+    void (*destructor)(void *); /* under keys_lock */
+};
+
+static struct key_slot keys[COIL_KEYS_MAX];
+static pthread_mutex_t keys_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct coil__locals {
+    size_t cap; /* slots 0 .. cap-1 */
+    struct {
+        coil_key key; /* the key value was set under (0: none) */
+        void *value;
+    } v[];
+};
+
+static uint32_t key_slot(coil_key key) {
+    return key & ((1u << SLOT_BITS) - 1);
+}
+
+static bool key_live(coil_key key) {
+    uint32_t slot = key_slot(key), gen = key >> SLOT_BITS;
+    if (slot >= COIL_KEYS_MAX || gen == 0) return false;
+    return __atomic_load_n(&keys[slot].state, __ATOMIC_ACQUIRE) == ((gen << 1) | 1);
+}
+
+int coil_key_create(coil_key *key, void (*destructor)(void *value)) {
+    if (!key) return -EINVAL;
+    int err = -EAGAIN;
+    pthread_mutex_lock(&keys_lock);
+    for (uint32_t i = 0; i < COIL_KEYS_MAX; i++) {
+        uint32_t state = __atomic_load_n(&keys[i].state, __ATOMIC_RELAXED);
+        if (state & 1) continue;
+        uint32_t gen = state >> 1;
+        if (gen == 0) gen = 1; /* never used: generation 0 would make key 0 */
+        keys[i].destructor = destructor;
+        __atomic_store_n(&keys[i].state, (gen << 1) | 1, __ATOMIC_RELEASE);
+        *key = (gen << SLOT_BITS) | i;
+        err = 0;
+        break;
+    }
+    pthread_mutex_unlock(&keys_lock);
+    return err;
+}
+
+int coil_key_delete(coil_key key) {
+    int err = -EINVAL;
+    pthread_mutex_lock(&keys_lock);
+    if (key_live(key)) {
+        uint32_t gen = key >> SLOT_BITS;
+        gen = gen == GEN_MAX ? 1 : gen + 1;
+        keys[key_slot(key)].destructor = NULL;
+        __atomic_store_n(&keys[key_slot(key)].state, gen << 1, __ATOMIC_RELEASE);
+        err = 0;
+    }
+    pthread_mutex_unlock(&keys_lock);
+    return err;
+}
+
+int coil_local_set(coil_key key, void *value) {
+    struct coil__tasklet *t = coil__self();
+    if (!t) return -EPERM;
+    if (!key_live(key)) return -EINVAL;
+    uint32_t slot = key_slot(key);
+    struct coil__locals *l = t->locals;
+    if (!l || slot >= l->cap) {
+        if (!value) return 0; /* nothing to clear */
+        size_t old = l ? l->cap : 0, cap = slot + 1;
+        l = realloc(l, sizeof *l + cap * sizeof l->v[0]);
+        if (!l) return -ENOMEM;
+        memset(&l->v[old], 0, (cap - old) * sizeof l->v[0]);
+        l->cap = cap;
+        t->locals = l;
+    }
+    l->v[slot].key = key;
+    l->v[slot].value = value;
+    return 0;
+}
+
+void *coil_local_get(coil_key key) {
+    struct coil__tasklet *t = coil__self();
+    if (!t || !t->locals) return NULL;
+    uint32_t slot = key_slot(key);
+    struct coil__locals *l = t->locals;
+    if (slot >= l->cap || l->v[slot].key != key || !key_live(key)) return NULL;
+    return l->v[slot].value;
+}
+
+/* key's destructor, or NULL when key no longer exists. */
+static void (*destructor_of(coil_key key))(void *) {
+    void (*d)(void *) = NULL;
+    pthread_mutex_lock(&keys_lock);
+    if (key_live(key)) d = keys[key_slot(key)].destructor;
+    pthread_mutex_unlock(&keys_lock);
+    return d;
+}
+
+/* pthread's rounds: each value is cleared before its destructor gets it, and
+ * values set by destructors get another round. A destructor may grow the
+ * table (coil_local_set), so it is read again after each call. */
+void coil__locals_end(struct coil__tasklet *t) {
+    for (int round = 0; round < COIL_DESTRUCTOR_ROUNDS; round++) {
+        bool called = false;
+        for (size_t i = 0; i < t->locals->cap; i++) {
+            struct coil__locals *l = t->locals;
+            void *value = l->v[i].value;
+            coil_key key = l->v[i].key;
+            if (!value) continue;
+            l->v[i].value = NULL;
+            void (*d)(void *) = destructor_of(key);
+            if (d) {
+                d(value);
+                called = true;
+            }
+        }
+        if (!called) break;
+    }
+    free(t->locals);
+    t->locals = NULL;
+}
+
+/* ---- the user pointer --------------------------------------------------- */
+
+/* The live tasklet id of the caller's scheduler. */
+static int user_tasklet(coil_id id, struct coil__tasklet **out) {
+    struct coil__tasklet *self = coil__self();
+    if (!self) return -EPERM;
+    struct coil__sched *s = self->sched;
+    if (s->group) {
+        struct coil__sched *owner = coil__sched_of(s, id);
+        if (!owner) return -ESRCH;
+        if (owner != s) return -EXDEV;
+    }
+    *out = coil__tasklet_get(s, id);
+    return *out ? 0 : -ESRCH;
+}
+
+int coil_set_user(coil_id id, void *user) {
+    struct coil__tasklet *t;
+    int err = user_tasklet(id, &t);
+    if (err) return err;
+    t->user = user;
+    return 0;
+}
+
+int coil_get_user(coil_id id, void **out) {
+    if (!out) return -EINVAL;
+    struct coil__tasklet *t;
+    int err = user_tasklet(id, &t);
+    if (err) return err;
+    *out = t->user;
+    return 0;
+}
+
+void *coil_user(void) {
+    struct coil__tasklet *t = coil__self();
+    return t ? t->user : NULL;
+}
