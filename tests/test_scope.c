@@ -524,6 +524,12 @@ static void sig_child(void *arg) {
 
 static void test_sigint(void **state) {
     (void)state;
+    /* ThreadSanitizer holds a signal that lands outside its interceptors
+     * until the thread next enters one; in CI's TSan stage this child once
+     * got its SIGINT only after the members' 20 s sleeps had ended (wait=0).
+     * The case runs on one thread: the native, ASan and Valgrind stages
+     * check it; under TSan it would test TSan's signal delivery. */
+    if (coil_test_under_tsan()) skip();
     struct coil_test_child c;
     bool ready = coil_test_child_signal_at(&c, sig_child, NULL, "ready", SIGINT);
     if (!ready || !coil_test_child_exited(&c, 0)) {
