@@ -9,9 +9,12 @@
  * / -EPERM; the waiting tasklet killed (-ECANCELED, and release reaps the
  * child: no zombie); release of a running child; the environment, given
  * and inherited; the working directory; /dev/null, a caller's fd and 2>&1;
- * many children at once. Registered a second time with COIL_PROC_PIDFD=0:
- * the wait without a pidfd (waitpid polling). */
+ * many children at once, also from the two threads of a group of
+ * schedulers (each vfork runs while the other thread goes on). Registered a second time with
+ * COIL_PROC_PIDFD=0: the wait without a pidfd (waitpid polling). */
 #define _GNU_SOURCE
+// coil-test: tsan (a group of two schedulers spawns and waits for children from both threads at
+// once)
 #include "coil_test.h"
 
 #include <dirent.h>
@@ -669,6 +672,41 @@ static void test_many_children_at_once(void **state) {
     assert_true(no_children());
 }
 
+/* Each scheduler of a group of two runs MANY children at once (half on each,
+ * spawned on their own threads), while the other thread spawns too. */
+static void group_one(void *arg) {
+    struct one *o = arg;
+    run_one(o);
+    EXPECT_EQ(coil_sched_index(), o->index % 2); /* it never moved */
+}
+
+static void group_main(void *arg) {
+    (void)arg;
+    struct one ones[MANY];
+    coil_id ids[MANY];
+    for (int i = 0; i < MANY; i++) {
+        ones[i] = (struct one){.index = i};
+        ids[i] = coil_spawn_on(i % 2, group_one, &ones[i], NULL);
+        EXPECT(ids[i] > 0);
+    }
+    for (int i = 0; i < MANY; i++) {
+        EXPECT_EQ(coil_join(ids[i], COIL_FOREVER), 0);
+        char want[32];
+        snprintf(want, sizeof want, "%d\n", i);
+        EXPECT_EQ(strcmp(ones[i].line, want), 0);
+        EXPECT(WIFEXITED(ones[i].status) && WEXITSTATUS(ones[i].status) == i);
+    }
+}
+
+static void test_children_from_a_group(void **state) {
+    (void)state;
+    coil_test_reset_failures();
+    int rc = coil_run_group(2, group_main, NULL);
+    coil_test_assert_no_failure();
+    assert_int_equal(rc, 0);
+    assert_true(no_children());
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "--coil-proc-child") == 0) {
         if (strcmp(argv[2], "pattern") == 0) return child_pattern();
@@ -694,6 +732,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_environment_directory_and_stderr),
         cmocka_unit_test(test_given_fds),
         cmocka_unit_test(test_many_children_at_once),
+        cmocka_unit_test(test_children_from_a_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
