@@ -788,8 +788,9 @@ COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
  * How (docs/architecture.md, section "Child processes"): the child is
  * started with vfork, so that a large parent pays no copy of its page
  * tables and its thread waits only until the exec (a fraction of a
- * millisecond); an exec that fails is reported through a close-on-exec pipe
- * as spawn's own -errno, never as a child that exits with 127. The wait is
+ * millisecond); an exec that fails is reported back to the parent (through
+ * shared memory, or a close-on-exec pipe where vfork runs as a fork, as
+ * under Valgrind) as spawn's own -errno, never as a child that exits 127. The wait is
  * a wait on a pidfd (Linux 5.3 and later); where pidfd_open fails (an older
  * kernel, a seccomp profile) coil polls the child with waitpid(WNOHANG) at
  * growing intervals (1 ms doubling to 50 ms), never waitpid(-1) and no

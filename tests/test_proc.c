@@ -2,7 +2,8 @@
  * program, run again) that prints 1 MiB of a known pattern to its stdout and
  * 256 KiB to its stderr, both read to the end by tasklets while another
  * tasklet ticks; cat fed through its stdin; exit status 3 passed through; a
- * child killed with SIGTERM and one with SIGKILL; a child that outlives its
+ * child killed with SIGTERM and one with SIGKILL; one reaped behind coil's
+ * back (-ECHILD); a child that outlives its
  * deadline (-ETIMEDOUT, then killed and reaped); a missing program, a
  * missing directory and a file that is not executable give spawn's own
  * -ENOENT / -EACCES (no child left, no fd); bad arguments -EINVAL / -EBADF
@@ -252,6 +253,36 @@ static void status_main(void *arg) {
     EXPECT_EQ(coil_proc_release(&p), 0); /* twice: nothing more */
     EXPECT_EQ(coil_proc_wait(&p, COIL_FOREVER), -EINVAL);
     EXPECT_EQ(coil_proc_kill(&p, SIGTERM), -EINVAL);
+}
+
+/* A child reaped by someone else: a waitpid of the program's own, or the
+ * kernel with SIGCHLD ignored. coil never signals that pid again. */
+static void reaped_elsewhere_main(void *arg) {
+    (void)arg;
+    const char *argv[] = {"true", NULL};
+    coil_proc p;
+    if (!EXPECT_EQ(spawn_argv(&p, argv, COIL_PROC_NULL, COIL_PROC_NULL, COIL_PROC_NULL), 0)) return;
+    int st;
+    EXPECT_EQ(waitpid(p.pid, &st, 0), p.pid);
+    EXPECT_EQ(coil_proc_wait(&p, COIL_FOREVER), -ECHILD);
+    EXPECT_EQ(coil_proc_wait(&p, COIL_FOREVER), -ECHILD);
+    EXPECT_EQ(coil_proc_kill(&p, SIGKILL), -ESRCH);
+    EXPECT_EQ(coil_proc_release(&p), 0);
+    /* SIGCHLD ignored: the kernel reaps the child as it ends. */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    sigemptyset(&ign.sa_mask);
+    EXPECT_EQ(sigaction(SIGCHLD, &ign, &old), 0);
+    if (EXPECT_EQ(spawn_argv(&p, argv, COIL_PROC_NULL, COIL_PROC_NULL, COIL_PROC_NULL), 0)) {
+        EXPECT_EQ(coil_proc_wait(&p, coil_now() + 20 * COIL_SEC), -ECHILD);
+        EXPECT_EQ(coil_proc_release(&p), 0);
+    }
+    EXPECT_EQ(sigaction(SIGCHLD, &old, NULL), 0);
+}
+
+static void test_reaped_behind_coils_back(void **state) {
+    (void)state;
+    COIL_RUN_CHECKED(reaped_elsewhere_main, NULL);
+    assert_true(no_children());
 }
 
 static void test_exit_status(void **state) {
@@ -741,6 +772,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_child_prints_1mib),
         cmocka_unit_test(test_stdin_and_stdout_of_cat),
         cmocka_unit_test(test_exit_status),
+        cmocka_unit_test(test_reaped_behind_coils_back),
         cmocka_unit_test(test_killed_child),
         cmocka_unit_test(test_child_exceeds_deadline),
         cmocka_unit_test(test_spawn_failures_are_spawns_errors),
