@@ -22,6 +22,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#if COIL_HAVE_VALGRIND_H
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 extern char **environ;
 
 /* coil__flags */
@@ -33,13 +39,22 @@ extern char **environ;
 #define POLL_FIRST (1 * COIL_MSEC)
 #define POLL_MAX   (50 * COIL_MSEC)
 
+/* Set once pidfd_open has answered ENOSYS (a kernel before 5.3): it is not
+ * asked again. */
+static int pidfd_missing;
+
 static int sys_pidfd_open(pid_t pid) {
 #ifdef SYS_pidfd_open
     /* COIL_PROC_PIDFD=0 forces the fallback for every child, so that the
-     * suite tests it on a kernel that has pidfds. */
+     * suite tests it on a kernel that has pidfds. Valgrind 3.19 knows no
+     * pidfd_open: it answers ENOSYS with a warning on stderr at each call,
+     * so it is not asked (the fallback is what runs there). */
     const char *e = getenv("COIL_PROC_PIDFD");
-    if (e && strcmp(e, "0") == 0) return -ENOSYS;
+    if ((e && strcmp(e, "0") == 0) || RUNNING_ON_VALGRIND ||
+        __atomic_load_n(&pidfd_missing, __ATOMIC_RELAXED))
+        return -ENOSYS;
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0 && errno == ENOSYS) __atomic_store_n(&pidfd_missing, 1, __ATOMIC_RELAXED);
     return fd < 0 ? -errno : fd;
 #else
     (void)pid;
