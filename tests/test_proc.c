@@ -3,19 +3,21 @@
  * 256 KiB to its stderr, both read to the end by tasklets while another
  * tasklet ticks; cat fed through its stdin; exit status 3 passed through; a
  * child killed with SIGTERM and one with SIGKILL; one reaped behind coil's
- * back (-ECHILD); a child that outlives its
- * deadline (-ETIMEDOUT, then killed and reaped); a missing program, a
- * missing directory and a file that is not executable give spawn's own
- * -ENOENT / -EACCES (no child left, no fd); bad arguments -EINVAL / -EBADF
+ * back (-ECHILD); a child that outlives its deadline (-ETIMEDOUT, then
+ * killed and reaped); a missing program, a missing directory, a file that
+ * is not executable and one that is no program give spawn's own -ENOENT /
+ * -EACCES / -ENOEXEC (no child left, no fd); bad arguments -EINVAL / -EBADF
  * / -EPERM; the waiting tasklet killed (-ECANCELED, and release reaps the
- * child: no zombie); release of a running child; the environment, given
- * and inherited; the working directory; no signal blocked in the child
- * (yes dies of SIGPIPE); /dev/null, a caller's fd and 2>&1; many children
- * at once, also from the two threads of a group of schedulers (each vfork
- * runs while the other thread goes on). Registered a second time with
- * COIL_PROC_PIDFD=0: the wait without a pidfd (waitpid polling). */
+ * child: no zombie); release of a running child; SIGINT (coil_run's
+ * shutdown) while tasklets wait for children, in a process of its own; the
+ * environment, given and inherited; the working directory; no signal
+ * blocked in the child (yes dies of SIGPIPE); /dev/null, a caller's fd and
+ * 2>&1; many children at once, also from the two threads of a group of
+ * schedulers (each vfork runs while the other thread goes on). Registered a
+ * second time with COIL_PROC_PIDFD=0: the wait without a pidfd (waitpid
+ * polling, which is also what runs under Valgrind). */
 #define _GNU_SOURCE
-// coil-test: tsan (a group of two schedulers spawns children from both threads)
+// coil-test: tsan (a group of two schedulers spawns children from both threads; SIGINT)
 #include "coil_test.h"
 
 #include <dirent.h>
@@ -544,6 +546,70 @@ static void test_release_kills_and_reaps(void **state) {
     assert_int_equal(open_fds(), fds);
 }
 
+/* ---- Ctrl-C while tasklets wait for children ------------------------------- */
+
+#define SHUTDOWN_WAITERS 3
+
+struct shutdown_waiter {
+    int spawn_res, wait_res, release_res;
+};
+
+static struct shutdown_waiter shutdown_waiters[SHUTDOWN_WAITERS];
+static int shutdown_parked;
+
+static void shutdown_wait(void *arg) {
+    struct shutdown_waiter *w = arg;
+    const char *argv[] = {"sleep", "30", NULL};
+    coil_proc p;
+    w->spawn_res = spawn_argv(&p, argv, COIL_PROC_NULL, COIL_PROC_NULL, COIL_PROC_NULL);
+    if (w->spawn_res) return;
+    shutdown_parked++;
+    w->wait_res = coil_proc_wait(&p, COIL_FOREVER); /* SIGINT ends this */
+    w->release_res = coil_proc_release(&p);
+}
+
+static void shutdown_main(void *arg) {
+    (void)arg;
+    coil_id ids[SHUTDOWN_WAITERS];
+    for (int i = 0; i < SHUTDOWN_WAITERS; i++)
+        ids[i] = coil_spawn(shutdown_wait, &shutdown_waiters[i], NULL);
+    while (shutdown_parked < SHUTDOWN_WAITERS && coil_yield() == 0) {
+    }
+    coil_sleep(20 * COIL_MSEC);
+    fprintf(stderr, "ready\n");
+    fflush(stderr);
+    for (int i = 0; i < SHUTDOWN_WAITERS; i++)
+        coil_join(ids[i], COIL_FOREVER);
+}
+
+static void shutdown_child(void *arg) {
+    (void)arg;
+    signal(SIGINT, SIG_DFL);
+    int rc = coil_run(shutdown_main, NULL);
+    int ok = rc == -EINTR;
+    for (int i = 0; i < SHUTDOWN_WAITERS; i++) {
+        struct shutdown_waiter *w = &shutdown_waiters[i];
+        fprintf(stderr, "waiter %d: spawn %d wait %d release %d\n", i, w->spawn_res, w->wait_res,
+                w->release_res);
+        ok &= w->spawn_res == 0 && w->wait_res == -ECANCELED && w->release_res == 0;
+    }
+    bool none_left = no_children();
+    fprintf(stderr, "coil_run=%d children left: %s\n", rc, none_left ? "none" : "some");
+    _exit(ok && none_left ? 0 : 1);
+}
+
+static void test_sigint_while_waiting(void **state) {
+    (void)state;
+    struct coil_test_child c;
+    bool ready = coil_test_child_signal_at(&c, shutdown_child, NULL, "ready", SIGINT);
+    if (!ready || !coil_test_child_exited(&c, 0)) {
+        coil_test_child_describe(&c);
+        coil_test_child_free(&c);
+        fail_msg("SIGINT: the waits did not end with -ECANCELED and every child reaped");
+    }
+    coil_test_child_free(&c);
+}
+
 /* ---- environment, directory, stdio modes ----------------------------------- */
 
 static void read_all_of(const char *const *argv, const char *const *envp, const char *dir,
@@ -780,6 +846,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_outside_a_tasklet),
         cmocka_unit_test(test_waiting_tasklet_killed),
         cmocka_unit_test(test_release_kills_and_reaps),
+        cmocka_unit_test(test_sigint_while_waiting),
         cmocka_unit_test(test_environment_directory_and_stderr),
         cmocka_unit_test(test_given_fds),
         cmocka_unit_test(test_many_children_at_once),
