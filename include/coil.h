@@ -767,6 +767,126 @@ COIL_API int coil_listen_on_flags(const char *host, const char *service, int bac
 COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
 
 /* ------------------------------------------------------------------------ */
+/* Child processes                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Start a program, talk to it through pipes from tasklets, wait for it with
+ * a deadline, kill it:
+ *
+ *     coil_proc p;
+ *     const char *argv[] = {"sort", NULL};
+ *     coil_proc_opts o = {.argv = argv, .stdio = {COIL_PROC_PIPE, COIL_PROC_PIPE}};
+ *     int rc = coil_proc_spawn(&p, &o);       (-ENOENT: no such program)
+ *     coil_write(p.stdin_fd, "b\na\n", 4);    (coil_read/coil_write/coil_close)
+ *     coil_close(p.stdin_fd); p.stdin_fd = -1;   (end of file for the child)
+ *     ... coil_read(p.stdout_fd, ...) until 0 ...
+ *     int st = coil_proc_wait(&p, coil_now() + 5 * COIL_SEC);
+ *     if (st == -ETIMEDOUT) coil_proc_kill(&p, SIGTERM);
+ *     coil_proc_release(&p);                  (kills and reaps it if still running)
+ *
+ * Linux only for now: on Windows every call returns -ENOTSUP.
+ * How (docs/architecture.md, section "Child processes"): the child is
+ * started with vfork, so that a large parent pays no copy of its page
+ * tables and its thread waits only until the exec (a fraction of a
+ * millisecond); an exec that fails is reported back to the parent (through
+ * shared memory, or a close-on-exec pipe where vfork runs as a fork, as
+ * under Valgrind) as spawn's own -errno, never as a child that exits 127. The wait is
+ * a wait on a pidfd (Linux 5.3 and later); where pidfd_open fails (an older
+ * kernel, a seccomp profile) coil polls the child with waitpid(WNOHANG) at
+ * growing intervals (1 ms doubling to 50 ms), never waitpid(-1) and no
+ * SIGCHLD handler: coil reaps only the children it started.
+ * A coil_proc, like the fds of its pipes, is used by the tasklets of the
+ * scheduler that spawned it. */
+
+/* What a child's standard stream is (coil_proc_opts.stdio[0..2]: stdin,
+ * stdout, stderr). */
+enum {
+    COIL_PROC_INHERIT = 0, /* this process's own fd 0, 1 or 2 (the default) */
+    COIL_PROC_PIPE = 1,    /* a new pipe: this end in coil_proc.stdin_fd, ... */
+    COIL_PROC_NULL = 2,    /* /dev/null */
+    COIL_PROC_FD = 3,      /* the caller's fd coil_proc_opts.stdio_fd[i] (kept open) */
+    COIL_PROC_STDOUT = 4,  /* stderr only: wherever stdout goes (2>&1) */
+};
+
+typedef struct coil_proc_opts {
+    /* The program's arguments, argv[0] first, ending with NULL. */
+    const char *const *argv;
+    /* The program to run; NULL: argv[0]. A name without '/' is looked up in
+     * this process's PATH, as execvp does. */
+    const char *file;
+    /* Its environment ("NAME=value" strings, ending with NULL); NULL: this
+     * process's. */
+    const char *const *envp;
+    /* Its working directory; NULL: this process's. */
+    const char *dir;
+    /* COIL_PROC_* for stdin, stdout, stderr. */
+    int stdio[3];
+    /* With COIL_PROC_FD: the fd the child gets as its fd 0, 1 or 2. */
+    int stdio_fd[3];
+} coil_proc_opts;
+
+typedef struct coil_proc {
+    pid_t pid;
+    /* This process's ends of the COIL_PROC_PIPE streams (stdin_fd is for
+     * writing, the two others for reading), -1 for the others: O_NONBLOCK
+     * and close-on-exec, for coil_read, coil_write and coil_close. They
+     * belong to the coil_proc: coil_proc_release closes those still >= 0;
+     * to close one sooner (stdin, so that the child sees end of file),
+     * coil_close it and set the field to -1. */
+    int stdin_fd, stdout_fd, stderr_fd;
+    /* The child's wait status once coil_proc_wait has returned it, else -1. */
+    int status;
+    int coil__pidfd; /* private */
+    int coil__flags; /* private */
+} coil_proc;
+
+/* Starts opts->argv as a child process and fills *p. Never parks: the
+ * calling thread waits only for the child's exec. Callable anywhere. The
+ * child gets the fds of opts->stdio as its 0, 1 and 2 and every other fd
+ * of this process that is not close-on-exec (coil's own are), the signal
+ * dispositions of this process (a caught signal reset to its default, as
+ * exec does), and no signal blocked. Returns 0; -EINVAL for a NULL p or
+ * opts, a NULL argv or argv[0], an unknown stdio value, or COIL_PROC_STDOUT
+ * for stdin or stdout; -EBADF for a COIL_PROC_FD fd that is not open; the
+ * -errno with which the exec (or the chdir to opts->dir) failed in the
+ * child: -ENOENT (no such program, or dir), -EACCES (not executable),
+ * -ENOEXEC, -E2BIG, ...; the -errno of a pipe, open or vfork that failed
+ * (-EMFILE, -EAGAIN, -ENOMEM). On failure no child is left running, no fd
+ * is left open, and *p is released (coil_proc_release returns 0 on it).
+ * -ENOTSUP on Windows. */
+COIL_API int coil_proc_spawn(coil_proc *p, const coil_proc_opts *opts);
+
+/* Waits until the child has ended and reaps it. Returns its wait status
+ * (>= 0, also kept in p->status: WIFEXITED/WEXITSTATUS, WIFSIGNALED/
+ * WTERMSIG of <sys/wait.h>), at once if an earlier call returned it;
+ * -ETIMEDOUT when the deadline passes first (the child runs on; wait
+ * again, or coil_proc_kill it); -ECANCELED when the tasklet is killed
+ * (before the call or during the wait: the child runs on, and
+ * coil_proc_release ends it); -ECHILD when the child was reaped behind
+ * coil's back (a waitpid(-1) elsewhere, or SIGCHLD ignored); -EINVAL for a
+ * NULL p or one with no child; -EPERM outside a tasklet; -ENOTSUP on
+ * Windows. */
+COIL_API int coil_proc_wait(coil_proc *p, int64_t deadline);
+
+/* Sends signal sig to the child (a pidfd signal where the kernel has it, so
+ * that a reused pid is never hit). Never parks; callable anywhere. Returns
+ * 0; -ESRCH once the child has been reaped (by coil_proc_wait); -EINVAL for
+ * a NULL p, one with no child, or a bad signal; -ENOTSUP on Windows. A
+ * child that has ended but is not yet reaped takes the signal without
+ * effect (0). */
+COIL_API int coil_proc_kill(coil_proc *p, int sig);
+
+/* Closes the pipes still open (coil_close) and, if the child has not been
+ * reaped, kills it with SIGKILL and reaps it, so that no child outlives its
+ * coil_proc and none is left a zombie. The reaping wait is the wait of
+ * cleanup, like coil_join's: a kill does not cut it short (a SIGKILLed
+ * child ends in moments); in a tasklet it parks the tasklet, elsewhere it
+ * blocks the thread. Callable anywhere; *p may then be reused. Returns 0
+ * (also for a p already released, or never spawned: zero it, or let spawn
+ * fail on it); -EINVAL for a NULL p; -ENOTSUP on Windows. */
+COIL_API int coil_proc_release(coil_proc *p);
+
+/* ------------------------------------------------------------------------ */
 /* Unmodified blocking code inside tasklets                                 */
 /* ------------------------------------------------------------------------ */
 
