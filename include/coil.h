@@ -742,7 +742,10 @@ COIL_API int coil_close(int fd);
  * events is 0 or has another bit; -EPERM outside a tasklet.
  * It only waits: it reads nothing, and readiness may be gone by the time
  * the caller acts on it (another tasklet read first): a non-blocking read
- * then answers EAGAIN, and the caller waits again.
+ * then answers EAGAIN, and the caller waits again. Unlike the other calls,
+ * it also works on a number that was closed with close(2) and reused since
+ * (libcurl closes its resolver's socketpair so), provided no call was
+ * waiting on it when it was closed.
  * Windows (iocp): sockets only (answers -ENOTSUP for another handle), and
  * as for every call there, a socket of this scheduler's tasklets only. */
 #define COIL_READABLE 0x1

@@ -369,6 +369,46 @@ static void test_bad_arguments(void **state) {
     close(sv[1]);
 }
 
+/* A number closed with close(2), not coil_close, and reused by another file
+ * (libcurl closes its resolver's socketpair so): a wait on the new file
+ * still wakes when it is ready. */
+static void reused_main(void *arg) {
+    (void)arg;
+    int sv[2], p[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct waiter w;
+    coil_id id = start_waiter(&w, sv[0], COIL_READABLE);
+    expect_parked(&w); /* (on epoll: in the epoll set from now on) */
+    EXPECT_EQ(coil_write(sv[1], "x", 1), 1);
+    EXPECT_EQ(coil_join(id, COIL_FOREVER), 0);
+    EXPECT_EQ(w.res, COIL_READABLE);
+    /* Waited on once, then the number changes hands behind coil's back. */
+    int num = sv[0];
+    close(num);
+    EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+    if (p[0] != num) { /* (the lowest free number: most likely num itself) */
+        EXPECT_EQ(dup3(p[0], num, O_CLOEXEC), num);
+        close(p[0]);
+    }
+    id = start_waiter(&w, num, COIL_READABLE);
+    expect_parked(&w);
+    EXPECT_EQ(coil_write(p[1], "y", 1), 1);
+    EXPECT_EQ(coil_join(id, coil_test_in(coil_test_slack())), 0);
+    EXPECT_EQ(w.res, COIL_READABLE);
+    if (!w.done) { /* not woken: end it, for the next cases */
+        coil_kill(id);
+        coil_join(id, COIL_FOREVER);
+    }
+    coil_close(num);
+    coil_close(p[1]);
+    coil_close(sv[1]);
+}
+
+static void test_number_reused_behind_coils_back(void **state) {
+    (void)state;
+    COIL_RUN_CHECKED(reused_main, NULL);
+}
+
 /* ---- many waiters while connections are served ---------------------------- */
 
 #define NPAIRS 64
@@ -484,6 +524,7 @@ int main(void) {
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_kill_and_close),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_number_reused_behind_coils_back),
         cmocka_unit_test(test_many_waiters_while_serving),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
