@@ -746,8 +746,10 @@ COIL_API int coil_close(int fd);
  * it also works on a number that was closed with close(2) and reused since
  * (libcurl closes its resolver's socketpair so), provided no call was
  * waiting on it when it was closed.
- * Windows (iocp): sockets only (answers -ENOTSUP for another handle), and
- * as for every call there, a socket of this scheduler's tasklets only. */
+ * Windows (iocp): sockets only, as for coil_read (-ENOTSUP for a file or
+ * pipe handle, -EBADF for any other), of this scheduler's tasklets, as for
+ * every call there; underneath is the AFD driver's poll (what WSAPoll
+ * uses), overlapped. */
 #define COIL_READABLE 0x1
 #define COIL_WRITABLE 0x2
 #define COIL_HANGUP   0x4

@@ -462,17 +462,20 @@ int coil_wait_fd(int fd, int events, int64_t deadline) {
     struct coil__op op = {.fd = fd, .opcode = COIL__OP_POLL, .deadline = deadline};
     op.u.poll.events =
         (short)(((events & COIL_READABLE) ? POLLIN : 0) | ((events & COIL_WRITABLE) ? POLLOUT : 0));
-    int r = coil__op_run(t, &op);
-    if (r < 0) return r;
-    /* epoll's first try is poll(2), which flags a number that is not open
-     * with POLLNVAL where io_uring's poll fails with -EBADF. */
-    if (r & POLLNVAL) return -EBADF;
-    int ready = ((r & POLLIN) && (events & COIL_READABLE) ? COIL_READABLE : 0) |
-                ((r & POLLOUT) && (events & COIL_WRITABLE) ? COIL_WRITABLE : 0) |
-                (r & POLLHUP ? COIL_HANGUP : 0) | (r & POLLERR ? COIL_ERROR : 0);
-    /* A poll completes only with something ready; never report "nothing". */
-    COIL_ASSERT(ready, "a completed readiness wait reports an event");
-    return ready;
+    for (;;) {
+        int r = coil__op_run(t, &op);
+        if (r < 0) return r;
+        /* epoll's first try is poll(2), which flags a number that is not
+         * open with POLLNVAL where io_uring's poll fails with -EBADF. */
+        if (r & POLLNVAL) return -EBADF;
+        int ready = ((r & POLLIN) && (events & COIL_READABLE) ? COIL_READABLE : 0) |
+                    ((r & POLLOUT) && (events & COIL_WRITABLE) ? COIL_WRITABLE : 0) |
+                    (r & POLLHUP ? COIL_HANGUP : 0) | (r & POLLERR ? COIL_ERROR : 0);
+        if (ready) return ready;
+        /* Nothing asked for is ready (an AFD poll that completed without an
+         * event, which no test has seen): wait again, never return 0. */
+        op.deadline = deadline;
+    }
 }
 
 /* ---- names ------------------------------------------------------------- */
