@@ -721,6 +721,41 @@ COIL_API ssize_t coil_write_dl(int fd, const void *buf, size_t len, int64_t dead
  * -errno of close(2) (-EBADF for an fd that is not open). */
 COIL_API int coil_close(int fd);
 
+/* Waits until fd is ready for what events asks: COIL_READABLE (a read, a
+ * recv or an accept would not wait), COIL_WRITABLE (a write or a send would
+ * not wait, a connect started elsewhere has finished), or both. For code
+ * that does its own I/O on a non-blocking fd and only needs the wait: an
+ * event loop's library (libcurl's multi interface: examples/multi.c), an
+ * eventfd, a pipe to a child.
+ * Returns the events that are ready, a positive mask: those asked of
+ * COIL_READABLE and COIL_WRITABLE, and COIL_HANGUP (the peer closed, a
+ * pipe's writers all closed) and COIL_ERROR (a pending socket error, a
+ * pipe's readers all closed) whether asked or not, as poll(2) reports
+ * them; an fd with COIL_HANGUP or COIL_ERROR is always ready, and the next
+ * read or write on it says what happened. At once when the fd is ready
+ * already (a regular file always is). Returns -ETIMEDOUT when the deadline
+ * (or coil_set_timeout's default) passes first; a deadline already passed
+ * (0, say) looks once without waiting; -ECANCELED when the tasklet is
+ * killed, before the call too (a readiness found just as the kill came is
+ * returned instead); -EBADF for an fd that is not open, and when another
+ * tasklet closes it with coil_close while the call waits; -EINVAL when
+ * events is 0 or has another bit; -EPERM outside a tasklet.
+ * It only waits: it reads nothing, and readiness may be gone by the time
+ * the caller acts on it (another tasklet read first): a non-blocking read
+ * then answers EAGAIN, and the caller waits again. Unlike the other calls,
+ * it also works on a number that was closed with close(2) and reused since
+ * (libcurl closes its resolver's socketpair so), provided no call was
+ * waiting on it when it was closed.
+ * Windows (iocp): sockets only, as for coil_read (-ENOTSUP for a file or
+ * pipe handle, -EBADF for any other), of this scheduler's tasklets, as for
+ * every call there; underneath is the AFD driver's poll (what WSAPoll
+ * uses), overlapped. */
+#define COIL_READABLE 0x1
+#define COIL_WRITABLE 0x2
+#define COIL_HANGUP   0x4
+#define COIL_ERROR    0x8
+COIL_API int coil_wait_fd(int fd, int events, int64_t deadline);
+
 /* Python's settimeout: the default timeout of every later blocking call on
  * fd of this thread's scheduler, in ns; negative for none (the default).
  * Returns 0; -EBADF for an fd that is not open; -EPERM outside coil_run. */

@@ -448,6 +448,36 @@ ssize_t coil_write(int fd, const void *buf, size_t len) {
     return coil_write_dl(fd, buf, len, COIL_FOREVER);
 }
 
+/* ---- readiness ---------------------------------------------------------- */
+
+/* One COIL__OP_POLL: its events and its result are poll(2)'s POLL* bits
+ * (winsock2's on Windows, whose values differ: the names are what counts). */
+int coil_wait_fd(int fd, int events, int64_t deadline) {
+    if (!events || (events & ~(COIL_READABLE | COIL_WRITABLE))) return -EINVAL;
+    struct coil__tasklet *t;
+    int err = enter_io(&t, fd, NULL, 0);
+    if (err) return err;
+    err = coil__sys_rw_check(fd); /* Windows: sockets only */
+    if (err) return err;
+    struct coil__op op = {.fd = fd, .opcode = COIL__OP_POLL, .deadline = deadline};
+    op.u.poll.events =
+        (short)(((events & COIL_READABLE) ? POLLIN : 0) | ((events & COIL_WRITABLE) ? POLLOUT : 0));
+    for (;;) {
+        int r = coil__op_run(t, &op);
+        if (r < 0) return r;
+        /* epoll's first try is poll(2), which flags a number that is not
+         * open with POLLNVAL where io_uring's poll fails with -EBADF. */
+        if (r & POLLNVAL) return -EBADF;
+        int ready = ((r & POLLIN) && (events & COIL_READABLE) ? COIL_READABLE : 0) |
+                    ((r & POLLOUT) && (events & COIL_WRITABLE) ? COIL_WRITABLE : 0) |
+                    (r & POLLHUP ? COIL_HANGUP : 0) | (r & POLLERR ? COIL_ERROR : 0);
+        if (ready) return ready;
+        /* Nothing asked for is ready (an AFD poll that completed without an
+         * event, which no test has seen): wait again, never return 0. */
+        op.deadline = deadline;
+    }
+}
+
 /* ---- names ------------------------------------------------------------- */
 
 struct resolve {

@@ -437,11 +437,23 @@ static int start_file_job(struct coil__sched *s, struct coil__op *op) {
 
 /* ---- the backend operations --------------------------------------------- */
 
-/* Adds fd to the epoll set (once per file). Returns 0 or -errno. */
-static int watch(struct epoll_backend *b, struct ep_fd *e, const struct coil__fd *f, int fd) {
-    if (e->registered) return 0;
+/* Adds fd to the epoll set (once per file). Returns 0 or -errno.
+ * A readiness wait (coil_wait_fd, coil_install's poll) makes sure first:
+ * such waits are made on numbers whose file was closed with close(2) and
+ * replaced behind coil's back (libcurl 7.88 closes its resolver's socketpair
+ * so, and its next socketpair may get the number), where `registered` is a
+ * stale memory of a file that left the set when it was closed. EPOLL_CTL_MOD
+ * finds the registration of the file the number names now, or fails with
+ * ENOENT: one system call per wait that parks. */
+static int watch(struct epoll_backend *b, struct ep_fd *e, const struct coil__fd *f, int fd,
+                 bool verify) {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLET,
                              .data.u64 = (uint64_t)f->gen << 32 | (uint32_t)fd};
+    if (e->registered) {
+        if (!verify || epoll_ctl(b->epfd, EPOLL_CTL_MOD, fd, &ev) == 0) return 0;
+        if (errno != ENOENT) return -errno;
+        e->registered = false;
+    }
     if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         /* EEXIST: registered under an older generation (the entry was reset
          * while the file stayed open). */
@@ -492,7 +504,7 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
                  ? TRY_WAIT
                  : try_op(f, e, op);
     if (st == TRY_WAIT) {
-        int err = watch(b, e, f, op->fd);
+        int err = watch(b, e, f, op->fd, op->opcode == COIL__OP_POLL);
         if (err) {
             op->res = err;
             st = TRY_DONE;

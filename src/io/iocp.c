@@ -31,6 +31,34 @@
 #include <string.h>
 #include <winternl.h>
 
+/* Readiness (coil_wait_fd) is the AFD driver's poll, the IOCTL under
+ * WSAPoll and select, made overlapped: NtDeviceIoControlFile on the socket,
+ * whose completion comes to the port like any other (ApcContext is the
+ * OVERLAPPED, the IO_STATUS_BLOCK is its first two fields). Not in the SDK
+ * headers; the layout and codes are those libuv and wepoll use, and Wine
+ * implements (dlls/ws2_32/tests/afd.c there tests them). */
+#ifndef STATUS_SUCCESS /* ntstatus.h's; winnt.h has STATUS_PENDING only */
+#define STATUS_SUCCESS ((NTSTATUS)0)
+#endif
+#define IOCTL_AFD_POLL        0x00012024 /* FILE_DEVICE_NETWORK, function 9, METHOD_BUFFERED */
+#define AFD_POLL_RECEIVE      0x0001
+#define AFD_POLL_SEND         0x0004
+#define AFD_POLL_DISCONNECT   0x0008 /* the peer shut its side: a read gives 0 */
+#define AFD_POLL_ABORT        0x0010 /* reset */
+#define AFD_POLL_LOCAL_CLOSE  0x0020 /* closed here */
+#define AFD_POLL_ACCEPT       0x0080
+#define AFD_POLL_CONNECT_FAIL 0x0100
+struct afd_poll_info {
+    LARGE_INTEGER timeout; /* INT64_MAX: none (ours are cancelled instead) */
+    ULONG count;           /* 1; on completion: how many handles are ready */
+    ULONG exclusive;
+    struct {
+        HANDLE handle;   /* the base provider's socket */
+        ULONG events;    /* AFD_POLL_*: asked, then ready */
+        NTSTATUS status; /* of the socket */
+    } handles[1];
+};
+
 /* What the kernel owns while an op is in flight, inside op->scratch. */
 struct iocp_op {
     OVERLAPPED ov;
@@ -40,9 +68,12 @@ struct iocp_op {
     SOCKET accepted;  /* AcceptEx: the socket that becomes the connection */
     SOCKET base;      /* the base provider's socket, for cancel (see associate) */
     uint32_t pending; /* POSTED while a packet is owed: checked when one arrives */
-    /* AcceptEx: the local and remote addresses, each with 16 bytes spare
-     * (its documented minimum). */
-    char addrs[2 * (sizeof(SOCKADDR_STORAGE) + 16)];
+    union {
+        /* AcceptEx: the local and remote addresses, each with 16 bytes spare
+         * (its documented minimum). */
+        char addrs[2 * (sizeof(SOCKADDR_STORAGE) + 16)];
+        struct afd_poll_info poll; /* COIL__OP_POLL: in and out */
+    };
 };
 _Static_assert(sizeof(struct iocp_op) <= COIL__OP_SCRATCH, "the OVERLAPPED fits in the op");
 #define POSTED      0x10c9u
@@ -230,6 +261,19 @@ static int finish(struct coil__op *op, DWORD err, DWORD bytes) {
         }
         return (int)(uintptr_t)acc;
     }
+    case COIL__OP_POLL: {
+        if (err) return coil__win_errno(err);
+        ULONG ev = iop->poll.count ? iop->poll.handles[0].events : 0;
+        if (ev & AFD_POLL_LOCAL_CLOSE) return -EBADF; /* closesocket behind coil's back */
+        int r = 0;
+        if (ev & (AFD_POLL_RECEIVE | AFD_POLL_ACCEPT | AFD_POLL_DISCONNECT)) r |= POLLIN;
+        if (ev & AFD_POLL_SEND) r |= POLLOUT;
+        /* As Linux reports a reset and a refused connect: ready both ways,
+         * hung up, in error. */
+        if (ev & (AFD_POLL_ABORT | AFD_POLL_CONNECT_FAIL))
+            r |= POLLIN | POLLOUT | POLLHUP | POLLERR;
+        return r & (op->u.poll.events | POLLHUP | POLLERR);
+    }
     case COIL__OP_CONNECT:
         if (err) return coil__win_errno(err);
         setsockopt(sock_of(op), SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0);
@@ -302,7 +346,7 @@ static ULONG dequeue(struct coil__sched *s, DWORD timeout_ms);
  * a batch comes back short (the port was empty then): a full batch of other
  * packets, wake-ups say, proves nothing about ours. */
 #define SYNC_CHECK 0x5c5cu
-static int truncated_at_once(struct coil__sched *s, struct coil__op *op) {
+static void drop_packet_if_queued(struct coil__sched *s, struct coil__op *op) {
     struct iocp_backend *b = s->backend_data;
     struct iocp_op *iop = iop_of(op);
     iop->pending = SYNC_CHECK;
@@ -313,7 +357,46 @@ static int truncated_at_once(struct coil__sched *s, struct coil__op *op) {
         iop->pending = 0;
         b->inflight--;
     }
-    return finish(op, ERROR_MORE_DATA, iop->buf.len);
+}
+
+static int truncated_at_once(struct coil__sched *s, struct coil__op *op) {
+    drop_packet_if_queued(s, op);
+    return finish(op, ERROR_MORE_DATA, iop_of(op)->buf.len);
+}
+
+/* Starts an AFD poll (see IOCTL_AFD_POLL) of op's socket. Returns 0 when
+ * pending, 1 when it finished at once (op->res set), or -errno. A poll that
+ * finds the socket ready at once returns STATUS_SUCCESS; whether a packet is
+ * queued for it then is not documented for this IOCTL (Windows skips it
+ * under FILE_SKIP_COMPLETION_PORT_ON_SUCCESS, as for any IRP; an LSP's
+ * handle does not have the mode), so it is looked for as
+ * truncated_at_once does. */
+static int start_poll(struct coil__sched *s, struct coil__op *op) {
+    struct iocp_op *iop = iop_of(op);
+    ULONG ev = AFD_POLL_ABORT | AFD_POLL_LOCAL_CLOSE | AFD_POLL_CONNECT_FAIL;
+    if (op->u.poll.events & POLLIN) ev |= AFD_POLL_RECEIVE | AFD_POLL_ACCEPT | AFD_POLL_DISCONNECT;
+    if (op->u.poll.events & POLLOUT) ev |= AFD_POLL_SEND;
+    iop->poll.timeout.QuadPart = INT64_MAX;
+    iop->poll.count = 1;
+    iop->poll.exclusive = FALSE;
+    iop->poll.handles[0].handle = (HANDLE)iop->base;
+    iop->poll.handles[0].events = ev;
+    iop->poll.handles[0].status = 0;
+    iop->ov.Internal = (ULONG_PTR)STATUS_PENDING;
+    NTSTATUS st = NtDeviceIoControlFile((HANDLE)sock_of(op), NULL, NULL, &iop->ov,
+                                        (PIO_STATUS_BLOCK)&iop->ov, IOCTL_AFD_POLL, &iop->poll,
+                                        sizeof iop->poll, &iop->poll, sizeof iop->poll);
+    if (st == STATUS_PENDING) {
+        struct iocp_backend *b = s->backend_data;
+        iop->pending = POSTED;
+        b->inflight++;
+        return 0;
+    }
+    if (st == STATUS_SUCCESS) drop_packet_if_queued(s, op);
+    int res = finish(op, st == STATUS_SUCCESS ? 0 : RtlNtStatusToDosError(st), 0);
+    if (res < 0) return res;
+    op->res = res;
+    return 1;
 }
 
 /* ConnectEx is for connection-oriented sockets only (Microsoft's
@@ -383,7 +466,8 @@ static int iocp_submit(struct coil__sched *s, struct coil__op *op) {
     }
     case COIL__OP_ACCEPT: r = start_accept(op, &bytes); break;
     case COIL__OP_CONNECT: r = start_connect(op); break;
-    default: return -ENOTSUP; /* readiness (coil_install's poll) is not offered here */
+    case COIL__OP_POLL: return start_poll(s, op);
+    default: return -ENOTSUP;
     }
     if (r == 0) {
         if (f->skip_on_success) { /* no packet will come: done */
