@@ -859,6 +859,8 @@ extern const size_t coil__nwraps;
  * orders nothing else, and either answer is safe at the moment it flips
  * (the GOT slots themselves are swapped with single atomic stores). */
 extern bool coil__installed;
+/* Diverts the objects loaded since the last walk, if coil is installed. */
+void coil__install_loaded(void);
 static inline bool coil__is_installed(void) {
     return __atomic_load_n(&coil__installed, __ATOMIC_RELAXED);
 }

@@ -35,7 +35,9 @@
  */
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -629,6 +631,194 @@ static int w_gethostbyname_r(const char *name, struct hostent *ret, char *buf, s
     return c.r;
 }
 
+/* ---- dlopen: the objects it loads are diverted at once ------------------------ */
+
+/* What the loader does with a dlopen depends on who calls it: glibc takes
+ * the caller from the return address of dlopen (the object whose code
+ * called it) and uses it for the namespace to load into, for the search of
+ * a name without a slash (the caller's DT_RUNPATH; the DT_RPATH of it and
+ * of the objects that loaded it) and for $ORIGIN in the name. A wrapper
+ * that called dlopen itself would be that caller: coil's object, with its
+ * own search path. So the wrapper is a stub (below, per architecture) that
+ * first asks dl_direct whether the answer cannot depend on the caller; if
+ * so, coil makes the call and then diverts the new objects
+ * (coil__install_loaded); if not, the stub jumps to the real function with
+ * the caller's return address still in place, exactly as if it had not been
+ * diverted, and the objects that call loads are diverted by the next
+ * coil_install (as before this wrapper: documented in coil.h). */
+void *coil__dl_real_dlopen = (void *)dlopen;
+void *coil__dl_real_dlmopen = (void *)dlmopen;
+int coil__dl_dlopen(uintptr_t file, uintptr_t mode, uintptr_t unused, const void *caller,
+                    void **out);
+int coil__dl_dlmopen(uintptr_t lmid, uintptr_t file, uintptr_t mode, const void *caller,
+                     void **out);
+extern char coil__w_dlopen[], coil__w_dlmopen[];
+
+struct dl_search {
+    uintptr_t caller, me;
+    bool differs; /* a DT_RPATH anywhere, or a DT_RUNPATH in the caller or coil */
+};
+
+static int dl_search_object(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct dl_search *d = data;
+    bool caller = false, me = false;
+    const ElfW(Dyn) *dyn = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (ph->p_type == PT_DYNAMIC) dyn = (const ElfW(Dyn) *)lo;
+        if (ph->p_type != PT_LOAD) continue;
+        caller |= d->caller >= lo && d->caller < hi;
+        me |= d->me >= lo && d->me < hi;
+    }
+    for (; dyn && dyn->d_tag != DT_NULL; dyn++)
+        if (dyn->d_tag == DT_RPATH || (dyn->d_tag == DT_RUNPATH && (caller || me)))
+            d->differs = true;
+    return d->differs;
+}
+
+/* True when glibc's dlopen of file in namespace ns gives the same answer
+ * whoever calls it: a path with a slash and no $ (no search, no $ORIGIN),
+ * or a bare name searched without any object's DT_RPATH and without a
+ * DT_RUNPATH of the caller or of coil (then only LD_LIBRARY_PATH, the cache
+ * and the default directories count, the same for every caller). */
+static bool dl_caller_free(const char *file, const void *caller) {
+    if (!file || strchr(file, '$')) return false;
+    if (strchr(file, '/')) return true;
+    struct dl_search d = {(uintptr_t)caller, (uintptr_t)(void *)coil__w_dlopen, false};
+    dl_iterate_phdr(dl_search_object, &d);
+    return !d.differs;
+}
+
+/* The namespace of the object that contains caller (the base namespace if
+ * none does, as glibc decides). */
+static Lmid_t dl_caller_ns(const void *caller) {
+    Dl_info info;
+    struct link_map *map = NULL;
+    Lmid_t ns = LM_ID_BASE;
+    if (dladdr1(caller, &info, (void **)&map, RTLD_DL_LINKMAP) && map &&
+        dlinfo(map, RTLD_DI_LMID, &ns) != 0)
+        ns = -1; /* unknown: leave it to the loader */
+    return ns;
+}
+
+/* 1 with *out set when coil made the call (and diverted what it loaded);
+ * 0: the stub hands the call to the loader as the caller made it. */
+int coil__dl_dlopen(uintptr_t file_, uintptr_t mode, uintptr_t unused, const void *caller,
+                    void **out) {
+    (void)unused;
+    const char *file = (const char *)file_;
+    if (!coil__is_installed() || !dl_caller_free(file, caller) ||
+        dl_caller_ns(caller) != LM_ID_BASE)
+        return 0;
+    *out = dlopen(file, (int)mode);
+    if (*out) coil__install_loaded();
+    return 1;
+}
+
+/* dlmopen into the base namespace is dlopen's case. Another namespace has
+ * a C library of its own (its own errno, its own malloc): its objects are
+ * not diverted. */
+int coil__dl_dlmopen(uintptr_t lmid, uintptr_t file_, uintptr_t mode, const void *caller,
+                     void **out) {
+    const char *file = (const char *)file_;
+    if (!coil__is_installed() || (Lmid_t)lmid != LM_ID_BASE || !dl_caller_free(file, caller))
+        return 0;
+    *out = dlmopen(LM_ID_BASE, file, (int)mode);
+    if (*out) coil__install_loaded();
+    return 1;
+}
+
+/* The stubs: save the arguments, ask coil__dl_<fn>(a0, a1, a2, caller,
+ * &result); when it says 1, return the result; else restore the arguments
+ * and the frame and jump to the real function, whose return address is then
+ * the caller's. */
+#if defined(__x86_64__)
+#if defined(__CET__)
+#define DL_ENDBR "endbr64\n"
+#else
+#define DL_ENDBR ""
+#endif
+#define DL_STUB(fn)                                                                                \
+    __asm__(".text\n"                                                                              \
+            ".globl coil__w_" #fn "\n"                                                             \
+            ".hidden coil__w_" #fn "\n"                                                            \
+            ".type coil__w_" #fn ", @function\n"                                                   \
+            ".p2align 4\n"                                                                         \
+            "coil__w_" #fn ":\n"                                                                   \
+            ".cfi_startproc\n" DL_ENDBR "pushq %rdi\n"                                             \
+            ".cfi_adjust_cfa_offset 8\n"                                                           \
+            "pushq %rsi\n"                                                                         \
+            ".cfi_adjust_cfa_offset 8\n"                                                           \
+            "pushq %rdx\n"                                                                         \
+            ".cfi_adjust_cfa_offset 8\n"                                                           \
+            "subq $16, %rsp\n"                                                                     \
+            ".cfi_adjust_cfa_offset 16\n"                                                          \
+            "movq 40(%rsp), %rcx\n"                                                                \
+            "movq %rsp, %r8\n"                                                                     \
+            "call coil__dl_" #fn "\n"                                                              \
+            "testl %eax, %eax\n"                                                                   \
+            "jz 1f\n"                                                                              \
+            "movq (%rsp), %rax\n"                                                                  \
+            "addq $40, %rsp\n"                                                                     \
+            ".cfi_adjust_cfa_offset -40\n"                                                         \
+            "ret\n"                                                                                \
+            ".cfi_adjust_cfa_offset 40\n"                                                          \
+            "1:\n"                                                                                 \
+            "addq $16, %rsp\n"                                                                     \
+            ".cfi_adjust_cfa_offset -16\n"                                                         \
+            "popq %rdx\n"                                                                          \
+            ".cfi_adjust_cfa_offset -8\n"                                                          \
+            "popq %rsi\n"                                                                          \
+            ".cfi_adjust_cfa_offset -8\n"                                                          \
+            "popq %rdi\n"                                                                          \
+            ".cfi_adjust_cfa_offset -8\n"                                                          \
+            "jmp *coil__dl_real_" #fn "(%rip)\n"                                                   \
+            ".cfi_endproc\n"                                                                       \
+            ".size coil__w_" #fn ", .-coil__w_" #fn "\n")
+#elif defined(__aarch64__)
+#if defined(__ARM_FEATURE_BTI_DEFAULT)
+#define DL_BTI "bti c\n"
+#else
+#define DL_BTI ""
+#endif
+#define DL_STUB(fn)                                                                                \
+    __asm__(".text\n"                                                                              \
+            ".globl coil__w_" #fn "\n"                                                             \
+            ".hidden coil__w_" #fn "\n"                                                            \
+            ".type coil__w_" #fn ", %function\n"                                                   \
+            ".p2align 4\n"                                                                         \
+            "coil__w_" #fn ":\n"                                                                   \
+            ".cfi_startproc\n" DL_BTI "stp x29, x30, [sp, #-48]!\n"                                \
+            ".cfi_def_cfa_offset 48\n"                                                             \
+            ".cfi_offset 29, -48\n"                                                                \
+            ".cfi_offset 30, -40\n"                                                                \
+            "mov x29, sp\n"                                                                        \
+            "stp x0, x1, [sp, #16]\n"                                                              \
+            "str x2, [sp, #32]\n"                                                                  \
+            "mov x3, x30\n"                                                                        \
+            "add x4, sp, #40\n"                                                                    \
+            "bl coil__dl_" #fn "\n"                                                                \
+            "cbz w0, 1f\n"                                                                         \
+            "ldr x0, [sp, #40]\n"                                                                  \
+            "ldp x29, x30, [sp], #48\n"                                                            \
+            "ret\n"                                                                                \
+            "1:\n"                                                                                 \
+            "ldp x0, x1, [sp, #16]\n"                                                              \
+            "ldr x2, [sp, #32]\n"                                                                  \
+            "ldp x29, x30, [sp], #48\n"                                                            \
+            "adrp x16, coil__dl_real_" #fn "\n"                                                    \
+            "ldr x16, [x16, :lo12:coil__dl_real_" #fn "]\n"                                        \
+            "br x16\n"                                                                             \
+            ".cfi_endproc\n"                                                                       \
+            ".size coil__w_" #fn ", .-coil__w_" #fn "\n")
+#else
+#error "coil_install: the dlopen stub of this architecture"
+#endif
+DL_STUB(dlopen);
+DL_STUB(dlmopen);
+
 /* ---- the fortified forms (-D_FORTIFY_SOURCE) ------------------------------------ */
 
 /* gcc calls these instead of read, recv, ... when it knows the buffer's size:
@@ -667,17 +857,42 @@ static int w___ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts
 #define WRAP(name)                                                                                 \
     { #name, (void *)w_##name }
 const struct coil__wrap coil__wraps[] = {
-    WRAP(read),        WRAP(write),         WRAP(readv),
-    WRAP(writev),      WRAP(recv),          WRAP(send),
-    WRAP(recvfrom),    WRAP(sendto),        WRAP(recvmsg),
-    WRAP(sendmsg),     WRAP(socket),        WRAP(socketpair),
-    WRAP(accept),      WRAP(accept4),       WRAP(connect),
-    WRAP(close),       WRAP(poll),          WRAP(ppoll),
-    WRAP(select),      WRAP(pselect),       WRAP(epoll_wait),
-    WRAP(epoll_pwait), WRAP(nanosleep),     WRAP(clock_nanosleep),
-    WRAP(usleep),      WRAP(sleep),         WRAP(getaddrinfo),
-    WRAP(getnameinfo), WRAP(gethostbyname), WRAP(gethostbyname_r),
-    WRAP(__read_chk),  WRAP(__recv_chk),    WRAP(__recvfrom_chk),
-    WRAP(__poll_chk),  WRAP(__ppoll_chk),
+    WRAP(read),
+    WRAP(write),
+    WRAP(readv),
+    WRAP(writev),
+    WRAP(recv),
+    WRAP(send),
+    WRAP(recvfrom),
+    WRAP(sendto),
+    WRAP(recvmsg),
+    WRAP(sendmsg),
+    WRAP(socket),
+    WRAP(socketpair),
+    WRAP(accept),
+    WRAP(accept4),
+    WRAP(connect),
+    WRAP(close),
+    WRAP(poll),
+    WRAP(ppoll),
+    WRAP(select),
+    WRAP(pselect),
+    WRAP(epoll_wait),
+    WRAP(epoll_pwait),
+    WRAP(nanosleep),
+    WRAP(clock_nanosleep),
+    WRAP(usleep),
+    WRAP(sleep),
+    WRAP(getaddrinfo),
+    WRAP(getnameinfo),
+    WRAP(gethostbyname),
+    WRAP(gethostbyname_r),
+    WRAP(__read_chk),
+    WRAP(__recv_chk),
+    WRAP(__recvfrom_chk),
+    WRAP(__poll_chk),
+    WRAP(__ppoll_chk),
+    {"dlopen", (void *)coil__w_dlopen},
+    {"dlmopen", (void *)coil__w_dlmopen},
 };
 const size_t coil__nwraps = sizeof coil__wraps / sizeof coil__wraps[0];
