@@ -788,6 +788,10 @@ static inline bool coil__fd_is_socket(enum coil__fd_kind k) {
 /* fd is a number coil (or, after coil_install, the program) just got for a
  * new file: forget what the scheduler of this thread knew of the number. */
 void coil__fd_fresh(int fd, enum coil__fd_kind kind, bool tcp);
+/* The number fd is about to name another file (coil_close; dup2 onto it):
+ * its waiters on this thread's scheduler wake with -EBADF, the backend
+ * drops what it keeps for it, and what was known of it is forgotten. */
+void coil__fd_forget(int fd);
 /* Ends every op waiting on f with -EBADF (coil_close, and a reused number). */
 void coil__fd_cancel_ops(struct coil__sched *s, struct coil__fd *f);
 /* recvmsg(2)/sendmsg(2) as blocking calls (coil_install's wrappers). */

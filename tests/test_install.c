@@ -85,7 +85,8 @@ static const char *const wrapped[] = {"read",          "write",
                                       "sleep",         "usleep",
                                       "nanosleep",     "clock_nanosleep",
                                       "getaddrinfo",   "getnameinfo",
-                                      "gethostbyname", "gethostbyname_r"};
+                                      "gethostbyname", "gethostbyname_r",
+                                      "dup2",          "dup3"};
 #define NWRAPPED (sizeof wrapped / sizeof wrapped[0])
 static bool bound_in_executable[NWRAPPED];
 
@@ -2037,6 +2038,70 @@ static void test_close_wakes_blocked_calls(void **state) {
     }
 }
 
+/* ---- dup2/dup3 onto an fd tasklets wait on -------------------------------------- */
+
+struct dupper {
+    int a[2], b[2]; /* the reader waits on a[0]; b[0] is dup'ed onto it */
+    int how;        /* 2: dup2, 3: dup3, 0: dup2 of a[0] onto itself */
+    ssize_t r;
+    int err, dup_r;
+    char got;
+};
+
+static void dupper_reader(void *arg) {
+    struct dupper *d = arg;
+    char c = 0;
+    errno = 0;
+    d->r = read(d->a[0], &c, 1);
+    d->err = errno;
+    d->got = c;
+}
+
+static void dupper_main(void *arg) {
+    struct dupper *d = arg;
+    coil_id reader = coil_spawn(dupper_reader, d, NULL);
+    coil_sleep(MS(20)); /* the reader is parked in read */
+    if (d->how == 0) {
+        d->dup_r = dup2(d->a[0], d->a[0]); /* a no-op: the reader still waits */
+        coil_sleep(MS(10));
+        EXPECT_EQ(write(d->a[1], "a", 1), 1);
+    } else {
+        d->dup_r = d->how == 2 ? dup2(d->b[0], d->a[0]) : dup3(d->b[0], d->a[0], O_CLOEXEC);
+    }
+    coil_join(reader, COIL_FOREVER);
+    if (d->how == 0) return;
+    /* The number names b's read end now: a diverted read of it works. */
+    EXPECT_EQ(write(d->b[1], "b", 1), 1);
+    char c = 0;
+    EXPECT_EQ(read(d->a[0], &c, 1), 1);
+    EXPECT_EQ(c, 'b');
+}
+
+static void test_dup2_onto_waited_fd(void **state) {
+    (void)state;
+    NEED("read", "dup2", "dup3");
+    for (int how = 0; how <= 3; how++) {
+        if (how == 1) continue;
+        struct dupper d = {.how = how};
+        assert_int_equal(pipe(d.a), 0);
+        assert_int_equal(pipe(d.b), 0);
+        COIL_RUN_CHECKED(dupper_main, &d);
+        assert_int_equal(d.dup_r, d.a[0]);
+        if (how == 0) {
+            assert_int_equal(d.r, 1);
+            assert_int_equal(d.got, 'a');
+        } else {
+            assert_int_equal(d.r, -1);
+            assert_int_equal(d.err, EBADF);
+            if (how == 3) assert_int_equal(fcntl(d.a[0], F_GETFD), FD_CLOEXEC);
+        }
+        for (int i = 0; i < 2; i++) {
+            close(d.a[i]);
+            close(d.b[i]);
+        }
+    }
+}
+
 /* ---- a blocking write or send is complete ------------------------------------------- */
 
 struct bulk {
@@ -2996,6 +3061,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_accept_fd_flags_as_libc),
         cmocka_unit_test(test_kill_ends_blocked_calls),
         cmocka_unit_test(test_close_wakes_blocked_calls),
+        cmocka_unit_test(test_dup2_onto_waited_fd),
         cmocka_unit_test(test_blocking_write_to_pipe_is_complete),
         cmocka_unit_test(test_blocking_send_is_complete),
         cmocka_unit_test(test_killed_nanosleep_retry_loop_ends),

@@ -300,6 +300,30 @@ static int w_close(int fd) {
     return (int)libc_result(coil_close(fd));
 }
 
+/* dup2/dup3 onto a number tasklets wait on: the number is about to name
+ * another file, as after close, so its waiters wake with EBADF and coil
+ * forgets what it knew of it (before the call: the epoll backend drops its
+ * registration while the number still names the old file). Not when the call
+ * would fail before closing anything: oldfd not open (EBADF), or dup2 onto
+ * itself (a no-op; dup3 onto itself is EINVAL). */
+static bool dup_replaces(int oldfd, int newfd) {
+    if (!coil__is_installed() || !coil__sched_cur || oldfd == newfd) return false;
+    int saved = errno;
+    bool open = fcntl(oldfd, F_GETFD) >= 0;
+    errno = saved;
+    return open;
+}
+
+static int w_dup2(int oldfd, int newfd) {
+    if (dup_replaces(oldfd, newfd)) coil__fd_forget(newfd);
+    return dup2(oldfd, newfd);
+}
+
+static int w_dup3(int oldfd, int newfd, int flags) {
+    if (!(flags & ~O_CLOEXEC) && dup_replaces(oldfd, newfd)) coil__fd_forget(newfd);
+    return dup3(oldfd, newfd, flags);
+}
+
 /* ---- waiting for readiness -------------------------------------------------- */
 
 static int64_t deadline_ms(int timeout) {
@@ -892,6 +916,8 @@ const struct coil__wrap coil__wraps[] = {
     WRAP(__recvfrom_chk),
     WRAP(__poll_chk),
     WRAP(__ppoll_chk),
+    WRAP(dup2),
+    WRAP(dup3),
     {"dlopen", (void *)coil__w_dlopen},
     {"dlmopen", (void *)coil__w_dlmopen},
 };
