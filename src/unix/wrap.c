@@ -29,9 +29,16 @@
  *  - close is coil_close on a scheduler's thread (waiters wake with EBADF;
  *    the number's state is reset); socket/socketpair/accept tell the
  *    scheduler that their numbers name new files.
- * Limits, documented in coil.h: objects loaded after coil_install (dlopen)
- * are not diverted until coil_install is called again; the signal mask of
- * ppoll/pselect is not applied (tasklets share their thread's mask).
+ *  - dup2/dup3 onto a number tasklets wait on wake them with EBADF, as close;
+ *  - dlopen/dlmopen divert what they load when the loader's answer does not
+ *    depend on the caller (see w_dlopen's stubs below).
+ * Limits, documented in coil.h: a dlopen whose answer depends on its caller
+ * is diverted by the next coil_install only; the signal mask of
+ * ppoll/pselect is not applied (tasklets share their thread's mask). The
+ * blocking calls not diverted, and why: docs/install-calls.md (pread and
+ * pwrite among them, not yet diverted: on pipes and sockets they fail with
+ * ESPIPE at once, so they block the thread only on a regular file, while
+ * the disk answers).
  */
 #include "internal.h"
 
