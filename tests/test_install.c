@@ -54,7 +54,9 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                         \
@@ -86,7 +88,9 @@ static const char *const wrapped[] = {"read",          "write",
                                       "nanosleep",     "clock_nanosleep",
                                       "getaddrinfo",   "getnameinfo",
                                       "gethostbyname", "gethostbyname_r",
-                                      "dup2",          "dup3"};
+                                      "dup2",          "dup3",
+                                      "wait",          "waitpid",
+                                      "wait4",         "waitid"};
 #define NWRAPPED (sizeof wrapped / sizeof wrapped[0])
 static bool bound_in_executable[NWRAPPED];
 
@@ -2102,6 +2106,119 @@ static void test_dup2_onto_waited_fd(void **state) {
     }
 }
 
+/* ---- waiting for a child parks the tasklet ------------------------------------- */
+
+static pid_t child_exiting(int ms, int code) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        _exit(code);
+    }
+    return pid;
+}
+
+struct waiter {
+    int form; /* 0 waitpid(pid), 1 wait4(-1), 2 waitid(P_PID), 3 wait(), 4 waitid(P_ALL) */
+    pid_t pid;
+    pid_t r;
+    int err, status, ticks;
+    siginfo_t info;
+    struct rusage ru;
+    bool done;
+};
+
+static void waiter_ticker(void *arg) {
+    struct waiter *w = arg;
+    while (!w->done) {
+        coil_sleep(MS(10));
+        w->ticks++;
+    }
+}
+
+static void waiter_main(void *arg) {
+    struct waiter *w = arg;
+    coil_spawn(waiter_ticker, w, NULL);
+    errno = 0;
+    switch (w->form) {
+    case 0: w->r = waitpid(w->pid, &w->status, 0); break;
+    case 1: w->r = wait4(-1, &w->status, 0, &w->ru); break;
+    case 2: w->r = waitid(P_PID, (id_t)w->pid, &w->info, WEXITED); break;
+    case 3: w->r = wait(&w->status); break;
+    default: w->r = waitid(P_ALL, 0, &w->info, WEXITED); break;
+    }
+    w->err = errno;
+    w->done = true;
+}
+
+static void test_wait_for_child_parks(void **state) {
+    (void)state;
+    NEED("waitpid", "wait4", "waitid", "wait");
+    for (int form = 0; form <= 4; form++) {
+        struct waiter w = {.form = form};
+        w.pid = child_exiting(200, 7);
+        assert_true(w.pid > 0);
+        COIL_RUN_CHECKED(waiter_main, &w);
+        if (form == 2 || form == 4) {
+            assert_int_equal(w.r, 0);
+            assert_int_equal(w.info.si_pid, w.pid);
+            assert_int_equal(w.info.si_code, CLD_EXITED);
+            assert_int_equal(w.info.si_status, 7);
+        } else {
+            assert_int_equal(w.r, w.pid);
+            assert_true(WIFEXITED(w.status));
+            assert_int_equal(WEXITSTATUS(w.status), 7);
+        }
+        /* The ticker ran while the child slept: the wait parked. */
+        assert_true(w.ticks >= 5);
+    }
+}
+
+struct wait_errors {
+    pid_t running;
+    pid_t nohang, nochild;
+    int nochild_err;
+    pid_t killed;
+    int killed_err;
+};
+
+static void wait_killed(void *arg) {
+    struct wait_errors *e = arg;
+    int st;
+    errno = 0;
+    e->killed = waitpid(e->running, &st, 0);
+    e->killed_err = errno;
+}
+
+static void wait_errors_main(void *arg) {
+    struct wait_errors *e = arg;
+    int st = 0;
+    e->nohang = waitpid(e->running, &st, WNOHANG); /* libc's own: 0, still running */
+    errno = 0;
+    e->nochild = waitpid(getpid(), &st, 0); /* not a child */
+    e->nochild_err = errno;
+    coil_id t = coil_spawn(wait_killed, e, NULL);
+    coil_sleep(MS(20));
+    coil_kill(t);
+    coil_join(t, COIL_FOREVER);
+}
+
+static void test_wait_for_child_errors(void **state) {
+    (void)state;
+    NEED("waitpid");
+    struct wait_errors e = {0};
+    e.running = child_exiting(300, 0);
+    assert_true(e.running > 0);
+    COIL_RUN_CHECKED(wait_errors_main, &e);
+    assert_int_equal(e.nohang, 0);
+    assert_int_equal(e.nochild, -1);
+    assert_int_equal(e.nochild_err, ECHILD);
+    assert_int_equal(e.killed, -1);
+    assert_int_equal(e.killed_err, ECANCELED);
+    int st;
+    assert_int_equal(waitpid(e.running, &st, 0), e.running); /* outside: libc's */
+}
+
 /* ---- a blocking write or send is complete ------------------------------------------- */
 
 struct bulk {
@@ -3062,6 +3179,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_kill_ends_blocked_calls),
         cmocka_unit_test(test_close_wakes_blocked_calls),
         cmocka_unit_test(test_dup2_onto_waited_fd),
+        cmocka_unit_test(test_wait_for_child_parks),
+        cmocka_unit_test(test_wait_for_child_errors),
         cmocka_unit_test(test_blocking_write_to_pipe_is_complete),
         cmocka_unit_test(test_blocking_send_is_complete),
         cmocka_unit_test(test_killed_nanosleep_retry_loop_ends),

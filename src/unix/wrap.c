@@ -30,6 +30,8 @@
  *    the number's state is reset); socket/socketpair/accept tell the
  *    scheduler that their numbers name new files.
  *  - dup2/dup3 onto a number tasklets wait on wake them with EBADF, as close;
+ *  - wait/waitpid/wait4/waitid park until the child changed state (see
+ *    park_child), WNOHANG goes to libc;
  *  - dlopen/dlmopen divert what they load when the loader's answer does not
  *    depend on the caller (see w_dlopen's stubs below).
  * Limits, documented in coil.h: a dlopen whose answer depends on its caller
@@ -51,7 +53,10 @@
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <limits.h>
 #include <unistd.h>
@@ -329,6 +334,104 @@ static int w_dup2(int oldfd, int newfd) {
 static int w_dup3(int oldfd, int newfd, int flags) {
     if (!(flags & ~O_CLOEXEC) && dup_replaces(oldfd, newfd)) coil__fd_forget(newfd);
     return dup3(oldfd, newfd, flags);
+}
+
+/* ---- waiting for a child ----------------------------------------------------- */
+
+/* waitpid/wait4/waitid/wait inside a tasklet: ask with WNOHANG added (the
+ * caller's other options and its exact result are kept); while no child has
+ * changed state, park. A specific child (pid > 0, P_PID, P_PIDFD) is waited
+ * for on its pidfd, which polls readable when it exits (Linux 5.3); for any
+ * child (-1, 0, a process group, P_ALL, P_PGID), for stops and continues
+ * (WUNTRACED, WCONTINUED: a pidfd does not signal them) and where pidfd_open
+ * fails, there is nothing to wait on: the tasklet sleeps, 1 ms at first,
+ * doubling up to 32 ms, and asks again (a child's exit is then seen up to
+ * 32 ms late). A killed tasklet's wait fails with ECANCELED. */
+struct child_wait {
+    bool id; /* waitid, else wait4 */
+    pid_t pid;
+    int *status, options;
+    struct rusage *ru;
+    idtype_t idtype;
+    id_t idv;
+    siginfo_t *info;
+};
+
+/* 1: done (result in *r), 0: nothing yet. */
+static int child_try(struct child_wait *c, pid_t *r) {
+    if (c->id) {
+        if (c->info) c->info->si_pid = 0;
+        siginfo_t local;
+        siginfo_t *info = c->info ? c->info : &local;
+        if (!c->info) local.si_pid = 0;
+        *r = waitid(c->idtype, c->idv, info, c->options | WNOHANG);
+        return *r != 0 || info->si_pid != 0;
+    }
+    *r = wait4(c->pid, c->status, c->options | WNOHANG, c->ru);
+    return *r != 0;
+}
+
+static pid_t park_child(struct child_wait *c) {
+    pid_t r;
+    if (child_try(c, &r)) return r;
+    int pidfd = -1;
+    bool own = false;
+    if (!(c->options & (WUNTRACED | WCONTINUED))) {
+        if (!c->id && c->pid > 0) {
+            pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+            own = pidfd >= 0;
+        } else if (c->id && c->idtype == P_PID) {
+            pidfd = (int)syscall(SYS_pidfd_open, (pid_t)c->idv, 0);
+            own = pidfd >= 0;
+        } else if (c->id && c->idtype == P_PIDFD) {
+            pidfd = (int)c->idv;
+        }
+    }
+    int64_t backoff = COIL_MSEC;
+    for (;;) {
+        int err;
+        if (pidfd >= 0) {
+            struct pollfd p = {.fd = pidfd, .events = POLLIN};
+            err = coil__wait_fds(&p, 1, COIL_FOREVER);
+        } else {
+            err = coil_sleep_until(coil_now() + backoff) ? -ECANCELED : 0;
+            if (backoff < 32 * COIL_MSEC) backoff *= 2;
+        }
+        if (err && err != -ETIMEDOUT) {
+            r = (pid_t)libc_result(err);
+            break;
+        }
+        if (child_try(c, &r)) break;
+    }
+    if (own) {
+        int saved = errno;
+        close(pidfd);
+        errno = saved;
+    }
+    return r;
+}
+
+static pid_t w_wait4(pid_t pid, int *status, int options, struct rusage *ru) {
+    if (!inside() || (options & WNOHANG)) return wait4(pid, status, options, ru);
+    struct child_wait c = {.pid = pid, .status = status, .options = options, .ru = ru};
+    return park_child(&c);
+}
+
+static pid_t w_waitpid(pid_t pid, int *status, int options) {
+    if (!inside() || (options & WNOHANG)) return waitpid(pid, status, options);
+    return w_wait4(pid, status, options, NULL);
+}
+
+static pid_t w_wait(int *status) {
+    if (!inside()) return wait(status);
+    return w_wait4(-1, status, 0, NULL);
+}
+
+static int w_waitid(idtype_t idtype, id_t id, siginfo_t *info, int options) {
+    if (!inside() || (options & WNOHANG)) return waitid(idtype, id, info, options);
+    struct child_wait c = {
+        .id = true, .idtype = idtype, .idv = id, .info = info, .options = options};
+    return (int)park_child(&c);
 }
 
 /* ---- waiting for readiness -------------------------------------------------- */
@@ -925,6 +1028,10 @@ const struct coil__wrap coil__wraps[] = {
     WRAP(__ppoll_chk),
     WRAP(dup2),
     WRAP(dup3),
+    WRAP(wait),
+    WRAP(waitpid),
+    WRAP(wait4),
+    WRAP(waitid),
     {"dlopen", (void *)coil__w_dlopen},
     {"dlmopen", (void *)coil__w_dlmopen},
 };
