@@ -773,7 +773,7 @@ COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
 /* Diverts the blocking libc calls of every loaded library and of the program
  * (read, write, readv, writev, recv, send, recvfrom, sendto, recvmsg,
  * sendmsg, accept, accept4, connect, close, dup2, dup3, socket, socketpair,
- * wait, waitpid, wait4, waitid,
+ * wait, waitpid, wait4, waitid, recvmmsg, sendmmsg,
  * poll, ppoll, select, pselect, epoll_wait, epoll_pwait, sleep, usleep,
  * nanosleep, clock_nanosleep, getaddrinfo, getnameinfo, gethostbyname,
  * gethostbyname_r; and dlopen, dlmopen: see below) into coil when they are made inside a tasklet: they park

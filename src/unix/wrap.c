@@ -30,6 +30,8 @@
  *    the number's state is reset); socket/socketpair/accept tell the
  *    scheduler that their numbers name new files.
  *  - dup2/dup3 onto a number tasklets wait on wake them with EBADF, as close;
+ *  - recvmmsg parks until a datagram is there (see w_recvmmsg); sendmmsg
+ *    sends each message complete;
  *  - wait/waitpid/wait4/waitid park until the child changed state (see
  *    park_child), WNOHANG goes to libc;
  *  - dlopen/dlmopen divert what they load when the loader's answer does not
@@ -96,6 +98,8 @@ static ssize_t data_result(ssize_t r) {
     if (r == -ETIMEDOUT) r = -EAGAIN; /* SO_RCVTIMEO/SO_SNDTIMEO passed */
     return libc_result(r);
 }
+
+static int64_t deadline_ts(const struct timespec *ts);
 
 /* ---- reads and writes ----------------------------------------------------- */
 
@@ -204,6 +208,50 @@ static ssize_t w_sendmsg(int fd, const struct msghdr *msg, int flags) {
     if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
         return sendmsg(fd, msg, flags);
     return sendmsg_all(fd, msg, flags);
+}
+
+/* recvmmsg: park until a datagram is there, then take what is there without
+ * waiting (MSG_DONTWAIT added); with MSG_WAITFORONE that is the answer, else
+ * the call goes on until vlen messages, or until its timeout (as the kernel,
+ * checked once a message has come) or SO_RCVTIMEO ends it: then the count so
+ * far, or EAGAIN if none. An error after some messages returns the count, as
+ * the kernel does (the error is lost, as there). */
+static int w_recvmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags,
+                      struct timespec *timeout) {
+    if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
+        return recvmmsg(fd, vec, vlen, flags, timeout);
+    if (timeout && (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= COIL_SEC))
+        return (int)libc_result(-EINVAL);
+    int64_t rcv = sock_deadline(fd, SO_RCVTIMEO), until = deadline_ts(timeout);
+    unsigned got = 0;
+    for (;;) {
+        int r = recvmmsg(fd, vec + got, vlen - got, flags | MSG_DONTWAIT, NULL);
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return got ? (int)got : -1;
+        if (r > 0) got += (unsigned)r;
+        if (got && (got >= vlen || (flags & MSG_WAITFORONE) || (until >= 0 && coil_now() >= until)))
+            return (int)got;
+        if (vlen == 0) return 0;
+        int64_t dl = rcv;
+        if (got && until >= 0 && (dl < 0 || until < dl)) dl = until;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int err = coil__wait_fds(&p, 1, dl);
+        if (err == -ETIMEDOUT && got) return (int)got;
+        if (err) return (int)data_result(err);
+    }
+}
+
+/* sendmmsg: each message complete, as sendmsg's wrapper sends it; the
+ * number of messages sent, or -1 and errno if the first failed. */
+static int w_sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags) {
+    if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
+        return sendmmsg(fd, vec, vlen, flags);
+    unsigned i = 0;
+    for (; i < vlen; i++) {
+        ssize_t r = sendmsg_all(fd, &vec[i].msg_hdr, flags);
+        if (r < 0) return i ? (int)i : -1;
+        vec[i].msg_len = (unsigned)r;
+    }
+    return (int)i;
 }
 
 /* readv/writev: on a socket, recvmsg/sendmsg; on anything else, wait until
@@ -1032,6 +1080,8 @@ const struct coil__wrap coil__wraps[] = {
     WRAP(waitpid),
     WRAP(wait4),
     WRAP(waitid),
+    WRAP(recvmmsg),
+    WRAP(sendmmsg),
     {"dlopen", (void *)coil__w_dlopen},
     {"dlmopen", (void *)coil__w_dlmopen},
 };
