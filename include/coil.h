@@ -772,12 +772,12 @@ COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
 
 /* Diverts the blocking libc calls of every loaded library and of the program
  * (read, write, readv, writev, recv, send, recvfrom, sendto, recvmsg,
- * sendmsg, accept, accept4, connect, close, dup2, dup3, socket, socketpair,
- * wait, waitpid, wait4, waitid, recvmmsg, sendmmsg,
- * poll, ppoll, select, pselect, epoll_wait, epoll_pwait, sleep, usleep,
- * nanosleep, clock_nanosleep, getaddrinfo, getnameinfo, gethostbyname,
- * gethostbyname_r; and dlopen, dlmopen: see below) into coil when they are made inside a tasklet: they park
- * the tasklet, not the thread, so libcurl, libpq, hiredis or OpenSSL run
+ * sendmsg, recvmmsg, sendmmsg, accept, accept4, connect, close, dup2, dup3,
+ * socket, socketpair, wait, waitpid, wait4, waitid, poll, ppoll, select,
+ * pselect, epoll_wait, epoll_pwait, sleep, usleep, nanosleep,
+ * clock_nanosleep, getaddrinfo, getnameinfo, gethostbyname,
+ * gethostbyname_r; and dlopen, dlmopen: see below) into coil when they are
+ * made inside a tasklet: they park the tasklet, not the thread, so libcurl, libpq, hiredis or OpenSSL run
  * concurrently in tasklets without a change. Outside a tasklet (before
  * coil_run, on other threads, in a forked child) every call goes to libc as
  * it is. Inside one, libc's contract is kept: -1 and errno; an fd the program
