@@ -772,8 +772,8 @@ COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
 
 /* Diverts the blocking libc calls of every loaded library and of the program
  * (read, write, readv, writev, recv, send, recvfrom, sendto, recvmsg,
- * sendmsg, recvmmsg, sendmmsg, accept, accept4, connect, close, dup2, dup3,
- * socket, socketpair, wait, waitpid, wait4, waitid, poll, ppoll, select,
+ * sendmsg, recvmmsg, sendmmsg, sendfile, splice, accept, accept4, connect,
+ * close, dup2, dup3, socket, socketpair, wait, waitpid, wait4, waitid, poll, ppoll, select,
  * pselect, epoll_wait, epoll_pwait, sleep, usleep, nanosleep,
  * clock_nanosleep, getaddrinfo, getnameinfo, gethostbyname,
  * gethostbyname_r; and dlopen, dlmopen: see below) into coil when they are
@@ -797,7 +797,9 @@ COIL_API int coil_offload(int (*fn)(void *arg), void *arg);
  * own calls to a function that a sanitizer runtime linked into it defines
  * (clang's ASan: read, recv, poll, ...; libraries' calls still are).
  * A close, dup2 or dup3 that replaces an fd tasklets wait on wakes them with
- * EBADF. A wait for a specific child parks on its pidfd; for any child (or
+ * EBADF. sendfile and splice to a blocking socket or pipe park until it is
+ * writable, then run on the offload pool (the kernel would block until all
+ * is sent), where a kill cannot interrupt them. A wait for a specific child parks on its pidfd; for any child (or
  * for stops, WUNTRACED/WCONTINUED) it asks again every 1 to 32 ms, so an
  * exit may be seen up to 32 ms late. Libraries loaded later with dlopen (or dlmopen into the base
  * namespace) are diverted when that call returns, if the loader's answer

@@ -55,6 +55,7 @@
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 
@@ -91,7 +92,8 @@ static const char *const wrapped[] = {"read",          "write",
                                       "dup2",          "dup3",
                                       "wait",          "waitpid",
                                       "wait4",         "waitid",
-                                      "recvmmsg",      "sendmmsg"};
+                                      "recvmmsg",      "sendmmsg",
+                                      "sendfile",      "splice"};
 #define NWRAPPED (sizeof wrapped / sizeof wrapped[0])
 static bool bound_in_executable[NWRAPPED];
 
@@ -2177,6 +2179,77 @@ static void test_recvmmsg_sendmmsg_udp(void **state) {
     }
 }
 
+/* ---- sendfile to a slow reader parks only its tasklet --------------------------- */
+
+#define SF_LEN (1 << 20)
+
+struct sf {
+    int file, sv[2];
+    ssize_t sent;
+    size_t got;
+    int ticks_during; /* ticks while sendfile was in progress */
+    int ticks;
+    bool done, bad;
+};
+
+static void sf_ticker(void *arg) {
+    struct sf *x = arg;
+    while (!x->done) {
+        coil_sleep(MS(5));
+        x->ticks++;
+    }
+}
+
+static void sf_reader(void *arg) {
+    struct sf *x = arg;
+    static char buf[65536];
+    while (x->got < SF_LEN) {
+        coil_sleep(MS(5)); /* a slow reader */
+        ssize_t r = read(x->sv[1], buf, sizeof buf);
+        if (r <= 0) break;
+        for (ssize_t i = 0; i < r; i++)
+            if (buf[i] != (char)((x->got + (size_t)i) % 251)) x->bad = true;
+        x->got += (size_t)r;
+    }
+}
+
+static void sf_main(void *arg) {
+    struct sf *x = arg;
+    coil_spawn(sf_ticker, x, NULL);
+    coil_id rd = coil_spawn(sf_reader, x, NULL);
+    int before = x->ticks;
+    x->sent = sendfile(x->sv[0], x->file, NULL, SF_LEN);
+    x->ticks_during = x->ticks - before;
+    coil_join(rd, COIL_FOREVER);
+    x->done = true;
+}
+
+static void test_sendfile_to_slow_reader(void **state) {
+    (void)state;
+    NEED("sendfile", "read");
+    struct sf x = {0};
+    char path[] = "/tmp/coil-sendfile-XXXXXX";
+    x.file = mkstemp(path);
+    assert_true(x.file >= 0);
+    unlink(path);
+    char *data = malloc(SF_LEN);
+    assert_non_null(data);
+    for (size_t i = 0; i < SF_LEN; i++)
+        data[i] = (char)(i % 251);
+    assert_int_equal(pwrite(x.file, data, SF_LEN, 0), SF_LEN);
+    free(data);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, x.sv), 0);
+    COIL_RUN_CHECKED(sf_main, &x);
+    assert_int_equal(x.sent, SF_LEN);
+    assert_int_equal(x.got, SF_LEN);
+    assert_false(x.bad);
+    /* The reader and the ticker ran while sendfile waited for room. */
+    assert_true(x.ticks_during >= 3);
+    close(x.file);
+    close(x.sv[0]);
+    close(x.sv[1]);
+}
+
 /* ---- waiting for a child parks the tasklet ------------------------------------- */
 
 static pid_t child_exiting(int ms, int code) {
@@ -3251,6 +3324,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_close_wakes_blocked_calls),
         cmocka_unit_test(test_dup2_onto_waited_fd),
         cmocka_unit_test(test_recvmmsg_sendmmsg_udp),
+        cmocka_unit_test(test_sendfile_to_slow_reader),
         cmocka_unit_test(test_wait_for_child_parks),
         cmocka_unit_test(test_wait_for_child_errors),
         cmocka_unit_test(test_blocking_write_to_pipe_is_complete),

@@ -32,6 +32,8 @@
  *  - dup2/dup3 onto a number tasklets wait on wake them with EBADF, as close;
  *  - recvmmsg parks until a datagram is there (see w_recvmmsg); sendmmsg
  *    sends each message complete;
+ *  - sendfile/splice to a blocking socket or pipe: park until writable,
+ *    then the call on the offload pool (see xfer_parked);
  *  - wait/waitpid/wait4/waitid park until the child changed state (see
  *    park_child), WNOHANG goes to libc;
  *  - dlopen/dlmopen divert what they load when the loader's answer does not
@@ -56,6 +58,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -252,6 +255,65 @@ static int w_sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags) {
         vec[i].msg_len = (unsigned)r;
     }
     return (int)i;
+}
+
+/* sendfile/splice to a blocking socket or pipe would block the thread until
+ * all is sent (the kernel does not stop at a full buffer on a blocking fd,
+ * and coil never changes an fd's flags to make it stop): the call runs on
+ * the offload pool, after the tasklet has parked until the destination is
+ * writable (that wait honours SO_SNDTIMEO and a kill; the call itself, once
+ * on a worker, cannot be interrupted: coil_offload's rule). A regular file as
+ * the destination goes to libc (it waits only for the disk). */
+struct xfer_call {
+    bool splice;
+    int in, out;
+    off_t *off_in, *off_out;
+    size_t count;
+    unsigned flags;
+    ssize_t r;
+    int err;
+};
+
+static int do_xfer(void *arg) {
+    struct xfer_call *c = arg;
+    c->r = c->splice ? splice(c->in, c->off_in, c->out, c->off_out, c->count, c->flags)
+                     : sendfile(c->out, c->in, c->off_in, c->count);
+    c->err = errno;
+    return 0;
+}
+
+/* false when the call is not coil's to make (outside a tasklet, an O_NONBLOCK
+ * or regular-file destination), else its result in libc's form in *r. */
+static bool xfer_parked(struct xfer_call *c, ssize_t *r) {
+    if (!inside() || user_nonblock(c->out) != 0 || (c->splice && (c->flags & SPLICE_F_NONBLOCK)))
+        return false;
+    struct coil__sched *s = coil__sched_cur;
+    int err;
+    struct coil__fd *f = coil__fd_get(s, c->out, &err);
+    if (!f || coil__fd_kind(f, c->out) == COIL__FD_FILE) return false;
+    struct pollfd p = {.fd = c->out, .events = POLLOUT};
+    err = coil__wait_fds(&p, 1, sock_deadline(c->out, SO_SNDTIMEO));
+    if (!err) err = coil_offload(do_xfer, c);
+    if (err) {
+        *r = data_result(err);
+        return true;
+    }
+    errno = c->err;
+    *r = c->r;
+    return true;
+}
+
+static ssize_t w_sendfile(int out, int in, off_t *off, size_t count) {
+    struct xfer_call c = {.in = in, .out = out, .off_in = off, .count = count};
+    ssize_t r;
+    return xfer_parked(&c, &r) ? r : sendfile(out, in, off, count);
+}
+
+static ssize_t w_splice(int in, off_t *off_in, int out, off_t *off_out, size_t count,
+                        unsigned flags) {
+    struct xfer_call c = {true, in, out, off_in, off_out, count, flags, 0, 0};
+    ssize_t r;
+    return xfer_parked(&c, &r) ? r : splice(in, off_in, out, off_out, count, flags);
 }
 
 /* readv/writev: on a socket, recvmsg/sendmsg; on anything else, wait until
@@ -1082,6 +1144,8 @@ const struct coil__wrap coil__wraps[] = {
     WRAP(waitid),
     WRAP(recvmmsg),
     WRAP(sendmmsg),
+    WRAP(sendfile),
+    WRAP(splice),
     {"dlopen", (void *)coil__w_dlopen},
     {"dlmopen", (void *)coil__w_dlmopen},
 };
