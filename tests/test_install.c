@@ -31,6 +31,14 @@
  *    getaddrinfo of a numeric host and service answers while every worker
  *    of the offload pool is held; in a killed tasklet its calls fail (a
  *    numeric getaddrinfo too);
+ *  - dup2 and dup3 onto an fd a tasklet reads wake it with EBADF and the
+ *    number then reads the new file; dup2 onto itself leaves it waiting;
+ *  - recvmmsg (with and without MSG_WAITFORONE) and sendmmsg on UDP park;
+ *  - sendfile of 1 MiB to a slow reader over a socketpair parks only its
+ *    tasklet; the data arrives whole;
+ *  - waitpid, wait4(-1), waitid(P_PID, P_ALL) and wait park while a child
+ *    sleeps, its status passed through; WNOHANG is libc's; ECHILD; a kill
+ *    (ECANCELED);
  *  - pass-through: before coil_run, on another thread while a scheduler
  *    runs, and in a child forked from a tasklet, the calls are libc's;
  *  - coil_uninstall (a read in a tasklet blocks the whole thread again),
