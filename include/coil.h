@@ -927,12 +927,14 @@ COIL_API int coil_proc_release(coil_proc *p);
 
 /* Diverts the blocking libc calls of every loaded library and of the program
  * (read, write, readv, writev, recv, send, recvfrom, sendto, recvmsg,
- * sendmsg, accept, accept4, connect, close, socket, socketpair, poll, ppoll,
- * select, pselect, epoll_wait, epoll_pwait, sleep, usleep, nanosleep,
+ * sendmsg, recvmmsg, sendmmsg, sendfile, splice, accept, accept4, connect,
+ * close, dup2, dup3, socket, socketpair, wait, waitpid, wait4, waitid, poll, ppoll, select,
+ * pselect, epoll_wait, epoll_pwait, sleep, usleep, nanosleep,
  * clock_nanosleep, getaddrinfo, getnameinfo, gethostbyname,
- * gethostbyname_r) into coil when they are made inside a tasklet: they park
- * the tasklet, not the thread, so libcurl, libpq, hiredis or OpenSSL run
- * concurrently in tasklets without a change. Outside a tasklet (before
+ * gethostbyname_r; and dlopen, dlmopen: see below) into coil when they are
+ * made inside a tasklet: they park the tasklet, not the thread, so
+ * libcurl, libpq, hiredis or OpenSSL run concurrently in tasklets without a
+ * change. Outside a tasklet (before
  * coil_run, on other threads, in a forked child) every call goes to libc as
  * it is. Inside one, libc's contract is kept: -1 and errno; an fd the program
  * made O_NONBLOCK still answers EAGAIN (and poll/select on it park the
@@ -949,9 +951,21 @@ COIL_API int coil_proc_release(coil_proc *p);
  * calls are not diverted: link with libcoil.so for that), and the program's
  * own calls to a function that a sanitizer runtime linked into it defines
  * (clang's ASan: read, recv, poll, ...; libraries' calls still are).
- * Libraries loaded later (dlopen) are diverted by calling coil_install again
- * (one being loaded by another thread while coil_install runs is left to the
- * loader, and needs another call). A program that cannot call it is
+ * A close, dup2 or dup3 that replaces an fd tasklets wait on wakes them with
+ * EBADF. sendfile and splice to a blocking socket or pipe park until it is
+ * writable, then run on the offload pool (the kernel would block until all
+ * is sent), where a kill cannot interrupt them. A wait for a specific child parks on its pidfd; for any child (or
+ * for stops, WUNTRACED/WCONTINUED) it asks again every 1 to 32 ms, so an
+ * exit may be seen up to 32 ms late. Libraries loaded later with dlopen (or dlmopen into the base
+ * namespace) are diverted when that call returns, if the loader's answer
+ * cannot depend on who called it: a path with a slash and no $ORIGIN, or a
+ * bare name when no loaded object has a DT_RPATH and neither the caller nor
+ * coil has a DT_RUNPATH; otherwise the call goes to the loader untouched
+ * (it must see its real caller) and what it loads is diverted by calling
+ * coil_install again, as is an object being loaded by another thread while
+ * coil_install runs. Objects of other namespaces (dlmopen) have a C library
+ * of their own and are not diverted by dlmopen. Every libc call that can
+ * block, diverted or not and why: docs/install-calls.md. A program that cannot call it is
  * installed at load time with COIL_INSTALL=1 in its environment. Callable
  * anywhere, idempotent. Returns 0; -errno if /proc/self/maps cannot be read
  * (nothing is patched then), or if a GOT page could not be made writable

@@ -788,6 +788,10 @@ static inline bool coil__fd_is_socket(enum coil__fd_kind k) {
 /* fd is a number coil (or, after coil_install, the program) just got for a
  * new file: forget what the scheduler of this thread knew of the number. */
 void coil__fd_fresh(int fd, enum coil__fd_kind kind, bool tcp);
+/* The number fd is about to name another file (coil_close; dup2 onto it):
+ * its waiters on this thread's scheduler wake with -EBADF, the backend
+ * drops what it keeps for it, and what was known of it is forgotten. */
+void coil__fd_forget(int fd);
 /* Ends every op waiting on f with -EBADF (coil_close, and a reused number). */
 void coil__fd_cancel_ops(struct coil__sched *s, struct coil__fd *f);
 /* recvmsg(2)/sendmsg(2) as blocking calls (coil_install's wrappers). */
@@ -859,6 +863,8 @@ extern const size_t coil__nwraps;
  * orders nothing else, and either answer is safe at the moment it flips
  * (the GOT slots themselves are swapped with single atomic stores). */
 extern bool coil__installed;
+/* Diverts the objects loaded since the last walk, if coil is installed. */
+void coil__install_loaded(void);
 static inline bool coil__is_installed(void) {
     return __atomic_load_n(&coil__installed, __ATOMIC_RELAXED);
 }

@@ -267,7 +267,7 @@ int coil_shutdown(int fd, int how) {
     return coil__sys_shutdown(fd, how);
 }
 
-int coil_close(int fd) {
+void coil__fd_forget(int fd) {
     struct coil__sched *s = coil__sched_cur;
     if (s && fd >= 0 && (size_t)fd < s->fds.len) {
         /* Wake every waiter at once: cancel its operation; the completion
@@ -281,6 +281,10 @@ int coil_close(int fd) {
         s->backend->flush(s);
         coil__fd_reset(f);
     }
+}
+
+int coil_close(int fd) {
+    coil__fd_forget(fd);
     if (fd < 0) return -EBADF;
     return coil__sys_close(fd);
 }

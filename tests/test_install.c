@@ -31,6 +31,14 @@
  *    getaddrinfo of a numeric host and service answers while every worker
  *    of the offload pool is held; in a killed tasklet its calls fail (a
  *    numeric getaddrinfo too);
+ *  - dup2 and dup3 onto an fd a tasklet reads wake it with EBADF and the
+ *    number then reads the new file; dup2 onto itself leaves it waiting;
+ *  - recvmmsg (with and without MSG_WAITFORONE) and sendmmsg on UDP park;
+ *  - sendfile of 1 MiB to a slow reader over a socketpair parks only its
+ *    tasklet; the data arrives whole;
+ *  - waitpid, wait4(-1), waitid(P_PID, P_ALL) and wait park while a child
+ *    sleeps, its status passed through; WNOHANG is libc's; ECHILD; a kill
+ *    (ECANCELED);
  *  - pass-through: before coil_run, on another thread while a scheduler
  *    runs, and in a child forked from a tasklet, the calls are libc's;
  *  - coil_uninstall (a read in a tasklet blocks the whole thread again),
@@ -54,7 +62,10 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                         \
@@ -85,7 +96,12 @@ static const char *const wrapped[] = {"read",          "write",
                                       "sleep",         "usleep",
                                       "nanosleep",     "clock_nanosleep",
                                       "getaddrinfo",   "getnameinfo",
-                                      "gethostbyname", "gethostbyname_r"};
+                                      "gethostbyname", "gethostbyname_r",
+                                      "dup2",          "dup3",
+                                      "wait",          "waitpid",
+                                      "wait4",         "waitid",
+                                      "recvmmsg",      "sendmmsg",
+                                      "sendfile",      "splice"};
 #define NWRAPPED (sizeof wrapped / sizeof wrapped[0])
 static bool bound_in_executable[NWRAPPED];
 
@@ -2037,6 +2053,324 @@ static void test_close_wakes_blocked_calls(void **state) {
     }
 }
 
+/* ---- dup2/dup3 onto an fd tasklets wait on -------------------------------------- */
+
+struct dupper {
+    int a[2], b[2]; /* the reader waits on a[0]; b[0] is dup'ed onto it */
+    int how;        /* 2: dup2, 3: dup3, 0: dup2 of a[0] onto itself */
+    ssize_t r;
+    int err, dup_r;
+    char got;
+};
+
+static void dupper_reader(void *arg) {
+    struct dupper *d = arg;
+    char c = 0;
+    errno = 0;
+    d->r = read(d->a[0], &c, 1);
+    d->err = errno;
+    d->got = c;
+}
+
+static void dupper_main(void *arg) {
+    struct dupper *d = arg;
+    coil_id reader = coil_spawn(dupper_reader, d, NULL);
+    coil_sleep(MS(20)); /* the reader is parked in read */
+    if (d->how == 0) {
+        d->dup_r = dup2(d->a[0], d->a[0]); /* a no-op: the reader still waits */
+        coil_sleep(MS(10));
+        EXPECT_EQ(write(d->a[1], "a", 1), 1);
+    } else {
+        d->dup_r = d->how == 2 ? dup2(d->b[0], d->a[0]) : dup3(d->b[0], d->a[0], O_CLOEXEC);
+    }
+    coil_join(reader, COIL_FOREVER);
+    if (d->how == 0) return;
+    /* The number names b's read end now: a diverted read of it works. */
+    EXPECT_EQ(write(d->b[1], "b", 1), 1);
+    char c = 0;
+    EXPECT_EQ(read(d->a[0], &c, 1), 1);
+    EXPECT_EQ(c, 'b');
+}
+
+static void test_dup2_onto_waited_fd(void **state) {
+    (void)state;
+    NEED("read", "dup2", "dup3");
+    for (int how = 0; how <= 3; how++) {
+        if (how == 1) continue;
+        struct dupper d = {.how = how};
+        assert_int_equal(pipe(d.a), 0);
+        assert_int_equal(pipe(d.b), 0);
+        COIL_RUN_CHECKED(dupper_main, &d);
+        assert_int_equal(d.dup_r, d.a[0]);
+        if (how == 0) {
+            assert_int_equal(d.r, 1);
+            assert_int_equal(d.got, 'a');
+        } else {
+            assert_int_equal(d.r, -1);
+            assert_int_equal(d.err, EBADF);
+            if (how == 3) assert_int_equal(fcntl(d.a[0], F_GETFD), FD_CLOEXEC);
+        }
+        for (int i = 0; i < 2; i++) {
+            close(d.a[i]);
+            close(d.b[i]);
+        }
+    }
+}
+
+/* ---- recvmmsg/sendmmsg on UDP ------------------------------------------------- */
+
+struct mmsg {
+    int rx, tx;
+    int flags; /* of the recvmmsg */
+    int got, sent1, sent2, ticks;
+    char buf[3][8];
+    struct mmsghdr vec[3];
+    struct iovec iov[3];
+};
+
+static void mmsg_sender(void *arg) {
+    struct mmsg *m = arg;
+    coil_sleep(MS(30));
+    m->ticks = 1;
+    struct iovec iov[2] = {{"one", 3}, {"two", 3}};
+    struct mmsghdr out[2] = {{.msg_hdr = {.msg_iov = &iov[0], .msg_iovlen = 1}},
+                             {.msg_hdr = {.msg_iov = &iov[1], .msg_iovlen = 1}}};
+    m->sent1 = sendmmsg(m->tx, out, 2, 0);
+    coil_sleep(MS(30));
+    m->sent2 = sendmmsg(m->tx, out, 1, 0);
+}
+
+static void mmsg_main(void *arg) {
+    struct mmsg *m = arg;
+    coil_spawn(mmsg_sender, m, NULL);
+    for (int i = 0; i < 3; i++) {
+        m->iov[i] = (struct iovec){m->buf[i], sizeof m->buf[i]};
+        m->vec[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &m->iov[i], .msg_iovlen = 1}};
+    }
+    m->got = recvmmsg(m->rx, m->vec, 3, m->flags, NULL);
+    /* MSG_WAITFORONE: what was there once the first came (the sender's
+     * second message may still be on its way: io_uring sends it as an op of
+     * its own); the rest is drained here. */
+    for (int i = m->got; i < 3 && (m->flags & MSG_WAITFORONE); i++) {
+        char c[8];
+        EXPECT_EQ(recv(m->rx, c, sizeof c, 0), 3);
+    }
+}
+
+static void test_recvmmsg_sendmmsg_udp(void **state) {
+    (void)state;
+    NEED("recvmmsg", "sendmmsg", "recv");
+    for (int w = 0; w < 2; w++) {
+        struct mmsg m = {.flags = w ? MSG_WAITFORONE : 0};
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t alen = sizeof a;
+        m.rx = socket(AF_INET, SOCK_DGRAM, 0);
+        m.tx = socket(AF_INET, SOCK_DGRAM, 0);
+        assert_int_equal(bind(m.rx, (struct sockaddr *)&a, sizeof a), 0);
+        assert_int_equal(getsockname(m.rx, (struct sockaddr *)&a, &alen), 0);
+        assert_int_equal(connect(m.tx, (struct sockaddr *)&a, sizeof a), 0);
+        COIL_RUN_CHECKED(mmsg_main, &m);
+        assert_int_equal(m.ticks, 1); /* the sender ran while recvmmsg waited */
+        assert_int_equal(m.sent1, 2);
+        assert_int_equal(m.sent2, 1);
+        /* MSG_WAITFORONE: one or two (what was there); else all three. */
+        if (w)
+            assert_true(m.got == 1 || m.got == 2);
+        else
+            assert_int_equal(m.got, 3);
+        assert_int_equal(m.vec[0].msg_len, 3);
+        assert_memory_equal(m.buf[0], "one", 3);
+        if (m.got >= 2) assert_memory_equal(m.buf[1], "two", 3);
+        if (!w) assert_memory_equal(m.buf[2], "one", 3);
+        close(m.rx);
+        close(m.tx);
+    }
+}
+
+/* ---- sendfile to a slow reader parks only its tasklet --------------------------- */
+
+#define SF_LEN (1 << 20)
+
+struct sf {
+    int file, sv[2];
+    ssize_t sent;
+    size_t got;
+    int ticks_during; /* ticks while sendfile was in progress */
+    int ticks;
+    bool done, bad;
+};
+
+static void sf_ticker(void *arg) {
+    struct sf *x = arg;
+    while (!x->done) {
+        coil_sleep(MS(5));
+        x->ticks++;
+    }
+}
+
+static void sf_reader(void *arg) {
+    struct sf *x = arg;
+    static char buf[65536];
+    while (x->got < SF_LEN) {
+        coil_sleep(MS(5)); /* a slow reader */
+        ssize_t r = read(x->sv[1], buf, sizeof buf);
+        if (r <= 0) break;
+        for (ssize_t i = 0; i < r; i++)
+            if (buf[i] != (char)((x->got + (size_t)i) % 251)) x->bad = true;
+        x->got += (size_t)r;
+    }
+}
+
+static void sf_main(void *arg) {
+    struct sf *x = arg;
+    coil_spawn(sf_ticker, x, NULL);
+    coil_id rd = coil_spawn(sf_reader, x, NULL);
+    int before = x->ticks;
+    x->sent = sendfile(x->sv[0], x->file, NULL, SF_LEN);
+    x->ticks_during = x->ticks - before;
+    coil_join(rd, COIL_FOREVER);
+    x->done = true;
+}
+
+static void test_sendfile_to_slow_reader(void **state) {
+    (void)state;
+    NEED("sendfile", "read");
+    struct sf x = {0};
+    char path[] = "/tmp/coil-sendfile-XXXXXX";
+    x.file = mkstemp(path);
+    assert_true(x.file >= 0);
+    unlink(path);
+    char *data = malloc(SF_LEN);
+    assert_non_null(data);
+    for (size_t i = 0; i < SF_LEN; i++)
+        data[i] = (char)(i % 251);
+    assert_int_equal(pwrite(x.file, data, SF_LEN, 0), SF_LEN);
+    free(data);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, x.sv), 0);
+    COIL_RUN_CHECKED(sf_main, &x);
+    assert_int_equal(x.sent, SF_LEN);
+    assert_int_equal(x.got, SF_LEN);
+    assert_false(x.bad);
+    /* The reader and the ticker ran while sendfile waited for room. */
+    assert_true(x.ticks_during >= 3);
+    close(x.file);
+    close(x.sv[0]);
+    close(x.sv[1]);
+}
+
+/* ---- waiting for a child parks the tasklet ------------------------------------- */
+
+static pid_t child_exiting(int ms, int code) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        _exit(code);
+    }
+    return pid;
+}
+
+struct waiter {
+    int form; /* 0 waitpid(pid), 1 wait4(-1), 2 waitid(P_PID), 3 wait(), 4 waitid(P_ALL) */
+    pid_t pid;
+    pid_t r;
+    int err, status, ticks;
+    siginfo_t info;
+    struct rusage ru;
+    bool done;
+};
+
+static void waiter_ticker(void *arg) {
+    struct waiter *w = arg;
+    while (!w->done) {
+        coil_sleep(MS(10));
+        w->ticks++;
+    }
+}
+
+static void waiter_main(void *arg) {
+    struct waiter *w = arg;
+    coil_spawn(waiter_ticker, w, NULL);
+    errno = 0;
+    switch (w->form) {
+    case 0: w->r = waitpid(w->pid, &w->status, 0); break;
+    case 1: w->r = wait4(-1, &w->status, 0, &w->ru); break;
+    case 2: w->r = waitid(P_PID, (id_t)w->pid, &w->info, WEXITED); break;
+    case 3: w->r = wait(&w->status); break;
+    default: w->r = waitid(P_ALL, 0, &w->info, WEXITED); break;
+    }
+    w->err = errno;
+    w->done = true;
+}
+
+static void test_wait_for_child_parks(void **state) {
+    (void)state;
+    NEED("waitpid", "wait4", "waitid", "wait");
+    for (int form = 0; form <= 4; form++) {
+        struct waiter w = {.form = form};
+        w.pid = child_exiting(200, 7);
+        assert_true(w.pid > 0);
+        COIL_RUN_CHECKED(waiter_main, &w);
+        if (form == 2 || form == 4) {
+            assert_int_equal(w.r, 0);
+            assert_int_equal(w.info.si_pid, w.pid);
+            assert_int_equal(w.info.si_code, CLD_EXITED);
+            assert_int_equal(w.info.si_status, 7);
+        } else {
+            assert_int_equal(w.r, w.pid);
+            assert_true(WIFEXITED(w.status));
+            assert_int_equal(WEXITSTATUS(w.status), 7);
+        }
+        /* The ticker ran while the child slept: the wait parked. */
+        assert_true(w.ticks >= 5);
+    }
+}
+
+struct wait_errors {
+    pid_t running;
+    pid_t nohang, nochild;
+    int nochild_err;
+    pid_t killed;
+    int killed_err;
+};
+
+static void wait_killed(void *arg) {
+    struct wait_errors *e = arg;
+    int st;
+    errno = 0;
+    e->killed = waitpid(e->running, &st, 0);
+    e->killed_err = errno;
+}
+
+static void wait_errors_main(void *arg) {
+    struct wait_errors *e = arg;
+    int st = 0;
+    e->nohang = waitpid(e->running, &st, WNOHANG); /* libc's own: 0, still running */
+    errno = 0;
+    e->nochild = waitpid(getpid(), &st, 0); /* not a child */
+    e->nochild_err = errno;
+    coil_id t = coil_spawn(wait_killed, e, NULL);
+    coil_sleep(MS(20));
+    coil_kill(t);
+    coil_join(t, COIL_FOREVER);
+}
+
+static void test_wait_for_child_errors(void **state) {
+    (void)state;
+    NEED("waitpid");
+    struct wait_errors e = {0};
+    e.running = child_exiting(300, 0);
+    assert_true(e.running > 0);
+    COIL_RUN_CHECKED(wait_errors_main, &e);
+    assert_int_equal(e.nohang, 0);
+    assert_int_equal(e.nochild, -1);
+    assert_int_equal(e.nochild_err, ECHILD);
+    assert_int_equal(e.killed, -1);
+    assert_int_equal(e.killed_err, ECANCELED);
+    int st;
+    assert_int_equal(waitpid(e.running, &st, 0), e.running); /* outside: libc's */
+}
+
 /* ---- a blocking write or send is complete ------------------------------------------- */
 
 struct bulk {
@@ -2996,6 +3330,11 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_accept_fd_flags_as_libc),
         cmocka_unit_test(test_kill_ends_blocked_calls),
         cmocka_unit_test(test_close_wakes_blocked_calls),
+        cmocka_unit_test(test_dup2_onto_waited_fd),
+        cmocka_unit_test(test_recvmmsg_sendmmsg_udp),
+        cmocka_unit_test(test_sendfile_to_slow_reader),
+        cmocka_unit_test(test_wait_for_child_parks),
+        cmocka_unit_test(test_wait_for_child_errors),
         cmocka_unit_test(test_blocking_write_to_pipe_is_complete),
         cmocka_unit_test(test_blocking_send_is_complete),
         cmocka_unit_test(test_killed_nanosleep_retry_loop_ends),

@@ -115,6 +115,50 @@ static void test_dlopened_plugin_diverted_by_next_install(void **state) {
                   "exit 2x: the plugin's PLT call of read not diverted; 3x: its pointer to read");
 }
 
+/* ---- a plugin loaded after coil_install is diverted by its dlopen alone ---------- */
+
+/* A sanitizer runtime linked into the executable defines dlopen (its
+ * interceptor): the executable's call of it has no GOT slot to divert. */
+static bool dlopen_bound_in_executable(void) {
+    void *f = dlsym(RTLD_DEFAULT, "dlopen");
+    Dl_info fi, mi;
+    if (!f || !dladdr(f, &fi) || !dladdr((void *)child_defaults, &mi)) return false;
+    if (fi.dli_fbase != mi.dli_fbase) return false;
+    print_message("skipped: this executable binds dlopen to itself (a sanitizer's)\n");
+    return true;
+}
+
+static void dlopen_diverts_child(void *arg) {
+    const char *path = arg;
+    child_defaults();
+    struct plugin pl;
+    if (coil_install() != 0) _exit(10);
+    /* The test's own dlopen is diverted (it links libcoil.so), unless a
+     * sanitizer runtime linked into the executable defines dlopen. */
+    if (!plugin_open_path(&pl, path)) _exit(11);
+    int e = read_parks(pl.read);
+    if (e) _exit(20 + e);
+    e = read_parks(*pl.read_ptr);
+    if (e) _exit(30 + e);
+    /* A failed dlopen is the loader's own failure, with its message. */
+    dlerror();
+    if (dlopen("/nonexistent/coil-no-such-plugin.so", RTLD_NOW) != NULL) _exit(50);
+    const char *msg = dlerror();
+    if (!msg || !strstr(msg, "coil-no-such-plugin")) _exit(51);
+    if (coil_uninstall() != 0) _exit(40);
+    if (dlclose(pl.handle) != 0) _exit(41);
+    _exit(0);
+}
+
+static void test_dlopen_diverts_without_second_install(void **state) {
+    (void)state;
+    if (dlopen_bound_in_executable()) skip();
+    for (size_t i = 0; i < 2; i++)
+        child_run(dlopen_diverts_child, (void *)plugin_paths[i],
+                  "exit 2x: the plugin's PLT call of read not diverted after dlopen; 3x: its "
+                  "pointer; 5x: a failed dlopen's error");
+}
+
 /* ---- coil_uninstall after the plugin is gone ---------------------------------- */
 
 static void unloaded_child(void *arg) {
@@ -223,6 +267,7 @@ static void test_install_racing_dlopen(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dlopened_plugin_diverted_by_next_install),
+        cmocka_unit_test(test_dlopen_diverts_without_second_install),
         cmocka_unit_test(test_uninstall_after_dlclose),
         cmocka_unit_test(test_install_racing_dlopen),
     };

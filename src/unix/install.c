@@ -320,6 +320,27 @@ int coil_install(void) {
     return err;
 }
 
+/* After a dlopen the wrapper made (w_dlopen, src/unix/wrap.c): the objects
+ * it loaded are diverted now, as a second coil_install would; nothing if coil
+ * is not installed. The walk is idempotent (a diverted slot is skipped).
+ * dlopen has returned, so the loader's lock is free; a dlopen from a
+ * constructor of an object being loaded runs with that lock held by this
+ * thread, which dl_iterate_phdr takes again (it is recursive), and the
+ * objects the outer load is still relocating are left alone as in
+ * coil_install. Errors are not the dlopen's: they leave the new objects as
+ * they are (libc's calls), as a failed coil_install would. */
+void coil__install_loaded(void) {
+    int saved = errno;
+    pthread_mutex_lock(&install_lock);
+    if (coil__is_installed()) {
+        struct walk walk = {0};
+        dl_iterate_phdr(patch_object, &walk);
+        regions_free();
+    }
+    pthread_mutex_unlock(&install_lock);
+    errno = saved;
+}
+
 /* Puts back the saved values of the slots inside this object, if they still
  * hold the wrapper. Runs under the loader's lock (dl_iterate_phdr), so the
  * object cannot be unloaded meanwhile; slots of objects unloaded since

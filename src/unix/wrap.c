@@ -29,20 +29,39 @@
  *  - close is coil_close on a scheduler's thread (waiters wake with EBADF;
  *    the number's state is reset); socket/socketpair/accept tell the
  *    scheduler that their numbers name new files.
- * Limits, documented in coil.h: objects loaded after coil_install (dlopen)
- * are not diverted until coil_install is called again; the signal mask of
- * ppoll/pselect is not applied (tasklets share their thread's mask).
+ *  - dup2/dup3 onto a number tasklets wait on wake them with EBADF, as close;
+ *  - recvmmsg parks until a datagram is there (see w_recvmmsg); sendmmsg
+ *    sends each message complete;
+ *  - sendfile/splice to a blocking socket or pipe: park until writable,
+ *    then the call on the offload pool (see xfer_parked);
+ *  - wait/waitpid/wait4/waitid park until the child changed state (see
+ *    park_child), WNOHANG goes to libc;
+ *  - dlopen/dlmopen divert what they load when the loader's answer does not
+ *    depend on the caller (see w_dlopen's stubs below).
+ * Limits, documented in coil.h: a dlopen whose answer depends on its caller
+ * is diverted by the next coil_install only; the signal mask of
+ * ppoll/pselect is not applied (tasklets share their thread's mask). The
+ * blocking calls not diverted, and why: docs/install-calls.md (pread and
+ * pwrite among them, not yet diverted: on pipes and sockets they fail with
+ * ESPIPE at once, so they block the thread only on a regular file, while
+ * the disk answers).
  */
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <limits.h>
 #include <unistd.h>
@@ -82,6 +101,8 @@ static ssize_t data_result(ssize_t r) {
     if (r == -ETIMEDOUT) r = -EAGAIN; /* SO_RCVTIMEO/SO_SNDTIMEO passed */
     return libc_result(r);
 }
+
+static int64_t deadline_ts(const struct timespec *ts);
 
 /* ---- reads and writes ----------------------------------------------------- */
 
@@ -192,6 +213,109 @@ static ssize_t w_sendmsg(int fd, const struct msghdr *msg, int flags) {
     return sendmsg_all(fd, msg, flags);
 }
 
+/* recvmmsg: park until a datagram is there, then take what is there without
+ * waiting (MSG_DONTWAIT added); with MSG_WAITFORONE that is the answer, else
+ * the call goes on until vlen messages, or until its timeout (as the kernel,
+ * checked once a message has come) or SO_RCVTIMEO ends it: then the count so
+ * far, or EAGAIN if none. An error after some messages returns the count, as
+ * the kernel does (the error is lost, as there). */
+static int w_recvmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags,
+                      struct timespec *timeout) {
+    if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
+        return recvmmsg(fd, vec, vlen, flags, timeout);
+    if (timeout && (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= COIL_SEC))
+        return (int)libc_result(-EINVAL);
+    int64_t rcv = sock_deadline(fd, SO_RCVTIMEO), until = deadline_ts(timeout);
+    unsigned got = 0;
+    for (;;) {
+        int r = recvmmsg(fd, vec + got, vlen - got, flags | MSG_DONTWAIT, NULL);
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return got ? (int)got : -1;
+        if (r > 0) got += (unsigned)r;
+        if (got && (got >= vlen || (flags & MSG_WAITFORONE) || (until >= 0 && coil_now() >= until)))
+            return (int)got;
+        if (vlen == 0) return 0;
+        int64_t dl = rcv;
+        if (got && until >= 0 && (dl < 0 || until < dl)) dl = until;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int err = coil__wait_fds(&p, 1, dl);
+        if (err == -ETIMEDOUT && got) return (int)got;
+        if (err) return (int)data_result(err);
+    }
+}
+
+/* sendmmsg: each message complete, as sendmsg's wrapper sends it; the
+ * number of messages sent, or -1 and errno if the first failed. */
+static int w_sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags) {
+    if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
+        return sendmmsg(fd, vec, vlen, flags);
+    unsigned i = 0;
+    for (; i < vlen; i++) {
+        ssize_t r = sendmsg_all(fd, &vec[i].msg_hdr, flags);
+        if (r < 0) return i ? (int)i : -1;
+        vec[i].msg_len = (unsigned)r;
+    }
+    return (int)i;
+}
+
+/* sendfile/splice to a blocking socket or pipe would block the thread until
+ * all is sent (the kernel does not stop at a full buffer on a blocking fd,
+ * and coil never changes an fd's flags to make it stop): the call runs on
+ * the offload pool, after the tasklet has parked until the destination is
+ * writable (that wait honours SO_SNDTIMEO and a kill; the call itself, once
+ * on a worker, cannot be interrupted: coil_offload's rule). A regular file as
+ * the destination goes to libc (it waits only for the disk). */
+struct xfer_call {
+    bool splice;
+    int in, out;
+    off_t *off_in, *off_out;
+    size_t count;
+    unsigned flags;
+    ssize_t r;
+    int err;
+};
+
+static int do_xfer(void *arg) {
+    struct xfer_call *c = arg;
+    c->r = c->splice ? splice(c->in, c->off_in, c->out, c->off_out, c->count, c->flags)
+                     : sendfile(c->out, c->in, c->off_in, c->count);
+    c->err = errno;
+    return 0;
+}
+
+/* false when the call is not coil's to make (outside a tasklet, an O_NONBLOCK
+ * or regular-file destination), else its result in libc's form in *r. */
+static bool xfer_parked(struct xfer_call *c, ssize_t *r) {
+    if (!inside() || user_nonblock(c->out) != 0 || (c->splice && (c->flags & SPLICE_F_NONBLOCK)))
+        return false;
+    struct coil__sched *s = coil__sched_cur;
+    int err;
+    struct coil__fd *f = coil__fd_get(s, c->out, &err);
+    if (!f || coil__fd_kind(f, c->out) == COIL__FD_FILE) return false;
+    struct pollfd p = {.fd = c->out, .events = POLLOUT};
+    err = coil__wait_fds(&p, 1, sock_deadline(c->out, SO_SNDTIMEO));
+    if (!err) err = coil_offload(do_xfer, c);
+    if (err) {
+        *r = data_result(err);
+        return true;
+    }
+    errno = c->err;
+    *r = c->r;
+    return true;
+}
+
+static ssize_t w_sendfile(int out, int in, off_t *off, size_t count) {
+    struct xfer_call c = {.in = in, .out = out, .off_in = off, .count = count};
+    ssize_t r;
+    return xfer_parked(&c, &r) ? r : sendfile(out, in, off, count);
+}
+
+static ssize_t w_splice(int in, off_t *off_in, int out, off_t *off_out, size_t count,
+                        unsigned flags) {
+    struct xfer_call c = {true, in, out, off_in, off_out, count, flags, 0, 0};
+    ssize_t r;
+    return xfer_parked(&c, &r) ? r : splice(in, off_in, out, off_out, count, flags);
+}
+
 /* readv/writev: on a socket, recvmsg/sendmsg; on anything else, wait until
  * the fd is ready and make the call (a regular file is always ready). */
 static ssize_t vector_io(int fd, const struct iovec *iov, int iovcnt, bool wr) {
@@ -296,6 +420,128 @@ static int w_connect(int fd, const struct sockaddr *addr, socklen_t len) {
 static int w_close(int fd) {
     if (!coil__is_installed() || !coil__sched_cur) return close(fd);
     return (int)libc_result(coil_close(fd));
+}
+
+/* dup2/dup3 onto a number tasklets wait on: the number is about to name
+ * another file, as after close, so its waiters wake with EBADF and coil
+ * forgets what it knew of it (before the call: the epoll backend drops its
+ * registration while the number still names the old file). Not when the call
+ * would fail before closing anything: oldfd not open (EBADF), or dup2 onto
+ * itself (a no-op; dup3 onto itself is EINVAL). */
+static bool dup_replaces(int oldfd, int newfd) {
+    if (!coil__is_installed() || !coil__sched_cur || oldfd == newfd) return false;
+    int saved = errno;
+    bool open = fcntl(oldfd, F_GETFD) >= 0;
+    errno = saved;
+    return open;
+}
+
+static int w_dup2(int oldfd, int newfd) {
+    if (dup_replaces(oldfd, newfd)) coil__fd_forget(newfd);
+    return dup2(oldfd, newfd);
+}
+
+static int w_dup3(int oldfd, int newfd, int flags) {
+    if (!(flags & ~O_CLOEXEC) && dup_replaces(oldfd, newfd)) coil__fd_forget(newfd);
+    return dup3(oldfd, newfd, flags);
+}
+
+/* ---- waiting for a child ----------------------------------------------------- */
+
+/* waitpid/wait4/waitid/wait inside a tasklet: ask with WNOHANG added (the
+ * caller's other options and its exact result are kept); while no child has
+ * changed state, park. A specific child (pid > 0, P_PID, P_PIDFD) is waited
+ * for on its pidfd, which polls readable when it exits (Linux 5.3); for any
+ * child (-1, 0, a process group, P_ALL, P_PGID), for stops and continues
+ * (WUNTRACED, WCONTINUED: a pidfd does not signal them) and where pidfd_open
+ * fails, there is nothing to wait on: the tasklet sleeps, 1 ms at first,
+ * doubling up to 32 ms, and asks again (a child's exit is then seen up to
+ * 32 ms late). A killed tasklet's wait fails with ECANCELED. */
+struct child_wait {
+    bool id; /* waitid, else wait4 */
+    pid_t pid;
+    int *status, options;
+    struct rusage *ru;
+    idtype_t idtype;
+    id_t idv;
+    siginfo_t *info;
+};
+
+/* 1: done (result in *r), 0: nothing yet. */
+static int child_try(struct child_wait *c, pid_t *r) {
+    if (c->id) {
+        if (c->info) c->info->si_pid = 0;
+        siginfo_t local;
+        siginfo_t *info = c->info ? c->info : &local;
+        if (!c->info) local.si_pid = 0;
+        *r = waitid(c->idtype, c->idv, info, c->options | WNOHANG);
+        return *r != 0 || info->si_pid != 0;
+    }
+    *r = wait4(c->pid, c->status, c->options | WNOHANG, c->ru);
+    return *r != 0;
+}
+
+static pid_t park_child(struct child_wait *c) {
+    pid_t r;
+    if (child_try(c, &r)) return r;
+    int pidfd = -1;
+    bool own = false;
+    if (!(c->options & (WUNTRACED | WCONTINUED))) {
+        if (!c->id && c->pid > 0) {
+            pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+            own = pidfd >= 0;
+        } else if (c->id && c->idtype == P_PID) {
+            pidfd = (int)syscall(SYS_pidfd_open, (pid_t)c->idv, 0);
+            own = pidfd >= 0;
+        } else if (c->id && c->idtype == P_PIDFD) {
+            pidfd = (int)c->idv;
+        }
+    }
+    int64_t backoff = COIL_MSEC;
+    for (;;) {
+        int err;
+        if (pidfd >= 0) {
+            struct pollfd p = {.fd = pidfd, .events = POLLIN};
+            err = coil__wait_fds(&p, 1, COIL_FOREVER);
+        } else {
+            err = coil_sleep_until(coil_now() + backoff) ? -ECANCELED : 0;
+            if (backoff < 32 * COIL_MSEC) backoff *= 2;
+        }
+        if (err && err != -ETIMEDOUT) {
+            r = (pid_t)libc_result(err);
+            break;
+        }
+        if (child_try(c, &r)) break;
+    }
+    if (own) {
+        int saved = errno;
+        close(pidfd);
+        errno = saved;
+    }
+    return r;
+}
+
+static pid_t w_wait4(pid_t pid, int *status, int options, struct rusage *ru) {
+    if (!inside() || (options & WNOHANG)) return wait4(pid, status, options, ru);
+    struct child_wait c = {.pid = pid, .status = status, .options = options, .ru = ru};
+    return park_child(&c);
+}
+
+static pid_t w_waitpid(pid_t pid, int *status, int options) {
+    if (!inside() || (options & WNOHANG)) return waitpid(pid, status, options);
+    return w_wait4(pid, status, options, NULL);
+}
+
+static pid_t w_wait(int *status) {
+    if (!inside()) return wait(status);
+    return w_wait4(-1, status, 0, NULL);
+}
+
+static int w_waitid(idtype_t idtype, id_t id, siginfo_t *info, int options) {
+    if (!inside() || (options & WNOHANG)) return waitid(idtype, id, info, options);
+    struct child_wait c = {
+        .id = true, .idtype = idtype, .idv = id, .info = info, .options = options};
+    return (int)park_child(&c);
 }
 
 /* ---- waiting for readiness -------------------------------------------------- */
@@ -629,6 +875,194 @@ static int w_gethostbyname_r(const char *name, struct hostent *ret, char *buf, s
     return c.r;
 }
 
+/* ---- dlopen: the objects it loads are diverted at once ------------------------ */
+
+/* What the loader does with a dlopen depends on who calls it: glibc takes
+ * the caller from the return address of dlopen (the object whose code
+ * called it) and uses it for the namespace to load into, for the search of
+ * a name without a slash (the caller's DT_RUNPATH; the DT_RPATH of it and
+ * of the objects that loaded it) and for $ORIGIN in the name. A wrapper
+ * that called dlopen itself would be that caller: coil's object, with its
+ * own search path. So the wrapper is a stub (below, per architecture) that
+ * first asks dl_direct whether the answer cannot depend on the caller; if
+ * so, coil makes the call and then diverts the new objects
+ * (coil__install_loaded); if not, the stub jumps to the real function with
+ * the caller's return address still in place, exactly as if it had not been
+ * diverted, and the objects that call loads are diverted by the next
+ * coil_install (as before this wrapper: documented in coil.h). */
+void *coil__dl_real_dlopen = (void *)dlopen;
+void *coil__dl_real_dlmopen = (void *)dlmopen;
+int coil__dl_dlopen(uintptr_t file, uintptr_t mode, uintptr_t unused, const void *caller,
+                    void **out);
+int coil__dl_dlmopen(uintptr_t lmid, uintptr_t file, uintptr_t mode, const void *caller,
+                     void **out);
+extern char coil__w_dlopen[], coil__w_dlmopen[];
+
+struct dl_search {
+    uintptr_t caller, me;
+    bool differs; /* a DT_RPATH anywhere, or a DT_RUNPATH in the caller or coil */
+};
+
+static int dl_search_object(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct dl_search *d = data;
+    bool caller = false, me = false;
+    const ElfW(Dyn) *dyn = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (ph->p_type == PT_DYNAMIC) dyn = (const ElfW(Dyn) *)lo;
+        if (ph->p_type != PT_LOAD) continue;
+        caller |= d->caller >= lo && d->caller < hi;
+        me |= d->me >= lo && d->me < hi;
+    }
+    for (; dyn && dyn->d_tag != DT_NULL; dyn++)
+        if (dyn->d_tag == DT_RPATH || (dyn->d_tag == DT_RUNPATH && (caller || me)))
+            d->differs = true;
+    return d->differs;
+}
+
+/* True when glibc's dlopen of file in namespace ns gives the same answer
+ * whoever calls it: a path with a slash and no $ (no search, no $ORIGIN),
+ * or a bare name searched without any object's DT_RPATH and without a
+ * DT_RUNPATH of the caller or of coil (then only LD_LIBRARY_PATH, the cache
+ * and the default directories count, the same for every caller). */
+static bool dl_caller_free(const char *file, const void *caller) {
+    if (!file || strchr(file, '$')) return false;
+    if (strchr(file, '/')) return true;
+    struct dl_search d = {(uintptr_t)caller, (uintptr_t)(void *)coil__w_dlopen, false};
+    dl_iterate_phdr(dl_search_object, &d);
+    return !d.differs;
+}
+
+/* The namespace of the object that contains caller (the base namespace if
+ * none does, as glibc decides). */
+static Lmid_t dl_caller_ns(const void *caller) {
+    Dl_info info;
+    struct link_map *map = NULL;
+    Lmid_t ns = LM_ID_BASE;
+    if (dladdr1(caller, &info, (void **)&map, RTLD_DL_LINKMAP) && map &&
+        dlinfo(map, RTLD_DI_LMID, &ns) != 0)
+        ns = -1; /* unknown: leave it to the loader */
+    return ns;
+}
+
+/* 1 with *out set when coil made the call (and diverted what it loaded);
+ * 0: the stub hands the call to the loader as the caller made it. */
+int coil__dl_dlopen(uintptr_t file_, uintptr_t mode, uintptr_t unused, const void *caller,
+                    void **out) {
+    (void)unused;
+    const char *file = (const char *)file_;
+    if (!coil__is_installed() || !dl_caller_free(file, caller) ||
+        dl_caller_ns(caller) != LM_ID_BASE)
+        return 0;
+    *out = dlopen(file, (int)mode);
+    if (*out) coil__install_loaded();
+    return 1;
+}
+
+/* dlmopen into the base namespace is dlopen's case. Another namespace has
+ * a C library of its own (its own errno, its own malloc): its objects are
+ * not diverted. */
+int coil__dl_dlmopen(uintptr_t lmid, uintptr_t file_, uintptr_t mode, const void *caller,
+                     void **out) {
+    const char *file = (const char *)file_;
+    if (!coil__is_installed() || (Lmid_t)lmid != LM_ID_BASE || !dl_caller_free(file, caller))
+        return 0;
+    *out = dlmopen(LM_ID_BASE, file, (int)mode);
+    if (*out) coil__install_loaded();
+    return 1;
+}
+
+/* The stubs: save the arguments, ask coil__dl_<fn>(a0, a1, a2, caller,
+ * &result); when it says 1, return the result; else restore the arguments
+ * and the frame and jump to the real function, whose return address is then
+ * the caller's. */
+#if defined(__x86_64__)
+#if defined(__CET__)
+#define DL_ENDBR "endbr64\n"
+#else
+#define DL_ENDBR ""
+#endif
+#define DL_STUB(fn)                                                                                \
+    __asm__(".text\n"                                                                              \
+            ".globl coil__w_" #fn "\n"                                                             \
+            ".hidden coil__w_" #fn "\n"                                                            \
+            ".type coil__w_" #fn ", @function\n"                                                   \
+            ".p2align 4\n"                                                                         \
+            "coil__w_" #fn ":\n"                                                                   \
+            ".cfi_startproc\n" DL_ENDBR "pushq %rdi\n"                                             \
+            ".cfi_adjust_cfa_offset 8\n"                                                           \
+            "pushq %rsi\n"                                                                         \
+            ".cfi_adjust_cfa_offset 8\n"                                                           \
+            "pushq %rdx\n"                                                                         \
+            ".cfi_adjust_cfa_offset 8\n"                                                           \
+            "subq $16, %rsp\n"                                                                     \
+            ".cfi_adjust_cfa_offset 16\n"                                                          \
+            "movq 40(%rsp), %rcx\n"                                                                \
+            "movq %rsp, %r8\n"                                                                     \
+            "call coil__dl_" #fn "\n"                                                              \
+            "testl %eax, %eax\n"                                                                   \
+            "jz 1f\n"                                                                              \
+            "movq (%rsp), %rax\n"                                                                  \
+            "addq $40, %rsp\n"                                                                     \
+            ".cfi_adjust_cfa_offset -40\n"                                                         \
+            "ret\n"                                                                                \
+            ".cfi_adjust_cfa_offset 40\n"                                                          \
+            "1:\n"                                                                                 \
+            "addq $16, %rsp\n"                                                                     \
+            ".cfi_adjust_cfa_offset -16\n"                                                         \
+            "popq %rdx\n"                                                                          \
+            ".cfi_adjust_cfa_offset -8\n"                                                          \
+            "popq %rsi\n"                                                                          \
+            ".cfi_adjust_cfa_offset -8\n"                                                          \
+            "popq %rdi\n"                                                                          \
+            ".cfi_adjust_cfa_offset -8\n"                                                          \
+            "jmp *coil__dl_real_" #fn "(%rip)\n"                                                   \
+            ".cfi_endproc\n"                                                                       \
+            ".size coil__w_" #fn ", .-coil__w_" #fn "\n")
+#elif defined(__aarch64__)
+#if defined(__ARM_FEATURE_BTI_DEFAULT)
+#define DL_BTI "bti c\n"
+#else
+#define DL_BTI ""
+#endif
+#define DL_STUB(fn)                                                                                \
+    __asm__(".text\n"                                                                              \
+            ".globl coil__w_" #fn "\n"                                                             \
+            ".hidden coil__w_" #fn "\n"                                                            \
+            ".type coil__w_" #fn ", %function\n"                                                   \
+            ".p2align 4\n"                                                                         \
+            "coil__w_" #fn ":\n"                                                                   \
+            ".cfi_startproc\n" DL_BTI "stp x29, x30, [sp, #-48]!\n"                                \
+            ".cfi_def_cfa_offset 48\n"                                                             \
+            ".cfi_offset 29, -48\n"                                                                \
+            ".cfi_offset 30, -40\n"                                                                \
+            "mov x29, sp\n"                                                                        \
+            "stp x0, x1, [sp, #16]\n"                                                              \
+            "str x2, [sp, #32]\n"                                                                  \
+            "mov x3, x30\n"                                                                        \
+            "add x4, sp, #40\n"                                                                    \
+            "bl coil__dl_" #fn "\n"                                                                \
+            "cbz w0, 1f\n"                                                                         \
+            "ldr x0, [sp, #40]\n"                                                                  \
+            "ldp x29, x30, [sp], #48\n"                                                            \
+            "ret\n"                                                                                \
+            "1:\n"                                                                                 \
+            "ldp x0, x1, [sp, #16]\n"                                                              \
+            "ldr x2, [sp, #32]\n"                                                                  \
+            "ldp x29, x30, [sp], #48\n"                                                            \
+            "adrp x16, coil__dl_real_" #fn "\n"                                                    \
+            "ldr x16, [x16, :lo12:coil__dl_real_" #fn "]\n"                                        \
+            "br x16\n"                                                                             \
+            ".cfi_endproc\n"                                                                       \
+            ".size coil__w_" #fn ", .-coil__w_" #fn "\n")
+#else
+#error "coil_install: the dlopen stub of this architecture"
+#endif
+DL_STUB(dlopen);
+DL_STUB(dlmopen);
+
 /* ---- the fortified forms (-D_FORTIFY_SOURCE) ------------------------------------ */
 
 /* gcc calls these instead of read, recv, ... when it knows the buffer's size:
@@ -667,17 +1101,52 @@ static int w___ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts
 #define WRAP(name)                                                                                 \
     { #name, (void *)w_##name }
 const struct coil__wrap coil__wraps[] = {
-    WRAP(read),        WRAP(write),         WRAP(readv),
-    WRAP(writev),      WRAP(recv),          WRAP(send),
-    WRAP(recvfrom),    WRAP(sendto),        WRAP(recvmsg),
-    WRAP(sendmsg),     WRAP(socket),        WRAP(socketpair),
-    WRAP(accept),      WRAP(accept4),       WRAP(connect),
-    WRAP(close),       WRAP(poll),          WRAP(ppoll),
-    WRAP(select),      WRAP(pselect),       WRAP(epoll_wait),
-    WRAP(epoll_pwait), WRAP(nanosleep),     WRAP(clock_nanosleep),
-    WRAP(usleep),      WRAP(sleep),         WRAP(getaddrinfo),
-    WRAP(getnameinfo), WRAP(gethostbyname), WRAP(gethostbyname_r),
-    WRAP(__read_chk),  WRAP(__recv_chk),    WRAP(__recvfrom_chk),
-    WRAP(__poll_chk),  WRAP(__ppoll_chk),
+    WRAP(read),
+    WRAP(write),
+    WRAP(readv),
+    WRAP(writev),
+    WRAP(recv),
+    WRAP(send),
+    WRAP(recvfrom),
+    WRAP(sendto),
+    WRAP(recvmsg),
+    WRAP(sendmsg),
+    WRAP(socket),
+    WRAP(socketpair),
+    WRAP(accept),
+    WRAP(accept4),
+    WRAP(connect),
+    WRAP(close),
+    WRAP(poll),
+    WRAP(ppoll),
+    WRAP(select),
+    WRAP(pselect),
+    WRAP(epoll_wait),
+    WRAP(epoll_pwait),
+    WRAP(nanosleep),
+    WRAP(clock_nanosleep),
+    WRAP(usleep),
+    WRAP(sleep),
+    WRAP(getaddrinfo),
+    WRAP(getnameinfo),
+    WRAP(gethostbyname),
+    WRAP(gethostbyname_r),
+    WRAP(__read_chk),
+    WRAP(__recv_chk),
+    WRAP(__recvfrom_chk),
+    WRAP(__poll_chk),
+    WRAP(__ppoll_chk),
+    WRAP(dup2),
+    WRAP(dup3),
+    WRAP(wait),
+    WRAP(waitpid),
+    WRAP(wait4),
+    WRAP(waitid),
+    WRAP(recvmmsg),
+    WRAP(sendmmsg),
+    WRAP(sendfile),
+    WRAP(splice),
+    {"dlopen", (void *)coil__w_dlopen},
+    {"dlmopen", (void *)coil__w_dlmopen},
 };
 const size_t coil__nwraps = sizeof coil__wraps / sizeof coil__wraps[0];
