@@ -269,6 +269,35 @@ COIL_API int coil_dump(FILE *out);
  * (SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, or out of range). */
 COIL_API int coil_dump_on_signal(int signo);
 
+/* The stall watchdog: reports every tasklet that holds its scheduler for ns
+ * nanoseconds or more without a switch (a computation that never yields, or
+ * a blocking call that nothing diverted: a library's raw read, a lock held
+ * by another thread). coil writes to stderr which tasklet, for how long and
+ * a backtrace of where it is, and lets it run on; once per stall, and a
+ * line when it gives the scheduler back. Every scheduler of the process is
+ * watched, those of groups included. Off by default (a report costs the
+ * stalled thread a signal, and a program that computes on purpose would be
+ * reported); COIL_WATCHDOG_MS=<ms> in the environment turns it on at the
+ * first coil_run (coil_run returns -EINVAL, said on stderr, for a value
+ * that is not digits). 0 turns it off. Callable anywhere, any time;
+ * process-wide.
+ * How: one monitor thread, started only while the watchdog is on, samples
+ * each scheduler's switch count every quarter of ns (1 ms to 1 s: the
+ * report comes up to that late); on a stall it sends SIGURG to the
+ * scheduler's thread, whose handler writes the report. So the watched code
+ * sees a signal: a read or write on a pipe or socket goes on by itself
+ * (SA_RESTART), but a raw poll, select, nanosleep, epoll_wait or a read with
+ * a timeout returns EINTR once (signal(7)), as for any signal. A SIGURG
+ * handler of the program's own is kept and called for every SIGURG that is
+ * not coil's; if the program replaces coil's, stalls are reported without a
+ * backtrace. The backtrace names functions the dynamic symbol table knows
+ * (link the program with -rdynamic for its own; static functions show as
+ * addresses). (docs/architecture.md, section "The stall watchdog".)
+ * Returns 0; -EINVAL for a negative ns; -EAGAIN (or pthread_create's error)
+ * if the monitor thread cannot start; -ENOTSUP on Windows (for any ns but
+ * 0), where COIL_WATCHDOG_MS is not read. */
+COIL_API int coil_watchdog(int64_t ns);
+
 /* ------------------------------------------------------------------------ */
 /* Tasklet-local storage                                                    */
 /* ------------------------------------------------------------------------ */
