@@ -113,10 +113,12 @@ typedef struct coil_spawn_opts {
  * lost).
  * (coil_run catches SIGINT and SIGTERM only while their disposition is the
  * default, or also when ignored, see coil_set_shutdown_signals, and gives
- * them back on return. The first one caught sets both back to their default
- * action: a second Ctrl-C ends the process as it would without coil, and so
- * does coil itself, with a dump on stderr, when the tasklets have not all
- * finished within the grace of coil_set_shutdown_grace. SIGPIPE is never
+ * them back on return. A second one ends the process as it would without
+ * coil, and so does coil itself when the tasklets have not all finished
+ * within the grace of coil_set_shutdown_grace, each after writing to stderr
+ * what each scheduler was doing (a backtrace for one stuck in a call nothing
+ * diverted: the grace holds for it too, from the signal handler, one second
+ * later; not on Windows, where a second Ctrl-C ends it without a dump). SIGPIPE is never
  * raised by coil's calls, which send with MSG_NOSIGNAL. On Windows they are
  * caught with the C runtime's signal(), which also delivers a console Ctrl-C
  * as SIGINT. How: docs/architecture.md, section "Shutdown".)

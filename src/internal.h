@@ -284,10 +284,10 @@ struct coil__watch {
     /* A report asked of this scheduler's thread (SIGURG): the asker bumps
      * req, the handler writes the report and sets ack to it (atomic). */
     unsigned req, ack;
-    int kind;               /* COIL__REPORT_* of the last request */
-    unsigned long expect;   /* STALL: switches when the stall was seen */
-    int64_t held;           /* STALL: how long the tasklet had held it (ns) */
-    coil_id reported_id;    /* the tasklet the last stall report named (atomic) */
+    int kind;             /* COIL__REPORT_* of the last request */
+    unsigned long expect; /* STALL: switches when the stall was seen */
+    int64_t held;         /* STALL: how long the tasklet had held it (ns) */
+    coil_id reported_id;  /* the tasklet the last stall report named (atomic) */
     /* The monitor's own bookkeeping (only its thread touches these). */
     unsigned long last;
     int64_t since;
@@ -296,7 +296,7 @@ struct coil__watch {
 enum { COIL__REPORT_STALL = 1, COIL__REPORT_SHUTDOWN = 2 };
 
 struct coil__sched {
-    struct coil__tasklet root; /* the scheduler's own context */
+    struct coil__tasklet root;     /* the scheduler's own context */
     struct coil__tasklet *current; /* written with an atomic store: the watchdog reads it */
     struct coil__watch watch;
     struct {

@@ -98,7 +98,16 @@ static void stall_child(void *arg) {
  * the stalling function. */
 static bool reported(const char *err, const char *who, const char *fn) {
     const char *at = strstr(err, who);
-    return at && strstr(at, fn) != NULL;
+    /* Under Valgrind the handler runs on a signal frame of Valgrind's, which
+     * libgcc's unwinder cannot step through: the report has no backtrace. */
+    return at && (coil_test_under_valgrind() || strstr(at, fn) != NULL);
+}
+
+/* Exactly n reports; under Valgrind at least one (its scheduling of the
+ * threads, one at a time, can let a short stall pass between samples). */
+static bool reports(const char *err, size_t n) {
+    size_t got = coil_test_count(err, "has held");
+    return coil_test_under_valgrind() ? got >= 1 && got <= n : got == n;
 }
 
 static void test_raw_read_is_reported(void **state) {
@@ -106,12 +115,13 @@ static void test_raw_read_is_reported(void **state) {
     struct coil_test_child c;
     coil_test_fork_run(&c, stall_child, NULL, 30000);
     const char *err = c.err;
-    bool ok = coil_test_child_exited(&c, 0) && strstr(err, "coil_run=0") &&
-              strstr(err, "read=1") && /* not EINTR: the read went on */
-              reported(err, "coil: watchdog: tasklet 2 \"reader\" has held its scheduler for at least ",
-                       "watchdog_stall_in_read") &&
-              coil_test_count(err, "has held") == 1 &&
-              strstr(err, "coil: watchdog: tasklet 2 gave its scheduler back after at least ");
+    bool ok =
+        coil_test_child_exited(&c, 0) && strstr(err, "coil_run=0") &&
+        strstr(err, "read=1") && /* not EINTR: the read went on */
+        reported(err, "coil: watchdog: tasklet 2 \"reader\" has held its scheduler for at least ",
+                 "watchdog_stall_in_read") &&
+        reports(err, 1) &&
+        strstr(err, "coil: watchdog: tasklet 2 gave its scheduler back after at least ");
     if (!ok) {
         coil_test_child_describe(&c);
         coil_test_child_free(&c);
@@ -149,11 +159,11 @@ static void test_busy_loop_once_per_stall(void **state) {
     coil_test_fork_run(&c, busy_child, NULL, 30000);
     const char *err = c.err;
     const char *second = strstr(err, "first stall over");
-    bool ok = coil_test_child_exited(&c, 0) && strstr(err, "coil_run=0") && second &&
-              reported(err, "coil: watchdog: tasklet 2 \"spinner\" has held its scheduler for at least ",
-                       "watchdog_busy_loop") &&
-              coil_test_count(err, "has held") == 2 &&
-              reported(second, "\"spinner\" has held", "watchdog_busy_loop");
+    bool ok =
+        coil_test_child_exited(&c, 0) && strstr(err, "coil_run=0") && second &&
+        reported(err, "coil: watchdog: tasklet 2 \"spinner\" has held its scheduler for at least ",
+                 "watchdog_busy_loop") &&
+        reports(err, 2) && reported(second, "\"spinner\" has held", "watchdog_busy_loop");
     if (!ok) {
         coil_test_child_describe(&c);
         coil_test_child_free(&c);
@@ -185,9 +195,10 @@ static void test_group_scheduler_is_watched(void **state) {
     (void)state;
     struct coil_test_child c;
     coil_test_fork_run(&c, group_child, NULL, 30000);
-    bool ok = coil_test_child_exited(&c, 0) && strstr(c.err, "coil_run_group=0") &&
-              reported(c.err, "\"far\" has held scheduler 1 of 2 for at least ", "watchdog_busy_loop") &&
-              coil_test_count(c.err, "has held") == 1;
+    bool ok =
+        coil_test_child_exited(&c, 0) && strstr(c.err, "coil_run_group=0") &&
+        reported(c.err, "\"far\" has held scheduler 1 of 2 for at least ", "watchdog_busy_loop") &&
+        reports(c.err, 1);
     if (!ok) {
         coil_test_child_describe(&c);
         coil_test_child_free(&c);
@@ -227,8 +238,7 @@ static void default_child(void *arg) {
     int again = thread_count();
     if (coil_watchdog(0) != 0) _exit(7);
     int off = thread_count();
-    if (!coil_test_under_qemu() && (on != t.before + 1 || again != on || off != t.before))
-        _exit(8);
+    if (!coil_test_under_qemu() && (on != t.before + 1 || again != on || off != t.before)) _exit(8);
     /* Off twice is still 0. */
     if (coil_watchdog(0) != 0) _exit(9);
 }
@@ -297,8 +307,7 @@ static void test_env_errors(void **state) {
         snprintf(want, sizeof want, "coil: COIL_WATCHDOG_MS=%s: not a number of milliseconds",
                  bad[i]);
         bool ok = coil_test_child_exited(&c, 0) && strstr(c.err, "coil_run=-22") &&
-                  strstr(c.err, "again=-22") && strstr(c.err, want) &&
-                  !strstr(c.err, "has held");
+                  strstr(c.err, "again=-22") && strstr(c.err, want) && !strstr(c.err, "has held");
         if (!ok) {
             coil_test_child_describe(&c);
             coil_test_child_free(&c);
@@ -353,7 +362,7 @@ static void test_program_handler_kept(void **state) {
     bool ok = coil_test_child_exited(&c, 0) && strstr(c.err, "coil_run=0 own=1") &&
               strstr(c.err, "after=2") &&
               reported(c.err, "\"spinner\" has held its scheduler", "watchdog_busy_loop") &&
-              coil_test_count(c.err, "has held") == 2;
+              reports(c.err, 2);
     if (!ok) {
         coil_test_child_describe(&c);
         coil_test_child_free(&c);

@@ -140,7 +140,8 @@ static void on_shutdown(int sig, siginfo_t *si, void *uc) {
     int64_t grace = coil__shutdown_grace();
     if (grace >= 0 && grace_timer_made) {
         grace += GRACE_MARGIN;
-        struct itimerspec its = {.it_value = {(time_t)(grace / COIL_SEC), (long)(grace % COIL_SEC)}};
+        struct itimerspec its = {
+            .it_value = {(time_t)(grace / COIL_SEC), (long)(grace % COIL_SEC)}};
         timer_settime(grace_timer, 0, &its, NULL);
     }
     errno = saved;

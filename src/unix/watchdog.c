@@ -171,8 +171,7 @@ static void report(struct coil__sched *s, int kind, void *uc) {
     struct line l = {.len = 0};
     if (kind == COIL__REPORT_STALL) {
         /* The stall may have ended between the monitor's look and now. */
-        if (!in_tasklet ||
-            __atomic_load_n(&s->watch.switches, __ATOMIC_RELAXED) != s->watch.expect)
+        if (!in_tasklet || __atomic_load_n(&s->watch.switches, __ATOMIC_RELAXED) != s->watch.expect)
             return;
         __atomic_store_n(&s->watch.reported_id, t->id, __ATOMIC_RELAXED);
         put(&l, "coil: watchdog: ");
@@ -483,8 +482,8 @@ int coil__watchdog_attach(struct coil__sched *s) {
                     "off)\n",
                     env_value);
         else
-            fprintf(stderr, "coil: COIL_WATCHDOG_MS=%s: the watchdog cannot start: %s\n",
-                    env_value, strerror(-env_err));
+            fprintf(stderr, "coil: COIL_WATCHDOG_MS=%s: the watchdog cannot start: %s\n", env_value,
+                    strerror(-env_err));
         return env_err;
     }
     s->watch.thread = pthread_self();
