@@ -342,6 +342,12 @@ static bool dumped_stuck(const char *err) {
 }
 
 static void second_signal_case(unsigned threads) {
+    if (coil_test_under_tsan()) {
+        /* Not yet: under TSan the handler never ran for a SIGINT that
+         * reached a thread stuck in read() (the watchdog's SIGURG, sent to
+         * the thread, does run there: test_watchdog). Open, issue 18. */
+        skip();
+    }
     struct hang h = {.grace = COIL_FOREVER, .threads = threads};
     struct coil_test_child c;
     coil_test_child_start(&c, hang_child, &h);
@@ -378,6 +384,12 @@ static void test_second_sigint_ends_a_stuck_group(void **state) {
 
 static void test_grace_ends_a_stuck_scheduler(void **state) {
     (void)state;
+    if (coil_test_under_tsan()) {
+        /* Not yet: under TSan the handler never ran for a SIGINT that
+         * reached a thread stuck in read() (the watchdog's SIGURG, sent to
+         * the thread, does run there: test_watchdog). Open, issue 18. */
+        skip();
+    }
     struct hang h = {.grace = 200 * COIL_MSEC};
     struct coil_test_child c;
     coil_test_child_start(&c, hang_child, &h);
