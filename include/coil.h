@@ -113,10 +113,12 @@ typedef struct coil_spawn_opts {
  * lost).
  * (coil_run catches SIGINT and SIGTERM only while their disposition is the
  * default, or also when ignored, see coil_set_shutdown_signals, and gives
- * them back on return. The first one caught sets both back to their default
- * action: a second Ctrl-C ends the process as it would without coil, and so
- * does coil itself, with a dump on stderr, when the tasklets have not all
- * finished within the grace of coil_set_shutdown_grace. SIGPIPE is never
+ * them back on return. A second one ends the process as it would without
+ * coil, and so does coil itself when the tasklets have not all finished
+ * within the grace of coil_set_shutdown_grace, each after writing to stderr
+ * what each scheduler was doing (a backtrace for one stuck in a call nothing
+ * diverted: the grace holds for it too, from the signal handler, one second
+ * later; not on Windows, where a second Ctrl-C ends it without a dump). SIGPIPE is never
  * raised by coil's calls, which send with MSG_NOSIGNAL. On Windows they are
  * caught with the C runtime's signal(), which also delivers a console Ctrl-C
  * as SIGINT. How: docs/architecture.md, section "Shutdown".)
@@ -268,6 +270,35 @@ COIL_API int coil_dump(FILE *out);
  * Returns 0; -EINVAL for a signal that cannot be caught or is used by coil
  * (SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, or out of range). */
 COIL_API int coil_dump_on_signal(int signo);
+
+/* The stall watchdog: reports every tasklet that holds its scheduler for ns
+ * nanoseconds or more without a switch (a computation that never yields, or
+ * a blocking call that nothing diverted: a library's raw read, a lock held
+ * by another thread). coil writes to stderr which tasklet, for how long and
+ * a backtrace of where it is, and lets it run on; once per stall, and a
+ * line when it gives the scheduler back. Every scheduler of the process is
+ * watched, those of groups included. Off by default (a report costs the
+ * stalled thread a signal, and a program that computes on purpose would be
+ * reported); COIL_WATCHDOG_MS=<ms> in the environment turns it on at the
+ * first coil_run (coil_run returns -EINVAL, said on stderr, for a value
+ * that is not digits). 0 turns it off. Callable anywhere, any time;
+ * process-wide.
+ * How: one monitor thread, started only while the watchdog is on, samples
+ * each scheduler's switch count every quarter of ns (1 ms to 1 s: the
+ * report comes up to that late); on a stall it sends SIGURG to the
+ * scheduler's thread, whose handler writes the report. So the watched code
+ * sees a signal: a read or write on a pipe or socket goes on by itself
+ * (SA_RESTART), but a raw poll, select, nanosleep, epoll_wait or a read with
+ * a timeout returns EINTR once (signal(7)), as for any signal. A SIGURG
+ * handler of the program's own is kept and called for every SIGURG that is
+ * not coil's; if the program replaces coil's, stalls are reported without a
+ * backtrace. The backtrace names functions the dynamic symbol table knows
+ * (link the program with -rdynamic for its own; static functions show as
+ * addresses). (docs/architecture.md, section "The stall watchdog".)
+ * Returns 0; -EINVAL for a negative ns; -EAGAIN (or pthread_create's error)
+ * if the monitor thread cannot start; -ENOTSUP on Windows (for any ns but
+ * 0), where COIL_WATCHDOG_MS is not read. */
+COIL_API int coil_watchdog(int64_t ns);
 
 /* ------------------------------------------------------------------------ */
 /* Tasklet-local storage                                                    */

@@ -271,10 +271,34 @@ _Static_assert(offsetof(struct coil__tasklet, wait_n) == 64,
 
 struct coil__backend_ops;
 struct coil__group;
+struct coil__sched;
+
+/* A scheduler as the stall watchdog and the forced shutdown see it
+ * (src/unix/watchdog.c). */
+struct coil__watch {
+    /* Bumped by every switch (atomic store by the owner; the monitor thread
+     * loads it): a count that does not move while a tasklet runs is a stall. */
+    unsigned long switches;
+    struct coil__sched *next; /* in the registry of running schedulers */
+    pthread_t thread;
+    /* A report asked of this scheduler's thread (SIGURG): the asker bumps
+     * req, the handler writes the report and sets ack to it (atomic). */
+    unsigned req, ack;
+    int kind;             /* COIL__REPORT_* of the last request */
+    unsigned long expect; /* STALL: switches when the stall was seen */
+    int64_t held;         /* STALL: how long the tasklet had held it (ns) */
+    coil_id reported_id;  /* the tasklet the last stall report named (atomic) */
+    /* The monitor's own bookkeeping (only its thread touches these). */
+    unsigned long last;
+    int64_t since;
+    bool reported;
+};
+enum { COIL__REPORT_STALL = 1, COIL__REPORT_SHUTDOWN = 2 };
 
 struct coil__sched {
-    struct coil__tasklet root; /* the scheduler's own context */
-    struct coil__tasklet *current;
+    struct coil__tasklet root;     /* the scheduler's own context */
+    struct coil__tasklet *current; /* written with an atomic store: the watchdog reads it */
+    struct coil__watch watch;
     struct {
         struct coil__slist q; /* struct coil__tasklet.runq */
         size_t len;
@@ -927,6 +951,26 @@ __attribute__((noreturn)) void coil__die_by_signal(int sig);
 void coil__shutdown_signals_acquire(void);
 void coil__shutdown_signals_release(void);
 
+/* The stall watchdog and the registry of running schedulers
+ * (src/unix/watchdog.c; src/win/watchdog.c has neither). attach applies
+ * COIL_WATCHDOG_MS (once per process; -EINVAL, said on stderr, for a value
+ * that is not a number of milliseconds) and registers s, running on the
+ * calling thread; detach takes it out, after which no report reads s. */
+int coil__watchdog_attach(struct coil__sched *s);
+void coil__watchdog_detach(struct coil__sched *s);
+#ifndef _WIN32
+/* From a SIGINT/SIGTERM handler that gives up on the shutdown: writes to
+ * stderr what each running scheduler is doing (the tasklet it runs and a
+ * backtrace, written by its own thread on SIGURG; uc is the handler's
+ * context, for the thread the handler interrupted). Async-signal-safe;
+ * bounded: a scheduler whose thread does not answer within a second is
+ * named without a backtrace. */
+void coil__watchdog_dump_all(void *uc);
+/* Async-signal-safe writing to stderr: a string, a number. */
+void coil__report_str(const char *str);
+void coil__report_num(int64_t v);
+#endif
+
 /* ---- run queue and switching (inline: they are the hot path of every
  * blocking call, and each call level a switch returns through costs a
  * mispredicted return) ---------------------------------------------------- */
@@ -958,7 +1002,8 @@ static inline void coil__after_switch(struct coil__sched *s) {
 
 static inline void coil__switch_to(struct coil__sched *s, struct coil__tasklet *from,
                                    struct coil__tasklet *to) {
-    s->current = to;
+    __atomic_store_n(&s->current, to, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->watch.switches, s->watch.switches + 1, __ATOMIC_RELAXED);
     to->state = COIL__RUNNING;
 #if COIL_ASAN
     /* A finishing tasklet passes NULL so that ASan drops its fake stack. */

@@ -789,11 +789,15 @@ int coil__sched_setup(struct coil__sched *s, struct coil__group *g, unsigned ind
     s->root.tsan_fiber = __tsan_get_current_fiber();
 #endif
     s->current = &s->root;
-    int err = coil__signal_wake_init();
+    int err = coil__watchdog_attach(s);
     if (err) return err;
-    err = backend_choose(s, &s->backend);
+    err = coil__signal_wake_init();
+    if (!err) {
+        err = backend_choose(s, &s->backend);
+        if (err) coil__signal_wake_release();
+    }
     if (err) {
-        coil__signal_wake_release();
+        coil__watchdog_detach(s);
         return err;
     }
     /* Read before the handler goes in, so that a signal caught in between is
@@ -854,6 +858,7 @@ int coil__sched_loop(struct coil__sched *s) {
  * shutdown signal that came as the last tasklet ended. */
 int coil__sched_teardown(struct coil__sched *s, int err) {
     COIL_ASSERT(!s->reap && !s->nlive && !s->timers.len, "coil_run ends with nothing left");
+    coil__watchdog_detach(s);
     coil__stack_pool_drain(s);
     records_free(s);
     coil__timers_free(&s->timers);

@@ -1,0 +1,390 @@
+/* The stall watchdog (coil_watchdog, COIL_WATCHDOG_MS): a tasklet blocked in
+ * a raw system call that nothing diverts, and one that computes without a
+ * switch, are reported by name with a backtrace through the stalling
+ * function, once per stall, and run on; off by default (no thread, SIGURG
+ * left alone); a program's own SIGURG handler still gets its signals; bad
+ * arguments and environment values are refused. Every case runs in a forked
+ * child: the environment is read once per process, and the reports go to
+ * the child's stderr, which the test reads.
+ * The test is linked with -rdynamic (tests/CMakeLists.txt), so that the
+ * backtraces name its functions.
+ */
+// coil-test: tsan (a monitor thread signals the scheduler's thread)
+#include "coil_test.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+
+#define THRESHOLD (100 * COIL_MSEC)
+
+/* How many threads the process has now. */
+static int thread_count(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+/* ---- a tasklet blocked in a raw read ---------------------------------------- */
+
+struct pipe_writer {
+    int fd;
+    int64_t after;
+};
+
+static void *write_later(void *arg) {
+    struct pipe_writer *w = arg;
+    struct timespec ts = {(time_t)(w->after / COIL_SEC), (long)(w->after % COIL_SEC)};
+    nanosleep(&ts, NULL);
+    ssize_t n = write(w->fd, "x", 1);
+    (void)n;
+    return NULL;
+}
+
+/* Reads one byte from fd, the way a library would: a system call that coil
+ * does not divert. Under TSan the read is libc's (TSan runs a handler at
+ * once only inside a call it intercepts; through syscall() it would wait
+ * for the stall to end, and the backtrace would miss it). Not static, not
+ * inlined: the backtrace must name it. */
+ssize_t watchdog_stall_in_read(int fd);
+long watchdog_busy_loop(int64_t ns);
+
+__attribute__((noinline)) ssize_t watchdog_stall_in_read(int fd) {
+    char c;
+    ssize_t n = coil_test_under_tsan() ? read(fd, &c, 1) : syscall(SYS_read, fd, &c, 1);
+    __asm__ volatile("" ::: "memory"); /* not a tail call: the frame stays */
+    return n;
+}
+
+/* Spins for ns without a switch. */
+__attribute__((noinline)) long watchdog_busy_loop(int64_t ns) {
+    volatile long spins = 0;
+    int64_t end = coil_now() + ns;
+    while (coil_now() < end)
+        spins++;
+    return spins;
+}
+
+static void reader(void *arg) {
+    int *fds = arg;
+    ssize_t n = watchdog_stall_in_read(fds[0]);
+    fprintf(stderr, "read=%zd\n", n);
+    coil_sleep(THRESHOLD); /* the monitor sees the switch: "gave it back" */
+}
+
+static void read_main(void *arg) {
+    coil_spawn(reader, arg, &(coil_spawn_opts){.name = "reader"});
+}
+
+/* The child: a writer thread fills the pipe after 300 ms. */
+static void stall_child(void *arg) {
+    (void)arg;
+    int fds[2];
+    if (pipe(fds) != 0) _exit(2);
+    if (coil_watchdog(THRESHOLD) != 0) _exit(3);
+    struct pipe_writer w = {fds[1], 300 * COIL_MSEC};
+    pthread_t th;
+    if (pthread_create(&th, NULL, write_later, &w) != 0) _exit(4);
+    int rc = coil_run(read_main, fds);
+    pthread_join(th, NULL);
+    fprintf(stderr, "coil_run=%d\n", rc);
+}
+
+/* The report's first line names the tasklet, and one of the lines after it
+ * the stalling function. */
+static bool reported(const char *err, const char *who, const char *fn) {
+    const char *at = strstr(err, who);
+    /* Under Valgrind the handler runs on a signal frame of Valgrind's, which
+     * libgcc's unwinder cannot step through: the report has no backtrace. */
+    return at && (coil_test_under_valgrind() || strstr(at, fn) != NULL);
+}
+
+/* Exactly n reports; under Valgrind at least one (its scheduling of the
+ * threads, one at a time, can let a short stall pass between samples). */
+static bool reports(const char *err, size_t n) {
+    size_t got = coil_test_count(err, "has held");
+    return coil_test_under_valgrind() ? got >= 1 && got <= n : got == n;
+}
+
+static void test_raw_read_is_reported(void **state) {
+    (void)state;
+    struct coil_test_child c;
+    coil_test_fork_run(&c, stall_child, NULL, 30000);
+    const char *err = c.err;
+    bool ok =
+        coil_test_child_exited(&c, 0) && strstr(err, "coil_run=0") &&
+        strstr(err, "read=1") && /* not EINTR: the read went on */
+        reported(err, "coil: watchdog: tasklet 2 \"reader\" has held its scheduler for at least ",
+                 "watchdog_stall_in_read") &&
+        reports(err, 1) &&
+        strstr(err, "coil: watchdog: tasklet 2 gave its scheduler back after at least ");
+    if (!ok) {
+        coil_test_child_describe(&c);
+        coil_test_child_free(&c);
+        fail_msg("a tasklet blocked in a raw read was not reported once, by name and frame");
+    }
+    coil_test_child_free(&c);
+}
+
+/* ---- a busy loop; once per stall --------------------------------------------- */
+
+static void spinner(void *arg) {
+    (void)arg;
+    watchdog_busy_loop(500 * COIL_MSEC); /* five thresholds: still one report */
+    fprintf(stderr, "first stall over\n");
+    coil_yield();
+    coil_sleep(COIL_MSEC); /* a switch ends the stall */
+    watchdog_busy_loop(300 * COIL_MSEC);
+    fprintf(stderr, "second stall over\n");
+}
+
+static void spin_main(void *arg) {
+    (void)arg;
+    coil_spawn(spinner, NULL, &(coil_spawn_opts){.name = "spinner"});
+}
+
+static void busy_child(void *arg) {
+    (void)arg;
+    if (coil_watchdog(THRESHOLD) != 0) _exit(3);
+    fprintf(stderr, "coil_run=%d\n", coil_run(spin_main, NULL));
+}
+
+static void test_busy_loop_once_per_stall(void **state) {
+    (void)state;
+    struct coil_test_child c;
+    coil_test_fork_run(&c, busy_child, NULL, 30000);
+    const char *err = c.err;
+    const char *second = strstr(err, "first stall over");
+    bool ok =
+        coil_test_child_exited(&c, 0) && strstr(err, "coil_run=0") && second &&
+        reported(err, "coil: watchdog: tasklet 2 \"spinner\" has held its scheduler for at least ",
+                 "watchdog_busy_loop") &&
+        reports(err, 2) && reported(second, "\"spinner\" has held", "watchdog_busy_loop");
+    if (!ok) {
+        coil_test_child_describe(&c);
+        coil_test_child_free(&c);
+        fail_msg("two busy stalls were not reported once each, by name and frame");
+    }
+    coil_test_child_free(&c);
+}
+
+/* ---- every scheduler of a group ----------------------------------------------- */
+
+static void group_spinner(void *arg) {
+    (void)arg;
+    watchdog_busy_loop(300 * COIL_MSEC);
+}
+
+static void group_main(void *arg) {
+    (void)arg;
+    coil_id id = coil_spawn_on(1, group_spinner, NULL, &(coil_spawn_opts){.name = "far"});
+    coil_join(id, COIL_FOREVER);
+}
+
+static void group_child(void *arg) {
+    (void)arg;
+    if (coil_watchdog(THRESHOLD) != 0) _exit(3);
+    fprintf(stderr, "coil_run_group=%d\n", coil_run_group(2, group_main, NULL));
+}
+
+static void test_group_scheduler_is_watched(void **state) {
+    (void)state;
+    struct coil_test_child c;
+    coil_test_fork_run(&c, group_child, NULL, 30000);
+    bool ok =
+        coil_test_child_exited(&c, 0) && strstr(c.err, "coil_run_group=0") &&
+        reported(c.err, "\"far\" has held scheduler 1 of 2 for at least ", "watchdog_busy_loop") &&
+        reports(c.err, 1);
+    if (!ok) {
+        coil_test_child_describe(&c);
+        coil_test_child_free(&c);
+        fail_msg("a stall on the second scheduler of a group was not reported");
+    }
+    coil_test_child_free(&c);
+}
+
+/* ---- off by default; on and off ----------------------------------------------- */
+
+struct threads_seen {
+    int before, during;
+    bool urg_default;
+};
+
+static void count_main(void *arg) {
+    struct threads_seen *t = arg;
+    coil_sleep(20 * COIL_MSEC);
+    t->during = thread_count();
+    struct sigaction sa;
+    sigaction(SIGURG, NULL, &sa);
+    t->urg_default = sa.sa_handler == SIG_DFL;
+}
+
+static void default_child(void *arg) {
+    (void)arg;
+    unsetenv("COIL_WATCHDOG_MS");
+    struct threads_seen t = {.before = thread_count()};
+    int rc = coil_run(count_main, &t);
+    if (rc != 0 || !t.urg_default) _exit(3);
+    /* qemu-user lists threads that have been joined, and TSan starts a
+     * thread of its own when it likes: no count there. */
+    bool count = !coil_test_under_qemu() && !coil_test_under_tsan();
+    if (count && t.during != t.before) _exit(4);
+    /* On: one thread more; off again: back (the monitor is joined). */
+    if (coil_watchdog(THRESHOLD) != 0) _exit(5);
+    int on = thread_count();
+    if (coil_watchdog(5 * THRESHOLD) != 0) _exit(6); /* a new threshold: no new thread */
+    int again = thread_count();
+    if (coil_watchdog(0) != 0) _exit(7);
+    int off = thread_count();
+    if (count && (on != t.before + 1 || again != on || off != t.before)) _exit(8);
+    /* Off twice is still 0. */
+    if (coil_watchdog(0) != 0) _exit(9);
+}
+
+static void test_off_by_default(void **state) {
+    (void)state;
+    coil_test_child_run(default_child, NULL, 30000,
+                        "the watchdog was not off by default, or on/off changed no thread");
+}
+
+/* A stall while the watchdog is off is not reported; a zero from the
+ * environment is off too. */
+static void quiet_child(void *arg) {
+    setenv("COIL_WATCHDOG_MS", (const char *)arg, 1);
+    fprintf(stderr, "coil_run=%d\n", coil_run(spin_main, NULL));
+}
+
+static void test_off_says_nothing(void **state) {
+    (void)state;
+    const char *values[] = {"", "0"};
+    for (int i = 0; i < 2; i++) {
+        struct coil_test_child c;
+        coil_test_fork_run(&c, quiet_child, (void *)values[i], 30000);
+        bool ok = coil_test_child_exited(&c, 0) && strstr(c.err, "coil_run=0") &&
+                  !strstr(c.err, "watchdog");
+        if (!ok) {
+            coil_test_child_describe(&c);
+            coil_test_child_free(&c);
+            fail_msg("COIL_WATCHDOG_MS=\"%s\": a stall was reported", values[i]);
+        }
+        coil_test_child_free(&c);
+    }
+}
+
+/* ---- the environment ------------------------------------------------------------ */
+
+static void env_child(void *arg) {
+    setenv("COIL_WATCHDOG_MS", (const char *)arg, 1);
+    fprintf(stderr, "coil_run=%d\n", coil_run(spin_main, NULL));
+    /* A second run says the same. */
+    fprintf(stderr, "again=%d\n", coil_run(spin_main, NULL));
+}
+
+static void test_env_turns_it_on(void **state) {
+    (void)state;
+    struct coil_test_child c;
+    coil_test_fork_run(&c, env_child, "100", 30000);
+    bool ok = coil_test_child_exited(&c, 0) && strstr(c.err, "coil_run=0") &&
+              strstr(c.err, "again=0") &&
+              reported(c.err, "\"spinner\" has held its scheduler", "watchdog_busy_loop");
+    if (!ok) {
+        coil_test_child_describe(&c);
+        coil_test_child_free(&c);
+        fail_msg("COIL_WATCHDOG_MS=100 did not report a stall");
+    }
+    coil_test_child_free(&c);
+}
+
+static void test_env_errors(void **state) {
+    (void)state;
+    const char *bad[] = {"abc", "-5", "12ms", " 100", "1.5", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct coil_test_child c;
+        coil_test_fork_run(&c, env_child, (void *)bad[i], 30000);
+        char want[128];
+        snprintf(want, sizeof want, "coil: COIL_WATCHDOG_MS=%s: not a number of milliseconds",
+                 bad[i]);
+        bool ok = coil_test_child_exited(&c, 0) && strstr(c.err, "coil_run=-22") &&
+                  strstr(c.err, "again=-22") && strstr(c.err, want) && !strstr(c.err, "has held");
+        if (!ok) {
+            coil_test_child_describe(&c);
+            coil_test_child_free(&c);
+            fail_msg("COIL_WATCHDOG_MS=\"%s\" was not refused with -EINVAL", bad[i]);
+        }
+        coil_test_child_free(&c);
+    }
+}
+
+/* ---- bad arguments ------------------------------------------------------------- */
+
+static void test_bad_argument(void **state) {
+    (void)state;
+    assert_int_equal(coil_watchdog(-1), -EINVAL);
+    assert_int_equal(coil_watchdog(COIL_FOREVER), -EINVAL);
+    assert_int_equal(coil_watchdog(INT64_MIN), -EINVAL);
+    assert_int_equal(coil_watchdog(0), 0); /* off while off */
+}
+
+/* ---- the program's own SIGURG handler ------------------------------------------ */
+
+static volatile sig_atomic_t own_urgs;
+
+static void own_urg(int sig) {
+    (void)sig;
+    own_urgs++;
+}
+
+static void urg_main(void *arg) {
+    (void)arg;
+    raise(SIGURG); /* the program's: its handler gets it, no report */
+    coil_spawn(spinner, NULL, &(coil_spawn_opts){.name = "spinner"});
+}
+
+static void own_handler_child(void *arg) {
+    (void)arg;
+    signal(SIGURG, own_urg);
+    if (coil_watchdog(THRESHOLD) != 0) _exit(3);
+    int rc = coil_run(urg_main, NULL);
+    fprintf(stderr, "coil_run=%d own=%d\n", rc, (int)own_urgs);
+    /* Off again: the handler stays coil's, and still passes the program's
+     * SIGURGs on. */
+    coil_watchdog(0);
+    raise(SIGURG);
+    fprintf(stderr, "after=%d\n", (int)own_urgs);
+}
+
+static void test_program_handler_kept(void **state) {
+    (void)state;
+    struct coil_test_child c;
+    coil_test_fork_run(&c, own_handler_child, NULL, 30000);
+    bool ok = coil_test_child_exited(&c, 0) && strstr(c.err, "coil_run=0 own=1") &&
+              strstr(c.err, "after=2") &&
+              reported(c.err, "\"spinner\" has held its scheduler", "watchdog_busy_loop") &&
+              reports(c.err, 2);
+    if (!ok) {
+        coil_test_child_describe(&c);
+        coil_test_child_free(&c);
+        fail_msg("with a SIGURG handler of the program's: its signals or the reports went astray");
+    }
+    coil_test_child_free(&c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_raw_read_is_reported),
+        cmocka_unit_test(test_busy_loop_once_per_stall),
+        cmocka_unit_test(test_group_scheduler_is_watched),
+        cmocka_unit_test(test_off_by_default),
+        cmocka_unit_test(test_off_says_nothing),
+        cmocka_unit_test(test_env_turns_it_on),
+        cmocka_unit_test(test_env_errors),
+        cmocka_unit_test(test_bad_argument),
+        cmocka_unit_test(test_program_handler_kept),
+    };
+    coil_test_apply_filter();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
