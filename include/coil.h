@@ -39,6 +39,7 @@
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #else
+#include <signal.h>
 #include <sys/socket.h>
 #endif
 
@@ -951,6 +952,56 @@ COIL_API int coil_proc_kill(coil_proc *p, int sig);
  * (also for a p already released, or never spawned: zero it, or let spawn
  * fail on it); -EINVAL for a NULL p; -ENOTSUP on Windows. */
 COIL_API int coil_proc_release(coil_proc *p);
+
+/* ------------------------------------------------------------------------ */
+/* Signals                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Waits until a signal of set arrives (sigemptyset, sigaddset), so that a
+ * server reloads on SIGHUP in plain blocking code:
+ *
+ *     sigset_t hup;
+ *     sigemptyset(&hup);
+ *     sigaddset(&hup, SIGHUP);
+ *     while (coil_signal_wait(&hup, COIL_FOREVER) == SIGHUP) reload();
+ *
+ * Returns the signal's number; -ETIMEDOUT when the deadline passes first;
+ * -ECANCELED when the tasklet is killed (before or while waiting: a signal
+ * that came meanwhile is left for the next wait); -EINVAL for a NULL or
+ * empty set, or one that holds SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGFPE,
+ * SIGILL (faults) or SIGPIPE (coil blocks it on its threads: sends return
+ * -EPIPE); -EBUSY when a signal of the set has a handler the program
+ * installed (or coil_dump_on_signal's): coil does not take it over; -EPERM
+ * outside a tasklet; -ENOTSUP on Windows (Linux only for now).
+ * How signals reach it: from the first wait that names a signal until the
+ * last coil_run (or group) of the process returns, coil catches that signal
+ * with a handler of its own (replacing its default action, or its being
+ * ignored), and then gives back what the program had. Meanwhile a signal
+ * that arrives goes to one waiting tasklet that asks for it, on any
+ * scheduler of any group; if none waits it is kept, and the next wait that
+ * asks for it returns it at once (several of one number count as one, as
+ * in the kernel's pending set); when several of the set are kept, the
+ * lowest-numbered comes first. Before the first wait the signal does what
+ * it always did (SIGHUP ends the process): a wait with a past deadline,
+ * coil_signal_wait(&set, 0), catches it early without waiting.
+ * SIGINT and SIGTERM keep their meaning (coil_run's shutdown, or whatever
+ * the program gave them) unless a tasklet waits for them when they arrive:
+ * then that tasklet receives the signal instead, and there is no shutdown.
+ * One that arrives while none waits is a shutdown as before, never kept.
+ * The signals are caught by a handler, so they must not be blocked in every
+ * thread (a signal blocked everywhere stays pending in the kernel, and no
+ * wait sees it): do not block them as for sigwait or signalfd. A signal
+ * sent to one thread (pthread_kill, raise) is seen only while that thread
+ * does not block it. Blocking system calls of other threads that the
+ * handler interrupts are restarted (SA_RESTART) where the kernel restarts
+ * them; poll, select and sleeps return EINTR, as with any handler. (How:
+ * docs/architecture.md, section "Signals".) */
+#ifdef _WIN32
+/* mingw-w64 defines sigset_t only under _POSIX; _sigset_t is the same type. */
+COIL_API int coil_signal_wait(const _sigset_t *set, int64_t deadline);
+#else
+COIL_API int coil_signal_wait(const sigset_t *set, int64_t deadline);
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Unmodified blocking code inside tasklets                                 */

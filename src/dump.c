@@ -26,6 +26,7 @@ const char *coil__wait_name(enum coil__wait kind) {
     case COIL__WAIT_SEM: return "sem acquire";
     case COIL__WAIT_WG: return "waitgroup wait";
     case COIL__WAIT_SCOPE: return "scope";
+    case COIL__WAIT_SIGNAL: return "signal wait";
     case COIL__WAIT_NONE: break;
     }
     return "?";
@@ -87,6 +88,17 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
             case COIL__WAIT_SEM:
             case COIL__WAIT_WG: coil__sync_describe_wait(t, out); break;
             case COIL__WAIT_SCOPE: coil__scope_describe_wait(t, out); break;
+            case COIL__WAIT_SIGNAL: {
+                uint64_t mask = ((const struct coil__sigwait *)t->wait_obj)->mask;
+                const char *sep = " (";
+                for (int sig = 1; sig <= 64; sig++, mask >>= 1)
+                    if (mask & 1) {
+                        fprintf(out, "%s%d", sep, sig);
+                        sep = ", ";
+                    }
+                fputc(')', out);
+                break;
+            }
             default: break;
             }
             fprintf(out, " for %.3fs", secs(now - t->wait_since));

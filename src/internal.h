@@ -155,7 +155,8 @@ enum coil__wait {
     COIL__WAIT_COND,
     COIL__WAIT_SEM,
     COIL__WAIT_WG,
-    COIL__WAIT_SCOPE, /* wait_obj: the struct coil_scope whose members it waits for */
+    COIL__WAIT_SCOPE,  /* wait_obj: the struct coil_scope whose members it waits for */
+    COIL__WAIT_SIGNAL, /* wait_obj: the struct coil__sigwait (coil_signal_wait) */
 };
 
 struct coil__sched;
@@ -357,6 +358,10 @@ struct coil__sched {
     int sleeping;            /* blocked (or about to) in backend->wait */
     unsigned deadlock_seen;  /* the group's deadlock_gen last acted on */
     int start_err;
+    /* Tasklets in coil_signal_wait (struct coil__sigwait.link), longest
+     * waiting first, and the coil__signal_arrivals last acted on. */
+    struct coil__list sigwaiters;
+    unsigned signals_seen;
 };
 
 /* The scheduler of the calling thread, or NULL outside coil_run. */
@@ -938,6 +943,19 @@ void coil__signal_wake(void);
  * full counter is as awake as it gets. */
 void coil__eventfd_post(int fd);
 #endif
+/* A tasklet in coil_signal_wait (src/unix/signal.c): in its frame, linked
+ * in its scheduler's sigwaiters while it waits. Bit n-1 of mask is signal n. */
+struct coil__sigwait {
+    struct coil__link link;
+    struct coil__tasklet *t;
+    uint64_t mask;
+};
+/* Bumped (release) by the handler each time it keeps a signal for the
+ * program's waits; each scheduler compares it with signals_seen every round
+ * and then hands kept signals to its waiters (coil__signal_deliver). Never
+ * moves on Windows. */
+extern volatile unsigned coil__signal_arrivals;
+void coil__signal_deliver(struct coil__sched *s);
 /* How long the tasklets get to finish after a shutdown signal (ns; negative:
  * forever), see coil_set_shutdown_grace. */
 int64_t coil__shutdown_grace(void);

@@ -506,9 +506,10 @@ static bool join_on_cycle(const struct coil__tasklet *t, size_t live) {
 }
 
 /* Something outside the run queue will still wake a tasklet: an op in the
- * backend, or an offload job (the pool's, whatever the backend). */
+ * backend, an offload job (the pool's, whatever the backend), or a signal
+ * that a tasklet waits for (another process may send it at any time). */
 static bool waking_pending(const struct coil__sched *s) {
-    return s->offload_pending > 0 || s->backend->busy(s);
+    return s->offload_pending > 0 || s->backend->busy(s) || !coil__list_empty(&s->sigwaiters);
 }
 
 static void deadlock_report(struct coil__sched *s) {
@@ -620,6 +621,12 @@ static void loop(struct coil__sched *s) {
             }
             s->interrupted = true;
             kill_all(s);
+        }
+        unsigned sigs = __atomic_load_n(&coil__signal_arrivals, __ATOMIC_ACQUIRE);
+        if (COIL_UNLIKELY(sigs != s->signals_seen)) {
+            /* A signal kept for the program's waits: hand it to one here. */
+            s->signals_seen = sigs;
+            coil__signal_deliver(s);
         }
         if (s->group) {
             if (coil__inbox_pending(s)) coil__inbox_run(s);
@@ -803,6 +810,7 @@ int coil__sched_setup(struct coil__sched *s, struct coil__group *g, unsigned ind
     /* Read before the handler goes in, so that a signal caught in between is
      * acted on rather than lost. */
     s->shutdown_seen = __atomic_load_n(&coil__shutdown_requests, __ATOMIC_RELAXED);
+    s->signals_seen = __atomic_load_n(&coil__signal_arrivals, __ATOMIC_ACQUIRE);
     coil__shutdown_signals_acquire();
 #ifndef _WIN32 /* Windows has no SIGPIPE */
     /* A write to a pipe whose reader is gone raises SIGPIPE on the thread
