@@ -153,8 +153,9 @@ void coil__fd_fresh(int fd, enum coil__fd_kind kind, bool tcp) {
     f->tcp = tcp;
 }
 
-/* coil_install's poll and select wait here: POSIX only (the IOCP backend
- * offers no readiness, and Windows has no coil_install). */
+/* coil_install's poll and select wait here: POSIX only (it serves only
+ * coil_install's wrappers, and Windows has no coil_install; coil_wait_fd's
+ * single-fd wait works there on the AFD poll). */
 #ifndef _WIN32
 
 static bool group_unwait(struct coil__tasklet *t, int err) {
