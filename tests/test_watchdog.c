@@ -17,6 +17,10 @@
 #include <sys/syscall.h>
 
 #define THRESHOLD (100 * COIL_MSEC)
+/* How long a test's stall lasts: four times longer under Valgrind, where the
+ * monitor thread runs only when Valgrind lets it (one thread at a time; on a
+ * loaded machine it was seen to sample too rarely to catch a 300 ms stall). */
+#define STALL(ms) ((coil_test_under_valgrind() ? 4 : 1) * (int64_t)(ms)*COIL_MSEC)
 
 /* How many threads the process has now. */
 static int thread_count(void) {
@@ -86,7 +90,7 @@ static void stall_child(void *arg) {
     int fds[2];
     if (pipe(fds) != 0) _exit(2);
     if (coil_watchdog(THRESHOLD) != 0) _exit(3);
-    struct pipe_writer w = {fds[1], 300 * COIL_MSEC};
+    struct pipe_writer w = {fds[1], STALL(300)};
     pthread_t th;
     if (pthread_create(&th, NULL, write_later, &w) != 0) _exit(4);
     int rc = coil_run(read_main, fds);
@@ -134,11 +138,11 @@ static void test_raw_read_is_reported(void **state) {
 
 static void spinner(void *arg) {
     (void)arg;
-    watchdog_busy_loop(500 * COIL_MSEC); /* five thresholds: still one report */
+    watchdog_busy_loop(STALL(500)); /* five thresholds: still one report */
     fprintf(stderr, "first stall over\n");
     coil_yield();
     coil_sleep(COIL_MSEC); /* a switch ends the stall */
-    watchdog_busy_loop(300 * COIL_MSEC);
+    watchdog_busy_loop(STALL(300));
     fprintf(stderr, "second stall over\n");
 }
 
@@ -176,7 +180,7 @@ static void test_busy_loop_once_per_stall(void **state) {
 
 static void group_spinner(void *arg) {
     (void)arg;
-    watchdog_busy_loop(300 * COIL_MSEC);
+    watchdog_busy_loop(STALL(300));
 }
 
 static void group_main(void *arg) {

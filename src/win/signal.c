@@ -154,7 +154,6 @@ void coil__signal_deliver(struct coil__sched *s) {
 }
 
 int coil_signal_wait(const _sigset_t *set, int64_t deadline) {
-    (void)set;
     (void)deadline;
-    return -ENOTSUP;
+    return set ? -ENOTSUP : -EINVAL; /* a NULL set is -EINVAL everywhere */
 }
