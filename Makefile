@@ -8,7 +8,8 @@
 #                Windows build (mingw-w64, built as the README builds it by
 #                hand) under Wine; the native stage also builds the README's
 #                first program against an installed coil, and configures the
-#                demo's build with only what deps.sh demo installs.
+#                demo's build with only what deps.sh demo installs; last, the
+#                line and branch coverage of src/ (make coverage).
 # Either may come first, and a failed command leaves nothing that breaks the
 # next: the build directory is configured again whenever it holds no finished
 # configuration. The tests are built where cmocka is found, so make demo's
@@ -21,7 +22,7 @@ CTEST = ctest --output-on-failure -j$(JOBS)
 CONFIGURE = cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 .PHONY: all build build-tests demo check check-native check-asan check-tsan check-valgrind \
-        check-aarch64 check-windows bench format install clean deps-demo deps-check
+        check-aarch64 check-windows coverage bench format install clean deps-demo deps-check
 
 all: build
 
@@ -50,7 +51,7 @@ demo: deps-demo
 
 check: deps-check
 	@$(MAKE) --no-print-directory check-native check-asan check-tsan check-valgrind \
-	        check-aarch64 check-windows
+	        check-aarch64 check-windows coverage
 	@echo "check: every stage passed"
 
 check-native: build-tests
@@ -91,6 +92,21 @@ check-windows: build-tests
 	cmake --build build-windows -j$(JOBS)
 	cmake -S . -B build-windows -DCOIL_LINUX_ECHO_CLIENT=$(CURDIR)/$(BUILD)/examples/coil-echo-client
 	cd build-windows && $(CTEST) -L windows
+
+# Line and branch coverage of src/: a build with gcc's counters (-O0), the
+# native tests on both backends, then gcovr: an HTML report per file in
+# build-coverage/coverage/index.html, a text one beside it, and gcovr's summary
+# lines (lines: N%, branches: N%) last. Counters start from zero each time.
+coverage: deps-check
+	cmake -S . -B build-coverage -DCMAKE_BUILD_TYPE=Debug -DCOIL_COVERAGE=ON -DCOIL_BENCH=OFF \
+	      -DCOIL_TESTS=ON
+	cmake --build build-coverage -j$(JOBS)
+	find build-coverage -name '*.gcda' -delete
+	cd build-coverage && $(CTEST) -L native
+	mkdir -p build-coverage/coverage
+	gcovr --root . --object-directory build-coverage --filter 'src/' --branches \
+	      --exclude-unreachable-branches --html-details build-coverage/coverage/index.html \
+	      --txt build-coverage/coverage/coverage.txt --print-summary
 
 # Every headline figure of docs/benchmarks.md, coil beside its peers (about 8
 # minutes; installs the peers' packages when run as root). One kind alone:
