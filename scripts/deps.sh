@@ -52,6 +52,8 @@ if [ "$what" = check ]; then
     "qemu-aarch64 qemu-user runs the aarch64 tests"
     "/usr/include/hiredis/hiredis.h libhiredis-dev hiredis, an unmodified client library the coil_install tests run"
     "redis-server redis-server the Redis server those tests start"
+    "/usr/include/libmemcached-1.0/memcached.h libmemcached-dev libmemcached, an unmodified client library test_install_memcached and coil-bench-db-memcached run in tasklets"
+    "memcached memcached the memcached server that test and that benchmark start"
     "/usr/include/openssl/ssl.h libssl-dev OpenSSL, for the HTTPS server of the coil_install tests"
     "openssl openssl makes the test certificate"
     "x86_64-w64-mingw32-gcc-posix gcc-mingw-w64-x86-64 cross-builds coil for Windows (its -posix variant has winpthreads)"
