@@ -100,8 +100,8 @@ bench: build
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h src/*/*.c src/win/*.h examples/*.c examples/*.h \
-	             tests/*.c tests/win/*.c tests/win/*.h tests/fuzz/*.c tests/docs/*.c bench/*.c \
-	             bench/peers/*.c bench/peers/*.cpp bench/load/*.c
+	             tests/*.c tests/servers/*.c tests/servers/*.h tests/win/*.c tests/win/*.h \
+	             tests/fuzz/*.c tests/docs/*.c bench/*.c bench/peers/*.c bench/peers/*.cpp bench/load/*.c
 
 # Into /usr/local by default. ldconfig, as root and without DESTDIR, so that a
 # program linked with the new libcoil.so finds it at once.

@@ -52,6 +52,8 @@ if [ "$what" = check ]; then
     "qemu-aarch64 qemu-user runs the aarch64 tests"
     "/usr/include/hiredis/hiredis.h libhiredis-dev hiredis, an unmodified client library the coil_install tests run"
     "redis-server redis-server the Redis server those tests start"
+    "/usr/include/mariadb/mysql.h libmariadb-dev MariaDB Connector/C, an unmodified client library the coil_install tests and coil-bench-db-mariadb run"
+    "/usr/sbin/mariadbd mariadb-server-core the MariaDB server (mariadbd, mariadb-install-db) they start in a temporary directory; not mariadb-server, which would also set up and start the system's own service"
     "/usr/include/openssl/ssl.h libssl-dev OpenSSL, for the HTTPS server of the coil_install tests"
     "openssl openssl makes the test certificate"
     "x86_64-w64-mingw32-gcc-posix gcc-mingw-w64-x86-64 cross-builds coil for Windows (its -posix variant has winpthreads)"
