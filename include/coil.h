@@ -1015,8 +1015,8 @@ COIL_API int coil_signal_wait(const sigset_t *set, int64_t deadline);
  * clock_nanosleep, getaddrinfo, getnameinfo, gethostbyname,
  * gethostbyname_r; and dlopen, dlmopen: see below) into coil when they are
  * made inside a tasklet: they park the tasklet, not the thread, so
- * libcurl, libpq, hiredis or OpenSSL run concurrently in tasklets without a
- * change. Outside a tasklet (before
+ * libcurl, libpq, MariaDB Connector/C, hiredis or OpenSSL run concurrently
+ * in tasklets without a change. Outside a tasklet (before
  * coil_run, on other threads, in a forked child) every call goes to libc as
  * it is. Inside one, libc's contract is kept: -1 and errno; an fd the program
  * made O_NONBLOCK still answers EAGAIN (and poll/select on it park the

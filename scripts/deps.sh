@@ -54,6 +54,8 @@ if [ "$what" = check ]; then
     "redis-server redis-server the Redis server those tests start"
     "/usr/include/libmemcached-1.0/memcached.h libmemcached-dev libmemcached, an unmodified client library test_install_memcached and coil-bench-db-memcached run in tasklets"
     "memcached memcached the memcached server that test and that benchmark start"
+    "/usr/include/mariadb/mysql.h libmariadb-dev MariaDB Connector/C, an unmodified client library the coil_install tests and coil-bench-db-mariadb run"
+    "/usr/sbin/mariadbd mariadb-server-core the MariaDB server (mariadbd, mariadb-install-db) they start in a temporary directory; not mariadb-server, which would also set up and start the system's own service"
     "/usr/include/openssl/ssl.h libssl-dev OpenSSL, for the HTTPS server of the coil_install tests"
     "openssl openssl makes the test certificate"
     "x86_64-w64-mingw32-gcc-posix gcc-mingw-w64-x86-64 cross-builds coil for Windows (its -posix variant has winpthreads)"
