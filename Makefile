@@ -8,13 +8,12 @@
 #                Windows build (mingw-w64, built as the README builds it by
 #                hand) under Wine; the native stage also builds the README's
 #                first program against an installed coil, and configures the
-#                demo's build with only what deps.sh demo installs; last, the
-#                line and branch coverage of src/ (make coverage).
+#                demo's build with only what deps.sh demo installs.
 # Either may come first, and a failed command leaves nothing that breaks the
 # next: the build directory is configured again whenever it holds no finished
 # configuration. The tests are built where cmocka is found, so make demo's
 # build leaves them out; make check configures them in.
-# Other targets: build, bench, format, install, clean.
+# Other targets: build, coverage, bench, format, install, clean.
 
 JOBS ?= $(shell nproc)
 BUILD ?= build
@@ -51,7 +50,7 @@ demo: deps-demo
 
 check: deps-check
 	@$(MAKE) --no-print-directory check-native check-asan check-tsan check-valgrind \
-	        check-aarch64 check-windows coverage
+	        check-aarch64 check-windows
 	@echo "check: every stage passed"
 
 check-native: build-tests

@@ -60,7 +60,7 @@ if [ "$what" = check ]; then
     "openssl openssl makes the test certificate"
     "x86_64-w64-mingw32-gcc-posix gcc-mingw-w64-x86-64 cross-builds coil for Windows (its -posix variant has winpthreads)"
     "/usr/lib/wine/wine64 wine64 runs the Windows tests (coil-echo.exe included)"
-    "gcovr gcovr the coverage report of make coverage, the last stage of make check"
+    "gcovr gcovr the coverage report of make coverage"
   )
 fi
 
