@@ -18,9 +18,9 @@
  * inbox for a short while (a reply in a ping-pong comes within microseconds),
  * then says it sleeps (`sleeping`) and blocks in its backend; a sender that
  * sees `sleeping` clears it and wakes the backend (backend->wake). Both sides
- * write their flag and then read the other's with sequentially consistent
- * operations, so one of them always sees the other: a message is never left
- * in the inbox of a sleeping scheduler.
+ * write their flag and then, after a sequentially consistent operation or
+ * fence, read the other's, so one of them always sees the other: a message
+ * is never left in the inbox of a sleeping scheduler.
  *
  * The group ends when its count of live tasklets reaches zero; whoever takes
  * it there wakes every scheduler. Deadlock: a scheduler that has nothing that
@@ -206,6 +206,15 @@ void coil__group_idle(struct coil__sched *s, int64_t next, bool stalled) {
         pthread_mutex_unlock(&g->lock);
     }
     __atomic_store_n(&s->sleeping, 1, __ATOMIC_SEQ_CST);
+    /* A full fence between the flag and nudged()'s loads, which are relaxed
+     * or acquire: a sequentially consistent store orders only what comes
+     * before it, and on arm64 (STLR) a later plain load may pass it, so this
+     * scheduler could read an empty inbox while the sender, having pushed,
+     * still reads sleeping == 0; both sides would then wait for ever. Seen
+     * under qemu-aarch64 as a group hanging in test_group's buffered
+     * ping-pong about once in forty runs; x86's sequentially consistent store is a
+     * full barrier already (MFENCE), which is why no x86 run showed it. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (!nudged(s)) {
         int err = s->backend->wait(s, next);
         COIL_ASSERT(err == 0, "the backend can always wait");
