@@ -57,6 +57,17 @@
     } while (0)
 __attribute__((noreturn, cold)) void coil__panic(const char *file, int line, const char *what);
 
+/* Coverage builds (make coverage, -DCOIL_COVERAGE=ON): gcc writes its counters
+ * at exit(3), so a process that ends by a signal, abort or _exit would take
+ * what it ran with it. The paths by which coil ends a process write them
+ * first. __gcov_dump is not async-signal-safe: these builds only. */
+#ifdef COIL_COVERAGE
+void __gcov_dump(void);
+#define COIL__COVERAGE_DUMP() __gcov_dump()
+#else
+#define COIL__COVERAGE_DUMP() ((void)0)
+#endif
+
 /* ---- context switch (src/arch/) ---------------------------------------- */
 
 /* A suspended context is just its stack pointer: the callee-saved registers and

@@ -32,6 +32,7 @@ static atomic_uint_fast64_t sched_serial;
 
 void coil__panic(const char *file, int line, const char *what) {
     fprintf(stderr, "coil: broken invariant: %s (%s:%d)\n", what, file, line);
+    COIL__COVERAGE_DUMP();
     abort();
 }
 

@@ -449,6 +449,7 @@ void coil__die_by_signal(int sig) {
     sigemptyset(&set);
     sigaddset(&set, sig);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    COIL__COVERAGE_DUMP();
     raise(sig);
     _exit(128 + sig); /* only if the signal did not end it (it cannot, as a default) */
 }

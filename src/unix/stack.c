@@ -108,6 +108,7 @@ static void on_fault(int sig, siginfo_t *si, void *uctx) {
         ssize_t w = write(STDERR_FILENO, msg, n);
         (void)w;
         signal(SIGABRT, SIG_DFL);
+        COIL__COVERAGE_DUMP();
         abort();
     }
     /* Not ours: hand it to whoever was installed before, or let the default
@@ -123,6 +124,7 @@ static void on_fault(int sig, siginfo_t *si, void *uctx) {
         return;
     }
     signal(sig, SIG_DFL);
+    COIL__COVERAGE_DUMP(); /* the fault comes again, and ends the process */
 }
 
 /* Installs on_fault for sig unless it is there already, remembering the
