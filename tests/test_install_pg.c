@@ -28,6 +28,10 @@
  *    connect_timeout against a listener that never answers the startup
  *    packet and against one that never completes the TCP handshake; while
  *    tasklets wait in these, a ticker tasklet keeps counting;
+ *  - a tasklet cancels the queries of four others with PQcancel, which
+ *    sends the request on a connection of its own with plain blocking calls
+ *    (connect, send, recv): "ERROR:  canceling statement due to user
+ *    request\n", SQLSTATE 57014, and each connection stays usable;
  *  - with the stall watchdog on, none of this holds the scheduler: libpq
  *    makes no blocking call that coil_install does not divert (its sockets
  *    are non-blocking and it waits in poll);
@@ -800,6 +804,133 @@ static void test_timeouts(void **state) {
 }
 
 /* ======================================================================== */
+/* 4b. A query cancelled from another tasklet (PQcancel)                    */
+/* ======================================================================== */
+
+/* PQcancel opens a connection of its own to the server and sends the
+ * cancel request on it with plain blocking calls (connect, send, recv on a
+ * blocking socket), which coil_install parks as it does libpq's poll. */
+enum { CANCEL_TASKLETS = 4 };
+
+struct cancelled {
+    int idx, gen;
+    PGcancel *cancel; /* PQgetCancel, for the canceller */
+    struct outcome query, next;
+    int64_t ended_at;
+};
+
+struct cancel_run {
+    int gen;
+    struct cancelled c[CANCEL_TASKLETS];
+    int seen_sleeping;
+    int cancel_ok;    /* PQcancel calls that returned 1 */
+    char errbuf[256]; /* the first failing one's message */
+    int64_t cancelled_at;
+};
+
+static void cancelled_fn(void *arg) {
+    struct cancelled *c = arg;
+    char conninfo[256];
+    server_conninfo(conninfo, sizeof conninfo, c->idx, scram(false), NULL);
+    struct outcome o;
+    PGconn *conn = db_connect(conninfo, &o);
+    if (!EXPECT(conn != NULL)) {
+        fprintf(stderr, "cancelled %d: connect: %d %s\n", c->idx, o.status, o.msg);
+        return;
+    }
+    c->cancel = PQgetCancel(conn);
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT pg_sleep(60), 'cancelled-%d-%d'", c->gen, c->idx);
+    int64_t t0 = coil_now();
+    PGresult *r = PQexec(conn, sql);
+    note_result(&c->query, conn, r, t0);
+    PQclear(r);
+    c->ended_at = coil_now();
+    t0 = coil_now();
+    r = PQexec(conn, "SELECT 'still here'");
+    note_result(&c->next, conn, r, t0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        snprintf(c->next.msg, sizeof c->next.msg, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(conn);
+}
+
+static int count_cancellable(PGconn *c, int gen) {
+    char sql[192];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity "
+             "WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(60), ''cancelled-%d-%%'",
+             gen);
+    PGresult *r = PQexec(c, sql);
+    int n =
+        PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    return n;
+}
+
+static void canceller_fn(void *arg) {
+    struct cancel_run *k = arg;
+    char conninfo[256];
+    server_conninfo(conninfo, sizeof conninfo, 0, scram(false), NULL);
+    struct outcome o;
+    PGconn *c = db_connect(conninfo, &o);
+    if (!EXPECT(c != NULL)) return;
+    int64_t until = coil_now() + 20 * COIL_SEC;
+    while ((k->seen_sleeping = count_cancellable(c, k->gen)) < CANCEL_TASKLETS &&
+           coil_now() < until)
+        coil_sleep(10 * COIL_MSEC);
+    PQfinish(c);
+    k->cancelled_at = coil_now();
+    for (int i = 0; i < CANCEL_TASKLETS; i++) {
+        char err[256] = "";
+        if (k->c[i].cancel && PQcancel(k->c[i].cancel, err, sizeof err))
+            k->cancel_ok++;
+        else if (!k->errbuf[0])
+            snprintf(k->errbuf, sizeof k->errbuf, "%s", k->c[i].cancel ? err : "no PGcancel");
+    }
+}
+
+static void cancel_main(void *arg) {
+    struct cancel_run *k = arg;
+    coil_id ids[CANCEL_TASKLETS], canceller;
+    for (int i = 0; i < CANCEL_TASKLETS; i++)
+        EXPECT((ids[i] = coil_spawn(cancelled_fn, &k->c[i], NULL)) > 0);
+    EXPECT((canceller = coil_spawn(canceller_fn, k, NULL)) > 0);
+    for (int i = 0; i < CANCEL_TASKLETS; i++)
+        if (ids[i] > 0) EXPECT_EQ(coil_join(ids[i], COIL_FOREVER), 0);
+    if (canceller > 0) EXPECT_EQ(coil_join(canceller, COIL_FOREVER), 0);
+}
+
+static void test_cancel_from_another_tasklet(void **state) {
+    (void)state;
+    need_server();
+    static int gen;
+    struct cancel_run k = {.gen = ++gen};
+    for (int i = 0; i < CANCEL_TASKLETS; i++)
+        k.c[i] = (struct cancelled){.idx = i, .gen = k.gen};
+    COIL_RUN_CHECKED(cancel_main, &k);
+    for (int i = 0; i < CANCEL_TASKLETS; i++)
+        PQfreeCancel(k.c[i].cancel);
+    print_message("%d queries cancelled (%d PQcancel calls answered 1%s%s): %d %s \"%s\" after "
+                  "%lld ms, then \"%s\"\n",
+                  k.seen_sleeping, k.cancel_ok, k.errbuf[0] ? ", the first failure: " : "",
+                  k.errbuf, k.c[0].query.status, k.c[0].query.sqlstate, k.c[0].query.msg,
+                  (long long)k.c[0].query.took_ms, k.c[0].next.msg);
+    assert_int_equal(k.seen_sleeping, CANCEL_TASKLETS);
+    assert_int_equal(k.cancel_ok, CANCEL_TASKLETS);
+    for (int i = 0; i < CANCEL_TASKLETS; i++) {
+        struct cancelled *c = &k.c[i];
+        assert_true(outcome_is(&c->query, PGRES_FATAL_ERROR,
+                               "ERROR:  canceling statement due to user request\n"));
+        assert_string_equal(c->query.sqlstate, "57014"); /* query_canceled */
+        assert_true(c->ended_at >= k.cancelled_at);      /* ended by the cancel, soon after */
+        assert_true(c->ended_at - k.cancelled_at < coil_test_slack());
+        assert_int_equal(c->next.status, PGRES_TUPLES_OK); /* the connection lives on */
+        assert_string_equal(c->next.msg, "still here");
+    }
+}
+
+/* ======================================================================== */
 /* 5. The stall watchdog sees no blocked scheduler                          */
 /* ======================================================================== */
 
@@ -907,6 +1038,7 @@ int main(void) {
         cmocka_unit_test(test_parallel_sleeps_async_api),
         cmocka_unit_test(test_connection_refused),
         cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_cancel_from_another_tasklet),
         cmocka_unit_test(test_watchdog_silent),
         cmocka_unit_test(test_passthrough_main_thread),
         cmocka_unit_test(test_server_killed_mid_query),
