@@ -18,11 +18,12 @@
  * and postgres run as the user nobody (the directory is given to it). This
  * process becomes a subreaper (prctl PR_SET_CHILD_SUBREAPER) at the first
  * start, so that the server's backends, orphaned when their postmaster dies,
- * come to it, and the stop and the kill reap every one: none is left
- * behind. The cluster is made once (about a second, without fsync) at the
- * first start, and every later start of the
- * same struct reuses it, after a stop or a kill alike. Call these from a
- * plain thread (or the main thread outside coil_run): they block it. */
+ * come to it, and the stop and the kill reap every one: none is left behind
+ * (any child of this process named postgres counts as the server's: one
+ * server per process at a time). The cluster is made once (about a second,
+ * without fsync) at the first start, and every later start of the same
+ * struct reuses it, after a stop or a kill alike. Call these from a plain
+ * thread (or the main thread outside coil_run): they block it. */
 #ifndef COIL_TEST_SERVERS_PG_H
 #define COIL_TEST_SERVERS_PG_H
 
