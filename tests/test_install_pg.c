@@ -45,9 +45,10 @@
  *    failed: No such file or directory\n\tIs the server running locally and
  *    accepting connections on that socket?\n", or "Connection refused" for a
  *    socket file nobody listens on.
- *  - server killed (every process of it) during a query: PGRES_FATAL_ERROR, "server closed the
- *    connection unexpectedly\n\tThis probably means the server terminated
- *    abnormally\n\tbefore or while processing the request.\n", and the
+ *  - server killed (every process of it) during a query: PGRES_FATAL_ERROR,
+ *    "server closed the connection unexpectedly\n\tThis probably means the
+ *    server terminated abnormally\n\tbefore or while processing the
+ *    request.\n", and the
  *    connection CONNECTION_BAD; the next PQexec: PGRES_FATAL_ERROR "no
  *    connection to the server\n".
  *  - statement_timeout=1000 ending a pg_sleep(3): PGRES_FATAL_ERROR, SQLSTATE

@@ -135,11 +135,12 @@ static int server_user(struct pg_server *s, uid_t *uid, gid_t *gid) {
 }
 
 /* Forks and execs argv as uid:gid in s->dir, in a process group of its own
- * (so that an initdb that hangs is killed with the postgres it runs), with stdin on /dev/null,
- * stdout and stderr appended to log, default signal actions and mask, no other fds (a test's
- * sockets, coil's ring or epoll fd), and SIGKILL when this thread ends (a test that crashes leaves
- * no server behind: the backends exit when they see their postmaster gone). Returns the pid, or -1.
- */
+ * (so that an initdb that hangs is killed with the postgres it runs), with
+ * stdin on /dev/null, stdout and stderr appended to log, default signal
+ * actions and mask, no other fds (a test's sockets, coil's ring or epoll
+ * fd), and SIGKILL when this thread ends (a test that crashes leaves no
+ * server behind: the backends exit when they see their postmaster gone).
+ * Returns the pid, or -1. */
 static pid_t spawn(struct pg_server *s, char *const argv[], const char *log) {
     uid_t uid;
     gid_t gid;
