@@ -48,9 +48,8 @@
  *  - server killed (every process of it) during a query: PGRES_FATAL_ERROR,
  *    "server closed the connection unexpectedly\n\tThis probably means the
  *    server terminated abnormally\n\tbefore or while processing the
- *    request.\n", and the
- *    connection CONNECTION_BAD; the next PQexec: PGRES_FATAL_ERROR "no
- *    connection to the server\n".
+ *    request.\n", and the connection CONNECTION_BAD; the next PQexec:
+ *    PGRES_FATAL_ERROR "no connection to the server\n".
  *  - statement_timeout=1000 ending a pg_sleep(3): PGRES_FATAL_ERROR, SQLSTATE
  *    57014, "ERROR:  canceling statement due to statement timeout\n", after
  *    1 s; the connection stays usable.
