@@ -56,6 +56,8 @@ if [ "$what" = check ]; then
     "memcached memcached the memcached server that test and that benchmark start"
     "/usr/include/mariadb/mysql.h libmariadb-dev MariaDB Connector/C, an unmodified client library the coil_install tests and coil-bench-db-mariadb run"
     "/usr/sbin/mariadbd mariadb-server-core the MariaDB server (mariadbd, mariadb-install-db) they start in a temporary directory; not mariadb-server, which would also set up and start the system's own service"
+    "/usr/include/postgresql/libpq-fe.h libpq-dev libpq, PostgreSQL's client library, which test_install_pg and coil-bench-db-pg run unmodified"
+    "/usr/lib/postgresql/15/bin/postgres postgresql-15 the PostgreSQL server (initdb, postgres) they start in a temporary directory. Debian has no package of the server alone: this one (all the metapackage postgresql brings) also makes the system's cluster 15/main and starts its service, which nothing here uses (stop it with systemctl stop postgresql, or set create_main_cluster = false in /etc/postgresql-common/createcluster.conf before installing)"
     "/usr/include/openssl/ssl.h libssl-dev OpenSSL, for the HTTPS server of the coil_install tests"
     "openssl openssl makes the test certificate"
     "x86_64-w64-mingw32-gcc-posix gcc-mingw-w64-x86-64 cross-builds coil for Windows (its -posix variant has winpthreads)"
