@@ -1003,6 +1003,8 @@ void coil__watchdog_detach(struct coil__sched *s);
  * bounded: a scheduler whose thread does not answer within a second is
  * named without a backtrace. */
 void coil__watchdog_dump_all(void *uc);
+/* The running schedulers (src/unix/watchdog.c), linked by watch.next. */
+extern struct coil__sched *coil__registry;
 /* Async-signal-safe writing to stderr: a string, a number. */
 void coil__report_str(const char *str);
 void coil__report_num(int64_t v);

@@ -1,0 +1,82 @@
+/* The program tests/gdb/run.py looks at with tools/gdb/coil.py: tasklets
+ * parked in known functions, then main's tasklet stops in stop_here, where
+ * the live test's breakpoint is; with "core" as its argument, stop_here
+ * aborts instead, and the kernel writes a core file into the current
+ * directory (the test's: it sets RLIMIT_CORE here and checks the kernel's
+ * core_pattern before). Each function is noinline so that it stays a frame
+ * of its own; static, as gdb names them from the debug information. */
+#include <coil.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static coil_chan *ch;
+static int dump_core;
+
+__attribute__((noinline)) static int sleeper_in_here(int64_t ns) {
+    int rc = coil_sleep(ns);
+    __asm__ volatile("" ::: "memory");
+    return rc;
+}
+
+static void sleeper(void *arg) {
+    (void)arg;
+    sleeper_in_here(60 * COIL_SEC);
+}
+
+__attribute__((noinline)) static int receiver_in_here(coil_chan *c) {
+    int v = 0;
+    int rc = coil_chan_recv(c, &v);
+    return rc + v;
+}
+
+__attribute__((noinline)) static int receiver_outer(coil_chan *c) {
+    int rc = receiver_in_here(c);
+    __asm__ volatile("" ::: "memory");
+    return rc;
+}
+
+static void receiver(void *arg) {
+    receiver_outer(arg);
+}
+
+/* The live test's breakpoint. */
+__attribute__((noinline)) void stop_here(void);
+__attribute__((noinline)) void stop_here(void) {
+    if (dump_core) abort();
+    __asm__ volatile("" ::: "memory");
+}
+
+static void start(void *arg) {
+    (void)arg;
+    if (coil_chan_open(&ch, sizeof(int), 0)) exit(2);
+    coil_id a = coil_spawn(sleeper, NULL, &(coil_spawn_opts){.name = "sleeper"});
+    coil_id b = coil_spawn(receiver, ch, &(coil_spawn_opts){.name = "receiver"});
+    coil_yield(); /* both park */
+    coil_id c = coil_spawn(sleeper, NULL, &(coil_spawn_opts){.name = "unstarted"});
+    stop_here();
+    coil_kill(a);
+    coil_kill(c);
+    coil_chan_close(ch);
+    coil_join(a, COIL_FOREVER);
+    coil_join(b, COIL_FOREVER);
+    coil_join(c, COIL_FOREVER);
+    coil_chan_free(ch);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "core") == 0) {
+        struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+        if (setrlimit(RLIMIT_CORE, &rl) != 0) {
+            perror("setrlimit");
+            return 2;
+        }
+        dump_core = 1;
+    }
+    int rc = coil_run(start, NULL);
+    printf("coil_run: %d\n", rc);
+    return rc == 0 ? 0 : 1;
+}
