@@ -212,7 +212,15 @@ if Unwinder is not None:
             ptr = gdb.lookup_type("void").pointer()
             cur_sp = pending.read_register(sp_name)
             cur_pc = pending.read_register("pc")
-            info = pending.create_unwind_info(FrameId(cur_sp, cur_pc))
+            # gdb stops a walk whose caller's frame is "inner" (below) the
+            # callee's, a sign of a corrupt stack on one stack; here the
+            # caller is on another stack, which may lie below the thread's.
+            # The newest frame is not shown, so its id may take the lower of
+            # the two stack pointers.
+            frame_sp = min(int(cur_sp), self.sp)
+            info = pending.create_unwind_info(
+                FrameId(gdb.Value(frame_sp).cast(cur_sp.type), cur_pc)
+            )
             mem = gdb.selected_inferior()
             for reg, off in saved:
                 raw = mem.read_memory(self.sp + off, 8).tobytes()
