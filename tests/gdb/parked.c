@@ -1,6 +1,8 @@
 /* The program tests/gdb/run.py looks at with tools/gdb/coil.py: tasklets
  * parked in known functions, then main's tasklet stops in stop_here, where
- * the live test's breakpoint is; with "core" as its argument, stop_here
+ * the live test's breakpoint is. With "group" as its argument it runs a
+ * group of two schedulers, and one more tasklet parks on the second (in
+ * remote_in_here). With "core", stop_here
  * aborts instead, and the kernel writes a core file into the current
  * directory (the test's: it sets RLIMIT_CORE here and checks the kernel's
  * core_pattern before). Each function is noinline so that it stays a frame
@@ -50,14 +52,42 @@ __attribute__((noinline)) void stop_here(void) {
     __asm__ volatile("" ::: "memory");
 }
 
+__attribute__((noinline)) static int remote_in_here(coil_chan *ready) {
+    int one = 1;
+    if (coil_chan_send(ready, &one)) return -1;
+    int rc = coil_sleep(60 * COIL_SEC);
+    __asm__ volatile("" ::: "memory");
+    return rc;
+}
+
+static void remote(void *arg) {
+    remote_in_here(arg);
+}
+
 static void start(void *arg) {
-    (void)arg;
+    int group = *(int *)arg;
+    coil_chan *ready = NULL;
+    coil_id r = 0;
     if (coil_chan_open(&ch, sizeof(int), 0)) exit(2);
+    if (group) {
+        /* It says when it is about to park; 50 ms then leave it ample time
+         * to have parked, on its own thread. */
+        if (coil_chan_open(&ready, sizeof(int), 1)) exit(2);
+        r = coil_spawn_on(1, remote, ready, &(coil_spawn_opts){.name = "remote"});
+        int v;
+        if (r < 0 || coil_chan_recv(ready, &v)) exit(2);
+        coil_sleep(50 * COIL_MSEC);
+    }
     coil_id a = coil_spawn(sleeper, NULL, &(coil_spawn_opts){.name = "sleeper"});
     coil_id b = coil_spawn(receiver, ch, &(coil_spawn_opts){.name = "receiver"});
     coil_yield(); /* both park */
     coil_id c = coil_spawn(sleeper, NULL, &(coil_spawn_opts){.name = "unstarted"});
     stop_here();
+    if (group) {
+        coil_kill(r);
+        coil_join(r, COIL_FOREVER);
+        coil_chan_free(ready);
+    }
     coil_kill(a);
     coil_kill(c);
     coil_chan_close(ch);
@@ -68,6 +98,7 @@ static void start(void *arg) {
 }
 
 int main(int argc, char **argv) {
+    int group = argc > 1 && strcmp(argv[1], "group") == 0;
     if (argc > 1 && strcmp(argv[1], "core") == 0) {
         struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
         if (setrlimit(RLIMIT_CORE, &rl) != 0) {
@@ -76,7 +107,7 @@ int main(int argc, char **argv) {
         }
         dump_core = 1;
     }
-    int rc = coil_run(start, NULL);
+    int rc = group ? coil_run_group(2, start, &group) : coil_run(start, &group);
     printf("coil_run: %d\n", rc);
     return rc == 0 ? 0 : 1;
 }

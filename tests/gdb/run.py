@@ -6,6 +6,9 @@
   run.py core GDB PROGRAM COIL_PY   the program aborts in stop_here and the
                                     kernel writes a core file into a temporary
                                     directory; gdb looks at that core
+  run.py group GDB PROGRAM COIL_PY  live, the program running a group of two
+                                    schedulers (one more tasklet parked on the
+                                    second)
 
 Both check that `coil tasklets` lists the program's tasklets with their
 states, that `coil bt ID` shows each parked one's frames in order from where
@@ -42,13 +45,18 @@ def gdb_batch(gdb, args, timeout=120):
     return p.returncode, p.stdout.decode(errors="replace")
 
 
-def commands(coil_py):
+def commands(coil_py, group=False):
     """The commands under test, each section after a marker line."""
     ex = ["-ex", "source " + coil_py]
-    for name, cmd in [("tasklets", "coil tasklets"), ("bt2", "coil bt 2"),
-                      ("bt3", "coil bt 3"), ("bt4", "coil bt 4"), ("bt1", "coil bt 1"),
-                      ("missing", "coil bt 99"), ("usage", "coil bt"),
-                      ("usage2", "coil bt two"), ("extra", "coil tasklets now")]:
+    if group:
+        todo = [("tasklets", "coil tasklets"), ("bt2", "coil bt 2"), ("bt5", "coil bt 5"),
+                ("bt1", "coil bt 1")]
+    else:
+        todo = [("tasklets", "coil tasklets"), ("bt2", "coil bt 2"),
+                ("bt3", "coil bt 3"), ("bt4", "coil bt 4"), ("bt1", "coil bt 1"),
+                ("missing", "coil bt 99"), ("usage", "coil bt"),
+                ("usage2", "coil bt two"), ("extra", "coil tasklets now")]
+    for name, cmd in todo:
         ex += ["-ex", "echo ==%s==\\n" % name, "-ex", cmd]
     ex += ["-ex", "echo ==end==\\n"]
     return ex
@@ -125,8 +133,38 @@ def check(out):
            "coil tasklets now: the error", s.get("extra", ""))
 
 
-def live_args(program, ex):
-    return ["-ex", "break stop_here", "-ex", "run"] + ex + ["-ex", "kill", "--args", program]
+def check_group(out):
+    """Two schedulers on two threads: remote (2) parked on the second, main
+    (1) running and receiver (5) parked on the first (ids of a group of two
+    alternate between its schedulers)."""
+    s = sections(out)
+    t = s.get("tasklets", "")
+    m1 = re.search(r'^scheduler 0x[0-9a-f]+ \(1 of 2\), gdb thread (\d+):\n'
+                   r'  tasklet 2 "remote": waiting on sleep\n', t, re.M)
+    m0 = re.search(r'^scheduler 0x[0-9a-f]+ \(0 of 2\), gdb thread (\d+):\n'
+                   r'  tasklet 1 "main": running\n'
+                   r'  tasklet 3 "sleeper": waiting on sleep\n'
+                   r'  tasklet 5 "receiver": waiting on chan recv\n'
+                   r'  tasklet 7 "unstarted": runnable\n', t, re.M)
+    expect(m1 and m0, "coil tasklets: both schedulers, each with its tasklets", t)
+    if m1 and m0:
+        expect(m1.group(1) != m0.group(1), "coil tasklets: two threads", t)
+    b = s.get("bt2", "")
+    expect(frames_in_order(b, ["coil_sleep_until", "remote_in_here", "tasklet_entry", START]),
+           "coil bt 2: remote_in_here, on the second scheduler", b)
+    b = s.get("bt5", "")
+    expect(frames_in_order(b, ["receiver_in_here", "receiver_outer", "tasklet_entry", START]),
+           "coil bt 5: receiver_in_here, receiver_outer", b)
+    b = s.get("bt1", "")
+    expect(m0 and ("running: the stack of gdb thread %s\n" % m0.group(1)) in b,
+           "coil bt 1: running, on the first scheduler's thread", b)
+    expect(frames_in_order(b, ["stop_here", "start", "tasklet_entry", START]),
+           "coil bt 1: its thread's frames", b)
+
+
+def live_args(program, ex, *args):
+    return (["-ex", "break stop_here", "-ex", "run"] + ex + ["-ex", "kill", "--args", program]
+            + list(args))
 
 
 class CannotGcore(Exception):
@@ -179,7 +217,7 @@ def make_core(gdb, program, tmp):
 
 
 def main():
-    if len(sys.argv) != 5 or sys.argv[1] not in ("live", "core"):
+    if len(sys.argv) != 5 or sys.argv[1] not in ("live", "core", "group"):
         sys.exit(__doc__)
     mode, gdb, program, coil_py = sys.argv[1:]
     program = os.path.abspath(program)
@@ -200,6 +238,13 @@ def main():
         return SKIP
     if mode == "live":
         rc, out = gdb_batch(gdb, live_args(program, commands(coil_py)))
+    elif mode == "group":
+        rc, out = gdb_batch(gdb, live_args(program, commands(coil_py, True), "group"))
+        print(out)
+        check_group(out)
+        for f in failures:
+            print("FAILED: " + f)
+        return 1 if failures else 0
     else:
         with tempfile.TemporaryDirectory(prefix="coil-gdb-") as tmp:
             try:
