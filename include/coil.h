@@ -1041,20 +1041,24 @@ COIL_API int coil_signal_wait(const sigset_t *set, int64_t deadline);
  * A close, dup2 or dup3 that replaces an fd tasklets wait on wakes them with
  * EBADF. sendfile and splice to a blocking socket or pipe park until it is
  * writable, then run on the offload pool (the kernel would block until all
- * is sent), where a kill cannot interrupt them. A wait for a specific child parks on its pidfd; for
- * any child (or for stops, WUNTRACED/WCONTINUED) it asks again every 1 to 32 ms, so an exit may be
- * seen up to 32 ms late. Libraries loaded later with dlopen (or dlmopen into the base namespace)
- * are diverted when that call returns, if the loader's answer cannot depend on who called it: a
- * path with a slash and no $ORIGIN, or a bare name when no loaded object has a DT_RPATH and neither
- * the caller nor coil has a DT_RUNPATH; otherwise the call goes to the loader untouched (it must
- * see its real caller) and what it loads is diverted by calling coil_install again, as is an object
- * being loaded by another thread while coil_install runs. Objects of other namespaces (dlmopen)
- * have a C library of their own and are not diverted by dlmopen. Every libc call that can block,
- * diverted or not and why: docs/install-calls.md. A program that cannot call it is installed at
- * load time with COIL_INSTALL=1 in its environment. Callable anywhere, idempotent. Returns 0;
- * -errno if /proc/self/maps cannot be read (nothing is patched then), or if a GOT page could not be
- * made writable (what was patched stays patched). On Windows it is not supported and returns
- * -ENOTSUP; coil_uninstall returns 0. (How: docs/architecture.md, section "Interposition".) */
+ * is sent), where a kill cannot interrupt them. A wait for a specific child parks on its pidfd; for any child (or
+ * for stops, WUNTRACED/WCONTINUED) it asks again every 1 to 32 ms, so an
+ * exit may be seen up to 32 ms late. Libraries loaded later with dlopen (or dlmopen into the base
+ * namespace) are diverted when that call returns, if the loader's answer
+ * cannot depend on who called it: a path with a slash and no $ORIGIN, or a
+ * bare name when no loaded object has a DT_RPATH and neither the caller nor
+ * coil has a DT_RUNPATH; otherwise the call goes to the loader untouched
+ * (it must see its real caller) and what it loads is diverted by calling
+ * coil_install again, as is an object being loaded by another thread while
+ * coil_install runs. Objects of other namespaces (dlmopen) have a C library
+ * of their own and are not diverted by dlmopen. Every libc call that can
+ * block, diverted or not and why: docs/install-calls.md. A program that cannot call it is
+ * installed at load time with COIL_INSTALL=1 in its environment. Callable
+ * anywhere, idempotent. Returns 0; -errno if /proc/self/maps cannot be read
+ * (nothing is patched then), or if a GOT page could not be made writable
+ * (what was patched stays patched). On Windows it is not supported and
+ * returns -ENOTSUP; coil_uninstall returns 0. (How: docs/architecture.md,
+ * section "Interposition".) */
 COIL_API int coil_install(void);
 
 /* Puts back every patched entry that still holds coil's wrapper, in the
