@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #if COIL__CTX_UNWIND
@@ -47,17 +48,19 @@ static const char *state_name(const struct coil__tasklet *t) {
 
 #if COIL__CTX_UNWIND
 /* The frames shown under a parked tasklet: enough for a library call inside
- * a few of the program's own, as the watchdog's backtraces. */
-#define FRAMES_MAX 32
+ * a few of the program's own, as the watchdog's backtraces. Up to
+ * FRAMES_SEEN are collected, to say how many more there are. */
+#define FRAMES_MAX  32
+#define FRAMES_SEEN 256
 
 struct frames {
-    void *pc[FRAMES_MAX + 8]; /* the few of collect and coil__ctx_unwind first */
+    void **pc;
     int n;
 };
 
 static void collect(void *arg) {
     struct frames *f = arg;
-    f->n = backtrace(f->pc, (int)(sizeof f->pc / sizeof f->pc[0]));
+    f->n = backtrace(f->pc, FRAMES_SEEN);
 }
 
 /* One line per frame of a parked tasklet, from where it parked (inside
@@ -66,8 +69,14 @@ static void collect(void *arg) {
  * functions need -rdynamic, see coil_dump in coil.h), the address instead
  * where there is none. */
 static void write_frames(const struct coil__tasklet *t, FILE *out) {
-    struct frames f = {.n = 0};
+    /* On the heap: a dump may run on a tasklet's small stack. */
+    struct frames f = {malloc(FRAMES_SEEN * sizeof(void *)), 0};
+    if (!f.pc) {
+        fputs("      (no frames: out of memory)\n", out);
+        return;
+    }
     coil__ctx_unwind(&t->ctx, collect, &f);
+    /* The first frames are collect's and coil__ctx_unwind's own. */
     int from = f.n;
     for (int i = 0; i < f.n; i++)
         if (f.pc[i] == (const void *)coil__ctx_unwind_ret) {
@@ -92,7 +101,9 @@ static void write_frames(const struct coil__tasklet *t, FILE *out) {
         }
         fputc('\n', out);
     }
-    if (f.n - from > FRAMES_MAX) fprintf(out, "      at ... (%d more)\n", f.n - from - FRAMES_MAX);
+    if (to < f.n)
+        fprintf(out, "      at ... (%d more%s)\n", f.n - to, f.n == FRAMES_SEEN ? " at least" : "");
+    free(f.pc);
 }
 #endif
 

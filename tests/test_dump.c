@@ -232,6 +232,80 @@ static void test_dump_backtrace(void **state) {
     free(b.text);
 }
 
+/* A stack deeper than the dump shows: 32 frame lines, then one that says
+ * how many more. */
+
+static coil_chan *deep_ch;
+
+int parked_deep(int depth);
+
+__attribute__((noinline)) int parked_deep(int depth) {
+    int rc;
+    if (depth == 0) {
+        int v = 0;
+        rc = coil_chan_recv(deep_ch, &v);
+    } else {
+        rc = parked_deep(depth - 1);
+    }
+    __asm__ volatile("" ::: "memory"); /* no tail call */
+    return rc;
+}
+
+static void deep_parker(void *arg) {
+    *(int *)arg = parked_deep(40);
+}
+
+struct deep {
+    char *text;
+    int rc;
+};
+
+static void deep_main(void *arg) {
+    struct deep *d = arg;
+    if (coil_chan_open(&deep_ch, sizeof(int), 0)) return;
+    coil_id id = coil_spawn(deep_parker, &d->rc, &(coil_spawn_opts){.name = "deep"});
+    coil_yield();
+    size_t len = 0;
+    FILE *f = open_memstream(&d->text, &len);
+    if (f) {
+        coil_dump(f);
+        fclose(f);
+    }
+    coil_chan_close(deep_ch);
+    coil_join(id, COIL_FOREVER);
+    coil_chan_free(deep_ch);
+}
+
+static void test_dump_backtrace_is_bounded(void **state) {
+    (void)state;
+    struct deep d = {NULL, 0};
+    COIL_RUN_OK(deep_main, &d);
+    assert_non_null(d.text);
+    assert_int_equal(d.rc, -EPIPE);
+    char *frames = frames_after(d.text, "\"deep\"");
+    assert_non_null(frames);
+    int lines = 0, deep = 0;
+    const char *last = frames;
+    for (const char *l = frames; *l; l = strchr(l, '\n') + 1) {
+        lines++;
+        last = l;
+        if (strncmp(l, "      at parked_deep+0x", 23) == 0) deep++;
+        if (!strchr(l, '\n')) break;
+    }
+    /* 41 parked_deep frames, coil's below them and the entry above: 32
+     * shown, all but coil's few of them parked_deep; the rest counted
+     * (exactly: fewer than the 256 collected). */
+    assert_int_equal(lines, 33);
+    print_message("%d frame lines, %d of parked_deep, the last: %s", lines, deep, last);
+    assert_true(deep >= 28);
+    assert_int_equal(strncmp(last, "      at ... (", 14), 0);
+    int more = atoi(last + 14);
+    assert_true(more >= 10);
+    assert_non_null(strstr(last, " more)\n")); /* not "more at least)" */
+    free(frames);
+    free(d.text);
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 static void dump_null(void *arg) {
@@ -479,6 +553,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dump_lists_every_tasklet),
         cmocka_unit_test(test_dump_backtrace),
+        cmocka_unit_test(test_dump_backtrace_is_bounded),
         cmocka_unit_test(test_dump_errors),
         cmocka_unit_test(test_dump_on_signal_rejects_bad_signals),
         cmocka_unit_test(test_dump_on_raised_sigquit),

@@ -200,16 +200,12 @@ if Unwinder is not None:
         def __call__(self, pending):
             if self.sp is None:
                 return None
-            try:
-                if pending.level() != 0:
-                    return None
-            except AttributeError:  # gdb < 11: no level(); claimed once per walk
-                pass
+            if pending.level() != 0:  # gdb 11+ (CoilBt checks)
+                return None
             # Nothing here may ask for frames (gdb.selected_frame and the
             # like): gdb is building them, and would recurse.
             saved, size, sp_name = arch_frame(pending.architecture())
             u64 = gdb.lookup_type("unsigned long")
-            ptr = gdb.lookup_type("void").pointer()
             cur_sp = pending.read_register(sp_name)
             cur_pc = pending.read_register("pc")
             # gdb stops a walk whose caller's frame is "inner" (below) the
@@ -287,8 +283,9 @@ running one's are its thread's (the command says which thread)."""
         if resume == int(start):
             gdb.write("(not started yet: no frames)\n")
             return
-        if PARKED is None:
-            raise gdb.GdbError("coil bt: this gdb has no Python frame unwinders (gdb 7.10+)")
+        if PARKED is None or not hasattr(gdb.PendingFrame, "level"):
+            raise gdb.GdbError("coil bt: needs gdb 11 or later (Python frame unwinders that "
+                               "know a frame's level)")
         PARKED.sp = sp
         gdb.invalidate_cached_frames()
         try:
