@@ -11,7 +11,7 @@
                                     second)
 
 Both check that `coil tasklets` lists the program's tasklets with their
-states, that `coil bt ID` shows each parked one's frames in order from where
+states (live: first that it says there is no scheduler before coil_run), that `coil bt ID` shows each parked one's frames in order from where
 it parked out to coil__ctx_start (and the running one's, through its
 thread), and the commands' errors.
 
@@ -237,7 +237,17 @@ def main():
         print("libcoil has no debug information (build with -g): skipped\n" + out)
         return SKIP
     if mode == "live":
-        rc, out = gdb_batch(gdb, live_args(program, commands(coil_py)))
+        # First at main, before coil_run: no scheduler yet.
+        early = ["-ex", "source " + coil_py, "-ex", "break main", "-ex", "run",
+                 "-ex", "echo ==early==\\n", "-ex", "coil tasklets",
+                 "-ex", "echo ==earlybt==\\n", "-ex", "coil bt 1",
+                 "-ex", "echo ==earlyend==\\n", "-ex", "break stop_here", "-ex", "continue"]
+        rc, out = gdb_batch(gdb, early + commands(coil_py) + ["-ex", "kill", "--args", program])
+        s = sections(out)
+        expect(s.get("early") == "coil: no running scheduler\n",
+               "coil tasklets before coil_run: no scheduler", s.get("early"))
+        expect(s.get("earlybt") == "coil: no tasklet 1 in any running scheduler\n",
+               "coil bt 1 before coil_run: the error", s.get("earlybt"))
     elif mode == "group":
         rc, out = gdb_batch(gdb, live_args(program, commands(coil_py, True), "group"))
         print(out)
