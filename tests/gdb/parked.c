@@ -45,6 +45,11 @@ static void receiver(void *arg) {
     receiver_outer(arg);
 }
 
+static void joiner(void *arg) {
+    coil_join(*(coil_id *)arg, COIL_FOREVER);
+    __asm__ volatile("" ::: "memory"); /* no tail call: joiner stays a frame */
+}
+
 /* The live test's breakpoint. */
 __attribute__((noinline)) void stop_here(void);
 __attribute__((noinline)) void stop_here(void) {
@@ -80,7 +85,8 @@ static void start(void *arg) {
     }
     coil_id a = coil_spawn(sleeper, NULL, &(coil_spawn_opts){.name = "sleeper"});
     coil_id b = coil_spawn(receiver, ch, &(coil_spawn_opts){.name = "receiver"});
-    coil_yield(); /* both park */
+    coil_id j = coil_spawn(joiner, &a, &(coil_spawn_opts){.name = "joiner"});
+    coil_yield(); /* all three park */
     coil_id c = coil_spawn(sleeper, NULL, &(coil_spawn_opts){.name = "unstarted"});
     stop_here();
     if (group) {
@@ -93,6 +99,7 @@ static void start(void *arg) {
     coil_chan_close(ch);
     coil_join(a, COIL_FOREVER);
     coil_join(b, COIL_FOREVER);
+    coil_join(j, COIL_FOREVER);
     coil_join(c, COIL_FOREVER);
     coil_chan_free(ch);
 }

@@ -53,7 +53,8 @@ def commands(coil_py, group=False):
                 ("bt1", "coil bt 1")]
     else:
         todo = [("tasklets", "coil tasklets"), ("bt2", "coil bt 2"),
-                ("bt3", "coil bt 3"), ("bt4", "coil bt 4"), ("bt1", "coil bt 1"),
+                ("bt3", "coil bt 3"), ("bt4", "coil bt 4"), ("bt5", "coil bt 5"),
+                ("bt1", "coil bt 1"),
                 ("missing", "coil bt 99"), ("usage", "coil bt"),
                 ("usage2", "coil bt two"), ("extra", "coil tasklets now")]
     for name, cmd in todo:
@@ -101,7 +102,8 @@ def check(out):
            "coil tasklets: a scheduler line", t)
     for line in ['  tasklet 1 "main": running', '  tasklet 2 "sleeper": waiting on sleep',
                  '  tasklet 3 "receiver": waiting on chan recv',
-                 '  tasklet 4 "unstarted": runnable']:
+                 '  tasklet 4 "joiner": waiting on join of tasklet 2',
+                 '  tasklet 5 "unstarted": runnable']:
         expect(line + "\n" in t, "coil tasklets: the line %r" % line, t)
     b = s.get("bt2", "")
     expect(b.startswith('tasklet 2 "sleeper": waiting on sleep\n'), "coil bt 2: its title", b)
@@ -117,8 +119,11 @@ def check(out):
                                START]),
            "coil bt 3: receiver_in_here, receiver_outer, tasklet_entry, coil__ctx_start", b)
     b = s.get("bt4", "")
-    expect(b == 'tasklet 4 "unstarted": runnable\n(not started yet: no frames)\n',
-           "coil bt 4: not started", b)
+    expect(frames_in_order(b, ["coil_join", "joiner", "tasklet_entry", START]),
+           "coil bt 4: coil_join, joiner, tasklet_entry, coil__ctx_start", b)
+    b = s.get("bt5", "")
+    expect(b == 'tasklet 5 "unstarted": runnable\n(not started yet: no frames)\n',
+           "coil bt 5: not started", b)
     b = s.get("bt1", "")
     expect(re.search(r"^running: the stack of gdb thread \d+$", b, re.M),
            "coil bt 1: running, on which thread", b)
@@ -145,7 +150,8 @@ def check_group(out):
                    r'  tasklet 1 "main": running\n'
                    r'  tasklet 3 "sleeper": waiting on sleep\n'
                    r'  tasklet 5 "receiver": waiting on chan recv\n'
-                   r'  tasklet 7 "unstarted": runnable\n', t, re.M)
+                   r'  tasklet 7 "joiner": waiting on join of tasklet 3\n'
+                   r'  tasklet 9 "unstarted": runnable\n', t, re.M)
     expect(m1 and m0, "coil tasklets: both schedulers, each with its tasklets", t)
     if m1 and m0:
         expect(m1.group(1) != m0.group(1), "coil tasklets: two threads", t)

@@ -113,6 +113,9 @@ def describe(t):
     if state == "waiting":
         kind = enum_name("enum coil__wait", int(t["wait_kind"]))
         line += " on " + WAIT_NAMES.get(kind, kind or "?")
+        if kind == "COIL__WAIT_JOIN":
+            joiner = t["wait_obj"].cast(gdb.lookup_type("struct coil__joiner").pointer())
+            line += " of tasklet %d" % int(joiner["id"])
     if bool(t["killed"]):
         line += " [killed]"
     return line
