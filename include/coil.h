@@ -262,7 +262,8 @@ COIL_API int coil_set_shutdown_grace(int64_t ns);
  * one "      at NAME+0xOFFSET (OBJECT)" line each (Linux with glibc; NAME
  * from the dynamic symbol table: a program's own functions are named when
  * it is linked with -rdynamic, static ones show as "at 0xADDRESS"; at most
- * 32, then "      at ... (N more)"). Called from a tasklet of a group, it goes on with
+ * 32, then "      at ... (N more)", or "(at least N more)" beyond 64).
+ * Called from a tasklet of a group, it goes on with
  * every other scheduler of the group, each writing its own part on its own
  * thread while the caller waits (so out must be usable from any thread: a
  * FILE is). Returns the number of tasklets listed; -EINVAL for a NULL out;

@@ -7,7 +7,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #if COIL__CTX_UNWIND
@@ -49,12 +48,13 @@ static const char *state_name(const struct coil__tasklet *t) {
 #if COIL__CTX_UNWIND
 /* The frames shown under a parked tasklet: enough for a library call inside
  * a few of the program's own, as the watchdog's backtraces. Up to
- * FRAMES_SEEN are collected, to say how many more there are. */
+ * FRAMES_SEEN are collected (on the stack, 512 bytes: a dump may run on a
+ * small tasklet stack), to say how many more there are. */
 #define FRAMES_MAX  32
-#define FRAMES_SEEN 256
+#define FRAMES_SEEN 64
 
 struct frames {
-    void **pc;
+    void *pc[FRAMES_SEEN];
     int n;
 };
 
@@ -69,12 +69,8 @@ static void collect(void *arg) {
  * functions need -rdynamic, see coil_dump in coil.h), the address instead
  * where there is none. */
 static void write_frames(const struct coil__tasklet *t, FILE *out) {
-    /* On the heap: a dump may run on a tasklet's small stack. */
-    struct frames f = {malloc(FRAMES_SEEN * sizeof(void *)), 0};
-    if (!f.pc) {
-        fputs("      (no frames: out of memory)\n", out);
-        return;
-    }
+    struct frames f;
+    f.n = 0;
     coil__ctx_unwind(&t->ctx, collect, &f);
     /* The first frames are collect's and coil__ctx_unwind's own. */
     int from = f.n;
@@ -102,8 +98,7 @@ static void write_frames(const struct coil__tasklet *t, FILE *out) {
         fputc('\n', out);
     }
     if (to < f.n)
-        fprintf(out, "      at ... (%d more%s)\n", f.n - to, f.n == FRAMES_SEEN ? " at least" : "");
-    free(f.pc);
+        fprintf(out, "      at ... (%s%d more)\n", f.n == FRAMES_SEEN ? "at least " : "", f.n - to);
 }
 #endif
 
