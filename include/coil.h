@@ -257,7 +257,13 @@ COIL_API int coil_set_shutdown_grace(int64_t ns);
  * state, what it waits on (channel and direction, sleep, join, choose, a
  * call to another scheduler) and for how long; after the first line, the
  * backend may add lines of its own state (io_uring: how many completions a
- * blocking wait asks for). Called from a tasklet of a group, it goes on with
+ * blocking wait asks for). Under each tasklet that is not running and has
+ * run, the frames of its stack from where it stopped out to its function,
+ * one "      at NAME+0xOFFSET (OBJECT)" line each (Linux with glibc; NAME
+ * from the dynamic symbol table: a program's own functions are named when
+ * it is linked with -rdynamic, static ones show as "at 0xADDRESS"; at most
+ * 32, then "      at ... (N more)", or "(at least N more)" beyond 64).
+ * Called from a tasklet of a group, it goes on with
  * every other scheduler of the group, each writing its own part on its own
  * thread while the caller waits (so out must be usable from any thread: a
  * FILE is). Returns the number of tasklets listed; -EINVAL for a NULL out;

@@ -63,6 +63,7 @@ if [ "$what" = check ]; then
     "x86_64-w64-mingw32-gcc-posix gcc-mingw-w64-x86-64 cross-builds coil for Windows (its -posix variant has winpthreads)"
     "/usr/lib/wine/wine64 wine64 runs the Windows tests (coil-echo.exe included)"
     "gcovr gcovr the coverage report of make coverage"
+    "gdb gdb the tests of tools/gdb/coil.py (gdb.live, gdb.core): gdb -batch on a live process and on a core file"
   )
 fi
 

@@ -9,6 +9,10 @@
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
+#if COIL__CTX_UNWIND
+#include <dlfcn.h>
+#include <execinfo.h>
+#endif
 
 const char *coil__wait_name(enum coil__wait kind) {
     switch (kind) {
@@ -40,6 +44,63 @@ static const char *state_name(const struct coil__tasklet *t) {
     }
     return "?";
 }
+
+#if COIL__CTX_UNWIND
+/* The frames shown under a parked tasklet: enough for a library call inside
+ * a few of the program's own, as the watchdog's backtraces. Up to
+ * FRAMES_SEEN are collected (on the stack, 512 bytes: a dump may run on a
+ * small tasklet stack), to say how many more there are. */
+#define FRAMES_MAX  32
+#define FRAMES_SEEN 64
+
+struct frames {
+    void *pc[FRAMES_SEEN];
+    int n;
+};
+
+static void collect(void *arg) {
+    struct frames *f = arg;
+    f->n = backtrace(f->pc, FRAMES_SEEN);
+}
+
+/* One line per frame of a parked tasklet, from where it parked (inside
+ * coil) out to its entry: "      at NAME+0xOFF (OBJECT)", NAME from the
+ * dynamic symbol table (dladdr, as backtrace_symbols; an executable's own
+ * functions need -rdynamic, see coil_dump in coil.h), the address instead
+ * where there is none. */
+static void write_frames(const struct coil__tasklet *t, FILE *out) {
+    struct frames f;
+    f.n = 0;
+    coil__ctx_unwind(&t->ctx, collect, &f);
+    /* The first frames are collect's and coil__ctx_unwind's own. */
+    int from = f.n;
+    for (int i = 0; i < f.n; i++)
+        if (f.pc[i] == (const void *)coil__ctx_unwind_ret) {
+            from = i + 1;
+            break;
+        }
+    int to = f.n - from > FRAMES_MAX ? from + FRAMES_MAX : f.n;
+    for (int i = from; i < to; i++) {
+        Dl_info info;
+        memset(&info, 0, sizeof info);
+        fputs("      at ", out);
+        /* A return address is after its call: pc - 1 is in the calling
+         * function even when the call ends it (a noreturn callee). */
+        if (dladdr((char *)f.pc[i] - 1, &info) && info.dli_sname && info.dli_saddr)
+            fprintf(out, "%s+0x%lx", info.dli_sname,
+                    (unsigned long)((uintptr_t)f.pc[i] - (uintptr_t)info.dli_saddr));
+        else
+            fprintf(out, "%p", f.pc[i]);
+        if (info.dli_fname && *info.dli_fname) {
+            const char *base = strrchr(info.dli_fname, '/');
+            fprintf(out, " (%s)", base ? base + 1 : info.dli_fname);
+        }
+        fputc('\n', out);
+    }
+    if (to < f.n)
+        fprintf(out, "      at ... (%s%d more)\n", f.n == FRAMES_SEEN ? "at least " : "", f.n - to);
+}
+#endif
 
 static double secs(int64_t ns) {
     return (double)ns / (double)COIL_SEC;
@@ -106,6 +167,11 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
         }
         if (t->killed) fprintf(out, " [killed]");
         fputc('\n', out);
+#if COIL__CTX_UNWIND
+        /* Its saved context is where it stopped; the running one (the
+         * caller) has none, and one never run has no frames yet. */
+        if (t->state != COIL__RUNNING && !coil__ctx_fresh(&t->ctx)) write_frames(t, out);
+#endif
     }
     return n;
 }

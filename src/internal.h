@@ -86,6 +86,25 @@ void coil__ctx_switch(struct coil__ctx *from, struct coil__ctx *to);
  * ends (grows down from) at top. entry must never return. */
 void coil__ctx_make(struct coil__ctx *ctx, void *top, void (*entry)(void *), void *arg);
 
+/* Whether *ctx was made by coil__ctx_make and never switched to: it has no
+ * frames of its own yet. */
+bool coil__ctx_fresh(const struct coil__ctx *ctx);
+
+/* The backtrace of a parked context (coil_dump): where glibc's DWARF
+ * unwinder (backtrace()) and the unwinding routine below exist. */
+#if !defined(_WIN32) && defined(__GLIBC__) && (defined(__x86_64__) || defined(__aarch64__))
+#define COIL__CTX_UNWIND 1
+/* Calls fn(arg) on the current stack in a frame that an unwinder sees as
+ * called from where the parked context *ctx stopped (coil__ctx_switch's
+ * caller), so that backtrace() in fn lists the parked tasklet's frames after
+ * fn's and this one's; coil__ctx_unwind_ret is the return address of that
+ * call, which ends the frames to skip. See src/arch/switch_x86_64.S. */
+void coil__ctx_unwind(const struct coil__ctx *ctx, void (*fn)(void *), void *arg);
+extern const char coil__ctx_unwind_ret[];
+#else
+#define COIL__CTX_UNWIND 0
+#endif
+
 /* ---- timers (src/timer.c) ---------------------------------------------- */
 
 struct coil__timer {
@@ -995,6 +1014,8 @@ void coil__watchdog_detach(struct coil__sched *s);
  * bounded: a scheduler whose thread does not answer within a second is
  * named without a backtrace. */
 void coil__watchdog_dump_all(void *uc);
+/* The running schedulers (src/unix/watchdog.c), linked by watch.next. */
+extern struct coil__sched *coil__registry;
 /* Async-signal-safe writing to stderr: a string, a number. */
 void coil__report_str(const char *str);
 void coil__report_num(int64_t v);

@@ -121,6 +121,217 @@ static void test_dump_lists_every_tasklet(void **state) {
     free(c.text);
 }
 
+/* ---- backtraces of parked tasklets ------------------------------------------------- */
+
+/* Under each parked tasklet's line, the frames of its stack from where it
+ * parked out to its entry, named from the dynamic symbol table (this test is
+ * linked with -rdynamic, see tests/CMakeLists.txt). A tasklet never run has
+ * no frames, nor has the running one. */
+
+struct bt {
+    coil_chan *ch;
+    char *text;
+    int rc;
+    coil_id parker, fresh;
+    int recv_rc;
+};
+
+/* Exported (not static) so that the dump can name them; noinline and a use
+ * of the result after the call: each stays a frame of its own (no inlining,
+ * no tail call). */
+int parked_in_here(coil_chan *ch);
+int parked_caller(coil_chan *ch);
+
+__attribute__((noinline)) int parked_in_here(coil_chan *ch) {
+    int v = 0;
+    int rc = coil_chan_recv(ch, &v);
+    return rc + v;
+}
+
+__attribute__((noinline)) int parked_caller(coil_chan *ch) {
+    int rc = parked_in_here(ch);
+    __asm__ volatile("" ::: "memory");
+    return rc;
+}
+
+static void bt_parker(void *arg) {
+    struct bt *b = arg;
+    b->recv_rc = parked_caller(b->ch);
+}
+
+static void bt_main(void *arg) {
+    struct bt *b = arg;
+    if (coil_chan_open(&b->ch, sizeof(int), 0)) return;
+    b->parker = coil_spawn(bt_parker, b, &(coil_spawn_opts){.name = "parker"});
+    coil_yield(); /* it parks in parked_in_here */
+    b->fresh = coil_spawn(noop, NULL, &(coil_spawn_opts){.name = "fresh"});
+    size_t len = 0;
+    FILE *f = open_memstream(&b->text, &len);
+    if (f) {
+        b->rc = coil_dump(f);
+        fclose(f);
+    }
+    coil_chan_close(b->ch);
+    coil_join(b->parker, COIL_FOREVER);
+    coil_join(b->fresh, COIL_FOREVER);
+    coil_chan_free(b->ch);
+}
+
+/* The lines after the one that contains needle, up to the next tasklet's
+ * (or the end), in a string the caller frees. */
+static char *frames_after(const char *text, const char *needle) {
+    const char *at = strstr(text, needle);
+    if (!at) return NULL;
+    const char *start = strchr(at, '\n');
+    if (!start) return strdup("");
+    start++;
+    const char *end = strstr(start, "  tasklet ");
+    size_t n = end ? (size_t)(end - start) : strlen(start);
+    return strndup(start, n);
+}
+
+static void test_dump_backtrace(void **state) {
+    (void)state;
+    struct bt b;
+    memset(&b, 0, sizeof b);
+    COIL_RUN_OK(bt_main, &b);
+    assert_non_null(b.text);
+    print_message("%s", b.text);
+    assert_int_equal(b.rc, 3);
+    assert_int_equal(b.recv_rc, -EPIPE);
+    char *frames = frames_after(b.text, "\"parker\"");
+    assert_non_null(frames);
+    /* Every line is a frame line; the innermost named ones are coil's own
+     * (the channel's park), then ours in call order. */
+    for (const char *l = frames; *l; l = strchr(l, '\n') + 1) {
+        if (strncmp(l, "      at ", 9) != 0) fail_msg("not a frame line: %s", l);
+        if (!strchr(l, '\n')) break;
+    }
+    const char *in_here = strstr(frames, "      at parked_in_here+0x");
+    const char *caller = strstr(frames, "      at parked_caller+0x");
+    const char *entry = strstr(frames, "      at bt_parker");
+    if (!in_here || !caller)
+        fail_msg("parked_in_here, then parked_caller, expected in:\n%s", frames);
+    assert_true(in_here < caller);
+    /* bt_parker is static: not in the dynamic symbol table, so not named. */
+    assert_null(entry);
+    /* coil's frames come first (its park is static in libcoil: shown as
+     * an address). */
+    assert_true(in_here > frames);
+    assert_non_null(strstr(in_here, "(test_dump)"));
+    free(frames);
+    /* Neither the running tasklet nor the one that has not run has frames. */
+    frames = frames_after(b.text, "\"main\"");
+    assert_non_null(frames);
+    assert_string_equal(frames, "");
+    free(frames);
+    frames = frames_after(b.text, "\"fresh\"");
+    assert_non_null(frames);
+    assert_string_equal(frames, "");
+    free(frames);
+    free(b.text);
+}
+
+/* Stacks deeper than the dump shows: 32 frame lines, then one that says how
+ * many more; exactly when the unwinder saw them all (64 collected), "at
+ * least" when it stopped first. */
+
+static coil_chan *deep_ch;
+
+int parked_deep(int depth);
+
+__attribute__((noinline)) int parked_deep(int depth) {
+    int rc;
+    if (depth == 0) {
+        int v = 0;
+        rc = coil_chan_recv(deep_ch, &v);
+    } else {
+        rc = parked_deep(depth - 1);
+    }
+    __asm__ volatile("" ::: "memory"); /* no tail call */
+    return rc;
+}
+
+struct deep {
+    char *text;
+    int rc[2];
+};
+
+static struct deep *deep;
+
+static void deep_parker(void *arg) {
+    deep->rc[0] = parked_deep(*(int *)arg);
+}
+
+static void deeper_parker(void *arg) {
+    deep->rc[1] = parked_deep(*(int *)arg);
+}
+
+static void deep_main(void *arg) {
+    deep = arg;
+    int depth[2] = {40, 100};
+    if (coil_chan_open(&deep_ch, sizeof(int), 0)) return;
+    coil_id a = coil_spawn(deep_parker, &depth[0], &(coil_spawn_opts){.name = "deep"});
+    coil_id b = coil_spawn(deeper_parker, &depth[1], &(coil_spawn_opts){.name = "deeper"});
+    coil_yield();
+    size_t len = 0;
+    FILE *f = open_memstream(&deep->text, &len);
+    if (f) {
+        coil_dump(f);
+        fclose(f);
+    }
+    coil_chan_close(deep_ch);
+    coil_join(a, COIL_FOREVER);
+    coil_join(b, COIL_FOREVER);
+    coil_chan_free(deep_ch);
+}
+
+/* Checks the frame lines under the tasklet named name: 32 shown, nearly all
+ * parked_deep (coil's few come first), then the count of the rest. Returns
+ * that count. */
+static int check_bounded(const char *text, const char *name, const char *count_prefix) {
+    char *frames = frames_after(text, name);
+    assert_non_null(frames);
+    int lines = 0, in_deep = 0;
+    const char *last = frames;
+    for (const char *l = frames; *l; l = strchr(l, '\n') + 1) {
+        lines++;
+        last = l;
+        if (strncmp(l, "      at parked_deep+0x", 23) == 0) in_deep++;
+        if (!strchr(l, '\n')) break;
+    }
+    print_message("%s: %d frame lines, %d of parked_deep, the last: %s", name, lines, in_deep,
+                  last);
+    assert_int_equal(lines, 33);
+    assert_true(in_deep >= 28);
+    size_t n = strlen(count_prefix);
+    if (strncmp(last, count_prefix, n) != 0) fail_msg("\"%s\" expected: %s", count_prefix, last);
+    char *end;
+    long more = strtol(last + n, &end, 10);
+    assert_string_equal(end, " more)\n");
+    free(frames);
+    return (int)more;
+}
+
+static void test_dump_backtrace_is_bounded(void **state) {
+    (void)state;
+    struct deep d;
+    memset(&d, 0, sizeof d);
+    COIL_RUN_OK(deep_main, &d);
+    assert_non_null(d.text);
+    assert_int_equal(d.rc[0], -EPIPE);
+    assert_int_equal(d.rc[1], -EPIPE);
+    /* 41 parked_deep frames and a few of coil's and the entry's: all seen,
+     * the count is exact (41 + those few - 32). */
+    int more = check_bounded(d.text, "\"deep\"", "      at ... (");
+    assert_true(more >= 41 - 32 && more < 64 - 32);
+    /* 101: 64 collected, a few of them the dumper's (2, and a sanitizer's
+     * interceptor of backtrace), 32 shown, the rest counted. */
+    more = check_bounded(d.text, "\"deeper\"", "      at ... (at least ");
+    assert_true(more >= 64 - 4 - 32 && more <= 64 - 2 - 32);
+    free(d.text);
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 static void dump_null(void *arg) {
@@ -367,6 +578,8 @@ static void test_dump_on_signal_reaches_every_scheduler(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dump_lists_every_tasklet),
+        cmocka_unit_test(test_dump_backtrace),
+        cmocka_unit_test(test_dump_backtrace_is_bounded),
         cmocka_unit_test(test_dump_errors),
         cmocka_unit_test(test_dump_on_signal_rejects_bad_signals),
         cmocka_unit_test(test_dump_on_raised_sigquit),

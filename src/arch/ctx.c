@@ -48,3 +48,14 @@ void coil__ctx_make(struct coil__ctx *ctx, void *top, void (*entry)(void *), voi
 #error "coil: no context switch for this architecture (src/arch/)"
 #endif
 }
+
+bool coil__ctx_fresh(const struct coil__ctx *ctx) {
+    const uint64_t *sp = ctx->sp;
+#if defined(__x86_64__) && defined(_WIN32)
+    return sp[31] == (uint64_t)(uintptr_t)coil__ctx_start;
+#elif defined(__x86_64__)
+    return sp[6] == (uint64_t)(uintptr_t)coil__ctx_start;
+#else
+    return sp[11] == (uint64_t)(uintptr_t)coil__ctx_start;
+#endif
+}

@@ -62,4 +62,70 @@ coil__ctx_start:
     .cfi_endproc
     .size   coil__ctx_start, .-coil__ctx_start
 
+/*
+ * void coil__ctx_unwind(const struct coil__ctx *ctx, void (*fn)(void *), void *arg)
+ *
+ * Calls fn(arg) on the current stack, in a frame whose call-frame
+ * information (CFI) names the parked context ctx as its caller: the canonical
+ * frame address is ctx->sp + 160, the top of coil__ctx_switch's frame, and
+ * every register that frame holds (x19-x30, d8-d15) is described at its slot,
+ * x30 being the resume address. A DWARF unwinder started in fn (glibc's
+ * backtrace) thus walks from fn into this frame and then up the parked
+ * tasklet's stack until coil__ctx_start ends the walk (.cfi_undefined x30).
+ * Nothing switches stacks (see switch_x86_64.S). x19 holds ctx->sp across
+ * the call: it is callee-saved, and the unwinder recovers it through fn's CFI.
+ */
+    .globl  coil__ctx_unwind
+    .hidden coil__ctx_unwind
+    .type   coil__ctx_unwind, %function
+    .p2align 4
+coil__ctx_unwind:
+    .cfi_startproc
+    stp     x29, x30, [sp, #-32]!
+    .cfi_def_cfa_offset 32
+    .cfi_offset x29, -32
+    .cfi_offset x30, -24
+    str     x19, [sp, #16]
+    .cfi_offset x19, -16
+    mov     x29, sp
+    ldr     x19, [x0]
+    .cfi_remember_state
+    .cfi_def_cfa x19, 160
+    .cfi_offset x19, -160
+    .cfi_offset x20, -152
+    .cfi_offset x21, -144
+    .cfi_offset x22, -136
+    .cfi_offset x23, -128
+    .cfi_offset x24, -120
+    .cfi_offset x25, -112
+    .cfi_offset x26, -104
+    .cfi_offset x27, -96
+    .cfi_offset x28, -88
+    .cfi_offset x29, -80
+    .cfi_offset x30, -72
+    .cfi_offset d8, -64
+    .cfi_offset d9, -56
+    .cfi_offset d10, -48
+    .cfi_offset d11, -40
+    .cfi_offset d12, -32
+    .cfi_offset d13, -24
+    .cfi_offset d14, -16
+    .cfi_offset d15, -8
+    mov     x9, x1
+    mov     x0, x2
+    blr     x9
+    .globl  coil__ctx_unwind_ret
+    .hidden coil__ctx_unwind_ret
+coil__ctx_unwind_ret:
+    .cfi_restore_state
+    ldr     x19, [sp, #16]
+    ldp     x29, x30, [sp], #32
+    .cfi_restore x19
+    .cfi_restore x29
+    .cfi_restore x30
+    .cfi_def_cfa_offset 0
+    ret
+    .cfi_endproc
+    .size   coil__ctx_unwind, .-coil__ctx_unwind
+
     .section .note.GNU-stack, "", %progbits

@@ -111,7 +111,9 @@ static void put_tasklet(struct line *l, const struct coil__tasklet *t) {
  * unregister) or on a thread that blocks them all (the monitor), so a
  * handler never interrupts a holder on its own thread and waits for it. */
 static int registry_lock;
-static struct coil__sched *registry;
+/* Not static, and named: tools/gdb/coil.py finds every running scheduler
+ * through it, in a live process and in a core file. */
+struct coil__sched *coil__registry;
 
 static void lock_registry(void) {
     while (__atomic_exchange_n(&registry_lock, 1, __ATOMIC_ACQUIRE))
@@ -265,7 +267,7 @@ void coil__watchdog_dump_all(void *uc) {
     bool urg = urg_install();
     pthread_t self = pthread_self();
     int64_t give_up = mono_now() + COIL_SEC;
-    for (struct coil__sched *s = registry; s; s = s->watch.next) {
+    for (struct coil__sched *s = coil__registry; s; s = s->watch.next) {
         if (pthread_equal(s->watch.thread, self)) {
             report(s, COIL__REPORT_SHUTDOWN, uc);
             continue;
@@ -303,7 +305,7 @@ static pthread_t monitor_thread;
 static void sample(int64_t limit) {
     int64_t now = coil_now();
     bool urg = urg_is_ours();
-    for (struct coil__sched *s = registry; s; s = s->watch.next) {
+    for (struct coil__sched *s = coil__registry; s; s = s->watch.next) {
         struct coil__watch *w = &s->watch;
         unsigned long sw = __atomic_load_n(&w->switches, __ATOMIC_RELAXED);
         if (sw != w->last) {
@@ -381,7 +383,7 @@ static void after_fork_child(void) {
     running = false;
     threshold = 0;
     registry_lock = 0;
-    struct coil__sched **p = &registry;
+    struct coil__sched **p = &coil__registry;
     while (*p) {
         if (pthread_equal((*p)->watch.thread, pthread_self()))
             p = &(*p)->watch.next;
@@ -493,8 +495,8 @@ int coil__watchdog_attach(struct coil__sched *s) {
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     lock_registry();
-    s->watch.next = registry;
-    registry = s;
+    s->watch.next = coil__registry;
+    coil__registry = s;
     unlock_registry();
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return 0;
@@ -505,7 +507,7 @@ void coil__watchdog_detach(struct coil__sched *s) {
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     lock_registry();
-    for (struct coil__sched **p = &registry; *p; p = &(*p)->watch.next)
+    for (struct coil__sched **p = &coil__registry; *p; p = &(*p)->watch.next)
         if (*p == s) {
             *p = s->watch.next;
             break;
