@@ -493,7 +493,7 @@ static void test_sem_contract(void **state) {
 /* ---- killed waiters ------------------------------------------------------------ */
 
 static int kill_timed_rc, kill_lock_rc, kill_lock_killed, kill_sem_rc, kill_sem_errno;
-static int kill_cond_rc, kill_cond_holds;
+static int kill_cond_rc, kill_cond_holds, kill_uncond_rc, kill_uncond_holds;
 
 static void victim_timedlock(void *arg) {
     (void)arg;
@@ -523,17 +523,26 @@ static void victim_cond(void *arg) {
     lk_mutex_unlock(&cm);
 }
 
+static void victim_cond_untimed(void *arg) {
+    (void)arg;
+    lk_mutex_lock(&cm);
+    kill_uncond_rc = lk_cond_wait(&cv, &cm);
+    kill_uncond_holds = lk_mutex_trylock(&cm) == EBUSY;
+    lk_mutex_unlock(&cm);
+}
+
 static void kill_main(void *arg) {
     (void)arg;
     mx_held = mx_released = 0;
     coil_id h = coil_spawn(mx_holder, (void *)(intptr_t)40, NULL);
     wait_for(&mx_held);
-    coil_id v[4] = {coil_spawn(victim_timedlock, NULL, NULL), coil_spawn(victim_lock, NULL, NULL),
-                    coil_spawn(victim_sem, NULL, NULL), coil_spawn(victim_cond, NULL, NULL)};
+    coil_id v[5] = {coil_spawn(victim_timedlock, NULL, NULL), coil_spawn(victim_lock, NULL, NULL),
+                    coil_spawn(victim_sem, NULL, NULL), coil_spawn(victim_cond, NULL, NULL),
+                    coil_spawn(victim_cond_untimed, NULL, NULL)};
     coil_sleep(10 * COIL_MSEC);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         EXPECT_EQ(coil_kill(v[i]), 0);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         EXPECT_EQ(coil_join(v[i], COIL_FOREVER), 0);
     EXPECT_EQ(coil_join(h, COIL_FOREVER), 0);
 }
@@ -551,6 +560,8 @@ static void test_killed_waiters(void **state) {
     assert_int_equal(kill_sem_errno, ECANCELED);
     assert_int_equal(kill_cond_rc, ECANCELED);
     assert_int_equal(kill_cond_holds, 1);
+    assert_int_equal(kill_uncond_rc, 0); /* a spurious wake-up */
+    assert_int_equal(kill_uncond_holds, 1);
     coil_uninstall();
 }
 
