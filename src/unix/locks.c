@@ -113,10 +113,12 @@ static int waiter_park(struct coil__tasklet *t, struct lock_waiter *w, int64_t u
     return coil__park(t, (enum coil__wait)wait_kinds[w->kind], w, 0, lock_unwait, until);
 }
 
-/* Wakes the waiters parked on addr: the first one, or all. */
-static void wake_waiters(const void *addr, bool all) {
+/* Wakes the waiters parked on addr: the first one, or all. Returns whether
+ * one of them is a tasklet of the calling thread's scheduler. */
+static bool wake_waiters(const void *addr, bool all) {
     struct bucket *b = bucket_of(addr);
-    if (!__atomic_load_n(&b->n, __ATOMIC_RELAXED)) return;
+    if (!__atomic_load_n(&b->n, __ATOMIC_RELAXED)) return false;
+    bool here = false;
     struct lock_waiter *woken = NULL, **tail = &woken;
     coil__spin_lock(&b->lock);
     struct coil__link *l = b->waiters.first;
@@ -142,9 +144,22 @@ static void wake_waiters(const void *addr, bool all) {
      * record lives until then; next_woken is read first. */
     while (woken) {
         struct lock_waiter *next = woken->next_woken;
+        here |= woken->t->sched == coil__sched_cur;
         coil__wake_any(woken->t, 0);
         woken = next;
     }
+    return here;
+}
+
+/* After a release that woke a tasklet of t's scheduler: t lets it run
+ * before going on. Nothing is handed over, so otherwise t, which keeps
+ * running, would take the object again at its next attempt, and a tasklet
+ * that releases and takes again in a loop (lock, recv, unlock, lock, ...)
+ * would keep its waiters waiting until it parks with the lock free; between
+ * threads the waiter's thread runs meanwhile. */
+static void let_woken_run(struct coil__tasklet *t) {
+    coil__runq_push(t->sched, t);
+    coil__schedule(t->sched, t);
 }
 
 /* The running tasklet, if this thread's calls are diverted now. */
@@ -261,7 +276,8 @@ static int w_pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clk,
 
 static int w_pthread_mutex_unlock(pthread_mutex_t *m) {
     int r = pthread_mutex_unlock(m);
-    if (r == 0 && inside()) wake_waiters(m, false);
+    struct coil__tasklet *t;
+    if (r == 0 && (t = inside()) != NULL && wake_waiters(m, false)) let_woken_run(t);
     return r;
 }
 
@@ -314,7 +330,8 @@ static int w_pthread_rwlock_clockwrlock(pthread_rwlock_t *rw, clockid_t clk,
 /* Every waiter tries again: readers may all get it, or one writer. */
 static int w_pthread_rwlock_unlock(pthread_rwlock_t *rw) {
     int r = pthread_rwlock_unlock(rw);
-    if (r == 0 && inside()) wake_waiters(rw, true);
+    struct coil__tasklet *t;
+    if (r == 0 && (t = inside()) != NULL && wake_waiters(rw, true)) let_woken_run(t);
     return r;
 }
 
@@ -434,7 +451,8 @@ static int w_sem_clockwait(sem_t *sem, clockid_t clk, const struct timespec *abs
 
 static int w_sem_post(sem_t *sem) {
     int r = sem_post(sem);
-    if (r == 0 && inside()) wake_waiters(sem, false);
+    struct coil__tasklet *t;
+    if (r == 0 && (t = inside()) != NULL && wake_waiters(sem, false)) let_woken_run(t);
     return r;
 }
 
