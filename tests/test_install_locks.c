@@ -29,6 +29,7 @@
 
 #include "locklib/locklib.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <sys/socket.h>
 
@@ -203,6 +204,17 @@ static void mutex_main(void *arg) {
     wait_for(&mx_held);
     ts = abs_in(10000);
     EXPECT_EQ(lk_mutex_timedlock(&mx, &ts), 0);
+    EXPECT_EQ(__atomic_load_n(&mx_released, __ATOMIC_ACQUIRE), 1);
+    EXPECT_EQ(lk_mutex_unlock(&mx), 0);
+    EXPECT_EQ(coil_join(h, COIL_FOREVER), 0);
+
+    /* The far future (no overflow: it waits for the release) and the past. */
+    mx_held = mx_released = 0;
+    h = coil_spawn(mx_holder, (void *)(intptr_t)10, NULL);
+    wait_for(&mx_held);
+    struct timespec past = {0, 0}, far = {LONG_MAX, 0};
+    EXPECT_EQ(lk_mutex_timedlock(&mx, &past), ETIMEDOUT);
+    EXPECT_EQ(lk_mutex_timedlock(&mx, &far), 0);
     EXPECT_EQ(__atomic_load_n(&mx_released, __ATOMIC_ACQUIRE), 1);
     EXPECT_EQ(lk_mutex_unlock(&mx), 0);
     EXPECT_EQ(coil_join(h, COIL_FOREVER), 0);

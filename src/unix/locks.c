@@ -74,6 +74,9 @@ static void waiter_link(struct lock_waiter *w, struct coil__tasklet *t, const vo
     coil__list_push_back(&b->waiters, &w->link);
     __atomic_store_n(&b->n, b->n + 1, __ATOMIC_RELAXED);
     coil__spin_unlock(&b->lock);
+#if !defined(__x86_64__)
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* see wake_waiters */
+#endif
 }
 
 /* Under b's lock. */
@@ -117,6 +120,14 @@ static int waiter_park(struct coil__tasklet *t, struct lock_waiter *w, int64_t u
  * one of them is a tasklet of the calling thread's scheduler. */
 static bool wake_waiters(const void *addr, bool all) {
     struct bucket *b = bucket_of(addr);
+    /* A waiter stores to its bucket's count and then tries the object; a
+     * releaser releases the object and then loads the count: each needs its
+     * store ordered before its load, or both can miss the other (the waiter
+     * would sleep until its retry timer). On x86-64 glibc's releases and
+     * attempts are locked instructions, full barriers already. */
+#if !defined(__x86_64__)
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
     if (!__atomic_load_n(&b->n, __ATOMIC_RELAXED)) return false;
     bool here = false;
     struct lock_waiter *woken = NULL, **tail = &woken;
@@ -178,9 +189,12 @@ static bool ts_valid(const struct timespec *ts) {
 static int64_t deadline_on(clockid_t clk, const struct timespec *abs) {
     struct timespec now;
     clock_gettime(clk, &now);
+    const time_t far = (time_t)(INT64_MAX / COIL_SEC / 4); /* about 73 years */
+    if (abs->tv_sec > now.tv_sec && abs->tv_sec - now.tv_sec > far) return INT64_MAX;
+    if (abs->tv_sec < now.tv_sec && now.tv_sec - abs->tv_sec > far) return 0; /* long past */
     int64_t left = (int64_t)(abs->tv_sec - now.tv_sec) * COIL_SEC + (abs->tv_nsec - now.tv_nsec);
-    if (abs->tv_sec - now.tv_sec > INT64_MAX / COIL_SEC / 2) return INT64_MAX; /* saturate */
-    return coil_now() + left;
+    int64_t d = coil_now() + left;
+    return d < 0 ? 0 : d;
 }
 
 /* ---- acquisition -------------------------------------------------------- */
@@ -383,8 +397,13 @@ static int w_pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m) {
  * set by pthread_condattr_setclock(CLOCK_MONOTONIC)), and has no call to
  * read it back from the cond itself. */
 static clockid_t cond_clock(const pthread_cond_t *c) {
+#ifdef __GLIBC__
     return (__atomic_load_n(&c->__data.__wrefs, __ATOMIC_RELAXED) & 2) ? CLOCK_MONOTONIC
                                                                        : CLOCK_REALTIME;
+#else
+    (void)c;
+    return CLOCK_REALTIME;
+#endif
 }
 
 static int w_pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m,
