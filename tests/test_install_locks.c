@@ -16,7 +16,8 @@
  *  - a plain thread holds the mutex, then releases it: the tasklet gets it;
  *  - killed waiters: a timed wait and sem_wait fail with ECANCELED, a lock
  *    waits on and gets the mutex;
- *  - the same mutex across the two schedulers of a group;
+ *  - the same mutex across the two schedulers of a group, and across two
+ *    coil_runs on two threads;
  *  - four callers while the server never answers, then SIGTERM (in a child):
  *    coil_dump names the mutex the three waiters wait on, and the process
  *    ends (before coil_install diverted these calls, the second caller
@@ -644,7 +645,7 @@ static void group_main(void *arg) {
     (void)arg;
     coil_id ids[GROUP_WORKERS];
     for (int i = 0; i < GROUP_WORKERS; i++)
-        ids[i] = coil_spawn_on(i % 2, group_worker, NULL, NULL);
+        ids[i] = coil_spawn_on(COIL_SCHED_NEXT, group_worker, NULL, NULL);
     for (int i = 0; i < GROUP_WORKERS; i++)
         EXPECT_EQ(coil_join(ids[i], COIL_FOREVER), 0);
 }
@@ -658,6 +659,35 @@ static void test_group_shares_a_mutex(void **state) {
     coil_test_assert_no_failure();
     assert_int_equal(rc, 0);
     assert_int_equal(group_count, GROUP_WORKERS * GROUP_ROUNDS);
+    coil_uninstall();
+}
+
+/* ---- across two coil_runs, each on a thread of its own ------------------------- */
+
+/* Two schedulers that are not of one group: a release on one cannot send
+ * the other a message, and its waiters take the mutex on their retry
+ * timers. */
+static void *separate_run(void *arg) {
+    (void)arg;
+    intptr_t rc = coil_run(group_main, NULL);
+    return (void *)rc;
+}
+
+static void test_separate_runs_share_a_mutex(void **state) {
+    (void)state;
+    assert_int_equal(coil_install(), 0);
+    group_count = 0;
+    coil_test_reset_failures();
+    pthread_t th[2];
+    void *rc[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, separate_run, NULL), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], &rc[i]);
+    coil_test_assert_no_failure();
+    assert_int_equal((intptr_t)rc[0], 0);
+    assert_int_equal((intptr_t)rc[1], 0);
+    assert_int_equal(group_count, 2 * GROUP_WORKERS * GROUP_ROUNDS);
     coil_uninstall();
 }
 
@@ -728,6 +758,7 @@ int main(void) {
         cmocka_unit_test(test_sem_contract),
         cmocka_unit_test(test_killed_waiters),
         cmocka_unit_test(test_group_shares_a_mutex),
+        cmocka_unit_test(test_separate_runs_share_a_mutex),
         cmocka_unit_test(test_sigterm_ends_callers_waiting_on_the_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

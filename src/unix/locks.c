@@ -25,7 +25,9 @@
  * a parked waiter's wait is taken by whoever wins its wait_claim (a waker on
  * any scheduler of the group, or its own timer or kill), and a waker on
  * another scheduler wakes it with a message, as for coil's own shared sync
- * objects (src/sync.c).
+ * objects (src/sync.c). The waiters of another coil_run (a scheduler on
+ * another thread, not of the releaser's group, whose loop reads no
+ * messages) are left to their retry timers.
  *
  * Ownership stays per thread, as pthread counts it: the tasklets of one
  * thread share it. So a recursive mutex a tasklet holds is taken at once by
@@ -129,6 +131,7 @@ static bool wake_waiters(const void *addr, bool all) {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 #endif
     if (!__atomic_load_n(&b->n, __ATOMIC_RELAXED)) return false;
+    const struct coil__sched *s = coil__sched_cur;
     bool here = false;
     struct lock_waiter *woken = NULL, **tail = &woken;
     coil__spin_lock(&b->lock);
@@ -136,7 +139,10 @@ static bool wake_waiters(const void *addr, bool all) {
     while (l) {
         struct coil__link *next = l->next;
         struct lock_waiter *w = coil__container_of(l, struct lock_waiter, link);
-        if (w->addr == addr) {
+        /* A waiter of another coil_run (a scheduler on another thread,
+         * not of this group) has no inbox that its loop reads: it is left
+         * to its retry timer. */
+        if (w->addr == addr && (w->t->sched == s || (s->group && w->t->sched->group == s->group))) {
             waiter_unlink(b, w);
             /* Lost: its timer or kill has taken the wait, and it will try
              * again by itself. */
@@ -155,7 +161,7 @@ static bool wake_waiters(const void *addr, bool all) {
      * record lives until then; next_woken is read first. */
     while (woken) {
         struct lock_waiter *next = woken->next_woken;
-        here |= woken->t->sched == coil__sched_cur;
+        here |= woken->t->sched == s;
         coil__wake_any(woken->t, 0);
         woken = next;
     }
