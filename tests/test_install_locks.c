@@ -171,21 +171,25 @@ static void test_fifty_callers_of_a_locked_connection(void **state) {
 /* ---- mutex -------------------------------------------------------------------- */
 
 static pthread_mutex_t mx = PTHREAD_MUTEX_INITIALIZER;
-static int mx_held, mx_released;
+static int mx_held, mx_released, mx_go;
 
+/* Holds mx for arg ms, or (arg 0) until mx_go is set. */
 static void mx_holder(void *arg) {
     int64_t hold = (int64_t)(intptr_t)arg;
     EXPECT_EQ(lk_mutex_lock(&mx), 0);
     __atomic_store_n(&mx_held, 1, __ATOMIC_RELEASE);
-    coil_sleep(hold * COIL_MSEC);
+    if (hold)
+        coil_sleep(hold * COIL_MSEC);
+    else
+        wait_for(&mx_go);
     __atomic_store_n(&mx_released, 1, __ATOMIC_RELEASE);
     EXPECT_EQ(lk_mutex_unlock(&mx), 0);
 }
 
 static void mutex_main(void *arg) {
     (void)arg;
-    mx_held = mx_released = 0;
-    coil_id h = coil_spawn(mx_holder, (void *)(intptr_t)50, NULL);
+    mx_held = mx_released = mx_go = 0;
+    coil_id h = coil_spawn(mx_holder, (void *)(intptr_t)0, NULL);
     wait_for(&mx_held);
     EXPECT_EQ(lk_mutex_trylock(&mx), EBUSY);
     EXPECT_EQ(lk_mutex_timedlock(&mx, &bad_abs), EINVAL);
@@ -194,6 +198,7 @@ static void mutex_main(void *arg) {
     EXPECT_EQ(lk_mutex_timedlock(&mx, &ts), ETIMEDOUT);
     EXPECT(coil_now() - t0 >= 9 * COIL_MSEC);
     EXPECT_EQ(__atomic_load_n(&mx_released, __ATOMIC_ACQUIRE), 0);
+    __atomic_store_n(&mx_go, 1, __ATOMIC_RELEASE);
     EXPECT_EQ(lk_mutex_lock(&mx), 0);
     EXPECT_EQ(__atomic_load_n(&mx_released, __ATOMIC_ACQUIRE), 1);
     EXPECT_EQ(lk_mutex_unlock(&mx), 0);
@@ -442,13 +447,13 @@ static void test_cond_contract(void **state) {
 /* ---- rwlocks ------------------------------------------------------------------ */
 
 static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
-static int readers_in, readers_done, reader3_in;
+static int readers_in, readers_done, reader3_in, readers_go;
 
 static void reader(void *arg) {
     (void)arg;
     EXPECT_EQ(lk_rwlock_rdlock(&rw), 0);
     readers_in++;
-    coil_sleep(20 * COIL_MSEC);
+    wait_for(&readers_go);
     readers_done++;
     EXPECT_EQ(lk_rwlock_unlock(&rw), 0);
 }
@@ -462,7 +467,7 @@ static void reader3(void *arg) {
 
 static void rwlock_main(void *arg) {
     (void)arg;
-    readers_in = readers_done = reader3_in = 0;
+    readers_in = readers_done = reader3_in = readers_go = 0;
     coil_id r1 = coil_spawn(reader, NULL, NULL), r2 = coil_spawn(reader, NULL, NULL);
     coil_sleep(5 * COIL_MSEC);
     EXPECT_EQ(readers_in, 2); /* both read at once */
@@ -472,6 +477,7 @@ static void rwlock_main(void *arg) {
     EXPECT_EQ(lk_rwlock_timedwrlock(&rw, &bad_abs), EINVAL);
     struct timespec ts = abs_in(5);
     EXPECT_EQ(lk_rwlock_timedwrlock(&rw, &ts), ETIMEDOUT);
+    readers_go = 1;
     EXPECT_EQ(lk_rwlock_wrlock(&rw), 0);
     EXPECT_EQ(readers_done, 2); /* the writer waited for both */
     coil_id r3 = coil_spawn(reader3, NULL, NULL);
@@ -590,8 +596,8 @@ static void victim_cond_untimed(void *arg) {
 
 static void kill_main(void *arg) {
     (void)arg;
-    mx_held = mx_released = 0;
-    coil_id h = coil_spawn(mx_holder, (void *)(intptr_t)40, NULL);
+    mx_held = mx_released = mx_go = 0;
+    coil_id h = coil_spawn(mx_holder, (void *)(intptr_t)0, NULL);
     wait_for(&mx_held);
     coil_id v[5] = {coil_spawn(victim_timedlock, NULL, NULL), coil_spawn(victim_lock, NULL, NULL),
                     coil_spawn(victim_sem, NULL, NULL), coil_spawn(victim_cond, NULL, NULL),
@@ -599,6 +605,8 @@ static void kill_main(void *arg) {
     coil_sleep(10 * COIL_MSEC);
     for (int i = 0; i < 5; i++)
         EXPECT_EQ(coil_kill(v[i]), 0);
+    coil_sleep(5 * COIL_MSEC);
+    __atomic_store_n(&mx_go, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < 5; i++)
         EXPECT_EQ(coil_join(v[i], COIL_FOREVER), 0);
     EXPECT_EQ(coil_join(h, COIL_FOREVER), 0);
