@@ -11,7 +11,8 @@
  *    EINVAL); cond wait, timedwait (a CLOCK_MONOTONIC cond too), signal,
  *    broadcast, and a signal from a plain thread; rwlock readers together, a
  *    writer alone, the try and timed forms; sem_wait, sem_trywait,
- *    sem_timedwait with their errno;
+ *    sem_timedwait with their errno; the clock forms (pthread_mutex_clocklock,
+ *    pthread_cond_clockwait, pthread_rwlock_clock*lock, sem_clockwait);
  *  - a tasklet that unlocks and locks again in a loop lets the waiter in;
  *  - a plain thread holds the mutex, then releases it: the tasklet gets it;
  *  - killed waiters: a timed wait and sem_wait fail with ECANCELED, a lock
@@ -553,6 +554,71 @@ static void test_sem_contract(void **state) {
     coil_uninstall();
 }
 
+/* ---- the clock forms ------------------------------------------------------------- */
+
+static void clock_main(void *arg) {
+    (void)arg;
+    mx_held = mx_released = mx_go = 0;
+    coil_id h = coil_spawn(mx_holder, (void *)(intptr_t)0, NULL);
+    wait_for(&mx_held);
+    int64_t t0 = coil_now();
+    struct timespec ts = abs_on(CLOCK_MONOTONIC, 10);
+    EXPECT_EQ(lk_mutex_clocklock(&mx, CLOCK_MONOTONIC, &ts), ETIMEDOUT);
+    EXPECT(coil_now() - t0 >= 9 * COIL_MSEC);
+    ts = abs_in(5);
+    EXPECT_EQ(lk_mutex_clocklock(&mx, CLOCK_REALTIME, &ts), ETIMEDOUT);
+    EXPECT_EQ(lk_mutex_clocklock(&mx, CLOCK_MONOTONIC, &bad_abs), EINVAL);
+    ts = abs_on(CLOCK_MONOTONIC, 10);
+    /* a clock pthread does not take: libc's own answer */
+    EXPECT_EQ(lk_mutex_clocklock(&mx, CLOCK_PROCESS_CPUTIME_ID, &ts), EINVAL);
+    __atomic_store_n(&mx_go, 1, __ATOMIC_RELEASE);
+    ts = abs_on(CLOCK_MONOTONIC, 10000);
+    EXPECT_EQ(lk_mutex_clocklock(&mx, CLOCK_MONOTONIC, &ts), 0);
+    EXPECT_EQ(__atomic_load_n(&mx_released, __ATOMIC_ACQUIRE), 1);
+
+    t0 = coil_now();
+    ts = abs_on(CLOCK_MONOTONIC, 10);
+    EXPECT_EQ(lk_cond_clockwait(&cv, &mx, CLOCK_MONOTONIC, &ts), ETIMEDOUT);
+    EXPECT(coil_now() - t0 >= 9 * COIL_MSEC);
+    EXPECT_EQ(lk_mutex_trylock(&mx), EBUSY); /* held again */
+    EXPECT_EQ(lk_cond_clockwait(&cv, &mx, CLOCK_MONOTONIC, &bad_abs), EINVAL);
+    EXPECT_EQ(lk_mutex_unlock(&mx), 0);
+    EXPECT_EQ(coil_join(h, COIL_FOREVER), 0);
+
+    EXPECT_EQ(lk_rwlock_wrlock(&rw), 0);
+    ts = abs_on(CLOCK_MONOTONIC, 5);
+    EXPECT_EQ(lk_rwlock_clockrdlock(&rw, CLOCK_MONOTONIC, &ts), ETIMEDOUT);
+    ts = abs_on(CLOCK_MONOTONIC, 5);
+    EXPECT_EQ(lk_rwlock_clockwrlock(&rw, CLOCK_MONOTONIC, &ts), ETIMEDOUT);
+    EXPECT_EQ(lk_rwlock_clockwrlock(&rw, CLOCK_MONOTONIC, &bad_abs), EINVAL);
+    EXPECT_EQ(lk_rwlock_unlock(&rw), 0);
+    EXPECT_EQ(lk_rwlock_clockrdlock(&rw, CLOCK_MONOTONIC, &bad_abs), 0); /* free */
+    EXPECT_EQ(lk_rwlock_unlock(&rw), 0);
+
+    ts = abs_on(CLOCK_MONOTONIC, 5);
+    errno = 0;
+    EXPECT_EQ(lk_sem_clockwait(&sm, CLOCK_MONOTONIC, &ts), -1);
+    EXPECT_EQ(errno, ETIMEDOUT);
+    errno = 0;
+    EXPECT_EQ(lk_sem_clockwait(&sm, CLOCK_MONOTONIC, &bad_abs), -1);
+    EXPECT_EQ(errno, EINVAL);
+    posted = 0;
+    coil_id p = coil_spawn(poster, NULL, NULL);
+    ts = abs_on(CLOCK_MONOTONIC, 10000);
+    EXPECT_EQ(lk_sem_clockwait(&sm, CLOCK_MONOTONIC, &ts), 0);
+    EXPECT_EQ(posted, 1);
+    EXPECT_EQ(coil_join(p, COIL_FOREVER), 0);
+}
+
+static void test_clock_forms(void **state) {
+    (void)state;
+    assert_int_equal(coil_install(), 0);
+    assert_int_equal(sem_init(&sm, 0, 0), 0);
+    COIL_RUN_CHECKED(clock_main, NULL);
+    sem_destroy(&sm);
+    coil_uninstall();
+}
+
 /* ---- killed waiters ------------------------------------------------------------ */
 
 static int kill_timed_rc, kill_lock_rc, kill_lock_killed, kill_sem_rc, kill_sem_errno;
@@ -764,6 +830,7 @@ int main(void) {
         cmocka_unit_test(test_cond_contract),
         cmocka_unit_test(test_rwlock_contract),
         cmocka_unit_test(test_sem_contract),
+        cmocka_unit_test(test_clock_forms),
         cmocka_unit_test(test_killed_waiters),
         cmocka_unit_test(test_group_shares_a_mutex),
         cmocka_unit_test(test_separate_runs_share_a_mutex),

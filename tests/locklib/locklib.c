@@ -9,6 +9,7 @@
  * test program's own calls are not in a ThreadSanitizer build (its runtime
  * defines pthread_mutex_lock and the others in the executable itself, and
  * such calls do not go through a GOT). */
+#define _GNU_SOURCE /* the clock forms */
 #include "locklib.h"
 
 #include <string.h>
@@ -101,4 +102,20 @@ API int lk_sem_timedwait(sem_t *s, const struct timespec *abs) {
 }
 API int lk_sem_post(sem_t *s) {
     return sem_post(s);
+}
+API int lk_mutex_clocklock(pthread_mutex_t *m, clockid_t clk, const struct timespec *abs) {
+    return pthread_mutex_clocklock(m, clk, abs);
+}
+API int lk_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
+                          const struct timespec *abs) {
+    return pthread_cond_clockwait(c, m, clk, abs);
+}
+API int lk_rwlock_clockrdlock(pthread_rwlock_t *rw, clockid_t clk, const struct timespec *abs) {
+    return pthread_rwlock_clockrdlock(rw, clk, abs);
+}
+API int lk_rwlock_clockwrlock(pthread_rwlock_t *rw, clockid_t clk, const struct timespec *abs) {
+    return pthread_rwlock_clockwrlock(rw, clk, abs);
+}
+API int lk_sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abs) {
+    return sem_clockwait(s, clk, abs);
 }

@@ -29,5 +29,12 @@ int lk_sem_wait(sem_t *s);
 int lk_sem_trywait(sem_t *s);
 int lk_sem_timedwait(sem_t *s, const struct timespec *abs);
 int lk_sem_post(sem_t *s);
+/* The clock forms (glibc 2.30). */
+int lk_mutex_clocklock(pthread_mutex_t *m, clockid_t clk, const struct timespec *abs);
+int lk_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
+                      const struct timespec *abs);
+int lk_rwlock_clockrdlock(pthread_rwlock_t *rw, clockid_t clk, const struct timespec *abs);
+int lk_rwlock_clockwrlock(pthread_rwlock_t *rw, clockid_t clk, const struct timespec *abs);
+int lk_sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abs);
 
 #endif
