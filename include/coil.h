@@ -1056,9 +1056,8 @@ COIL_API int coil_signal_wait(const sigset_t *set, int64_t deadline);
  * any scheduler of the group. A release no wrapper sees (a plain thread's,
  * or one in another coil_run's thread) is noticed within 1 to 32 ms; a cond
  * wait whose signal comes from a plain thread ends within 32 ms as a
- * spurious wake-up. A kill ends a timed wait
- * (pthread's error ECANCELED; a cond wait returns holding the mutex) and
- * sem_wait (-1, ECANCELED); lock, rdlock, wrlock and pthread_cond_wait's
+ * spurious wake-up. A kill ends a timed wait, which returns ECANCELED (a
+ * cond wait holding the mutex again), and sem_wait (-1, errno ECANCELED); lock, rdlock, wrlock and pthread_cond_wait's
  * relock go on waiting and return 0 (their callers go on as holders), and a
  * kill ends a pthread_cond_wait as a spurious wake-up (0, the mutex held).
  * Ownership stays per thread, as pthread keeps it, and the tasklets of one
