@@ -125,7 +125,7 @@ bench: build
 format:
 	clang-format -i include/*.h src/*.c src/*.h src/*/*.c src/win/*.h examples/*.c examples/*.h \
 	             tests/*.c tests/win/*.c tests/win/*.h tests/fuzz/*.c tests/docs/*.c tests/servers/*.c \
-	             tests/servers/*.h tests/gdb/*.c bench/*.c \
+	             tests/servers/*.h tests/gdb/*.c tests/locklib/*.c tests/locklib/*.h bench/*.c \
 	             bench/peers/*.c bench/peers/*.cpp bench/load/*.c
 
 # Into /usr/local by default. ldconfig, as root and without DESTDIR, so that a

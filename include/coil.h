@@ -1052,7 +1052,26 @@ COIL_API int coil_signal_wait(const sigset_t *set, int64_t deadline);
  * (it must see its real caller) and what it loads is diverted by calling
  * coil_install again, as is an object being loaded by another thread while
  * coil_install runs. Objects of other namespaces (dlmopen) have a C library
- * of their own and are not diverted by dlmopen. Every libc call that can
+ * of their own and are not diverted by dlmopen.
+ * Locks: pthread_mutex_lock, _timedlock, _clocklock; pthread_rwlock_rdlock,
+ * _wrlock and their timed and clock forms; pthread_cond_wait, _timedwait,
+ * _clockwait; sem_wait, sem_timedwait, sem_clockwait park the tasklet while
+ * the object is taken (the try forms are libc's), with pthread's return
+ * values (semaphores: -1 and errno); the unlocks, sem_post and
+ * pthread_cond_signal/_broadcast wake the tasklets parked on that object, on
+ * any scheduler of the group. A release no wrapper sees (a plain thread's,
+ * or one in another coil_run's thread) is noticed within 1 to 32 ms; a cond
+ * wait whose signal comes from a plain thread ends within 32 ms as a
+ * spurious wake-up. A kill ends a timed wait, which returns ECANCELED (a
+ * cond wait holding the mutex again), and sem_wait (-1, errno ECANCELED); lock, rdlock, wrlock and pthread_cond_wait's
+ * relock go on waiting and return 0 (their callers go on as holders), and a
+ * kill ends a pthread_cond_wait as a spurious wake-up (0, the mutex held).
+ * Ownership stays per thread, as pthread keeps it, and the tasklets of one
+ * thread share it: a recursive mutex held by one is taken at once by
+ * another of the same thread; a tasklet that locks again an error-checking
+ * mutex or an rwlock it write-holds waits for ever (pthread: EDEADLK or a
+ * deadlock); tasklets waiting on each other's locks hang, unseen by the
+ * deadlock detector. Every libc call that can
  * block, diverted or not and why: docs/install-calls.md. A program that cannot call it is
  * installed at load time with COIL_INSTALL=1 in its environment. Callable
  * anywhere, idempotent. Returns 0; -errno if /proc/self/maps cannot be read

@@ -55,6 +55,7 @@ if [ "$what" = check ]; then
     "/usr/include/libmemcached-1.0/memcached.h libmemcached-dev libmemcached, an unmodified client library test_install_memcached and coil-bench-db-memcached run in tasklets"
     "memcached memcached the memcached server that test and that benchmark start"
     "/usr/include/mariadb/mysql.h libmariadb-dev MariaDB Connector/C, an unmodified client library the coil_install tests and coil-bench-db-mariadb run"
+    "/usr/bin/my_print_defaults mariadb-client-core my_print_defaults, which mariadb-install-db runs to read its options; mariadb-server-core does not depend on it"
     "/usr/sbin/mariadbd mariadb-server-core the MariaDB server (mariadbd, mariadb-install-db) they start in a temporary directory; not mariadb-server, which would also set up and start the system's own service"
     "/usr/include/postgresql/libpq-fe.h libpq-dev libpq, PostgreSQL's client library, which test_install_pg and coil-bench-db-pg run unmodified"
     "/usr/lib/postgresql/15/bin/postgres postgresql-15 the PostgreSQL server (initdb, postgres) they start in a temporary directory. Debian has no package of the server alone: this one (all the metapackage postgresql brings) also makes the system's cluster 15/main and starts its service, which nothing here uses (stop it with systemctl stop postgresql, or set create_main_cluster = false in /etc/postgresql-common/createcluster.conf before installing)"

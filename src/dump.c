@@ -31,6 +31,10 @@ const char *coil__wait_name(enum coil__wait kind) {
     case COIL__WAIT_WG: return "waitgroup wait";
     case COIL__WAIT_SCOPE: return "scope";
     case COIL__WAIT_SIGNAL: return "signal wait";
+    case COIL__WAIT_PMUTEX: return "pthread mutex";
+    case COIL__WAIT_PRWLOCK: return "pthread rwlock";
+    case COIL__WAIT_PCOND: return "pthread cond";
+    case COIL__WAIT_PSEM: return "semaphore";
     case COIL__WAIT_NONE: break;
     }
     return "?";
@@ -149,6 +153,12 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
             case COIL__WAIT_SEM:
             case COIL__WAIT_WG: coil__sync_describe_wait(t, out); break;
             case COIL__WAIT_SCOPE: coil__scope_describe_wait(t, out); break;
+#ifndef _WIN32
+            case COIL__WAIT_PMUTEX:
+            case COIL__WAIT_PRWLOCK:
+            case COIL__WAIT_PCOND:
+            case COIL__WAIT_PSEM: coil__lock_describe_wait(t, out); break;
+#endif
             case COIL__WAIT_SIGNAL: {
                 uint64_t mask = ((const struct coil__sigwait *)t->wait_obj)->mask;
                 const char *sep = " (";

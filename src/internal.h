@@ -187,6 +187,10 @@ enum coil__wait {
     COIL__WAIT_WG,
     COIL__WAIT_SCOPE,  /* wait_obj: the struct coil_scope whose members it waits for */
     COIL__WAIT_SIGNAL, /* wait_obj: the struct coil__sigwait (coil_signal_wait) */
+    COIL__WAIT_PMUTEX, /* wait_obj: the waiter (src/unix/locks.c), for each of these four */
+    COIL__WAIT_PRWLOCK,
+    COIL__WAIT_PCOND,
+    COIL__WAIT_PSEM,
 };
 
 struct coil__sched;
@@ -914,6 +918,11 @@ struct coil__wrap {
 };
 extern const struct coil__wrap coil__wraps[];
 extern const size_t coil__nwraps;
+/* The pthread locks and semaphores (src/unix/locks.c). */
+extern const struct coil__wrap coil__lock_wraps[];
+extern const size_t coil__nlock_wraps;
+/* Writes what a tasklet parked on a pthread lock waits on (for coil_dump). */
+void coil__lock_describe_wait(const struct coil__tasklet *t, FILE *out);
 /* Between coil_install and coil_uninstall: a wrapper called inside a
  * tasklet does coil's call; otherwise (and always before) libc's. Written
  * under the install lock, read by every wrapper on any thread without it:

@@ -141,10 +141,16 @@ static int write_slot(void **slot, void *value, int w) {
     return 0;
 }
 
-static int wrapper_of(const char *name) {
+/* The wrapper name is diverted to, or NULL: the libc calls of wrap.c, then
+ * the pthread locks and semaphores of locks.c. */
+static const struct coil__wrap *wrapper_of(const char *name) {
     for (size_t i = 0; i < coil__nwraps; i++)
-        if (strcmp(name, coil__wraps[i].name) == 0) return (int)i;
-    return -1;
+        if (strcmp(name, coil__wraps[i].name) == 0) return &coil__wraps[i];
+    if ((name[0] == 'p' && strncmp(name, "pthread_", 8) == 0) ||
+        (name[0] == 's' && strncmp(name, "sem_", 4) == 0))
+        for (size_t i = 0; i < coil__nlock_wraps; i++)
+            if (strcmp(name, coil__lock_wraps[i].name) == 0) return &coil__lock_wraps[i];
+    return NULL;
 }
 
 #if defined(__x86_64__)
@@ -180,11 +186,11 @@ static void patch_relocs(struct object *o, const ElfW(Rela) * r, size_t size) {
         unsigned symi = (unsigned)ELF64_R_SYM(r[i].r_info);
         if (!symi) continue;
         const ElfW(Sym) *sym = &o->symtab[symi];
-        int w = wrapper_of(o->strtab + sym->st_name);
-        if (w < 0) continue;
+        const struct coil__wrap *w = wrapper_of(o->strtab + sym->st_name);
+        if (!w) continue;
         void **slot = (void **)(o->base + r[i].r_offset);
         void *orig = *slot;
-        if (orig == coil__wraps[w].wrapper) continue; /* installed already */
+        if (orig == w->wrapper) continue; /* installed already */
         /* Not relocated yet (the loader is still at work on this object, for
          * a dlopen on another thread): a link-time value, an offset into the
          * object (a lazy PLT slot) or the addend (0), where a relocated one
@@ -206,12 +212,12 @@ static void patch_relocs(struct object *o, const ElfW(Rela) * r, size_t size) {
          * dlopen on another thread), so the loader is still at work on it. */
         int writable = page_writable((uintptr_t)slot);
         if (writable < 0) continue;
-        int err = write_slot(slot, coil__wraps[w].wrapper, writable);
+        int err = write_slot(slot, w->wrapper, writable);
         if (err) {
             o->err = err;
             return;
         }
-        patches[npatches++] = (struct patch){slot, orig, coil__wraps[w].wrapper};
+        patches[npatches++] = (struct patch){slot, orig, w->wrapper};
     }
 }
 
