@@ -599,7 +599,9 @@ enum coil__opcode {
     COIL__OP_SENDMSG,
     COIL__OP_ACCEPT,
     COIL__OP_CONNECT,
-    COIL__OP_POLL, /* wait for readiness: u.poll.events */
+    COIL__OP_POLL,    /* wait for readiness: u.poll.events */
+    COIL__OP_PREADV,  /* preadv2(2) of a file at an offset: u.rw */
+    COIL__OP_PWRITEV, /* pwritev2(2): u.rw */
 };
 
 #ifdef _WIN32
@@ -651,6 +653,12 @@ struct coil__op {
         struct {
             short events;
         } poll;
+        struct {
+            const struct iovec *iov;
+            int iovcnt;
+            int rwflags; /* RWF_* of preadv2/pwritev2 */
+            int64_t off;
+        } rw;
     } u;
     /* The backend's own per-op state, its struct checked against this size
      * by a static assertion in its file (io_uring: struct ur_op; epoll:
@@ -826,6 +834,18 @@ void coil__fd_cancel_ops(struct coil__sched *s, struct coil__fd *f);
 /* recvmsg(2)/sendmsg(2) as blocking calls (coil_install's wrappers). */
 ssize_t coil__recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
 ssize_t coil__sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
+/* preadv2(2)/pwritev2(2) (write: true) of fd at offset off >= 0, parking
+ * the calling tasklet (coil_install's pread family; POSIX only): io_uring's
+ * read or write at an offset, or the epoll backend's offload pool. fd must
+ * name a file that takes an offset (a pipe or socket would not give
+ * ESPIPE here): the caller has tried the call with RWF_NOWAIT first. The
+ * count, or -errno (-ECANCELED: the tasklet was killed). */
+ssize_t coil__prw(bool write, int fd, const struct iovec *iov, int iovcnt, int64_t off,
+                  int rwflags);
+/* A call that finished without parking spends the round's switch budget
+ * (as coil__op_run's ops that finish at once): when it is gone, the calling
+ * tasklet t yields. */
+void coil__spend_budget(struct coil__tasklet *t);
 
 /* ---- the fd API's per-platform primitives (src/unix/net.c, src/win/net.c) */
 

@@ -34,6 +34,8 @@
  *    sends each message complete;
  *  - sendfile/splice to a blocking socket or pipe: park until writable,
  *    then the call on the offload pool (see xfer_parked);
+ *  - pread/pwrite/preadv/pwritev/preadv2/pwritev2 try with RWF_NOWAIT and
+ *    park only when the disk must answer (see at_offset);
  *  - wait/waitpid/wait4/waitid park until the child changed state (see
  *    park_child), WNOHANG goes to libc;
  *  - dlopen/dlmopen divert what they load when the loader's answer does not
@@ -41,10 +43,7 @@
  * Limits, documented in coil.h: a dlopen whose answer depends on its caller
  * is diverted by the next coil_install only; the signal mask of
  * ppoll/pselect is not applied (tasklets share their thread's mask). The
- * blocking calls not diverted, and why: docs/install-calls.md (pread and
- * pwrite among them, not yet diverted: on pipes and sockets they fail with
- * ESPIPE at once, so they block the thread only on a regular file, while
- * the disk answers).
+ * blocking calls not diverted, and why: docs/install-calls.md.
  */
 #include "internal.h"
 
@@ -355,6 +354,133 @@ static ssize_t w_readv(int fd, const struct iovec *iov, int iovcnt) {
 static ssize_t w_writev(int fd, const struct iovec *iov, int iovcnt) {
     if (!inside() || user_nonblock(fd) != 0) return writev(fd, iov, iovcnt);
     return vector_io(fd, iov, iovcnt, true);
+}
+
+/* ---- pread and pwrite: a file at an offset ------------------------------------ */
+
+/* Only a file that takes an offset (a regular file, a block device, some
+ * character devices) answers pread: a pipe, FIFO or socket fails with
+ * ESPIPE at once. So a call first tries the real system call with
+ * RWF_NOWAIT: that gives every error exactly as libc would (EBADF, ESPIPE,
+ * EINVAL, EFAULT, ...) and a page-cache hit at once, without parking and
+ * without trusting coil's per-fd memory of the number, which goes stale when
+ * libc closes an fd internally (fclose) and the number is reused. Only EAGAIN
+ * (the data is not in memory; a write that would wait for the disk) and
+ * EOPNOTSUPP (a file without RWF_NOWAIT, or flags the kernel refuses, which
+ * the parked call then reports itself) park the tasklet: coil__prw. A call
+ * is complete as the blocking call is: what a try left (a short transfer
+ * where only part was cached) is tried again from where it stopped, until
+ * all is done, end of file (a read of 0) or an error after some bytes (the
+ * count is returned). */
+static ssize_t at_offset(bool wr, int fd, const struct iovec *iov, int iovcnt, off_t off,
+                         int flags) {
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    struct iovec local[8], *copy = NULL;
+    const struct iovec *cur = iov;
+    int cnt = iovcnt;
+    size_t done = 0;
+    bool nowait = true;
+    int saved = errno; /* a call that succeeds leaves errno alone */
+    ssize_t r;
+    for (;;) {
+        r = -1;
+        if (nowait) {
+            r = wr ? pwritev2(fd, cur, cnt, off + (off_t)done, flags | RWF_NOWAIT)
+                   : preadv2(fd, cur, cnt, off + (off_t)done, flags | RWF_NOWAIT);
+            if (r < 0 && errno == EOPNOTSUPP) nowait = false; /* this file: every time */
+            if (r < 0 && errno != EAGAIN && errno != EOPNOTSUPP) break;
+        }
+        if (r < 0) {
+            r = coil__prw(wr, fd, cur, cnt, (int64_t)off + (int64_t)done, flags);
+            if (r < 0) {
+                errno = (int)-r;
+                r = -1;
+                break;
+            }
+        } else if (nowait) {
+            coil__spend_budget(coil__self());
+        }
+        done += (size_t)r;
+        if (r == 0 || done >= total) break;
+        /* Go on past what was transferred, in a copy of the caller's vector. */
+        if (!copy) {
+            copy = (size_t)iovcnt <= sizeof local / sizeof local[0]
+                       ? local
+                       : malloc((size_t)iovcnt * sizeof *copy);
+            if (!copy) break; /* the count so far: a short transfer */
+            memcpy(copy, iov, (size_t)iovcnt * sizeof *copy);
+            cur = copy;
+        }
+        size_t skip = (size_t)r;
+        struct iovec *c = (struct iovec *)cur;
+        while (skip && skip >= c->iov_len) {
+            skip -= c->iov_len;
+            c++;
+            cnt--;
+        }
+        c->iov_base = (char *)c->iov_base + skip;
+        c->iov_len -= skip;
+        cur = c;
+    }
+    if (copy && copy != local) free(copy);
+    if (!done && r < 0) return -1;
+    errno = saved;
+    return (ssize_t)done;
+}
+
+/* The arguments at_offset never sees: outside a tasklet; RWF_NOWAIT, which
+ * asks not to wait; a negative offset or count (EINVAL, with libc's own
+ * order of checks); more than SSIZE_MAX bytes. */
+static bool vector_ok(const struct iovec *iov, int iovcnt) {
+    if (iovcnt < 0 || iovcnt > IOV_MAX) return false;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > SSIZE_MAX - total) return false;
+        total += iov[i].iov_len;
+    }
+    return true;
+}
+
+_Static_assert(sizeof(off_t) == 8, "pread and pread64 are one function (64-bit off_t)");
+
+static ssize_t w_pread(int fd, void *buf, size_t n, off_t off) {
+    if (!inside() || off < 0 || n > SSIZE_MAX) return pread(fd, buf, n, off);
+    struct iovec iov = {buf, n};
+    return at_offset(false, fd, &iov, 1, off, 0);
+}
+
+static ssize_t w_pwrite(int fd, const void *buf, size_t n, off_t off) {
+    if (!inside() || off < 0 || n > SSIZE_MAX) return pwrite(fd, buf, n, off);
+    struct iovec iov = {(void *)buf, n};
+    return at_offset(true, fd, &iov, 1, off, 0);
+}
+
+static ssize_t w_preadv(int fd, const struct iovec *iov, int iovcnt, off_t off) {
+    if (!inside() || off < 0 || !vector_ok(iov, iovcnt)) return preadv(fd, iov, iovcnt, off);
+    return at_offset(false, fd, iov, iovcnt, off, 0);
+}
+
+static ssize_t w_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t off) {
+    if (!inside() || off < 0 || !vector_ok(iov, iovcnt)) return pwritev(fd, iov, iovcnt, off);
+    return at_offset(true, fd, iov, iovcnt, off, 0);
+}
+
+/* An offset of -1 is readv/writev at the file's position, on any fd (a pipe
+ * too): without flags, the readv/writev wrapper's; with flags, libc's. */
+static ssize_t w_preadv2(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags) {
+    if (inside() && off == -1 && !flags) return w_readv(fd, iov, iovcnt);
+    if (!inside() || off < 0 || (flags & RWF_NOWAIT) || !vector_ok(iov, iovcnt))
+        return preadv2(fd, iov, iovcnt, off, flags);
+    return at_offset(false, fd, iov, iovcnt, off, flags);
+}
+
+static ssize_t w_pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags) {
+    if (inside() && off == -1 && !flags) return w_writev(fd, iov, iovcnt);
+    if (!inside() || off < 0 || (flags & RWF_NOWAIT) || !vector_ok(iov, iovcnt))
+        return pwritev2(fd, iov, iovcnt, off, flags);
+    return at_offset(true, fd, iov, iovcnt, off, flags);
 }
 
 /* ---- connections ----------------------------------------------------------- */
@@ -1085,6 +1211,11 @@ static ssize_t w___recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int 
     return w_recvfrom(fd, buf, n, flags, addr, addrlen);
 }
 
+static ssize_t w___pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen) {
+    if (n > buflen) __chk_fail();
+    return w_pread(fd, buf, n, off);
+}
+
 static int w___poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen) {
     if (fdslen / sizeof *fds < n) __chk_fail();
     return w_poll(fds, n, timeout);
@@ -1146,6 +1277,20 @@ const struct coil__wrap coil__wraps[] = {
     WRAP(sendmmsg),
     WRAP(sendfile),
     WRAP(splice),
+    {"pread", (void *)w_pread},
+    {"pread64", (void *)w_pread},
+    {"pwrite", (void *)w_pwrite},
+    {"pwrite64", (void *)w_pwrite},
+    {"preadv", (void *)w_preadv},
+    {"preadv64", (void *)w_preadv},
+    {"pwritev", (void *)w_pwritev},
+    {"pwritev64", (void *)w_pwritev},
+    {"preadv2", (void *)w_preadv2},
+    {"preadv64v2", (void *)w_preadv2},
+    {"pwritev2", (void *)w_pwritev2},
+    {"pwritev64v2", (void *)w_pwritev2},
+    {"__pread_chk", (void *)w___pread_chk},
+    {"__pread64_chk", (void *)w___pread_chk},
     {"dlopen", (void *)coil__w_dlopen},
     {"dlmopen", (void *)coil__w_dlmopen},
 };
