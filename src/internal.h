@@ -794,7 +794,21 @@ struct coil__fd {
      * now. Not so for every stream: AF_UNIX stops a read at a message that
      * carries fds, SCTP at each message. */
     bool tcp;
+    /* coil_install's memory of the program's O_NONBLOCK and of the socket's
+     * SO_RCVTIMEO and SO_SNDTIMEO (ns, 0: none), so that a diverted recv or
+     * send need not ask the kernel each time: valid while opt_epoch equals
+     * coil__sockopt_epoch (0: never read; coil__fd_reset sets it so). See
+     * user_view in src/unix/wrap.c. */
+    uint32_t opt_epoch;
+    bool nonblock;
+    int64_t rcvtimeo, sndtimeo;
 };
+
+/* Bumped by coil_install's wrappers, on any thread, by every call that may
+ * change what a number names, its O_NONBLOCK or its timeouts: every
+ * scheduler's memory of them is then stale (struct coil__fd.opt_epoch).
+ * Starts at 1. */
+extern uint32_t coil__sockopt_epoch;
 
 /* The state of fd in s, growing the table as needed; NULL with *err = -EBADF
  * for a negative fd or one at or above RLIMIT_NOFILE (it cannot be open), or
