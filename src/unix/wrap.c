@@ -161,6 +161,7 @@ static int64_t sock_timeout(struct coil__fd *f, int fd, bool rcv) {
  * was stale. */
 static bool timed_out(struct coil__fd *f, int fd, bool rcv, int64_t start, int64_t used,
                       int64_t *deadline) {
+    if (!used) return true; /* not a remembered timeout's: coil_set_timeout's */
     int64_t real = read_timeout(fd, rcv ? SO_RCVTIMEO : SO_SNDTIMEO);
     if (f) f->opt_epoch = 0; /* read again next time */
     if (real == used) return true;
@@ -189,7 +190,7 @@ static int64_t deadline_ts(const struct timespec *ts);
 static ssize_t send_rest(int fd, const char *buf, size_t n, size_t done, int flags,
                          const struct sockaddr *to, socklen_t tolen, bool plain_write) {
     struct coil__fd *f = fd_record(fd);
-    int64_t start = coil_now(), timeout = sock_timeout(f, fd, false);
+    int64_t timeout = sock_timeout(f, fd, false), start = timeout ? coil_now() : 0;
     int64_t deadline = timeout ? start + timeout : COIL_FOREVER;
     do { /* once at least: a send of 0 bytes reports the socket's errors */
         ssize_t r = plain_write ? coil_write_dl(fd, buf + done, n - done, deadline)
@@ -281,7 +282,7 @@ static ssize_t w_recv(int fd, void *buf, size_t n, int flags) {
         errno = saved;
     }
     if (cached_nonblock(f, fd) != 0) return recv(fd, buf, n, flags); /* EAGAIN, or libc's EBADF */
-    int64_t start = coil_now(), timeout = sock_timeout(f, fd, true);
+    int64_t timeout = sock_timeout(f, fd, true), start = timeout ? coil_now() : 0;
     int64_t deadline = timeout ? start + timeout : COIL_FOREVER;
     for (;;) {
         ssize_t r = coil_recv_dl(fd, buf, n, flags, deadline);
