@@ -21,16 +21,13 @@
  *  - four tasklets reading parts of a file that is not in the page cache while
  *    a fifth ticks: a read that waits for the disk parks only its tasklet
  *    (the ticker runs during it), and every byte is right.
- * A build whose sanitizer runtime is linked into the executable (clang's
- * ASan) binds the executable's calls of pread and the like to its own
- * interceptors: they are not diverted, and the cases that need them to be
- * skip there (the contract cases still run: they compare with libc).
+ * The calls are made through tests/plugin/calls.c, a shared object whose GOT
+ * coil_install rewrites in every build (the sanitizers' too).
  */
 #define _GNU_SOURCE /* pread64, preadv2, RWF_NOWAIT */
 // coil-test: tsan (on epoll a file read that must wait runs on the offload pool's threads)
 #include "coil_test.h"
 
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -38,38 +35,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                         \
-    __has_feature(memory_sanitizer)
-#define SANITIZER_IN_EXECUTABLE 1
-#endif
-#endif
-#ifndef SANITIZER_IN_EXECUTABLE
-#define SANITIZER_IN_EXECUTABLE 0
-#endif
-
-int main(int argc, char **argv);
-
-/* True when this executable binds name to itself (a sanitizer's
- * interceptor): its calls of it are not diverted. */
-static bool bound_in_executable(const char *name) {
-    void *f = dlsym(RTLD_DEFAULT, name);
-    Dl_info fi, mi;
-    if (!f || !dladdr(f, &fi) || !dladdr((void *)main, &mi)) return false;
-    return fi.dli_fbase == mi.dli_fbase;
-}
-
-static void need_diverted(void) {
-    static const char *const names[] = {"pread",   "pwrite",  "preadv",
-                                        "pwritev", "preadv2", "pwritev2"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (!bound_in_executable(names[i])) continue;
-        print_message("skipped: this executable binds %s to itself (a sanitizer's "
-                      "interceptor): its calls are not diverted\n",
-                      names[i]);
-        skip();
-    }
-}
+#include "plugin/calls.h" /* after the system headers: it renames their calls */
 
 static unsigned char byte_at(size_t i) {
     return (unsigned char)((i * 7 + i / 251) % 253);
@@ -144,7 +110,6 @@ static void names_main(void *arg) {
 
 static void test_each_name(void **state) {
     (void)state;
-    need_diverted();
     struct names x = {temp_file()};
     COIL_RUN_CHECKED(names_main, &x);
     close(x.fd);
@@ -171,7 +136,6 @@ static void eof_main(void *arg) {
 
 static void test_short_reads_at_eof(void **state) {
     (void)state;
-    need_diverted();
     int fd = temp_file();
     unsigned char data[100];
     for (size_t i = 0; i < sizeof data; i++)
@@ -320,7 +284,6 @@ static void reuse_main(void *arg) {
 
 static void test_reused_number_is_espipe(void **state) {
     (void)state;
-    need_diverted();
     struct reuse x = {.n = temp_file()};
     assert_int_equal(write(x.n, "abc", 3), 3);
     assert_int_equal(lseek(x.n, 0, SEEK_SET), 0);
@@ -382,7 +345,6 @@ static void large_main(void *arg) {
 
 static void test_large_file(void **state) {
     (void)state;
-    need_diverted();
     struct large x = {.fd = temp_file(), .len = coil_test_scaled(64u << 20, 8u << 20)};
     x.data = malloc(x.len);
     x.back = malloc(x.len);
@@ -470,7 +432,6 @@ static void conc_main(void *arg) {
 
 static void test_readers_not_in_cache_park(void **state) {
     (void)state;
-    need_diverted();
     struct conc c = {.fd = temp_file(), .len = coil_test_scaled(32u << 20, 4u << 20)};
     unsigned char *data = malloc(c.len);
     assert_non_null(data);
@@ -526,9 +487,7 @@ static int group_setup(void **state) {
     return coil_install() == 0 ? 0 : -1;
 }
 
-int main(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_name),
         cmocka_unit_test(test_short_reads_at_eof),
