@@ -1014,7 +1014,9 @@ COIL_API int coil_signal_wait(const sigset_t *set, int64_t deadline);
  * close, dup2, dup3, socket, socketpair, wait, waitpid, wait4, waitid, poll, ppoll, select,
  * pselect, epoll_wait, epoll_pwait, sleep, usleep, nanosleep,
  * clock_nanosleep, getaddrinfo, getnameinfo, gethostbyname,
- * gethostbyname_r; and dlopen, dlmopen: see below) into coil when they are
+ * gethostbyname_r; and dlopen, dlmopen: see below; and, only to see an fd's
+ * O_NONBLOCK, timeouts or number change: fcntl, ioctl, setsockopt, fclose,
+ * closedir, pclose, close_range, closefrom) into coil when they are
  * made inside a tasklet: they park the tasklet, not the thread, so
  * libcurl, libpq, MariaDB Connector/C, hiredis or OpenSSL run concurrently
  * in tasklets without a change. Outside a tasklet (before

@@ -5,9 +5,9 @@
  * What a wrapper does. Outside a tasklet (before coil_run, on another thread
  * such as libcurl's resolver thread or an offload worker, in a forked child)
  * it calls the real function at once: libc's exact behaviour. Inside one:
- *  - an fd the program made O_NONBLOCK (asked of the kernel each time: coil
- *    never changes an fd's flags, so F_GETFL is the truth, and fcntl and
- *    ioctl(FIONBIO) need no wrapper) and a call with MSG_DONTWAIT go to libc
+ *  - an fd the program made O_NONBLOCK (asked of the kernel: coil never
+ *    changes an fd's flags, so F_GETFL is the truth; recv and send remember
+ *    the answer, see user_view) and a call with MSG_DONTWAIT go to libc
  *    as they are: they answer EAGAIN, and the caller then waits in poll or
  *    select, which park the tasklet;
  *  - a blocking call becomes coil's call (parks the tasklet), with
