@@ -1015,11 +1015,14 @@ COIL_API int coil_signal_wait(const sigset_t *set, int64_t deadline);
 
 /* Diverts the blocking libc calls of every loaded library and of the program
  * (read, write, readv, writev, recv, send, recvfrom, sendto, recvmsg,
- * sendmsg, recvmmsg, sendmmsg, sendfile, splice, accept, accept4, connect,
+ * sendmsg, recvmmsg, sendmmsg, sendfile, splice, pread, pwrite, preadv,
+ * pwritev, preadv2, pwritev2 (and their ...64 names), accept, accept4, connect,
  * close, dup2, dup3, socket, socketpair, wait, waitpid, wait4, waitid, poll, ppoll, select,
  * pselect, epoll_wait, epoll_pwait, sleep, usleep, nanosleep,
  * clock_nanosleep, getaddrinfo, getnameinfo, gethostbyname,
- * gethostbyname_r; and dlopen, dlmopen: see below) into coil when they are
+ * gethostbyname_r; and dlopen, dlmopen: see below; and, only to see an fd's
+ * O_NONBLOCK, timeouts or number change: fcntl, ioctl, setsockopt, fclose,
+ * closedir, pclose, close_range, closefrom) into coil when they are
  * made inside a tasklet: they park the tasklet, not the thread, so
  * libcurl, libpq, MariaDB Connector/C, hiredis or OpenSSL run concurrently
  * in tasklets without a change. Outside a tasklet (before
@@ -1042,7 +1045,9 @@ COIL_API int coil_signal_wait(const sigset_t *set, int64_t deadline);
  * A close, dup2 or dup3 that replaces an fd tasklets wait on wakes them with
  * EBADF. sendfile and splice to a blocking socket or pipe park until it is
  * writable, then run on the offload pool (the kernel would block until all
- * is sent), where a kill cannot interrupt them. A wait for a specific child parks on its pidfd; for any child (or
+ * is sent), where a kill cannot interrupt them. pread and its family answer
+ * from the page cache at once and park only while the disk answers; a
+ * killed tasklet's disk read may still complete with its data. A wait for a specific child parks on its pidfd; for any child (or
  * for stops, WUNTRACED/WCONTINUED) it asks again every 1 to 32 ms, so an
  * exit may be seen up to 32 ms late. Libraries loaded later with dlopen (or dlmopen into the base
  * namespace) are diverted when that call returns, if the loader's answer

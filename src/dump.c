@@ -133,9 +133,10 @@ int coil__dump_sched(struct coil__sched *s, FILE *out) {
             case COIL__WAIT_IO: {
                 static const char *const names[] = {"?",       "read",    "write",   "recv",
                                                     "send",    "recvmsg", "sendmsg", "accept",
-                                                    "connect", "poll"};
+                                                    "connect", "poll",    "pread",   "pwrite"};
                 const struct coil__op *op = t->wait_obj;
-                fprintf(out, " %s fd %d%s", op->opcode < 10 ? names[op->opcode] : "?", op->fd,
+                size_t nnames = sizeof names / sizeof names[0];
+                fprintf(out, " %s fd %d%s", op->opcode < nnames ? names[op->opcode] : "?", op->fd,
                         op->interrupt ? " (cancelling)" : "");
                 break;
             }

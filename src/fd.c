@@ -52,4 +52,5 @@ void coil__fd_reset(struct coil__fd *f) {
     f->gen++;
     f->kind = COIL__FD_UNKNOWN;
     f->tcp = false;
+    f->opt_epoch = 0;
 }

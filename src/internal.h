@@ -633,7 +633,9 @@ enum coil__opcode {
     COIL__OP_SENDMSG,
     COIL__OP_ACCEPT,
     COIL__OP_CONNECT,
-    COIL__OP_POLL, /* wait for readiness: u.poll.events */
+    COIL__OP_POLL,    /* wait for readiness: u.poll.events */
+    COIL__OP_PREADV,  /* preadv2(2) of a file at an offset: u.rw */
+    COIL__OP_PWRITEV, /* pwritev2(2): u.rw */
 };
 
 #ifdef _WIN32
@@ -685,6 +687,12 @@ struct coil__op {
         struct {
             short events;
         } poll;
+        struct {
+            const struct iovec *iov;
+            int iovcnt;
+            int rwflags; /* RWF_* of preadv2/pwritev2 */
+            int64_t off;
+        } rw;
     } u;
     /* The backend's own per-op state, its struct checked against this size
      * by a static assertion in its file (io_uring: struct ur_op; epoll:
@@ -820,7 +828,21 @@ struct coil__fd {
      * now. Not so for every stream: AF_UNIX stops a read at a message that
      * carries fds, SCTP at each message. */
     bool tcp;
+    /* coil_install's memory of the program's O_NONBLOCK and of the socket's
+     * SO_RCVTIMEO and SO_SNDTIMEO (ns, 0: none), so that a diverted recv or
+     * send need not ask the kernel each time: valid while opt_epoch equals
+     * coil__sockopt_epoch (0: never read; coil__fd_reset sets it so). See
+     * user_view in src/unix/wrap.c. */
+    uint32_t opt_epoch;
+    bool nonblock;
+    int64_t rcvtimeo, sndtimeo;
 };
+
+/* Bumped by coil_install's wrappers, on any thread, by every call that may
+ * change what a number names, its O_NONBLOCK or its timeouts: every
+ * scheduler's memory of them is then stale (struct coil__fd.opt_epoch).
+ * Starts at 1. */
+extern uint32_t coil__sockopt_epoch;
 
 /* The state of fd in s, growing the table as needed; NULL with *err = -EBADF
  * for a negative fd or one at or above RLIMIT_NOFILE (it cannot be open), or
@@ -860,6 +882,18 @@ void coil__fd_cancel_ops(struct coil__sched *s, struct coil__fd *f);
 /* recvmsg(2)/sendmsg(2) as blocking calls (coil_install's wrappers). */
 ssize_t coil__recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
 ssize_t coil__sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
+/* preadv2(2)/pwritev2(2) (write: true) of fd at offset off >= 0, parking
+ * the calling tasklet (coil_install's pread family; POSIX only): io_uring's
+ * read or write at an offset, or the epoll backend's offload pool. fd must
+ * name a file that takes an offset (a pipe or socket would not give
+ * ESPIPE here): the caller has tried the call with RWF_NOWAIT first. The
+ * count, or -errno (-ECANCELED: the tasklet was killed). */
+ssize_t coil__prw(bool write, int fd, const struct iovec *iov, int iovcnt, int64_t off,
+                  int rwflags);
+/* A call that finished without parking spends the round's switch budget
+ * (as coil__op_run's ops that finish at once): when it is gone, the calling
+ * tasklet t yields. */
+void coil__spend_budget(struct coil__tasklet *t);
 
 /* ---- the fd API's per-platform primitives (src/unix/net.c, src/win/net.c) */
 

@@ -62,6 +62,14 @@ void coil__op_complete(struct coil__op *op, int res) {
     coil__wake(op->t, res);
 }
 
+void coil__spend_budget(struct coil__tasklet *t) {
+    struct coil__sched *s = t->sched;
+    if (COIL_UNLIKELY(--s->budget < 0)) {
+        coil__runq_push(s, t);
+        coil__schedule(s, t);
+    }
+}
+
 int coil__op_run(struct coil__tasklet *t, struct coil__op *op) {
     struct coil__sched *s = t->sched;
     int err;
@@ -86,10 +94,7 @@ int coil__op_run(struct coil__tasklet *t, struct coil__op *op) {
          * tasklet whose every call finishes at once would never let the
          * others run: such calls spend the round's switch budget, and when
          * it is gone the tasklet yields like coil_yield. */
-        if (COIL_UNLIKELY(--s->budget < 0)) {
-            coil__runq_push(s, t);
-            coil__schedule(s, t);
-        }
+        coil__spend_budget(t);
         return op->res;
     }
     fd_link(f, op);

@@ -42,6 +42,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -385,6 +386,18 @@ static int try_op(struct coil__fd *f, struct ep_fd *e, struct coil__op *op) {
 
 /* ---- regular files: the offload pool ------------------------------------ */
 
+/* The system call of a file op, made on fd (op->fd or its dup). */
+static ssize_t file_call(const struct coil__op *op, int fd) {
+    switch (op->opcode) {
+    case COIL__OP_WRITE: return write(fd, op->u.io.buf, op->u.io.len);
+    case COIL__OP_PREADV:
+        return preadv2(fd, op->u.rw.iov, op->u.rw.iovcnt, (off_t)op->u.rw.off, op->u.rw.rwflags);
+    case COIL__OP_PWRITEV:
+        return pwritev2(fd, op->u.rw.iov, op->u.rw.iovcnt, (off_t)op->u.rw.off, op->u.rw.rwflags);
+    default: return read(fd, op->u.io.buf, op->u.io.len);
+    }
+}
+
 struct file_job {
     struct coil__job job;
     struct coil__op *op;
@@ -394,8 +407,7 @@ struct file_job {
 static int file_io(void *arg) {
     struct file_job *fj = arg;
     struct coil__op *op = fj->op;
-    ssize_t r = op->opcode == COIL__OP_WRITE ? write(fj->fd, op->u.io.buf, op->u.io.len)
-                                             : read(fj->fd, op->u.io.buf, op->u.io.len);
+    ssize_t r = file_call(op, fj->fd);
     return r < 0 ? -errno : (int)r;
 }
 
@@ -478,8 +490,11 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
     int ret = 1;
     ep_op(op)->job = NULL;
     ep_op(op)->got = 0;
-    if ((op->opcode == COIL__OP_READ || op->opcode == COIL__OP_WRITE) &&
-        coil__fd_kind(f, op->fd) == COIL__FD_FILE) {
+    /* A pread or pwrite (coil__prw) is on a file that takes an offset: its
+     * caller made sure. */
+    if (op->opcode == COIL__OP_PREADV || op->opcode == COIL__OP_PWRITEV ||
+        ((op->opcode == COIL__OP_READ || op->opcode == COIL__OP_WRITE) &&
+         coil__fd_kind(f, op->fd) == COIL__FD_FILE)) {
         if (start_file_job(s, op) == 0) {
             b->waiting++;
             errno = saved;
@@ -487,8 +502,7 @@ static int ep_submit(struct coil__sched *s, struct coil__op *op) {
         }
         /* No worker thread or no fd for the dup: do it here (a regular
          * file's read or write does not wait for a peer). */
-        ssize_t r = op->opcode == COIL__OP_WRITE ? write(op->fd, op->u.io.buf, op->u.io.len)
-                                                 : read(op->fd, op->u.io.buf, op->u.io.len);
+        ssize_t r = file_call(op, op->fd);
         op->res = r < 0 ? -errno : (int)r;
         errno = saved;
         return 1;

@@ -237,6 +237,7 @@ static struct io_uring_sqe *get_sqe(struct uring *u) {
 static short events_of(const struct coil__op *op) {
     switch (op->opcode) {
     case COIL__OP_READ:
+    case COIL__OP_PREADV:
     case COIL__OP_RECV:
     case COIL__OP_RECVMSG:
     case COIL__OP_ACCEPT: return POLLIN;
@@ -295,6 +296,14 @@ static void prep(struct uring *u, struct coil__op *op) {
             io_uring_prep_connect(sqe, op->fd, op->u.connect.addr, op->u.connect.addrlen);
             break;
         case COIL__OP_POLL: io_uring_prep_poll_add(sqe, op->fd, (unsigned)op->u.poll.events); break;
+        case COIL__OP_PREADV:
+            io_uring_prep_readv2(sqe, op->fd, op->u.rw.iov, (unsigned)op->u.rw.iovcnt,
+                                 (uint64_t)op->u.rw.off, op->u.rw.rwflags);
+            break;
+        case COIL__OP_PWRITEV:
+            io_uring_prep_writev2(sqe, op->fd, op->u.rw.iov, (unsigned)op->u.rw.iovcnt,
+                                  (uint64_t)op->u.rw.off, op->u.rw.rwflags);
+            break;
         default: COIL_ASSERT(0, "a known opcode");
         }
     }
@@ -510,6 +519,15 @@ static void mark_defined(const struct coil__op *op, int res) {
     switch (op->opcode) {
     case COIL__OP_READ:
     case COIL__OP_RECV: VALGRIND_MAKE_MEM_DEFINED(op->u.io.buf, (size_t)res); break;
+    case COIL__OP_PREADV: {
+        size_t left = (size_t)res;
+        for (int i = 0; i < op->u.rw.iovcnt && left; i++) {
+            size_t n = op->u.rw.iov[i].iov_len < left ? op->u.rw.iov[i].iov_len : left;
+            VALGRIND_MAKE_MEM_DEFINED(op->u.rw.iov[i].iov_base, n);
+            left -= n;
+        }
+        break;
+    }
     case COIL__OP_RECVMSG: {
         struct msghdr *m = op->u.msg.msg;
         size_t left = (size_t)res;

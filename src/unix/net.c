@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* The result of a call that returns -1 with errno set: r, or -errno; errno
@@ -137,4 +138,20 @@ enum coil__fd_kind coil__fd_learn_kind(struct coil__fd *f, int fd) {
         f->kind = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) ? COIL__FD_FILE : COIL__FD_OTHER;
     errno = saved;
     return (enum coil__fd_kind)f->kind;
+}
+
+ssize_t coil__prw(bool write, int fd, const struct iovec *iov, int iovcnt, int64_t off,
+                  int rwflags) {
+    struct coil__tasklet *t;
+    int err = coil__enter(&t);
+    if (err) return err;
+    if (fd < 0) return -EBADF;
+    struct coil__op op = {.fd = fd,
+                          .opcode = (uint8_t)(write ? COIL__OP_PWRITEV : COIL__OP_PREADV),
+                          .deadline = COIL_FOREVER};
+    op.u.rw.iov = iov;
+    op.u.rw.iovcnt = iovcnt;
+    op.u.rw.rwflags = rwflags;
+    op.u.rw.off = off;
+    return coil__op_run(t, &op);
 }

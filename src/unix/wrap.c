@@ -5,9 +5,9 @@
  * What a wrapper does. Outside a tasklet (before coil_run, on another thread
  * such as libcurl's resolver thread or an offload worker, in a forked child)
  * it calls the real function at once: libc's exact behaviour. Inside one:
- *  - an fd the program made O_NONBLOCK (asked of the kernel each time: coil
- *    never changes an fd's flags, so F_GETFL is the truth, and fcntl and
- *    ioctl(FIONBIO) need no wrapper) and a call with MSG_DONTWAIT go to libc
+ *  - an fd the program made O_NONBLOCK (asked of the kernel: coil never
+ *    changes an fd's flags, so F_GETFL is the truth; recv and send remember
+ *    the answer, see user_view) and a call with MSG_DONTWAIT go to libc
  *    as they are: they answer EAGAIN, and the caller then waits in poll or
  *    select, which park the tasklet;
  *  - a blocking call becomes coil's call (parks the tasklet), with
@@ -34,6 +34,8 @@
  *    sends each message complete;
  *  - sendfile/splice to a blocking socket or pipe: park until writable,
  *    then the call on the offload pool (see xfer_parked);
+ *  - pread/pwrite/preadv/pwritev/preadv2/pwritev2 try with RWF_NOWAIT and
+ *    park only when the disk must answer (see at_offset);
  *  - wait/waitpid/wait4/waitid park until the child changed state (see
  *    park_child), WNOHANG goes to libc;
  *  - dlopen/dlmopen divert what they load when the loader's answer does not
@@ -41,20 +43,20 @@
  * Limits, documented in coil.h: a dlopen whose answer depends on its caller
  * is diverted by the next coil_install only; the signal mask of
  * ppoll/pselect is not applied (tasklets share their thread's mask). The
- * blocking calls not diverted, and why: docs/install-calls.md (pread and
- * pwrite among them, not yet diverted: on pipes and sockets they fail with
- * ESPIPE at once, so they block the thread only on a regular file, while
- * the disk answers).
+ * blocking calls not diverted, and why: docs/install-calls.md.
  */
 #include "internal.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <link.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
@@ -84,16 +86,94 @@ static int user_nonblock(int fd) {
     return fl < 0 ? -1 : (fl & O_NONBLOCK) != 0;
 }
 
-/* The deadline SO_RCVTIMEO (SO_SNDTIMEO) sets for a blocking call on fd
- * starting now; COIL_FOREVER if none (or fd is not a socket). */
-static int64_t sock_deadline(int fd, int optname) {
+/* SO_RCVTIMEO (SO_SNDTIMEO) of fd in ns, asked of the kernel; 0 if none (or
+ * fd is not a socket). */
+static int64_t read_timeout(int fd, int optname) {
     struct timeval tv = {0, 0};
     socklen_t len = sizeof tv;
     int saved = errno;
     int r = getsockopt(fd, SOL_SOCKET, optname, &tv, &len);
     errno = saved;
-    if (r != 0 || (tv.tv_sec == 0 && tv.tv_usec == 0)) return COIL_FOREVER;
-    return coil_now() + (int64_t)tv.tv_sec * COIL_SEC + (int64_t)tv.tv_usec * 1000;
+    if (r != 0) return 0;
+    return (int64_t)tv.tv_sec * COIL_SEC + (int64_t)tv.tv_usec * 1000;
+}
+
+/* The deadline SO_RCVTIMEO (SO_SNDTIMEO) sets for a blocking call on fd
+ * starting now; COIL_FOREVER if none (or fd is not a socket). */
+static int64_t sock_deadline(int fd, int optname) {
+    int64_t t = read_timeout(fd, optname);
+    return t ? coil_now() + t : COIL_FOREVER;
+}
+
+uint32_t coil__sockopt_epoch = 1;
+
+/* Something may have changed what a number names, its O_NONBLOCK or its
+ * timeouts (a diverted close, dup2, socket, accept, fcntl(F_SETFL),
+ * ioctl(FIONBIO), setsockopt of a timeout, fclose, ...), on any thread: every
+ * scheduler's memory of them (user_view) is stale. */
+static void user_view_changed(void) {
+    int saved = errno;
+    if (__atomic_add_fetch(&coil__sockopt_epoch, 1, __ATOMIC_RELEASE) == 0)
+        __atomic_add_fetch(&coil__sockopt_epoch, 1, __ATOMIC_RELEASE); /* 0 is "never read" */
+    errno = saved;
+}
+
+/* The program's O_NONBLOCK and SO_RCVTIMEO/SO_SNDTIMEO of fd, remembered in
+ * f, so that a diverted recv or send that may wait need not ask the kernel
+ * each time (those three system calls per call were most of the wrappers'
+ * cost: coil-bench-install, docs/benchmarks.md). The memory is valid while
+ * no thread has made a call that may change them (user_view_changed: every
+ * diverted call that closes, replaces or creates an fd, or changes its
+ * O_NONBLOCK or timeouts, including fclose, closedir, close_range and
+ * closefrom, whose closes happen inside libc). It can still go stale through
+ * what no wrapper sees: a close inside libc other than those, a system call
+ * made with syscall(2), the code of the object coil is linked into, or
+ * another process changing the O_NONBLOCK of a file it shares. A stale
+ * timeout that ends a wait is checked with the kernel before it counts
+ * (timed_out). Returns false (and leaves f alone) when fd is not open. */
+static bool user_view(struct coil__fd *f, int fd) {
+    uint32_t epoch = __atomic_load_n(&coil__sockopt_epoch, __ATOMIC_ACQUIRE);
+    if (f->opt_epoch == epoch) return true;
+    int nb = user_nonblock(fd);
+    if (nb < 0) return false;
+    f->nonblock = nb;
+    f->rcvtimeo = read_timeout(fd, SO_RCVTIMEO);
+    f->sndtimeo = read_timeout(fd, SO_SNDTIMEO);
+    f->opt_epoch = epoch;
+    return true;
+}
+
+/* The program's O_NONBLOCK of fd (1, 0; -1 if not open), remembered. */
+static int cached_nonblock(struct coil__fd *f, int fd) {
+    if (!f) return user_nonblock(fd);
+    return user_view(f, fd) ? f->nonblock : -1;
+}
+
+/* Its SO_RCVTIMEO (rcv) or SO_SNDTIMEO in ns, 0 for none, remembered. */
+static int64_t sock_timeout(struct coil__fd *f, int fd, bool rcv) {
+    if (!f || !user_view(f, fd)) return read_timeout(fd, rcv ? SO_RCVTIMEO : SO_SNDTIMEO);
+    return rcv ? f->rcvtimeo : f->sndtimeo;
+}
+
+/* A call on fd that began at start with a remembered timeout of used ns
+ * has timed out: true if the kernel's value says so too; false with
+ * *deadline set to the wait still owed (COIL_FOREVER: none) when the memory
+ * was stale. */
+static bool timed_out(struct coil__fd *f, int fd, bool rcv, int64_t start, int64_t used,
+                      int64_t *deadline) {
+    if (!used) return true; /* not a remembered timeout's: coil_set_timeout's */
+    int64_t real = read_timeout(fd, rcv ? SO_RCVTIMEO : SO_SNDTIMEO);
+    if (f) f->opt_epoch = 0; /* read again next time */
+    if (real == used) return true;
+    *deadline = real ? start + real : COIL_FOREVER;
+    return real && coil_now() >= *deadline;
+}
+
+/* This thread's scheduler's record of fd (inside a tasklet), or NULL. */
+static struct coil__fd *fd_record(int fd) {
+    struct coil__sched *s = coil__sched_cur;
+    int err;
+    return s ? coil__fd_get(s, fd, &err) : NULL;
 }
 
 /* A blocking data call's error in libc's words. */
@@ -106,21 +186,29 @@ static int64_t deadline_ts(const struct timespec *ts);
 
 /* ---- reads and writes ----------------------------------------------------- */
 
+/* send_all from byte done on (the first done bytes are sent already). */
+static ssize_t send_rest(int fd, const char *buf, size_t n, size_t done, int flags,
+                         const struct sockaddr *to, socklen_t tolen, bool plain_write) {
+    struct coil__fd *f = fd_record(fd);
+    int64_t timeout = sock_timeout(f, fd, false), start = timeout ? coil_now() : 0;
+    int64_t deadline = timeout ? start + timeout : COIL_FOREVER;
+    do { /* once at least: a send of 0 bytes reports the socket's errors */
+        ssize_t r = plain_write ? coil_write_dl(fd, buf + done, n - done, deadline)
+                    : to        ? coil_sendto(fd, buf + done, n - done, flags, to, tolen, deadline)
+                                : coil_send_dl(fd, buf + done, n - done, flags, deadline);
+        if (r == -ETIMEDOUT && !timed_out(f, fd, false, start, timeout, &deadline)) continue;
+        if (r < 0) return done ? (ssize_t)done : data_result(r);
+        done += (size_t)r;
+    } while (done < n);
+    return (ssize_t)done;
+}
+
 /* A blocking write or send is complete, as the kernel makes it: short
  * transfers are continued until all is written; an error after some bytes
  * returns the count (as an interrupted write(2) does). */
 static ssize_t send_all(int fd, const char *buf, size_t n, int flags, const struct sockaddr *to,
                         socklen_t tolen, bool plain_write) {
-    int64_t deadline = sock_deadline(fd, SO_SNDTIMEO);
-    size_t done = 0;
-    do {
-        ssize_t r = plain_write ? coil_write_dl(fd, buf + done, n - done, deadline)
-                    : to        ? coil_sendto(fd, buf + done, n - done, flags, to, tolen, deadline)
-                                : coil_send_dl(fd, buf + done, n - done, flags, deadline);
-        if (r < 0) return done ? (ssize_t)done : data_result(r);
-        done += (size_t)r;
-    } while (done < n);
-    return (ssize_t)done;
+    return send_rest(fd, buf, n, 0, flags, to, tolen, plain_write);
 }
 
 /* sendmsg/writev on a socket, complete: the iovecs are advanced past what
@@ -172,17 +260,57 @@ static ssize_t w_write(int fd, const void *buf, size_t n) {
     return send_all(fd, buf, n, 0, NULL, 0, true);
 }
 
-static ssize_t w_recv(int fd, void *buf, size_t n, int flags) {
-    if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
-        return recv(fd, buf, n, flags);
-    return data_result(coil_recv_dl(fd, buf, n, flags, sock_deadline(fd, SO_RCVTIMEO)));
+/* recv and send need the program's O_NONBLOCK and the socket's timeout
+ * only to decide how to wait: remembered (user_view), they cost nothing, and
+ * the call is coil's (or libc's on an O_NONBLOCK fd) at once. While that
+ * memory is stale (a number closed or created since, on any thread), the
+ * call is first tried without waiting (MSG_DONTWAIT): when data is there
+ * (room, for send), that one system call is all, whatever the flags and
+ * timeouts, and the memory is read again only when the call may wait. */
+static bool view_fresh(const struct coil__fd *f) {
+    return f && f->opt_epoch == __atomic_load_n(&coil__sockopt_epoch, __ATOMIC_ACQUIRE);
 }
 
+static ssize_t w_recv(int fd, void *buf, size_t n, int flags) {
+    if (!inside() || (flags & MSG_DONTWAIT)) return recv(fd, buf, n, flags);
+    struct coil__fd *f = fd_record(fd);
+    /* (Not for 0 bytes: coil's call answers those without waiting.) */
+    if (n && !(flags & MSG_WAITALL) && !view_fresh(f)) {
+        int saved = errno;
+        ssize_t r = recv(fd, buf, n, flags | MSG_DONTWAIT);
+        if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return r; /* libc's errors */
+        errno = saved;
+    }
+    if (cached_nonblock(f, fd) != 0) return recv(fd, buf, n, flags); /* EAGAIN, or libc's EBADF */
+    int64_t timeout = sock_timeout(f, fd, true), start = timeout ? coil_now() : 0;
+    int64_t deadline = timeout ? start + timeout : COIL_FOREVER;
+    for (;;) {
+        ssize_t r = coil_recv_dl(fd, buf, n, flags, deadline);
+        if (r == -ETIMEDOUT && !timed_out(f, fd, true, start, timeout, &deadline)) continue;
+        return data_result(r);
+    }
+}
+
+/* A send on a blocking socket is complete (send_rest goes on after a short
+ * try); on an O_NONBLOCK one it is libc's. Both with MSG_NOSIGNAL: a send
+ * inside a tasklet never raises SIGPIPE (coil.h), as coil's own. */
 static ssize_t w_send(int fd, const void *buf, size_t n, int flags) {
-    if (!inside() || (flags & MSG_DONTWAIT) || user_nonblock(fd) != 0)
-        return send(fd, buf, n, flags);
+    if (!inside() || (flags & MSG_DONTWAIT)) return send(fd, buf, n, flags);
     if (!buf && n) return data_result(-EFAULT);
-    return send_all(fd, buf, n, flags, NULL, 0, false);
+    struct coil__fd *f = fd_record(fd);
+    size_t done = 0;
+    if (n && !view_fresh(f)) { /* (0 bytes: coil's call gives their errors, without waiting) */
+        int saved = errno;
+        ssize_t r = send(fd, buf, n, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r == (ssize_t)n) return r;
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return r; /* libc's errors */
+        errno = saved;
+        if (r > 0) done = (size_t)r;
+    }
+    int nb = cached_nonblock(f, fd);
+    if (nb > 0 && done) return (ssize_t)done;
+    if (nb != 0) return send(fd, buf, n, flags | MSG_NOSIGNAL); /* EAGAIN, or libc's EBADF */
+    return send_rest(fd, buf, n, done, flags, NULL, 0, false);
 }
 
 static ssize_t w_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
@@ -357,10 +485,213 @@ static ssize_t w_writev(int fd, const struct iovec *iov, int iovcnt) {
     return vector_io(fd, iov, iovcnt, true);
 }
 
+/* ---- pread and pwrite: a file at an offset ------------------------------------ */
+
+/* Only a file that takes an offset (a regular file, a block device, some
+ * character devices) answers pread: a pipe, FIFO or socket fails with
+ * ESPIPE at once. So a call first tries the real system call with
+ * RWF_NOWAIT: that gives every error exactly as libc would (EBADF, ESPIPE,
+ * EINVAL, EFAULT, ...) and a page-cache hit at once, without parking and
+ * without trusting coil's per-fd memory of the number, which goes stale when
+ * libc closes an fd internally (fclose) and the number is reused. Only EAGAIN
+ * (the data is not in memory; a write that would wait for the disk) and
+ * EOPNOTSUPP (a file without RWF_NOWAIT, or flags the kernel refuses, which
+ * the parked call then reports itself) park the tasklet: coil__prw. A call
+ * is complete as the blocking call is: what a try left (a short transfer
+ * where only part was cached) is tried again from where it stopped, until
+ * all is done, end of file (a read of 0) or an error after some bytes (the
+ * count is returned). */
+static ssize_t at_offset(bool wr, int fd, const struct iovec *iov, int iovcnt, off_t off,
+                         int flags) {
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    struct iovec local[8], *copy = NULL;
+    const struct iovec *cur = iov;
+    int cnt = iovcnt;
+    size_t done = 0;
+    bool nowait = true;
+    int saved = errno; /* a call that succeeds leaves errno alone */
+    ssize_t r;
+    for (;;) {
+        r = -1;
+        if (nowait) {
+            r = wr ? pwritev2(fd, cur, cnt, off + (off_t)done, flags | RWF_NOWAIT)
+                   : preadv2(fd, cur, cnt, off + (off_t)done, flags | RWF_NOWAIT);
+            if (r < 0 && errno == EOPNOTSUPP) nowait = false; /* this file: every time */
+            if (r < 0 && errno != EAGAIN && errno != EOPNOTSUPP) break;
+        }
+        if (r < 0) {
+            r = coil__prw(wr, fd, cur, cnt, (int64_t)off + (int64_t)done, flags);
+            if (r < 0) {
+                errno = (int)-r;
+                r = -1;
+                break;
+            }
+        } else if (nowait) {
+            coil__spend_budget(coil__self());
+        }
+        done += (size_t)r;
+        if (r == 0 || done >= total) break;
+        /* Go on past what was transferred, in a copy of the caller's vector. */
+        if (!copy) {
+            copy = (size_t)iovcnt <= sizeof local / sizeof local[0]
+                       ? local
+                       : malloc((size_t)iovcnt * sizeof *copy);
+            if (!copy) break; /* the count so far: a short transfer */
+            memcpy(copy, iov, (size_t)iovcnt * sizeof *copy);
+            cur = copy;
+        }
+        size_t skip = (size_t)r;
+        struct iovec *c = (struct iovec *)cur;
+        while (skip && skip >= c->iov_len) {
+            skip -= c->iov_len;
+            c++;
+            cnt--;
+        }
+        c->iov_base = (char *)c->iov_base + skip;
+        c->iov_len -= skip;
+        cur = c;
+    }
+    if (copy && copy != local) free(copy);
+    if (!done && r < 0) return -1;
+    errno = saved;
+    return (ssize_t)done;
+}
+
+/* The arguments at_offset never sees: outside a tasklet; RWF_NOWAIT, which
+ * asks not to wait; a negative offset or count (EINVAL, with libc's own
+ * order of checks); more than SSIZE_MAX bytes. */
+static bool vector_ok(const struct iovec *iov, int iovcnt) {
+    if (iovcnt < 0 || iovcnt > IOV_MAX) return false;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > SSIZE_MAX - total) return false;
+        total += iov[i].iov_len;
+    }
+    return true;
+}
+
+_Static_assert(sizeof(off_t) == 8, "pread and pread64 are one function (64-bit off_t)");
+
+static ssize_t w_pread(int fd, void *buf, size_t n, off_t off) {
+    if (!inside() || off < 0 || n > SSIZE_MAX) return pread(fd, buf, n, off);
+    struct iovec iov = {buf, n};
+    return at_offset(false, fd, &iov, 1, off, 0);
+}
+
+static ssize_t w_pwrite(int fd, const void *buf, size_t n, off_t off) {
+    if (!inside() || off < 0 || n > SSIZE_MAX) return pwrite(fd, buf, n, off);
+    struct iovec iov = {(void *)buf, n};
+    return at_offset(true, fd, &iov, 1, off, 0);
+}
+
+static ssize_t w_preadv(int fd, const struct iovec *iov, int iovcnt, off_t off) {
+    if (!inside() || off < 0 || !vector_ok(iov, iovcnt)) return preadv(fd, iov, iovcnt, off);
+    return at_offset(false, fd, iov, iovcnt, off, 0);
+}
+
+static ssize_t w_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t off) {
+    if (!inside() || off < 0 || !vector_ok(iov, iovcnt)) return pwritev(fd, iov, iovcnt, off);
+    return at_offset(true, fd, iov, iovcnt, off, 0);
+}
+
+/* An offset of -1 is readv/writev at the file's position, on any fd (a pipe
+ * too): without flags, the readv/writev wrapper's; with flags, libc's. */
+static ssize_t w_preadv2(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags) {
+    if (inside() && off == -1 && !flags) return w_readv(fd, iov, iovcnt);
+    if (!inside() || off < 0 || (flags & RWF_NOWAIT) || !vector_ok(iov, iovcnt))
+        return preadv2(fd, iov, iovcnt, off, flags);
+    return at_offset(false, fd, iov, iovcnt, off, flags);
+}
+
+static ssize_t w_pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags) {
+    if (inside() && off == -1 && !flags) return w_writev(fd, iov, iovcnt);
+    if (!inside() || off < 0 || (flags & RWF_NOWAIT) || !vector_ok(iov, iovcnt))
+        return pwritev2(fd, iov, iovcnt, off, flags);
+    return at_offset(true, fd, iov, iovcnt, off, flags);
+}
+
 /* ---- connections ----------------------------------------------------------- */
+
+static bool is_timeout_option(int level, int optname) {
+    if (level != SOL_SOCKET) return false;
+    switch (optname) {
+    case SO_RCVTIMEO:
+    case SO_SNDTIMEO:
+#if defined(SO_RCVTIMEO_OLD) && defined(SO_RCVTIMEO_NEW)
+    case (SO_RCVTIMEO == SO_RCVTIMEO_OLD ? SO_RCVTIMEO_NEW : SO_RCVTIMEO_OLD):
+    case (SO_SNDTIMEO == SO_SNDTIMEO_OLD ? SO_SNDTIMEO_NEW : SO_SNDTIMEO_OLD):
+#endif
+        return true;
+    default: return false;
+    }
+}
+
+/* Any thread, inside a tasklet or not: a new timeout makes every
+ * scheduler's memory of timeouts stale (user_view). */
+static int w_setsockopt(int fd, int level, int optname, const void *val, socklen_t len) {
+    int r = setsockopt(fd, level, optname, val, len);
+    if (is_timeout_option(level, optname)) user_view_changed();
+    return r;
+}
+
+/* fcntl and ioctl are diverted only to see O_NONBLOCK change (F_SETFL,
+ * FIONBIO) and new numbers (F_DUPFD); the argument is passed on as glibc's
+ * own fcntl reads it (one word, whatever its type). */
+static int w_fcntl(int fd, int cmd, ...) {
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    int r = fcntl(fd, cmd, arg);
+    if (cmd == F_SETFL || cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) user_view_changed();
+    return r;
+}
+
+static int w_ioctl(int fd, unsigned long request, ...) {
+    va_list ap;
+    va_start(ap, request);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    int r = ioctl(fd, request, arg);
+    if (request == FIONBIO) user_view_changed();
+    return r;
+}
+
+/* Closes made inside libc, on the program's behalf. */
+static int w_fclose(FILE *f) {
+    int r = fclose(f);
+    user_view_changed();
+    return r;
+}
+
+static int w_closedir(DIR *d) {
+    int r = closedir(d);
+    user_view_changed();
+    return r;
+}
+
+static int w_pclose(FILE *f) {
+    int r = pclose(f);
+    user_view_changed();
+    return r;
+}
+
+static int w_close_range(unsigned first, unsigned last, int flags) {
+    int r = close_range(first, last, flags);
+    user_view_changed();
+    return r;
+}
+
+static void w_closefrom(int lowfd) {
+    closefrom(lowfd);
+    user_view_changed();
+}
 
 static int w_socket(int domain, int type, int protocol) {
     int fd = socket(domain, type, protocol);
+    user_view_changed();
     if (fd >= 0 && coil__is_installed() && coil__sched_cur)
         coil__fd_fresh(fd, COIL__FD_UNKNOWN, false); /* learnt on first use */
     return fd;
@@ -368,6 +699,7 @@ static int w_socket(int domain, int type, int protocol) {
 
 static int w_socketpair(int domain, int type, int protocol, int sv[2]) {
     int r = socketpair(domain, type, protocol, sv);
+    user_view_changed();
     if (r == 0 && coil__is_installed() && coil__sched_cur) {
         coil__fd_fresh(sv[0], COIL__FD_UNKNOWN, false);
         coil__fd_fresh(sv[1], COIL__FD_UNKNOWN, false);
@@ -378,6 +710,7 @@ static int w_socketpair(int domain, int type, int protocol, int sv[2]) {
 /* coil_accept's fd is SOCK_CLOEXEC and blocking: give it accept4's flags. */
 static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
     int r = coil_accept_dl(fd, addr, addrlen, sock_deadline(fd, SO_RCVTIMEO));
+    user_view_changed();
     if (r < 0) return (int)data_result(r);
     if (!(flags & SOCK_CLOEXEC)) fcntl(r, F_SETFD, 0);
     if (flags & SOCK_NONBLOCK) fcntl(r, F_SETFL, fcntl(r, F_GETFL) | O_NONBLOCK);
@@ -387,6 +720,7 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 static int w_accept(int fd, struct sockaddr *addr, socklen_t *addrlen) {
     if (!inside() || user_nonblock(fd) != 0) {
         int r = accept(fd, addr, addrlen);
+        user_view_changed();
         if (r >= 0 && coil__is_installed() && coil__sched_cur)
             coil__fd_fresh(r, COIL__FD_UNKNOWN, false);
         return r;
@@ -397,6 +731,7 @@ static int w_accept(int fd, struct sockaddr *addr, socklen_t *addrlen) {
 static int w_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
     if (!inside() || user_nonblock(fd) != 0) {
         int r = accept4(fd, addr, addrlen, flags);
+        user_view_changed();
         if (r >= 0 && coil__is_installed() && coil__sched_cur)
             coil__fd_fresh(r, COIL__FD_UNKNOWN, false);
         return r;
@@ -418,8 +753,10 @@ static int w_connect(int fd, const struct sockaddr *addr, socklen_t len) {
 }
 
 static int w_close(int fd) {
-    if (!coil__is_installed() || !coil__sched_cur) return close(fd);
-    return (int)libc_result(coil_close(fd));
+    int r =
+        !coil__is_installed() || !coil__sched_cur ? close(fd) : (int)libc_result(coil_close(fd));
+    user_view_changed();
+    return r;
 }
 
 /* dup2/dup3 onto a number tasklets wait on: the number is about to name
@@ -438,12 +775,16 @@ static bool dup_replaces(int oldfd, int newfd) {
 
 static int w_dup2(int oldfd, int newfd) {
     if (dup_replaces(oldfd, newfd)) coil__fd_forget(newfd);
-    return dup2(oldfd, newfd);
+    int r = dup2(oldfd, newfd);
+    user_view_changed();
+    return r;
 }
 
 static int w_dup3(int oldfd, int newfd, int flags) {
     if (!(flags & ~O_CLOEXEC) && dup_replaces(oldfd, newfd)) coil__fd_forget(newfd);
-    return dup3(oldfd, newfd, flags);
+    int r = dup3(oldfd, newfd, flags);
+    user_view_changed();
+    return r;
 }
 
 /* ---- waiting for a child ----------------------------------------------------- */
@@ -1085,6 +1426,11 @@ static ssize_t w___recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int 
     return w_recvfrom(fd, buf, n, flags, addr, addrlen);
 }
 
+static ssize_t w___pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen) {
+    if (n > buflen) __chk_fail();
+    return w_pread(fd, buf, n, off);
+}
+
 static int w___poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen) {
     if (fdslen / sizeof *fds < n) __chk_fail();
     return w_poll(fds, n, timeout);
@@ -1112,6 +1458,15 @@ const struct coil__wrap coil__wraps[] = {
     WRAP(recvmsg),
     WRAP(sendmsg),
     WRAP(socket),
+    WRAP(setsockopt),
+    WRAP(fcntl),
+    {"fcntl64", (void *)w_fcntl},
+    WRAP(ioctl),
+    WRAP(fclose),
+    WRAP(closedir),
+    WRAP(pclose),
+    WRAP(close_range),
+    WRAP(closefrom),
     WRAP(socketpair),
     WRAP(accept),
     WRAP(accept4),
@@ -1146,6 +1501,20 @@ const struct coil__wrap coil__wraps[] = {
     WRAP(sendmmsg),
     WRAP(sendfile),
     WRAP(splice),
+    {"pread", (void *)w_pread},
+    {"pread64", (void *)w_pread},
+    {"pwrite", (void *)w_pwrite},
+    {"pwrite64", (void *)w_pwrite},
+    {"preadv", (void *)w_preadv},
+    {"preadv64", (void *)w_preadv},
+    {"pwritev", (void *)w_pwritev},
+    {"pwritev64", (void *)w_pwritev},
+    {"preadv2", (void *)w_preadv2},
+    {"preadv64v2", (void *)w_preadv2},
+    {"pwritev2", (void *)w_pwritev2},
+    {"pwritev64v2", (void *)w_pwritev2},
+    {"__pread_chk", (void *)w___pread_chk},
+    {"__pread64_chk", (void *)w___pread_chk},
     {"dlopen", (void *)coil__w_dlopen},
     {"dlmopen", (void *)coil__w_dlmopen},
 };

@@ -1,0 +1,56 @@
+/* Diverted calls for the tests (tests/plugin/calls.c says why): include
+ * this after every system header; the names below then call through a
+ * shared object whose GOT coil_install rewrites. */
+#ifndef COIL_TEST_CALLS_H
+#define COIL_TEST_CALLS_H
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+ssize_t coil_tc_pread(int fd, void *buf, size_t n, off_t off);
+ssize_t coil_tc_pread64(int fd, void *buf, size_t n, off64_t off);
+ssize_t coil_tc_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t coil_tc_pwrite64(int fd, const void *buf, size_t n, off64_t off);
+ssize_t coil_tc_preadv(int fd, const struct iovec *iov, int cnt, off_t off);
+ssize_t coil_tc_preadv64(int fd, const struct iovec *iov, int cnt, off64_t off);
+ssize_t coil_tc_pwritev(int fd, const struct iovec *iov, int cnt, off_t off);
+ssize_t coil_tc_pwritev64(int fd, const struct iovec *iov, int cnt, off64_t off);
+ssize_t coil_tc_preadv2(int fd, const struct iovec *iov, int cnt, off_t off, int flags);
+ssize_t coil_tc_preadv64v2(int fd, const struct iovec *iov, int cnt, off64_t off, int flags);
+ssize_t coil_tc_pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int flags);
+ssize_t coil_tc_pwritev64v2(int fd, const struct iovec *iov, int cnt, off64_t off, int flags);
+ssize_t coil_tc_read(int fd, void *buf, size_t n);
+ssize_t coil_tc_recv(int fd, void *buf, size_t n, int flags);
+ssize_t coil_tc_send(int fd, const void *buf, size_t n, int flags);
+int coil_tc_setsockopt(int fd, int level, int name, const void *val, socklen_t len);
+int coil_tc_fclose(FILE *f);
+int coil_tc_close(int fd);
+int coil_tc_pipe(int fds[2]);
+int coil_tc_fcntl(int fd, int cmd, ...);
+int coil_tc_ioctl(int fd, unsigned long request, ...);
+
+#ifndef COIL_TEST_CALLS_IMPL /* not in calls.c itself, which calls the real ones */
+#define pread       coil_tc_pread
+#define pread64     coil_tc_pread64
+#define pwrite      coil_tc_pwrite
+#define pwrite64    coil_tc_pwrite64
+#define preadv      coil_tc_preadv
+#define preadv64    coil_tc_preadv64
+#define pwritev     coil_tc_pwritev
+#define pwritev64   coil_tc_pwritev64
+#define preadv2     coil_tc_preadv2
+#define preadv64v2  coil_tc_preadv64v2
+#define pwritev2    coil_tc_pwritev2
+#define pwritev64v2 coil_tc_pwritev64v2
+#define read        coil_tc_read
+#define recv        coil_tc_recv
+#define send        coil_tc_send
+#define setsockopt  coil_tc_setsockopt
+#define fclose      coil_tc_fclose
+#define close       coil_tc_close
+#define pipe        coil_tc_pipe
+#define fcntl       coil_tc_fcntl
+#define ioctl       coil_tc_ioctl
+#endif
+#endif
