@@ -2,6 +2,8 @@
 #define _GNU_SOURCE /* close_range, nftw's FTW_PHYS */
 #include "mariadb.h"
 
+#include "common.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -31,50 +33,11 @@
     "--innodb-buffer-pool-size=8M", "--innodb-log-file-size=4M", "--skip-log-bin",                 \
         "--skip-name-resolve"
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static void say(struct mariadb_server *s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->why, sizeof s->why, fmt, ap);
     va_end(ap);
-}
-
-/* Appends to s->why what file path says went wrong: its lines that say
- * ERROR (mariadb-install-db ends its log with advice, mariadbd with its
- * shutdown), or its last lines when none does. */
-static void add_tail(struct mariadb_server *s, const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    static char text[65536];
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    if (n <= 0) return;
-    text[n] = '\0';
-    size_t used = strlen(s->why);
-    used += (size_t)snprintf(s->why + used, sizeof s->why - used, "\n--- %s says:", path);
-    bool any = false;
-    for (const char *line = text; *line && used < sizeof s->why;) {
-        const char *end = strchr(line, '\n');
-        int len = end ? (int)(end - line) : (int)strlen(line);
-        if (memmem(line, (size_t)len, "ERROR", 5)) {
-            any = true;
-            used += (size_t)snprintf(s->why + used, sizeof s->why - used, "\n%.*s", len, line);
-        }
-        line += len + (end != NULL);
-    }
-    if (!any && used < sizeof s->why)
-        snprintf(s->why + used, sizeof s->why - used, "\n%.600s", n > 600 ? text + n - 600 : text);
 }
 
 /* The full path of program name: on PATH, else in the sbin directories a
@@ -117,28 +80,6 @@ static pid_t spawn(char *const argv[], const char *log) {
     _exit(127);
 }
 
-/* Waits up to timeout_ms for pid to end; its status, or -1 when it did not
- * (then it still runs). */
-static int wait_for(pid_t pid, int timeout_ms) {
-    for (int waited = 0;; waited += 10) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) return st;
-        if (r < 0 && errno != EINTR) return -1;
-        if (waited >= timeout_ms) return -1;
-        sleep_ms(10);
-    }
-}
-
-static void describe_status(char *out, size_t cap, int st) {
-    if (WIFEXITED(st))
-        snprintf(out, cap, "exited with %d", WEXITSTATUS(st));
-    else if (WIFSIGNALED(st))
-        snprintf(out, cap, "killed by signal %d", WTERMSIG(st));
-    else
-        snprintf(out, cap, "status %#x", st);
-}
-
 static int install(struct mariadb_server *s, const char *tool) {
     char log[128], datadir[128], tmpdir[128];
     snprintf(log, sizeof log, "%s/install.log", s->dir);
@@ -157,45 +98,30 @@ static int install(struct mariadb_server *s, const char *tool) {
     for (size_t i = 0; i < sizeof small / sizeof small[0]; i++)
         argv[n++] = small[i];
     argv[n] = NULL;
-    double t0 = now_s();
+    double t0 = server_now_s();
     pid_t pid = spawn(argv, log);
     if (pid < 0) {
         say(s, "fork: %s", strerror(errno));
         return -1;
     }
-    int st = wait_for(pid, 120000);
-    s->install_s = now_s() - t0;
+    int st = server_wait_for(pid, 120000);
+    s->install_s = server_now_s() - t0;
     if (st == -1) {
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
         say(s, "%s did not finish in 120 s", tool);
-        add_tail(s, log);
+        server_add_log(s->why, sizeof s->why, log, "ERROR", NULL);
         return -1;
     }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         char how[64];
-        describe_status(how, sizeof how, st);
+        server_describe_status(how, sizeof how, st);
         say(s, "%s %s", tool, how);
-        add_tail(s, log);
+        server_add_log(s->why, sizeof s->why, log, "ERROR", NULL);
         return -1;
     }
     s->installed = true;
     return 0;
-}
-
-/* A free port of 127.0.0.1, picked by the kernel (bound, then released: the
- * server binds it a moment later; a start that loses the race is retried). */
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
 }
 
 /* One connection as root over TCP: NULL until the server answers. */
@@ -241,9 +167,9 @@ void mariadb_server_init(struct mariadb_server *s) {
  * taken meanwhile (try another). */
 static int start_once(struct mariadb_server *s, const char *server) {
     char datadir[128], sock[128], port[32], pidfile[128], logopt[128], tmpdir[128];
-    s->port = free_port();
+    s->port = server_free_port();
     if (s->port < 0) {
-        say(s, "no free port: %s", strerror(errno));
+        say(s, "no free port: %s", strerror(-s->port));
         return -1;
     }
     snprintf(datadir, sizeof datadir, "--datadir=%s", s->datadir);
@@ -282,37 +208,37 @@ static int start_once(struct mariadb_server *s, const char *server) {
     argv[n++] = "--max-connect-errors=1000000000";
     argv[n] = NULL;
 
-    double t0 = now_s();
+    double t0 = server_now_s();
     s->pid = spawn(argv, s->log);
     if (s->pid < 0) {
         s->pid = 0;
         say(s, "fork: %s", strerror(errno));
         return -1;
     }
-    while (now_s() - t0 < 60) {
+    while (server_now_s() - t0 < 60) {
         int st;
         if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
             s->pid = 0;
             char how[64];
-            describe_status(how, sizeof how, st);
+            server_describe_status(how, sizeof how, st);
             say(s, "%s %s while starting", server, how);
-            add_tail(s, s->log);
+            server_add_log(s->why, sizeof s->why, s->log, "ERROR", NULL);
             return strstr(s->why, "Address already in use") ? 1 : -1;
         }
         MYSQL *m = connect_root(s);
         if (m) {
-            s->start_s = now_s() - t0;
+            s->start_s = server_now_s() - t0;
             snprintf(s->version, sizeof s->version, "%s", mysql_get_server_info(m));
             int rc = make_user(s, m);
             mysql_close(m);
             if (rc != 0) mariadb_server_stop(s);
             return rc;
         }
-        sleep_ms(20);
+        server_sleep_ms(20);
     }
     size_t used = strlen(s->why);
     snprintf(s->why + used, sizeof s->why - used, " (still, after 60 s)");
-    add_tail(s, s->log);
+    server_add_log(s->why, sizeof s->why, s->log, "ERROR", NULL);
     mariadb_server_kill(s);
     return -1;
 }
@@ -349,19 +275,19 @@ int mariadb_server_stop(struct mariadb_server *s) {
     pid_t pid = s->pid;
     s->pid = 0;
     kill(pid, SIGTERM);
-    int st = wait_for(pid, 30000);
+    int st = server_wait_for(pid, 30000);
     if (st == -1) {
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
         say(s, "mariadbd did not stop in 30 s after SIGTERM: killed");
-        add_tail(s, s->log);
+        server_add_log(s->why, sizeof s->why, s->log, "ERROR", NULL);
         return -1;
     }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         char how[64];
-        describe_status(how, sizeof how, st);
+        server_describe_status(how, sizeof how, st);
         say(s, "mariadbd %s after SIGTERM", how);
-        add_tail(s, s->log);
+        server_add_log(s->why, sizeof s->why, s->log, "ERROR", NULL);
         return -1;
     }
     return 0;
@@ -376,17 +302,9 @@ void mariadb_server_kill(struct mariadb_server *s) {
     s->pid = 0;
 }
 
-static int remove_one(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
-    (void)sb;
-    (void)type;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 void mariadb_server_cleanup(struct mariadb_server *s) {
     mariadb_server_stop(s);
-    if (s->dir[0]) nftw(s->dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    if (s->dir[0]) server_remove_tree(s->dir);
     s->dir[0] = '\0';
     s->installed = false;
 }

@@ -5,6 +5,8 @@
 
 #include "memcached.h"
 
+#include "common.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,12 +21,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static void nap_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 bool coil_memcached_find(char *buf, size_t cap) {
     const char *env = getenv("COIL_MEMCACHED");
@@ -47,22 +43,6 @@ bool coil_memcached_find(char *buf, size_t cap) {
     }
     snprintf(buf, cap, "/usr/bin/memcached");
     return access(buf, X_OK) == 0;
-}
-
-/* A free loopback port: bound to port 0, read back, released. */
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -EADDRNOTAVAIL;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    else
-        port = -errno;
-    close(fd);
-    return port;
 }
 
 /* True when memcached answers "version" on 127.0.0.1:port (a plain blocking
@@ -149,7 +129,7 @@ static int start_on(struct coil_memcached *m, const char *exe, uint16_t port) {
             if (WIFEXITED(status) && WEXITSTATUS(status) == 127) return -ENOENT;
             return -EADDRINUSE;
         }
-        nap_ms(20);
+        server_sleep_ms(20);
     }
     kill(pid, SIGKILL);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
@@ -164,7 +144,7 @@ int coil_memcached_start(struct coil_memcached *m) {
     if (!coil_memcached_find(exe, sizeof exe)) return -ENOENT;
     int rc = -EADDRINUSE;
     for (int attempt = 0; attempt < 5 && rc == -EADDRINUSE; attempt++) {
-        int port = free_port();
+        int port = server_free_port();
         if (port < 0) return port;
         rc = start_on(m, exe, (uint16_t)port);
     }
@@ -185,6 +165,6 @@ int coil_memcached_stop(struct coil_memcached *m) {
         if (r == pid) return status;
         if (r < 0 && errno != EINTR) return -errno;
         if (waited == 10000) kill(pid, SIGKILL);
-        nap_ms(10);
+        server_sleep_ms(10);
     }
 }

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE /* close_range, nftw's FTW_PHYS */
 #include "pg.h"
 
+#include "common.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,49 +36,11 @@ static const char hba[] = "local all postgres trust\n"
                           "local all all scram-sha-256\n"
                           "host all all 127.0.0.1/32 scram-sha-256\n";
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static void say(struct pg_server *s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->why, sizeof s->why, fmt, ap);
     va_end(ap);
-}
-
-/* Appends to s->why what file path says went wrong: its lines that say
- * FATAL or ERROR, or its last lines when none does. */
-static void add_tail(struct pg_server *s, const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    static char text[65536];
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    if (n <= 0) return;
-    text[n] = '\0';
-    size_t used = strlen(s->why);
-    used += (size_t)snprintf(s->why + used, sizeof s->why - used, "\n--- %s says:", path);
-    bool any = false;
-    for (const char *line = text; *line && used < sizeof s->why;) {
-        const char *end = strchr(line, '\n');
-        int len = end ? (int)(end - line) : (int)strlen(line);
-        if (memmem(line, (size_t)len, "FATAL", 5) || memmem(line, (size_t)len, "ERROR", 5)) {
-            any = true;
-            used += (size_t)snprintf(s->why + used, sizeof s->why - used, "\n%.*s", len, line);
-        }
-        line += len + (end != NULL);
-    }
-    if (!any && used < sizeof s->why)
-        snprintf(s->why + used, sizeof s->why - used, "\n%.600s", n > 600 ? text + n - 600 : text);
 }
 
 /* The directory that holds both postgres and initdb: one on PATH, else the
@@ -175,19 +139,6 @@ static pid_t spawn(struct pg_server *s, char *const argv[], const char *log) {
     _exit(127);
 }
 
-/* Waits up to timeout_ms for pid to end; its status, or -1 when it did not
- * (then it still runs). */
-static int wait_for(pid_t pid, int timeout_ms) {
-    for (int waited = 0;; waited += 10) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) return st;
-        if (r < 0 && errno != EINTR) return -1;
-        if (waited >= timeout_ms) return -1;
-        sleep_ms(10);
-    }
-}
-
 /* The processes whose parent is ppid and whose name is postgres, at most
  * max of them, from /proc: their count. */
 static int children_of(pid_t ppid, pid_t *out, int max) {
@@ -237,15 +188,6 @@ static int reap_orphans(bool kill_them) {
     return n;
 }
 
-static void describe_status(char *out, size_t cap, int st) {
-    if (WIFEXITED(st))
-        snprintf(out, cap, "exited with %d", WEXITSTATUS(st));
-    else if (WIFSIGNALED(st))
-        snprintf(out, cap, "killed by signal %d", WTERMSIG(st));
-    else
-        snprintf(out, cap, "status %#x", st);
-}
-
 static int write_file(struct pg_server *s, const char *path, const char *text, uid_t uid,
                       gid_t gid) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -273,25 +215,25 @@ static int install(struct pg_server *s, const char *bindir) {
                     "--no-sync",  /* this data is thrown away: 1 s instead of 3 */
                     "--no-instructions",
                     NULL};
-    double t0 = now_s();
+    double t0 = server_now_s();
     pid_t pid = spawn(s, argv, log);
     if (pid < 0) return -1;
-    int st = wait_for(pid, 120000);
-    s->install_s = now_s() - t0;
+    int st = server_wait_for(pid, 120000);
+    s->install_s = server_now_s() - t0;
     if (st == -1) {
         kill(-pid, SIGKILL); /* initdb and the postgres it runs, in its group */
         waitpid(pid, &st, 0);
         reap_orphans(true);
         say(s, "initdb did not finish in 120 s");
-        add_tail(s, log);
+        server_add_log(s->why, sizeof s->why, log, "FATAL", "ERROR");
         return -1;
     }
     reap_orphans(true);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         char how[64];
-        describe_status(how, sizeof how, st);
+        server_describe_status(how, sizeof how, st);
         say(s, "initdb %s", how);
-        add_tail(s, log);
+        server_add_log(s->why, sizeof s->why, log, "FATAL", "ERROR");
         return -1;
     }
     uid_t uid;
@@ -301,21 +243,6 @@ static int install(struct pg_server *s, const char *bindir) {
     if (server_user(s, &uid, &gid) != 0 || write_file(s, path, hba, uid, gid) != 0) return -1;
     s->installed = true;
     return 0;
-}
-
-/* A free port of 127.0.0.1, picked by the kernel (bound, then released: the
- * server binds it a moment later; a start that loses the race is retried). */
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
 }
 
 /* One connection as the superuser over TCP: NULL until the server answers. */
@@ -350,9 +277,9 @@ void pg_server_init(struct pg_server *s) {
  * taken meanwhile (try another). */
 static int start_once(struct pg_server *s, const char *bindir) {
     char postgres[300], port[32];
-    s->port = free_port();
+    s->port = server_free_port();
     if (s->port < 0) {
-        say(s, "no free port: %s", strerror(errno));
+        say(s, "no free port: %s", strerror(-s->port));
         return -1;
     }
     snprintf(postgres, sizeof postgres, "%s/postgres", bindir);
@@ -370,26 +297,26 @@ static int start_once(struct pg_server *s, const char *bindir) {
                     /* Everything to stderr, i.e. s->log; no collector process. */
                     "-c", "logging_collector=off", NULL};
 
-    double t0 = now_s();
+    double t0 = server_now_s();
     s->pid = spawn(s, argv, s->log);
     if (s->pid < 0) {
         s->pid = 0;
         return -1;
     }
-    while (now_s() - t0 < 60) {
+    while (server_now_s() - t0 < 60) {
         int st;
         if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
             reap_orphans(true);
             s->pid = 0;
             char how[64];
-            describe_status(how, sizeof how, st);
+            server_describe_status(how, sizeof how, st);
             say(s, "postgres %s while starting", how);
-            add_tail(s, s->log);
+            server_add_log(s->why, sizeof s->why, s->log, "FATAL", "ERROR");
             return strstr(s->why, "Address already in use") ? 1 : -1;
         }
         PGconn *c = connect_super(s);
         if (c) {
-            s->start_s = now_s() - t0;
+            s->start_s = server_now_s() - t0;
             const char *v = PQparameterStatus(c, "server_version");
             snprintf(s->version, sizeof s->version, "%s", v ? v : "?");
             int rc = make_user(s, c);
@@ -397,11 +324,11 @@ static int start_once(struct pg_server *s, const char *bindir) {
             if (rc != 0) pg_server_stop(s);
             return rc;
         }
-        sleep_ms(20);
+        server_sleep_ms(20);
     }
     size_t used = strlen(s->why);
     snprintf(s->why + used, sizeof s->why - used, " (still, after 60 s)");
-    add_tail(s, s->log);
+    server_add_log(s->why, sizeof s->why, s->log, "FATAL", "ERROR");
     pg_server_kill(s);
     return -1;
 }
@@ -451,12 +378,12 @@ int pg_server_stop(struct pg_server *s) {
     pid_t pid = s->pid;
     s->pid = 0;
     kill(pid, SIGINT); /* fast shutdown; SIGTERM's smart one waits for every client */
-    int st = wait_for(pid, 30000);
+    int st = server_wait_for(pid, 30000);
     if (st == -1) {
         s->pid = pid;
         pg_server_kill(s);
         say(s, "postgres did not stop in 30 s after SIGINT: killed");
-        add_tail(s, s->log);
+        server_add_log(s->why, sizeof s->why, s->log, "FATAL", "ERROR");
         return -1;
     }
     /* The postmaster waits for every process of its own before it exits:
@@ -468,9 +395,9 @@ int pg_server_stop(struct pg_server *s) {
     }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         char how[64];
-        describe_status(how, sizeof how, st);
+        server_describe_status(how, sizeof how, st);
         say(s, "postgres %s after SIGINT", how);
-        add_tail(s, s->log);
+        server_add_log(s->why, sizeof s->why, s->log, "FATAL", "ERROR");
         return -1;
     }
     return 0;
@@ -493,17 +420,9 @@ void pg_server_kill(struct pg_server *s) {
     s->pid = 0;
 }
 
-static int remove_one(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
-    (void)sb;
-    (void)type;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 void pg_server_cleanup(struct pg_server *s) {
     pg_server_stop(s);
-    if (s->dir[0]) nftw(s->dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    if (s->dir[0]) server_remove_tree(s->dir);
     s->dir[0] = '\0';
     s->installed = false;
 }
