@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 #ifndef _WIN32
+#include <dirent.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -302,6 +303,18 @@ static inline void coil_test_child_run(void (*fn)(void *), void *arg, int limit_
         fail_msg("%s%s", what, hung ? " (the child hung: killed after the time limit)" : "");
     }
     coil_test_child_free(&c);
+}
+
+/* How many fds this process has open (from /proc/self/fd, less the one the
+ * count itself opens): tests compare it before and after. */
+static inline int coil_test_open_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    if (!d) return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n - 3; /* ".", "..", and the directory's own fd */
 }
 #endif /* !_WIN32 */
 

@@ -69,16 +69,6 @@ static int child_pattern(void) {
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static int open_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    if (!d) return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 /* No child of this process is left, running or zombie. */
 static bool no_children(void) {
     return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
@@ -179,10 +169,10 @@ static void test_child_prints_1mib(void **state) {
     /* Under qemu-user this aarch64 program could be run again only through
      * binfmt_misc, which the cross stage does not set up. */
     if (coil_test_under_qemu()) skip();
-    int fds = open_fds();
+    int fds = coil_test_open_fds();
     COIL_RUN_CHECKED(pattern_main, NULL);
     assert_true(no_children());
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(coil_test_open_fds(), fds);
 }
 
 /* ---- writing to a child's stdin and reading its stdout (cat) --------------- */
@@ -397,10 +387,10 @@ static void spawn_errors_main(void *arg) {
 
 static void test_spawn_failures_are_spawns_errors(void **state) {
     (void)state;
-    int fds = open_fds();
+    int fds = coil_test_open_fds();
     COIL_RUN_CHECKED(spawn_errors_main, NULL);
     assert_true(no_children());
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(coil_test_open_fds(), fds);
 }
 
 static void bad_args_main(void *arg) {
@@ -540,10 +530,10 @@ static void release_running_main(void *arg) {
 
 static void test_release_kills_and_reaps(void **state) {
     (void)state;
-    int fds = open_fds();
+    int fds = coil_test_open_fds();
     COIL_RUN_CHECKED(release_running_main, NULL);
     assert_true(no_children());
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(coil_test_open_fds(), fds);
 }
 
 /* ---- Ctrl-C while tasklets wait for children ------------------------------- */
@@ -742,10 +732,10 @@ static void given_fd_main(void *arg) {
 
 static void test_given_fds(void **state) {
     (void)state;
-    int fds = open_fds();
+    int fds = coil_test_open_fds();
     COIL_RUN_CHECKED(given_fd_main, NULL);
     assert_true(no_children());
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(coil_test_open_fds(), fds);
 }
 
 /* ---- many at once ----------------------------------------------------------- */

@@ -28,7 +28,6 @@
 // coil-test: tsan (the offload pool's worker threads)
 #include "coil_test.h"
 
-#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -90,16 +89,6 @@ static uint64_t next_rand(uint64_t *x) {
 
 static uint64_t seed_here(void) {
     return ((uint64_t)coil_now() * 0x9E3779B97F4A7C15ull ^ (uint64_t)coil_self() << 32) | 1;
-}
-
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    if (!d) return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n - 3; /* ., .., and the directory's own fd */
 }
 
 static long rss_kb(void) {
@@ -411,7 +400,7 @@ static void soak_main(void *arg) {
     do_echo(&r);
     do_offload(&r);
     do_close_wait(&r);
-    S.fds_base = count_fds();
+    S.fds_base = coil_test_open_fds();
     S.rss_base_kb = rss_kb();
     coil_id kill_id = coil_spawn(killer, NULL, NULL);
     coil_id sample_id = coil_spawn(sampler, NULL, NULL);
@@ -450,7 +439,7 @@ static void soak_main(void *arg) {
     if (S.sent_n != S.recv_n || S.sent_sum != S.recv_sum)
         soak_fail(CHAN_RECV, "elements received (sent - received)", S.sent_n - S.recv_n);
     coil_chan_free(S.ch);
-    int fds = count_fds() + 1; /* the listener, counted before, is closed now */
+    int fds = coil_test_open_fds() + 1; /* the listener, counted before, is closed now */
     if (fds != S.fds_base)
         soak_fail(ECHO, "open fds after the traffic (minus before)", fds - S.fds_base);
 }
