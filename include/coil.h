@@ -1047,29 +1047,26 @@ COIL_API int coil_signal_wait(const sigset_t *set, int64_t deadline);
  * writable, then run on the offload pool (the kernel would block until all
  * is sent), where a kill cannot interrupt them. pread and its family answer
  * from the page cache at once and park only while the disk answers; a
- * killed tasklet's disk read may still complete with its data. A wait for a specific child parks on its pidfd; for any child (or
- * for stops, WUNTRACED/WCONTINUED) it asks again every 1 to 32 ms, so an
- * exit may be seen up to 32 ms late. Libraries loaded later with dlopen (or dlmopen into the base
- * namespace) are diverted when that call returns, if the loader's answer
- * cannot depend on who called it: a path with a slash and no $ORIGIN, or a
- * bare name when no loaded object has a DT_RPATH and neither the caller nor
- * coil has a DT_RUNPATH; otherwise the call goes to the loader untouched
- * (it must see its real caller) and what it loads is diverted by calling
- * coil_install again, as is an object being loaded by another thread while
- * coil_install runs. Objects of other namespaces (dlmopen) have a C library
- * of their own and are not diverted by dlmopen.
- * Locks: pthread_mutex_lock, _timedlock, _clocklock; pthread_rwlock_rdlock,
- * _wrlock and their timed and clock forms; pthread_cond_wait, _timedwait,
- * _clockwait; sem_wait, sem_timedwait, sem_clockwait park the tasklet while
- * the object is taken (the try forms are libc's), with pthread's return
+ * killed tasklet's disk read may still complete with its data. A wait for a specific child parks on
+ * its pidfd; for any child (or for stops, WUNTRACED/WCONTINUED) it asks again every 1 to 32 ms, so
+ * an exit may be seen up to 32 ms late. Libraries loaded later with dlopen (or dlmopen into the
+ * base namespace) are diverted when that call returns, if the loader's answer cannot depend on who
+ * called it: a path with a slash and no $ORIGIN, or a bare name when no loaded object has a
+ * DT_RPATH and neither the caller nor coil has a DT_RUNPATH; otherwise the call goes to the loader
+ * untouched (it must see its real caller) and what it loads is diverted by calling coil_install
+ * again, as is an object being loaded by another thread while coil_install runs. Objects of other
+ * namespaces (dlmopen) have a C library of their own and are not diverted by dlmopen. Locks:
+ * pthread_mutex_lock, _timedlock, _clocklock; pthread_rwlock_rdlock, _wrlock and their timed and
+ * clock forms; pthread_cond_wait, _timedwait, _clockwait; sem_wait, sem_timedwait, sem_clockwait
+ * park the tasklet while the object is taken (the try forms are libc's), with pthread's return
  * values (semaphores: -1 and errno); the unlocks, sem_post and
  * pthread_cond_signal/_broadcast wake the tasklets parked on that object, on
  * any scheduler of the group. A release no wrapper sees (a plain thread's,
  * or one in another coil_run's thread) is noticed within 1 to 32 ms; a cond
  * wait whose signal comes from a plain thread ends within 32 ms as a
  * spurious wake-up. A kill ends a timed wait, which returns ECANCELED (a
- * cond wait holding the mutex again), and sem_wait (-1, errno ECANCELED); lock, rdlock, wrlock and pthread_cond_wait's
- * relock go on waiting and return 0 (their callers go on as holders), and a
+ * cond wait holding the mutex again), and sem_wait (-1, errno ECANCELED); lock, rdlock, wrlock and
+ * pthread_cond_wait's relock go on waiting and return 0 (their callers go on as holders), and a
  * kill ends a pthread_cond_wait as a spurious wake-up (0, the mutex held).
  * Ownership stays per thread, as pthread keeps it, and the tasklets of one
  * thread share it: a recursive mutex held by one is taken at once by
