@@ -1016,71 +1016,82 @@ COIL_API int coil_signal_wait(const sigset_t *set, int64_t deadline);
 /* Diverts the blocking libc calls of every loaded library and of the program
  * (read, write, readv, writev, recv, send, recvfrom, sendto, recvmsg,
  * sendmsg, recvmmsg, sendmmsg, sendfile, splice, pread, pwrite, preadv,
- * pwritev, preadv2, pwritev2 (and their ...64 names), accept, accept4, connect,
- * close, dup2, dup3, socket, socketpair, wait, waitpid, wait4, waitid, poll, ppoll, select,
- * pselect, epoll_wait, epoll_pwait, sleep, usleep, nanosleep,
- * clock_nanosleep, getaddrinfo, getnameinfo, gethostbyname,
- * gethostbyname_r; and dlopen, dlmopen: see below; and, only to see an fd's
- * O_NONBLOCK, timeouts or number change: fcntl, ioctl, setsockopt, fclose,
- * closedir, pclose, close_range, closefrom) into coil when they are
- * made inside a tasklet: they park the tasklet, not the thread, so
- * libcurl, libpq, MariaDB Connector/C, hiredis or OpenSSL run concurrently
- * in tasklets without a change. Outside a tasklet (before
- * coil_run, on other threads, in a forked child) every call goes to libc as
- * it is. Inside one, libc's contract is kept: -1 and errno; an fd the program
- * made O_NONBLOCK still answers EAGAIN (and poll/select on it park the
- * tasklet); poll/select with a zero timeout never park; a blocking write or
- * send is complete, as the kernel makes it; SO_RCVTIMEO and SO_SNDTIMEO are
- * honoured; a killed tasklet's calls fail with ECANCELED, its sleeps too (not
- * EINTR, which retry loops would retry forever; sleep() returns 0), and the
- * library reports that as one of its own errors, not always a telling one
- * (libcurl's is CURLE_BAD_FUNCTION_ARGUMENT; coil_killed tells them apart);
- * the resolver runs on the offload pool with glibc's own answers. Writes inside a
- * tasklet never raise SIGPIPE (EPIPE instead).
+ * pwritev, preadv2, pwritev2 (and their ...64 names), accept, accept4,
+ * connect, close, dup2, dup3, socket, socketpair, wait, waitpid, wait4,
+ * waitid, poll, ppoll, select, pselect, epoll_wait, epoll_pwait, sleep,
+ * usleep, nanosleep, clock_nanosleep, getaddrinfo, getnameinfo,
+ * gethostbyname, gethostbyname_r; and dlopen, dlmopen: see below; and, only
+ * to see an fd's O_NONBLOCK, timeouts or number change: fcntl, ioctl,
+ * setsockopt, fclose, closedir, pclose, close_range, closefrom) into coil
+ * when they are made inside a tasklet: they park the tasklet, not the thread,
+ * so libcurl, libpq, MariaDB Connector/C, hiredis or OpenSSL run concurrently
+ * in tasklets without a change.
+ *
+ * Outside a tasklet (before coil_run, on other threads, in a forked child)
+ * every call goes to libc as it is. Inside one, libc's contract is kept: -1
+ * and errno; an fd the program made O_NONBLOCK still answers EAGAIN (and
+ * poll/select on it park the tasklet); poll/select with a zero timeout never
+ * park; a blocking write or send is complete, as the kernel makes it;
+ * SO_RCVTIMEO and SO_SNDTIMEO are honoured; a killed tasklet's calls fail
+ * with ECANCELED, its sleeps too (not EINTR, which retry loops would retry
+ * forever; sleep() returns 0), and the library reports that as one of its own
+ * errors, not always a telling one (libcurl's is CURLE_BAD_FUNCTION_ARGUMENT;
+ * coil_killed tells them apart); the resolver runs on the offload pool with
+ * glibc's own answers. Writes inside a tasklet never raise SIGPIPE (EPIPE
+ * instead).
+ *
  * Not diverted: the calls of libc, of the dynamic loader and of the object
  * that contains coil (so when coil is linked statically, the program's own
  * calls are not diverted: link with libcoil.so for that), and the program's
  * own calls to a function that a sanitizer runtime linked into it defines
  * (clang's ASan: read, recv, poll, ...; libraries' calls still are).
+ *
  * A close, dup2 or dup3 that replaces an fd tasklets wait on wakes them with
  * EBADF. sendfile and splice to a blocking socket or pipe park until it is
- * writable, then run on the offload pool (the kernel would block until all
- * is sent), where a kill cannot interrupt them. pread and its family answer
- * from the page cache at once and park only while the disk answers; a
- * killed tasklet's disk read may still complete with its data. A wait for a specific child parks on
- * its pidfd; for any child (or for stops, WUNTRACED/WCONTINUED) it asks again every 1 to 32 ms, so
- * an exit may be seen up to 32 ms late. Libraries loaded later with dlopen (or dlmopen into the
- * base namespace) are diverted when that call returns, if the loader's answer cannot depend on who
- * called it: a path with a slash and no $ORIGIN, or a bare name when no loaded object has a
- * DT_RPATH and neither the caller nor coil has a DT_RUNPATH; otherwise the call goes to the loader
- * untouched (it must see its real caller) and what it loads is diverted by calling coil_install
- * again, as is an object being loaded by another thread while coil_install runs. Objects of other
- * namespaces (dlmopen) have a C library of their own and are not diverted by dlmopen. Locks:
- * pthread_mutex_lock, _timedlock, _clocklock; pthread_rwlock_rdlock, _wrlock and their timed and
- * clock forms; pthread_cond_wait, _timedwait, _clockwait; sem_wait, sem_timedwait, sem_clockwait
- * park the tasklet while the object is taken (the try forms are libc's), with pthread's return
+ * writable, then run on the offload pool (the kernel would block until all is
+ * sent), where a kill cannot interrupt them. pread and its family answer from
+ * the page cache at once and park only while the disk answers; a killed
+ * tasklet's disk read may still complete with its data. A wait for a specific
+ * child parks on its pidfd; for any child (or for stops,
+ * WUNTRACED/WCONTINUED) it asks again every 1 to 32 ms, so an exit may be
+ * seen up to 32 ms late. Libraries loaded later with dlopen (or dlmopen into
+ * the base namespace) are diverted when that call returns, if the loader's
+ * answer cannot depend on who called it: a path with a slash and no $ORIGIN,
+ * or a bare name when no loaded object has a DT_RPATH and neither the caller
+ * nor coil has a DT_RUNPATH; otherwise the call goes to the loader untouched
+ * (it must see its real caller) and what it loads is diverted by calling
+ * coil_install again, as is an object being loaded by another thread while
+ * coil_install runs. Objects of other namespaces (dlmopen) have a C library
+ * of their own and are not diverted by dlmopen.
+ *
+ * Locks: pthread_mutex_lock, _timedlock, _clocklock; pthread_rwlock_rdlock,
+ * _wrlock and their timed and clock forms; pthread_cond_wait, _timedwait,
+ * _clockwait; sem_wait, sem_timedwait, sem_clockwait park the tasklet while
+ * the object is taken (the try forms are libc's), with pthread's return
  * values (semaphores: -1 and errno); the unlocks, sem_post and
  * pthread_cond_signal/_broadcast wake the tasklets parked on that object, on
- * any scheduler of the group. A release no wrapper sees (a plain thread's,
- * or one in another coil_run's thread) is noticed within 1 to 32 ms; a cond
- * wait whose signal comes from a plain thread ends within 32 ms as a
- * spurious wake-up. A kill ends a timed wait, which returns ECANCELED (a
- * cond wait holding the mutex again), and sem_wait (-1, errno ECANCELED); lock, rdlock, wrlock and
- * pthread_cond_wait's relock go on waiting and return 0 (their callers go on as holders), and a
- * kill ends a pthread_cond_wait as a spurious wake-up (0, the mutex held).
- * Ownership stays per thread, as pthread keeps it, and the tasklets of one
- * thread share it: a recursive mutex held by one is taken at once by
- * another of the same thread; a tasklet that locks again an error-checking
- * mutex or an rwlock it write-holds waits for ever (pthread: EDEADLK or a
- * deadlock); tasklets waiting on each other's locks hang, unseen by the
- * deadlock detector. Every libc call that can
- * block, diverted or not and why: docs/install-calls.md. A program that cannot call it is
- * installed at load time with COIL_INSTALL=1 in its environment. Callable
- * anywhere, idempotent. Returns 0; -errno if /proc/self/maps cannot be read
- * (nothing is patched then), or if a GOT page could not be made writable
- * (what was patched stays patched). On Windows it is not supported and
- * returns -ENOTSUP; coil_uninstall returns 0. (How: docs/architecture.md,
- * section "Interposition".) */
+ * any scheduler of the group. A release no wrapper sees (a plain thread's, or
+ * one in another coil_run's thread) is noticed within 1 to 32 ms; a cond wait
+ * whose signal comes from a plain thread ends within 32 ms as a spurious
+ * wake-up. A kill ends a timed wait, which returns ECANCELED (a cond wait
+ * holding the mutex again), and sem_wait (-1, errno ECANCELED); lock, rdlock,
+ * wrlock and pthread_cond_wait's relock go on waiting and return 0 (their
+ * callers go on as holders), and a kill ends a pthread_cond_wait as a
+ * spurious wake-up (0, the mutex held). Ownership stays per thread, as
+ * pthread keeps it, and the tasklets of one thread share it: a recursive
+ * mutex held by one is taken at once by another of the same thread; a tasklet
+ * that locks again an error-checking mutex or an rwlock it write-holds waits
+ * for ever (pthread: EDEADLK or a deadlock); tasklets waiting on each other's
+ * locks hang, unseen by the deadlock detector.
+ *
+ * Every libc call that can block, diverted or not and why:
+ * docs/install-calls.md. A program that cannot call it is installed at load
+ * time with COIL_INSTALL=1 in its environment. Callable anywhere, idempotent.
+ * Returns 0; -errno if /proc/self/maps cannot be read (nothing is patched
+ * then), or if a GOT page could not be made writable (what was patched stays
+ * patched). On Windows it is not supported and returns -ENOTSUP;
+ * coil_uninstall returns 0. (How: docs/architecture.md, section
+ * "Interposition".) */
 COIL_API int coil_install(void);
 
 /* Puts back every patched entry that still holds coil's wrapper, in the
