@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -90,6 +91,21 @@ void server_add_log(char *why, size_t cap, const char *path, const char *marker,
     }
     if (!any && used < cap)
         snprintf(why + used, cap - used, "\n%.600s", n > 600 ? text + n - 600 : text);
+}
+
+void server_child_setup(const char *log, mode_t mode) {
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(log, O_WRONLY | O_CREAT | O_APPEND, mode);
+    if (in < 0 || out < 0) _exit(126);
+    dup2(in, STDIN_FILENO);
+    dup2(out, STDOUT_FILENO);
+    dup2(out, STDERR_FILENO);
+    close_range(3, ~0U, 0);
+    for (int sig = 1; sig < NSIG; sig++)
+        signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 static int remove_one(const char *path, const struct stat *sb, int type, struct FTW *ftw) {

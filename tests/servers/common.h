@@ -33,6 +33,12 @@ int server_free_port(void);
 void server_add_log(char *why, size_t cap, const char *path, const char *marker,
                     const char *marker2);
 
+/* In a forked child about to exec a server: stdin from /dev/null, stdout
+ * and stderr appended to log (made with mode), no other fd open (the
+ * parent's sockets, coil's ring or epoll fd), every signal at its default
+ * and none blocked. Ends the child with 126 when log cannot be opened. */
+void server_child_setup(const char *log, mode_t mode);
+
 /* Removes dir and everything below it (without following links). */
 void server_remove_tree(const char *dir);
 

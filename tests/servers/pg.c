@@ -114,18 +114,7 @@ static pid_t spawn(struct pg_server *s, char *const argv[], const char *log) {
     if (pid != 0) return pid;
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int in = open("/dev/null", O_RDONLY);
-    int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (in < 0 || out < 0) _exit(126);
-    dup2(in, STDIN_FILENO);
-    dup2(out, STDOUT_FILENO);
-    dup2(out, STDERR_FILENO);
-    close_range(3, ~0U, 0);
-    for (int sig = 1; sig < NSIG; sig++)
-        signal(sig, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    server_child_setup(log, 0644);
     if (uid != geteuid() && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
         fprintf(stderr, "becoming uid %d: %s\n", (int)uid, strerror(errno));
         _exit(126);
