@@ -323,6 +323,11 @@ struct coil__watch {
     unsigned long expect; /* STALL: switches when the stall was seen */
     int64_t held;         /* STALL: how long the tasklet had held it (ns) */
     coil_id reported_id;  /* the tasklet the last stall report named (atomic) */
+    /* STALL: the handler found a trace of one frame (the signal landed where
+     * the unwinder cannot step, e.g. a PLT stub) and wrote nothing; the
+     * monitor asks again (atomic; the handler sets it, the monitor clears
+     * it). last_try: the monitor's last ask, which must write what it has. */
+    bool shallow, last_try;
     /* The monitor's own bookkeeping (only its thread touches these). */
     unsigned long last;
     int64_t since;

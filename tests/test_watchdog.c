@@ -190,6 +190,112 @@ static void test_busy_loop_once_per_stall(void **state) {
     coil_test_child_free(&c);
 }
 
+/* ---- a trace one frame deep: sampled again ------------------------------------ */
+
+/* Spins until *stop is set, in code without an unwind table (no CFI), where
+ * libgcc's unwinder stops as it does in an aarch64 PLT stub (the busy loop's
+ * call of clock_gettime, under qemu): a backtrace taken there is one frame. */
+void watchdog_nocfi_spin(volatile int *stop);
+__asm__(".text\n"
+        ".globl watchdog_nocfi_spin\n"
+        ".type watchdog_nocfi_spin, %function\n"
+        "watchdog_nocfi_spin:\n"
+#if defined(__x86_64__)
+        "1: movl (%rdi), %eax\n"
+        "   testl %eax, %eax\n"
+        "   jz 1b\n"
+        "   ret\n"
+#elif defined(__aarch64__)
+        "1: ldr w1, [x0]\n"
+        "   cbz w1, 1b\n"
+        "   ret\n"
+#else
+#error "watchdog_nocfi_spin: no spelling for this architecture"
+#endif
+        ".size watchdog_nocfi_spin, . - watchdog_nocfi_spin\n");
+
+static volatile int nocfi_stop;
+
+static void *stop_later(void *arg) {
+    int64_t ns = *(int64_t *)arg;
+    struct timespec ts = {(time_t)(ns / COIL_SEC), (long)(ns % COIL_SEC)};
+    nanosleep(&ts, NULL);
+    __atomic_store_n(&nocfi_stop, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+struct shallow_plan {
+    int64_t nocfi_ns; /* in watchdog_nocfi_spin */
+    int64_t busy_ns;  /* then in watchdog_busy_loop */
+};
+
+static void shallow_spinner(void *arg) {
+    struct shallow_plan *p = arg;
+    pthread_t th;
+    if (pthread_create(&th, NULL, stop_later, &p->nocfi_ns) != 0) _exit(4);
+    watchdog_nocfi_spin(&nocfi_stop);
+    if (p->busy_ns) watchdog_busy_loop(p->busy_ns);
+    pthread_join(th, NULL);
+    coil_sleep(THRESHOLD); /* the monitor sees the switch: "gave it back" */
+}
+
+static void shallow_main(void *arg) {
+    coil_spawn(shallow_spinner, arg, &(coil_spawn_opts){.name = "shallow"});
+}
+
+static void shallow_child(void *arg) {
+    if (coil_watchdog(THRESHOLD) != 0) _exit(3);
+    fprintf(stderr, "coil_run=%d\n", coil_run(shallow_main, arg));
+}
+
+/* The monitor first asks at one threshold (100 ms), while the tasklet is in
+ * the spin without unwind table until 130 ms; that trace is one frame, so it
+ * asks again at every sample (25 ms apart) up to two thresholds: one of
+ * those finds the busy loop, and that is the one report. */
+static void test_shallow_trace_sampled_again(void **state) {
+    (void)state;
+    struct shallow_plan plan = {130 * COIL_MSEC, STALL(300)};
+    struct coil_test_child c;
+    coil_test_fork_run(&c, shallow_child, &plan, 30000);
+    const char *err = c.err;
+    bool ok =
+        coil_test_child_exited(&c, 0) && strstr(err, "coil_run=0") &&
+        reported(err, "coil: watchdog: tasklet 2 \"shallow\" has held its scheduler for at least ",
+                 "watchdog_busy_loop") &&
+        reports(err, 1) &&
+        strstr(err, "coil: watchdog: tasklet 2 gave its scheduler back after at least ");
+    if (!ok) {
+        coil_test_child_describe(&c);
+        coil_test_child_free(&c);
+        fail_msg("a one-frame trace was reported instead of being sampled again");
+    }
+    coil_test_child_free(&c);
+}
+
+/* A stall spent wholly where the unwinder cannot step: after two
+ * thresholds the monitor's last ask writes the one frame it finds, once.
+ * (Under TSan the signal waits for a call it intercepts, after the spin,
+ * where the trace is deep: the frame is not checked there.) */
+static void test_shallow_trace_written_at_last(void **state) {
+    (void)state;
+    struct shallow_plan plan = {STALL(400), 0};
+    struct coil_test_child c;
+    coil_test_fork_run(&c, shallow_child, &plan, 30000);
+    const char *err = c.err;
+    const char *who = "coil: watchdog: tasklet 2 \"shallow\" has held its scheduler for at least ";
+    bool ok = coil_test_child_exited(&c, 0) && strstr(err, "coil_run=0") &&
+              (coil_test_under_tsan() ? strstr(err, who) != NULL
+                                      : reported(err, who, "watchdog_nocfi_spin")) &&
+              reports(err, 1) &&
+              strstr(err, "coil: watchdog: tasklet 2 gave its scheduler back after at least ");
+    if (!ok) {
+        coil_test_child_describe(&c);
+        coil_test_child_free(&c);
+        fail_msg("a stall with no deeper trace was not reported once, with its one frame");
+    }
+    coil_test_child_free(&c);
+}
+
 /* ---- every scheduler of a group ----------------------------------------------- */
 
 static void group_spinner(void *arg) {
@@ -395,6 +501,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_raw_read_is_reported),
         cmocka_unit_test(test_busy_loop_once_per_stall),
+        cmocka_unit_test(test_shallow_trace_sampled_again),
+        cmocka_unit_test(test_shallow_trace_written_at_last),
         cmocka_unit_test(test_group_scheduler_is_watched),
         cmocka_unit_test(test_off_by_default),
         cmocka_unit_test(test_off_says_nothing),

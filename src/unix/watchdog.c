@@ -154,27 +154,38 @@ static void *interrupted_pc(void *ucp) {
 #endif
 }
 
-static void write_backtrace(void *uc) {
-    void *frames[64];
-    int n = backtrace(frames, 64);
+/* The backtrace from where the signal found the thread: frames[*from..n). */
+static int trace(void *uc, void **frames, int cap, int *from) {
+    int n = backtrace(frames, cap);
     void *pc = interrupted_pc(uc);
-    int from = 0;
+    *from = 0;
     for (int i = 0; pc && i < n; i++)
         if (frames[i] == pc) {
-            from = i;
+            *from = i;
             break;
         }
-    backtrace_symbols_fd(frames + from, n - from, STDERR_FILENO);
+    return n;
 }
 
 static void report(struct coil__sched *s, int kind, void *uc) {
     struct coil__tasklet *t = __atomic_load_n(&s->current, __ATOMIC_RELAXED);
     bool in_tasklet = t != &s->root;
+    void *frames[64];
+    int from, n;
     struct line l = {.len = 0};
     if (kind == COIL__REPORT_STALL) {
         /* The stall may have ended between the monitor's look and now. */
         if (!in_tasklet || __atomic_load_n(&s->watch.switches, __ATOMIC_RELAXED) != s->watch.expect)
             return;
+        n = trace(uc, frames, 64, &from);
+        /* One frame: the unwinder stopped where the signal landed. On
+         * aarch64 a PLT stub has no unwind table (seen under qemu: the
+         * busy loop's clock_gettime call); a later sample finds the thread
+         * elsewhere, so the monitor asks again (ask_stall). */
+        if (n - from < 2 && !__atomic_load_n(&s->watch.last_try, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&s->watch.shallow, true, __ATOMIC_RELEASE);
+            return;
+        }
         __atomic_store_n(&s->watch.reported_id, t->id, __ATOMIC_RELAXED);
         put(&l, "coil: watchdog: ");
         put_tasklet(&l, t);
@@ -199,9 +210,10 @@ static void report(struct coil__sched *s, int kind, void *uc) {
         put(&l, "running ");
         put_tasklet(&l, t);
         put(&l, ", here:\n");
+        n = trace(uc, frames, 64, &from);
     }
     coil__report_str(l.buf);
-    write_backtrace(uc);
+    backtrace_symbols_fd(frames + from, n - from, STDERR_FILENO);
 }
 
 static void on_urg(int sig, siginfo_t *si, void *uc) {
@@ -301,6 +313,18 @@ static int64_t threshold; /* ns; 0: off (atomic: the monitor reads it) */
 static bool running;      /* the monitor thread exists */
 static pthread_t monitor_thread;
 
+/* Asks s's thread for the report of a stall seen at switch count sw. A
+ * report whose trace was one frame deep is asked again at every sample
+ * until the stall has lasted twice the threshold; that last ask writes
+ * what it finds. */
+static void ask_stall(struct coil__sched *s, int64_t now, unsigned long sw, int64_t limit) {
+    struct coil__watch *w = &s->watch;
+    w->expect = sw;
+    w->held = now - w->since;
+    __atomic_store_n(&w->last_try, w->held >= 2 * limit, __ATOMIC_RELAXED);
+    ask(s, COIL__REPORT_STALL);
+}
+
 /* One sample of every scheduler; under the registry lock. */
 static void sample(int64_t limit) {
     int64_t now = coil_now();
@@ -327,9 +351,16 @@ static void sample(int64_t limit) {
             w->since = now;
             w->reported = false;
             __atomic_store_n(&w->reported_id, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&w->shallow, false, __ATOMIC_RELAXED);
             continue;
         }
         struct coil__tasklet *t = __atomic_load_n(&s->current, __ATOMIC_RELAXED);
+        if (w->reported && __atomic_load_n(&w->shallow, __ATOMIC_ACQUIRE)) {
+            /* The handler's trace was one frame deep: sample it again. */
+            __atomic_store_n(&w->shallow, false, __ATOMIC_RELAXED);
+            ask_stall(s, now, sw, limit);
+            continue;
+        }
         if (w->reported || t == &s->root || now - w->since < limit) continue;
         w->reported = true;
         if (!urg) {
@@ -342,9 +373,7 @@ static void sample(int64_t limit) {
             coil__report_str(l.buf);
             continue;
         }
-        w->expect = sw;
-        w->held = now - w->since;
-        ask(s, COIL__REPORT_STALL);
+        ask_stall(s, now, sw, limit);
     }
 }
 
