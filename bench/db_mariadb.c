@@ -3,11 +3,12 @@
  * starts itself (tests/servers/mariadb.c: mariadbd in a temporary directory
  * on a free loopback port, stopped and removed at the end).
  *
- *   coil-bench-db-mariadb [-n N] [-d SECONDS] [-r ROUNDS]
+ *   coil-bench-db-mariadb [-n N] [-d SECONDS] [-r ROUNDS] [-g SCHEDULERS]
  *
  * Each round times one query of a SECONDS server-side delay (default 0.5:
  * `SELECT <i>, SLEEP(0.5)`) alone, then N of them (default 40) at once, one
- * tasklet each, on the one thread. A query is the whole of what a client
+ * tasklet each, on the one thread (-g S: over the S schedulers of a
+ * coil_run_group). A query is the whole of what a client
  * does: mysql_init, mysql_real_connect over TCP (with the server's password
  * exchange), mysql_query, mysql_store_result, mysql_close; "wall" runs from
  * the first spawn to the last row in (after a warm-up batch of N short
@@ -33,47 +34,45 @@
 
 static struct mariadb_server srv;
 
-static void query_fn(struct db_query *q) {
+static bool my_open(struct db_query *q) {
     MYSQL *m = mysql_init(NULL);
+    q->conn = m;
     if (!m) {
         snprintf(q->err, sizeof q->err, "mysql_init failed");
-        return;
+        return false;
     }
+    if (mysql_real_connect(m, "127.0.0.1", MARIADB_SERVER_USER, MARIADB_SERVER_PASSWORD, NULL,
+                           (unsigned)srv.port, NULL, 0))
+        return true;
+    snprintf(q->err, sizeof q->err, "%u %s", mysql_errno(m), mysql_error(m));
+    return false;
+}
+
+static bool my_query(struct db_query *q) {
+    MYSQL *m = q->conn;
     char sql[96];
     snprintf(sql, sizeof sql, "SELECT %d, SLEEP(%.3f)", q->idx, q->delay_s);
     MYSQL_RES *r = NULL;
     MYSQL_ROW row = NULL;
-    if (mysql_real_connect(m, "127.0.0.1", MARIADB_SERVER_USER, MARIADB_SERVER_PASSWORD, NULL,
-                           (unsigned)srv.port, NULL, 0) &&
-        mysql_query(m, sql) == 0 && (r = mysql_store_result(m)) != NULL &&
-        (row = mysql_fetch_row(r)) != NULL && row[0] && atoi(row[0]) == q->idx && row[1] &&
-        strcmp(row[1], "0") == 0) {
-        q->ok = true;
-    } else {
+    bool ok = mysql_query(m, sql) == 0 && (r = mysql_store_result(m)) != NULL &&
+              (row = mysql_fetch_row(r)) != NULL && row[0] && atoi(row[0]) == q->idx && row[1] &&
+              strcmp(row[1], "0") == 0;
+    if (!ok)
         snprintf(q->err, sizeof q->err, "%u %s", mysql_errno(m),
                  mysql_errno(m) ? mysql_error(m) : "wrong row");
-    }
     if (r) mysql_free_result(r);
-    mysql_close(m);
+    return ok;
 }
 
+static void my_close(struct db_query *q) {
+    if (q->conn) mysql_close(q->conn);
+}
+
+static const struct db_client my_client = {my_open, my_query, my_close};
+
 int main(int argc, char **argv) {
-    int n = 40, rounds = 3;
-    double delay_s = 0.5;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-n") && i + 1 < argc)
-            n = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "-d") && i + 1 < argc)
-            delay_s = atof(argv[++i]);
-        else if (!strcmp(argv[i], "-r") && i + 1 < argc)
-            rounds = atoi(argv[++i]);
-        else
-            n = 0;
-    }
-    if (n < 1 || rounds < 1 || rounds > 100 || !(delay_s > 0)) {
-        fprintf(stderr, "usage: coil-bench-db-mariadb [-n N] [-d SECONDS] [-r ROUNDS]\n");
-        return 2;
-    }
+    struct db_opts o;
+    if (db_parse("coil-bench-db-mariadb", argc, argv, false, &o) != 0) return 2;
     if (mysql_library_init(0, NULL, NULL) != 0) {
         fprintf(stderr, "coil-bench-db-mariadb: mysql_library_init failed\n");
         return 1;
@@ -92,9 +91,9 @@ int main(int argc, char **argv) {
     }
     printf("MariaDB Connector/C %s, server %s (started in %.2f s), coil on %s\n",
            MARIADB_PACKAGE_VERSION, srv.version, srv.start_s, coil_backend_name());
-    printf("%d queries of SLEEP(%.3f) at once, one tasklet and connection each; %d round%s\n", n,
-           delay_s, rounds, rounds == 1 ? "" : "s");
-    int status = db_rounds("coil-bench-db-mariadb", query_fn, n, delay_s, rounds);
+    printf("queries of SLEEP(%.3f), one connection each\n", o.delay_s);
+    db_describe(&o);
+    int status = db_rounds("coil-bench-db-mariadb", &my_client, &o);
     mariadb_server_cleanup(&srv);
     coil_uninstall();
     mysql_library_end();

@@ -3,16 +3,18 @@
  * it starts itself (tests/servers/pg.c: initdb and postgres in a temporary
  * directory on a free loopback port, stopped and removed at the end).
  *
- *   coil-bench-db-pg [-n N] [-d SECONDS] [-r ROUNDS] [-t]
+ *   coil-bench-db-pg [-n N] [-d SECONDS] [-r ROUNDS] [-g SCHEDULERS] [-t]
  *
  * Each round times one query of a SECONDS server-side delay (default 0.5:
  * `SELECT <i>, pg_sleep(0.5)`) alone, then N of them (default 40) at once,
- * one tasklet each, on the one thread. A query is the whole of what a client
+ * one tasklet each, on the one thread (-g S: over the S schedulers of a
+ * coil_run_group, one thread each). A query is the whole of what a client
  * does: PQconnectdb over TCP (the server forks a backend for each
  * connection) as PG_SERVER_USER with its password, PQexec, the row checked,
  * PQfinish. The password goes through SCRAM-SHA-256, whose key derivation
  * (4096 rounds of HMAC-SHA-256) is CPU work of the client's one thread for
- * every connection, which no overlap of waits can hide; -t connects as the
+ * every connection, which no overlap of waits can hide on one thread (-g 2
+ * spreads it over two cores); -t connects as the
  * superuser instead, whom the server trusts without a password, to show the
  * figure without it; "wall" runs from the first spawn to the last row in
  * (after a warm-up batch of N short queries, not timed). It prints, per round
@@ -39,8 +41,8 @@
 static struct pg_server srv;
 static bool trust; /* -t */
 
-static void query_fn(struct db_query *q) {
-    char conninfo[192], sql[96];
+static bool pg_open(struct db_query *q) {
+    char conninfo[192];
     if (trust)
         snprintf(conninfo, sizeof conninfo,
                  "host=127.0.0.1 port=%d user=postgres dbname=" PG_SERVER_DB, srv.port);
@@ -49,42 +51,36 @@ static void query_fn(struct db_query *q) {
                  "host=127.0.0.1 port=%d user=" PG_SERVER_USER " password=" PG_SERVER_PASSWORD
                  " dbname=" PG_SERVER_DB,
                  srv.port);
-    snprintf(sql, sizeof sql, "SELECT %d, pg_sleep(%.3f)", q->idx, q->delay_s);
     PGconn *c = PQconnectdb(conninfo);
-    PGresult *r = NULL;
-    if (c && PQstatus(c) == CONNECTION_OK && (r = PQexec(c, sql)) != NULL &&
-        PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 2 &&
-        atoi(PQgetvalue(r, 0, 0)) == q->idx) {
-        q->ok = true;
-    } else {
-        snprintf(q->err, sizeof q->err, "%s",
-                 !c                   ? "out of memory"
-                 : *PQerrorMessage(c) ? PQerrorMessage(c)
-                                      : "wrong row");
-    }
-    PQclear(r);
-    PQfinish(c);
+    q->conn = c;
+    if (c && PQstatus(c) == CONNECTION_OK) return true;
+    snprintf(q->err, sizeof q->err, "%s", c ? PQerrorMessage(c) : "out of memory");
+    return false;
 }
 
+static bool pg_query(struct db_query *q) {
+    PGconn *c = q->conn;
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT %d, pg_sleep(%.3f)", q->idx, q->delay_s);
+    PGresult *r = PQexec(c, sql);
+    bool ok = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 2 &&
+              atoi(PQgetvalue(r, 0, 0)) == q->idx;
+    if (!ok)
+        snprintf(q->err, sizeof q->err, "%s", *PQerrorMessage(c) ? PQerrorMessage(c) : "wrong row");
+    PQclear(r);
+    return ok;
+}
+
+static void pg_close(struct db_query *q) {
+    PQfinish(q->conn);
+}
+
+static const struct db_client pg_client = {pg_open, pg_query, pg_close};
+
 int main(int argc, char **argv) {
-    int n = 40, rounds = 3;
-    double delay_s = 0.5;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-n") && i + 1 < argc)
-            n = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "-d") && i + 1 < argc)
-            delay_s = atof(argv[++i]);
-        else if (!strcmp(argv[i], "-r") && i + 1 < argc)
-            rounds = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "-t"))
-            trust = true;
-        else
-            n = 0;
-    }
-    if (n < 1 || rounds < 1 || rounds > 100 || !(delay_s > 0)) {
-        fprintf(stderr, "usage: coil-bench-db-pg [-n N] [-d SECONDS] [-r ROUNDS] [-t]\n");
-        return 2;
-    }
+    struct db_opts o;
+    if (db_parse("coil-bench-db-pg", argc, argv, true, &o) != 0) return 2;
+    trust = o.trust;
     int err = coil_install(); /* from here on, libpq's blocking calls park tasklets */
     if (err != 0) {
         fprintf(stderr, "coil-bench-db-pg: coil_install: %s\n", strerror(-err));
@@ -99,11 +95,10 @@ int main(int argc, char **argv) {
     }
     printf("libpq %d, server %s (started in %.2f s), coil on %s\n", PQlibVersion(), srv.version,
            srv.start_s, coil_backend_name());
-    printf("%d queries of pg_sleep(%.3f) at once, one tasklet and connection each (%s); %d "
-           "round%s\n",
-           n, delay_s, trust ? "user postgres, trusted" : "user " PG_SERVER_USER ", SCRAM-SHA-256",
-           rounds, rounds == 1 ? "" : "s");
-    int status = db_rounds("coil-bench-db-pg", query_fn, n, delay_s, rounds);
+    printf("queries of pg_sleep(%.3f), one connection each (%s)\n", o.delay_s,
+           trust ? "user postgres, trusted" : "user " PG_SERVER_USER ", SCRAM-SHA-256");
+    db_describe(&o);
+    int status = db_rounds("coil-bench-db-pg", &pg_client, &o);
     pg_server_cleanup(&srv);
     coil_uninstall();
     return status;
