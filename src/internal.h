@@ -1190,4 +1190,10 @@ static inline int coil__park(struct coil__tasklet *t, enum coil__wait kind, void
     return t->wake_result;
 }
 
+/* A test-only build's fault injection (src/fault.h): last, after every
+ * system header it wraps. */
+#ifdef COIL_FAULT_INJECTION
+#include "fault.h"
+#endif
+
 #endif /* COIL_INTERNAL_H */

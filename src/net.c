@@ -87,6 +87,13 @@ int coil__op_run(struct coil__tasklet *t, struct coil__op *op) {
     op->interrupt = 0;
     op->polling = op->retried = op->has_timeout = op->done = false;
     op->group = NULL;
+#ifdef COIL_FAULT_INJECTION
+    int fault = coil__fault(COIL__FAULT_COMPLETION, __FILE__, __LINE__);
+    if (fault > 0) return -fault; /* its completion: an error, nothing done */
+    bool bytes = op->opcode == COIL__OP_READ || op->opcode == COIL__OP_WRITE ||
+                 op->opcode == COIL__OP_RECV || op->opcode == COIL__OP_SEND;
+    if (fault == COIL__FAULT_SHORT && bytes && op->u.io.len > 1) op->u.io.len /= 2;
+#endif
     err = s->backend->submit(s, op);
     if (err) {
         if (err < 0) return err;
