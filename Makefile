@@ -56,9 +56,12 @@ check: deps-check
 check-native: build-tests
 	cd $(BUILD) && $(CTEST) -L native
 
+# The ASan build also carries the fault injection (src/fault.h; inert unless
+# COIL_FAULT is set), so that the sweep (tests/fault/sweep.c, ctest
+# fault_sweep.*) runs under ASan, UBSan and LeakSanitizer.
 check-asan:
 	cmake -S . -B build-asan -DCMAKE_C_COMPILER=clang -DCOIL_SANITIZE=address,undefined \
-	      -DCOIL_TEST_LINK=static -DCOIL_BENCH=OFF -DCOIL_TESTS=ON
+	      -DCOIL_TEST_LINK=static -DCOIL_BENCH=OFF -DCOIL_TESTS=ON -DCOIL_FAULT_INJECTION=ON
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(CTEST) -L native
 
@@ -97,8 +100,9 @@ check-windows: build-tests
 check-coverage:
 	@$(MAKE) --no-print-directory coverage COVERAGE_TESTS='^test_(chan|net_tcp)\.'
 
-# Line and branch coverage of src/: a build with gcc's counters (-O0), the
-# native tests on both backends, then gcovr: an HTML report per file in
+# Line and branch coverage of src/: a build with gcc's counters (-O0) and the
+# fault injection, the native tests on both backends (the fault sweep among
+# them), then gcovr: an HTML report per file in
 # build-coverage/coverage/index.html, a text one beside it, and gcovr's summary
 # lines (lines: N%, branches: N%) last. Counters start from zero each time.
 # COVERAGE_TESTS, a ctest -R pattern, runs only the tests it matches: make
@@ -107,12 +111,12 @@ check-coverage:
 COVERAGE_TESTS ?=
 coverage: deps-check
 	cmake -S . -B build-coverage -DCMAKE_BUILD_TYPE=Debug -DCOIL_COVERAGE=ON -DCOIL_BENCH=OFF \
-	      -DCOIL_TESTS=ON
+	      -DCOIL_TESTS=ON -DCOIL_FAULT_INJECTION=ON
 	cmake --build build-coverage -j$(JOBS)
 	find build-coverage -name '*.gcda' -delete
 	cd build-coverage && $(CTEST) -L native $(if $(COVERAGE_TESTS),-R '$(COVERAGE_TESTS)')
 	mkdir -p build-coverage/coverage
-	gcovr --root . --object-directory build-coverage --filter 'src/' --branches \
+	gcovr --root . --object-directory build-coverage --filter 'src/' --exclude 'src/fault.c' --branches \
 	      --exclude-unreachable-branches --html-details build-coverage/coverage/index.html \
 	      --txt build-coverage/coverage/coverage.txt --print-summary
 
