@@ -275,11 +275,14 @@ static void *member_run(void *p) {
             err = coil__sched_loop(s);
         else if (mb->index == 0 && s->nlive)
             coil__sched_unspawn_main(s);
-        /* No scheduler tears its backend down while another may still wake
-         * it (the one that ended the group kicks every other). */
-        barrier(g, &g->finished);
-        err = coil__sched_teardown(s, err);
     }
+    /* No scheduler tears its backend down while another may still wake it
+     * (the one that ended the group kicks every other). A member whose set-up
+     * failed passes this barrier too: the others count on it (it hung them
+     * for good before, found by the fault sweep: an eventfd of the second
+     * scheduler failing with EMFILE). */
+    barrier(g, &g->finished);
+    if (s) err = coil__sched_teardown(s, err);
     mb->result = err;
     return NULL;
 }
