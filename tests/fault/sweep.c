@@ -271,7 +271,10 @@ static void echo_main(void *arg) {
 /* ---- scenario "accept": a burst of connections ------------------------------ */
 
 enum { BURST = 40 };
-static int accepted, connected;
+/* A connect that fails may still have reached the server (its SYN went out
+ * before the failure: on epoll, a failed epoll_ctl for the wait that
+ * follows EINPROGRESS), so what is accepted is bounded by the attempts. */
+static int accepted, attempted;
 
 static void burst_acceptor(void *arg) {
     (void)arg;
@@ -290,10 +293,10 @@ static void burst_client(void *arg) {
     int fd = coil_socket(AF_INET, SOCK_STREAM, 0);
     EXPECT("coil_socket", fd, INJ);
     if (fd < 0) return;
+    attempted++;
     int rc = coil_connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr);
     EXPECT("coil_connect", rc, INJ);
     if (rc == 0) {
-        connected++;
         char c;
         /* Until the server has accepted and closed it. */
         ssize_t n = coil_recv_dl(fd, &c, 1, 0, coil_now() + 10 * COIL_SEC);
@@ -317,7 +320,7 @@ static void accept_main(void *arg) {
             if (ids[i] > 0) EXPECT("coil_join", coil_join(ids[i], COIL_FOREVER), 0);
         EXPECT("coil_close", coil_close(listener), 0);
         if (acc > 0) EXPECT("coil_join", coil_join(acc, COIL_FOREVER), 0);
-        if (accepted > connected) FAIL("accepted %d of %d connections", accepted, connected);
+        if (accepted > attempted) FAIL("accepted %d of %d attempts", accepted, attempted);
         if (!injected && accepted != BURST) FAIL("accepted %d of %d", accepted, BURST);
     }
     check_witness();
