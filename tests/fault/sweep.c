@@ -38,6 +38,11 @@
 #include <unistd.h>
 
 #include <coil.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+
+#include "plugin/calls.h"
 
 /* ---- the child's checks --------------------------------------------------- */
 
@@ -482,6 +487,151 @@ static void shutdown_run(void) {
     }
 }
 
+/* ---- scenario "install": libc's calls diverted (coil_install) ---------------- */
+
+/* The calls come from tests/plugin/calls.c, a shared object whose GOT
+ * coil_install rewrites (this program's own would be bound to the
+ * sanitizer's interceptors). libc's contract: -1 and errno. */
+static void expect_libc(const char *call, long rc, ...) {
+    if (rc >= 0) return;
+    int e = errno;
+    va_list ap;
+    va_start(ap, rc);
+    bool ok = injected > 0 && e == injected;
+    for (int x; !ok && (x = va_arg(ap, int)) != 0;)
+        ok = e == x;
+    va_end(ap);
+    if (!ok) FAIL("%s returned %ld, errno %d (%s)", call, rc, e, strerror(e));
+}
+
+static pthread_mutex_t inst_lock = PTHREAD_MUTEX_INITIALIZER;
+static int inst_locked; /* times a client held inst_lock across a sleep */
+
+static void inst_handler(void *arg) {
+    int fd = (int)(intptr_t)arg;
+    char b[8192];
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = coil_tc_poll(&p, 1, 10000);
+        expect_libc("poll", r, 0);
+        if (r <= 0) break;
+        ssize_t n = coil_tc_read(fd, b, sizeof b);
+        expect_libc("read", n, ECONNRESET, 0);
+        if (n <= 0) break;
+        ssize_t off = 0;
+        while (off < n) {
+            ssize_t w = coil_tc_write(fd, b + off, (size_t)(n - off));
+            expect_libc("write", w, ECONNRESET, EPIPE, 0);
+            if (w < 0) break;
+            off += w;
+        }
+        if (off < n) break;
+    }
+    expect_libc("close", coil_tc_close(fd), 0);
+}
+
+static void inst_acceptor(void *arg) {
+    (void)arg;
+    for (;;) {
+        int fd = coil_tc_accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+        expect_libc("accept4", fd, EBADF, 0);
+        if (fd < 0 && errno == EBADF) return; /* the listener was closed */
+        if (fd < 0) continue;
+        coil_id id = coil_spawn(inst_handler, (void *)(intptr_t)fd, NULL);
+        EXPECT("coil_spawn", id, ENOMEM);
+        if (id < 0) coil_tc_close(fd);
+    }
+}
+
+static void inst_client(void *arg) {
+    int c = (int)(intptr_t)arg;
+    static unsigned char out[CLIENTS][MSG / 4], in[CLIENTS][MSG / 4];
+    const size_t len = MSG / 4;
+    for (size_t i = 0; i < len; i++)
+        out[c][i] = pattern(c, i);
+    int fd = coil_tc_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    expect_libc("socket", fd, 0);
+    if (fd < 0) return;
+    int rc = coil_tc_connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr);
+    expect_libc("connect", rc, 0);
+    size_t sent = 0, got = 0;
+    while (rc == 0 && sent < len) {
+        ssize_t w = coil_tc_send(fd, out[c] + sent, len - sent, MSG_NOSIGNAL);
+        expect_libc("send", w, ECONNRESET, EPIPE, 0);
+        if (w < 0) break;
+        sent += (size_t)w;
+    }
+    while (sent == len && got < len) {
+        ssize_t n = coil_tc_recv(fd, in[c] + got, len - got, 0);
+        expect_libc("recv", n, ECONNRESET, 0);
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    if (memcmp(in[c], out[c], got) != 0) FAIL("client %d: the echo differs from what it sent", c);
+    if (got == len) echoed++;
+    /* A lock held across a sleep: the other clients park on it. */
+    int e = coil_tc_mutex_lock(&inst_lock);
+    if (e != 0) FAIL("pthread_mutex_lock returned %d", e);
+    expect_libc("usleep", coil_tc_usleep(1000), 0);
+    inst_locked++;
+    e = coil_tc_mutex_unlock(&inst_lock);
+    if (e != 0) FAIL("pthread_mutex_unlock returned %d", e);
+    expect_libc("close", coil_tc_close(fd), 0);
+}
+
+static void install_main(void *arg) {
+    (void)arg;
+    start_witness();
+    /* A name resolved through the diverted getaddrinfo (the offload pool). */
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int g = coil_tc_getaddrinfo("localhost", "80", &hints, &ai);
+    if (g != 0 && g != EAI_SYSTEM && g != EAI_MEMORY && g != EAI_AGAIN)
+        FAIL("getaddrinfo returned %d (%s)", g, gai_strerror(g));
+    if (ai) freeaddrinfo(ai);
+    listener = coil_tc_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    expect_libc("socket", listener, 0);
+    if (listener >= 0) {
+        server_addr = (struct sockaddr_in){.sin_family = AF_INET};
+        server_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof server_addr;
+        if (bind(listener, (struct sockaddr *)&server_addr, sizeof server_addr) != 0 ||
+            listen(listener, 128) != 0 ||
+            getsockname(listener, (struct sockaddr *)&server_addr, &len) != 0)
+            FAIL("a loopback listener: %s", strerror(errno));
+        coil_id acc = coil_spawn(inst_acceptor, NULL, NULL);
+        EXPECT("coil_spawn", acc, ENOMEM);
+        coil_id ids[CLIENTS];
+        int spawned = 0;
+        for (int c = 0; c < CLIENTS; c++) {
+            ids[c] = acc > 0 ? coil_spawn(inst_client, (void *)(intptr_t)c, NULL) : -1;
+            if (acc > 0) EXPECT("coil_spawn", ids[c], ENOMEM);
+            if (ids[c] > 0) spawned++;
+        }
+        for (int c = 0; c < CLIENTS; c++)
+            if (ids[c] > 0) EXPECT("coil_join", coil_join(ids[c], COIL_FOREVER), 0);
+        /* A diverted close wakes the acceptor with EBADF. */
+        expect_libc("close", coil_tc_close(listener), 0);
+        if (acc > 0) EXPECT("coil_join", coil_join(acc, COIL_FOREVER), 0);
+        if (!injected && echoed != CLIENTS) FAIL("%d of %d echoes came back", echoed, CLIENTS);
+        if (inst_locked > spawned) FAIL("the lock was taken %d times by %d", inst_locked, spawned);
+    }
+    check_witness();
+}
+
+static void install_run(void) {
+    int rc = coil_install();
+    /* -errno when a GOT page cannot be made writable (mprotect) or the maps
+     * cannot be read (malloc for the reading). */
+    EXPECT("coil_install", rc, INJ, ENOMEM);
+    /* Not installed, the calls would block the thread: the scenario's
+     * accept would wait for clients that never run. */
+    if (rc == 0) {
+        rc = coil_run(install_main, NULL);
+        EXPECT("coil_run", rc, INJ, ENOMEM);
+    }
+    EXPECT("coil_uninstall", coil_uninstall(), 0);
+}
+
 /* ---- the child ------------------------------------------------------------- */
 
 static const struct scenario {
@@ -489,9 +639,15 @@ static const struct scenario {
     coil_fn main;
     bool group;
 } scenarios[] = {
-    {"tasklets", tasklets_main, false}, {"echo", echo_main, false},
-    {"accept", accept_main, false},     {"group", group_main, true},
-    {"offload", offload_main, false},   {"shutdown", NULL, false},
+    /* clang-format off */
+    {"tasklets", tasklets_main, false},
+    {"echo", echo_main, false},
+    {"accept", accept_main, false},
+    {"group", group_main, true},
+    {"offload", offload_main, false},
+    {"shutdown", NULL, false}, /* shutdown_run */
+    {"install", NULL, false},  /* install_run */
+    /* clang-format on */
 };
 enum { NSCENARIOS = sizeof scenarios / sizeof scenarios[0] };
 
@@ -514,7 +670,10 @@ static int run_child(const struct scenario *sc) {
             if (!strcmp(err + 1, names[i].n)) injected = names[i].e;
     }
     if (!sc->main) {
-        shutdown_run();
+        if (!strcmp(sc->name, "install"))
+            install_run();
+        else
+            shutdown_run();
         return 0;
     }
     int rc = sc->group ? coil_run_group(2, sc->main, NULL) : coil_run(sc->main, NULL);

@@ -9,6 +9,9 @@
 #include "calls.h"
 
 #include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -104,4 +107,41 @@ int coil_tc_ioctl(int fd, unsigned long request, ...) {
     void *arg = va_arg(ap, void *);
     va_end(ap);
     return ioctl(fd, request, arg);
+}
+
+int coil_tc_socket(int domain, int type, int protocol) {
+    return socket(domain, type, protocol);
+}
+
+int coil_tc_connect(int fd, const struct sockaddr *addr, socklen_t len) {
+    return connect(fd, addr, len);
+}
+
+int coil_tc_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    return accept4(fd, addr, len, flags);
+}
+
+ssize_t coil_tc_write(int fd, const void *buf, size_t n) {
+    return write(fd, buf, n);
+}
+
+int coil_tc_poll(struct pollfd *fds, unsigned long n, int timeout_ms) {
+    return poll(fds, n, timeout_ms);
+}
+
+int coil_tc_usleep(unsigned usec) {
+    return usleep(usec);
+}
+
+int coil_tc_mutex_lock(void *m) {
+    return pthread_mutex_lock(m);
+}
+
+int coil_tc_mutex_unlock(void *m) {
+    return pthread_mutex_unlock(m);
+}
+
+int coil_tc_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                        struct addrinfo **res) {
+    return getaddrinfo(host, service, hints, res);
 }

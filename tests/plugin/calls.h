@@ -30,6 +30,21 @@ int coil_tc_pipe(int fds[2]);
 int coil_tc_fcntl(int fd, int cmd, ...);
 int coil_tc_ioctl(int fd, unsigned long request, ...);
 
+/* Also through the object's GOT, under their own names only (no macro):
+ * the fault sweep's scenario of coil_install (tests/fault/sweep.c). */
+struct pollfd;
+struct addrinfo;
+int coil_tc_socket(int domain, int type, int protocol);
+int coil_tc_connect(int fd, const struct sockaddr *addr, socklen_t len);
+int coil_tc_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+ssize_t coil_tc_write(int fd, const void *buf, size_t n);
+int coil_tc_poll(struct pollfd *fds, unsigned long n, int timeout_ms);
+int coil_tc_usleep(unsigned usec);
+int coil_tc_mutex_lock(void *m);   /* pthread_mutex_t * */
+int coil_tc_mutex_unlock(void *m); /* pthread_mutex_t * */
+int coil_tc_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                        struct addrinfo **res);
+
 #ifndef COIL_TEST_CALLS_IMPL /* not in calls.c itself, which calls the real ones */
 #define pread       coil_tc_pread
 #define pread64     coil_tc_pread64
