@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,9 @@
 #undef io_uring_get_sqe
 #undef io_uring_submit_and_get_events
 #undef io_uring_enter2
+#undef pipe2
+#undef open
+#undef vfork
 
 static const char *const kind_names[COIL__FAULT_KINDS] = {
     [COIL__FAULT_MALLOC] = "malloc",
@@ -56,19 +60,36 @@ static const char *const kind_names[COIL__FAULT_KINDS] = {
     [COIL__FAULT_URING_SUBMIT] = "io_uring_enter",
     [COIL__FAULT_URING_SQE] = "io_uring_get_sqe",
     [COIL__FAULT_COMPLETION] = "completion",
+    [COIL__FAULT_PIPE] = "pipe2",
+    [COIL__FAULT_OPEN] = "open",
+    [COIL__FAULT_VFORK] = "vfork",
 };
 
 static const struct {
     const char *name;
     int err;
 } errnos[] = {
-    {"ENOMEM", ENOMEM},         {"EAGAIN", EAGAIN},   {"EMFILE", EMFILE},
-    {"ENFILE", ENFILE},         {"ENOBUFS", ENOBUFS}, {"EPERM", EPERM},
-    {"EACCES", EACCES},         {"EINVAL", EINVAL},   {"ENOSPC", ENOSPC},
-    {"EBUSY", EBUSY},           {"EINTR", EINTR},     {"ECONNRESET", ECONNRESET},
-    {"ECONNABORTED", ECONNABORTED}, {"EPIPE", EPIPE},  {"EIO", EIO},
-    {"ENOSYS", ENOSYS},         {"ENODEV", ENODEV},   {"ECONNREFUSED", ECONNREFUSED},
-    {"ETIMEDOUT", ETIMEDOUT},   {"EBADF", EBADF},     {"short", COIL__FAULT_SHORT},
+    {"ENOMEM", ENOMEM},
+    {"EAGAIN", EAGAIN},
+    {"EMFILE", EMFILE},
+    {"ENFILE", ENFILE},
+    {"ENOBUFS", ENOBUFS},
+    {"EPERM", EPERM},
+    {"EACCES", EACCES},
+    {"EINVAL", EINVAL},
+    {"ENOSPC", ENOSPC},
+    {"EBUSY", EBUSY},
+    {"EINTR", EINTR},
+    {"ECONNRESET", ECONNRESET},
+    {"ECONNABORTED", ECONNABORTED},
+    {"EPIPE", EPIPE},
+    {"EIO", EIO},
+    {"ENOSYS", ENOSYS},
+    {"ENODEV", ENODEV},
+    {"ECONNREFUSED", ECONNREFUSED},
+    {"ETIMEDOUT", ETIMEDOUT},
+    {"EBADF", EBADF},
+    {"short", COIL__FAULT_SHORT},
 };
 
 static struct {
@@ -230,8 +251,7 @@ int coil__fault_io_uring_submit(const char *file, int line, struct io_uring *rin
     return e ? -e : io_uring_submit(ring);
 }
 
-int coil__fault_io_uring_submit_and_wait_timeout(const char *file, int line,
-                                                 struct io_uring *ring,
+int coil__fault_io_uring_submit_and_wait_timeout(const char *file, int line, struct io_uring *ring,
                                                  struct io_uring_cqe **cqe, unsigned wait_nr,
                                                  struct __kernel_timespec *ts, sigset_t *sigmask) {
     int e = fail(COIL__FAULT_URING_SUBMIT, file, line);
@@ -247,6 +267,24 @@ int coil__fault_io_uring_enter2(const char *file, int line, unsigned fd, unsigne
                                 unsigned min_complete, unsigned flags, sigset_t *sig, size_t sz) {
     int e = fail(COIL__FAULT_URING_SUBMIT, file, line);
     return e ? -e : io_uring_enter2(fd, to_submit, min_complete, flags, sig, sz);
+}
+
+int coil__fault_pipe2(const char *file, int line, int fds[2], int flags) {
+    TWIN_ERRNO(COIL__FAULT_PIPE, pipe2(fds, flags));
+}
+
+int coil__fault_open(const char *file, int line, const char *path, int flags, ...) {
+    va_list ap;
+    va_start(ap, flags);
+    mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
+    va_end(ap);
+    TWIN_ERRNO(COIL__FAULT_OPEN, open(path, flags, mode));
+}
+
+int coil__fault_errno(enum coil__fault_kind kind, const char *file, int line) {
+    int e = fail(kind, file, line);
+    if (e) errno = e;
+    return e;
 }
 
 /* No SQE: the submission queue is full. */

@@ -487,6 +487,46 @@ static void shutdown_run(void) {
     }
 }
 
+/* ---- scenario "proc": child processes --------------------------------------- */
+
+static void proc_main(void *arg) {
+    (void)arg;
+    start_witness();
+    /* cat: what goes in comes out; stderr to /dev/null. */
+    const char *const cat[] = {"cat", NULL};
+    coil_proc p = {0};
+    coil_proc_opts o = {.argv = cat, .stdio = {COIL_PROC_PIPE, COIL_PROC_PIPE, COIL_PROC_NULL}};
+    int rc = coil_proc_spawn(&p, &o);
+    /* the -errno of a pipe, open or vfork that failed */
+    EXPECT("coil_proc_spawn", rc, INJ);
+    if (rc == 0) {
+        static const char msg[] = "through cat and back";
+        ssize_t w = coil_write(p.stdin_fd, msg, sizeof msg - 1);
+        EXPECT("coil_write", w, INJ, EPIPE);
+        EXPECT("coil_close", coil_close(p.stdin_fd), 0);
+        p.stdin_fd = -1;
+        char back[64];
+        size_t got = 0;
+        for (ssize_t n; got < sizeof back; got += (size_t)n) {
+            n = coil_read(p.stdout_fd, back + got, sizeof back - got);
+            EXPECT("coil_read", n, INJ);
+            if (n <= 0) break;
+        }
+        if (w == (ssize_t)sizeof msg - 1 && got == sizeof msg - 1 && memcmp(back, msg, got) != 0)
+            FAIL("cat gave back other bytes");
+        int st = coil_proc_wait(&p, coil_now() + 10 * COIL_SEC);
+        EXPECT("coil_proc_wait", st, INJ);
+        EXPECT("coil_proc_release", coil_proc_release(&p), 0);
+    }
+    /* A program that is not there: -ENOENT from the child's exec. */
+    const char *const none[] = {"/nonexistent/coil-fault-sweep", NULL};
+    coil_proc q = {0};
+    rc = coil_proc_spawn(&q, &(coil_proc_opts){.argv = none});
+    EXPECT("coil_proc_spawn", rc, INJ, ENOENT);
+    if (rc != -ENOENT && rc != -injected) FAIL("a missing program: %d, not -ENOENT", rc);
+    check_witness();
+}
+
 /* ---- scenario "install": libc's calls diverted (coil_install) ---------------- */
 
 /* The calls come from tests/plugin/calls.c, a shared object whose GOT
@@ -647,6 +687,7 @@ static const struct scenario {
     {"offload", offload_main, false},
     {"shutdown", NULL, false}, /* shutdown_run */
     {"install", NULL, false},  /* install_run */
+    {"proc", proc_main, false},
     /* clang-format on */
 };
 enum { NSCENARIOS = sizeof scenarios / sizeof scenarios[0] };
@@ -706,6 +747,9 @@ static const struct kind {
     {"io_uring_enter", {"EBUSY", "EAGAIN", "EINTR"}},
     {"io_uring_get_sqe", {"EBUSY"}},
     {"completion", {"ECONNRESET", "EIO", "ENOBUFS", "short"}},
+    {"pipe2", {"EMFILE", "ENFILE"}},
+    {"open", {"EMFILE", "ENFILE"}},
+    {"vfork", {"EAGAIN", "ENOMEM"}},
 };
 
 static double now_s(void) {
