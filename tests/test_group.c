@@ -790,6 +790,9 @@ static void fd_limit_child(void *arg) {
 
 static void test_group_setup_fails(void **state) {
     (void)state;
+    /* Valgrind keeps fds of its own above the program's limit and answers
+     * setrlimit for its own table: the limits tried do not bite there. */
+    if (coil_test_under_valgrind()) skip();
     struct coil_test_child c;
     child_ok(&c, fd_limit_child);
     coil_test_child_free(&c);
