@@ -238,35 +238,56 @@ static void client(void *arg) {
     EXPECT("coil_close", coil_close(fd), 0);
 }
 
-static bool listen_loopback(void) {
-    listener = coil_socket(AF_INET, SOCK_STREAM, 0);
-    EXPECT("coil_socket", listener, INJ);
-    if (listener < 0) return false;
+/* The listener on a free loopback port (server_addr): fd, made already. */
+static void bind_loopback(int fd) {
+    listener = fd;
     server_addr = (struct sockaddr_in){.sin_family = AF_INET};
     server_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof server_addr;
-    if (coil_bind(listener, (struct sockaddr *)&server_addr, sizeof server_addr) != 0 ||
-        coil_listen(listener, 128) != 0 ||
-        getsockname(listener, (struct sockaddr *)&server_addr, &len) != 0)
+    if (bind(fd, (struct sockaddr *)&server_addr, sizeof server_addr) != 0 ||
+        listen(fd, 128) != 0 || getsockname(fd, (struct sockaddr *)&server_addr, &len) != 0)
         FAIL("a loopback listener: %s", strerror(errno));
-    return true;
+}
+
+static bool listen_loopback(void) {
+    int fd = coil_socket(AF_INET, SOCK_STREAM, 0);
+    EXPECT("coil_socket", fd, INJ);
+    if (fd >= 0) bind_loopback(fd);
+    return fd >= 0;
+}
+
+static int close_coil(int fd) {
+    int rc = coil_close(fd);
+    EXPECT("coil_close", rc, 0);
+    return rc;
+}
+
+/* The server side and n clients: spawns the acceptor, then the clients
+ * (client_fn(i)), joins them, closes the listener with close_fn (the
+ * acceptor's wait ends with EBADF) and joins the acceptor. Returns how many
+ * clients it spawned. */
+static int serve(coil_fn acceptor_fn, coil_fn client_fn, int n, int (*close_fn)(int)) {
+    coil_id acc = coil_spawn(acceptor_fn, NULL, NULL);
+    EXPECT("coil_spawn", acc, ENOMEM);
+    coil_id ids[64];
+    int spawned = 0;
+    for (int i = 0; i < n && i < 64; i++) {
+        ids[i] = acc > 0 ? coil_spawn(client_fn, (void *)(intptr_t)i, NULL) : -1;
+        if (acc > 0) EXPECT("coil_spawn", ids[i], ENOMEM);
+        if (ids[i] > 0) spawned++;
+    }
+    for (int i = 0; i < n && i < 64; i++)
+        if (ids[i] > 0) EXPECT("coil_join", coil_join(ids[i], COIL_FOREVER), 0);
+    close_fn(listener);
+    if (acc > 0) EXPECT("coil_join", coil_join(acc, COIL_FOREVER), 0);
+    return spawned;
 }
 
 static void echo_main(void *arg) {
     (void)arg;
     start_witness();
     if (listen_loopback()) {
-        coil_id acc = coil_spawn(acceptor, NULL, NULL);
-        EXPECT("coil_spawn", acc, ENOMEM);
-        coil_id ids[CLIENTS];
-        for (int c = 0; c < CLIENTS; c++) {
-            ids[c] = acc > 0 ? coil_spawn(client, (void *)(intptr_t)c, NULL) : -1;
-            if (acc > 0) EXPECT("coil_spawn", ids[c], ENOMEM);
-        }
-        for (int c = 0; c < CLIENTS; c++)
-            if (ids[c] > 0) EXPECT("coil_join", coil_join(ids[c], COIL_FOREVER), 0);
-        EXPECT("coil_close", coil_close(listener), 0);
-        if (acc > 0) EXPECT("coil_join", coil_join(acc, COIL_FOREVER), 0);
+        serve(acceptor, client, CLIENTS, close_coil);
         /* Untouched, every client's message comes back whole. */
         if (!injected && echoed != CLIENTS) FAIL("%d of %d echoes came back", echoed, CLIENTS);
     }
@@ -314,17 +335,7 @@ static void accept_main(void *arg) {
     (void)arg;
     start_witness();
     if (listen_loopback()) {
-        coil_id acc = coil_spawn(burst_acceptor, NULL, NULL);
-        EXPECT("coil_spawn", acc, ENOMEM);
-        coil_id ids[BURST];
-        for (int i = 0; i < BURST; i++) {
-            ids[i] = acc > 0 ? coil_spawn(burst_client, NULL, NULL) : -1;
-            if (acc > 0) EXPECT("coil_spawn", ids[i], ENOMEM);
-        }
-        for (int i = 0; i < BURST; i++)
-            if (ids[i] > 0) EXPECT("coil_join", coil_join(ids[i], COIL_FOREVER), 0);
-        EXPECT("coil_close", coil_close(listener), 0);
-        if (acc > 0) EXPECT("coil_join", coil_join(acc, COIL_FOREVER), 0);
+        serve(burst_acceptor, burst_client, BURST, close_coil);
         if (accepted > attempted) FAIL("accepted %d of %d attempts", accepted, attempted);
         if (!injected && accepted != BURST) FAIL("accepted %d of %d", accepted, BURST);
     }
@@ -619,6 +630,12 @@ static void inst_client(void *arg) {
     expect_libc("close", coil_tc_close(fd), 0);
 }
 
+static int close_libc(int fd) {
+    int rc = coil_tc_close(fd);
+    expect_libc("close", rc, 0);
+    return rc;
+}
+
 static void install_main(void *arg) {
     (void)arg;
     start_witness();
@@ -628,30 +645,12 @@ static void install_main(void *arg) {
     if (g != 0 && g != EAI_SYSTEM && g != EAI_MEMORY && g != EAI_AGAIN)
         FAIL("getaddrinfo returned %d (%s)", g, gai_strerror(g));
     if (ai) freeaddrinfo(ai);
-    listener = coil_tc_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    expect_libc("socket", listener, 0);
-    if (listener >= 0) {
-        server_addr = (struct sockaddr_in){.sin_family = AF_INET};
-        server_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof server_addr;
-        if (bind(listener, (struct sockaddr *)&server_addr, sizeof server_addr) != 0 ||
-            listen(listener, 128) != 0 ||
-            getsockname(listener, (struct sockaddr *)&server_addr, &len) != 0)
-            FAIL("a loopback listener: %s", strerror(errno));
-        coil_id acc = coil_spawn(inst_acceptor, NULL, NULL);
-        EXPECT("coil_spawn", acc, ENOMEM);
-        coil_id ids[CLIENTS];
-        int spawned = 0;
-        for (int c = 0; c < CLIENTS; c++) {
-            ids[c] = acc > 0 ? coil_spawn(inst_client, (void *)(intptr_t)c, NULL) : -1;
-            if (acc > 0) EXPECT("coil_spawn", ids[c], ENOMEM);
-            if (ids[c] > 0) spawned++;
-        }
-        for (int c = 0; c < CLIENTS; c++)
-            if (ids[c] > 0) EXPECT("coil_join", coil_join(ids[c], COIL_FOREVER), 0);
+    int fd = coil_tc_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    expect_libc("socket", fd, 0);
+    if (fd >= 0) {
+        bind_loopback(fd);
         /* A diverted close wakes the acceptor with EBADF. */
-        expect_libc("close", coil_tc_close(listener), 0);
-        if (acc > 0) EXPECT("coil_join", coil_join(acc, COIL_FOREVER), 0);
+        int spawned = serve(inst_acceptor, inst_client, CLIENTS, close_libc);
         if (!injected && echoed != CLIENTS) FAIL("%d of %d echoes came back", echoed, CLIENTS);
         if (inst_locked > spawned) FAIL("the lock was taken %d times by %d", inst_locked, spawned);
     }
