@@ -16,7 +16,7 @@
  * rings and child processes (pipe2, open, vfork), and "completion": the result of a data operation
  * (receive, send, read, write, accept, connect) as a backend hands it to the waiting tasklet,
  * turned into -ERROR, or, for ERROR "short", a transfer of half the bytes (at least one).
- * tests/test_fault.c sweeps them.
+ * tests/fault/sweep.c sweeps them.
  *
  * The twins are macros over the real names, so this header must come after
  * every system header that declares them: it includes those itself first,
