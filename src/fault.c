@@ -63,6 +63,7 @@ static const char *const kind_names[COIL__FAULT_KINDS] = {
     [COIL__FAULT_PIPE] = "pipe2",
     [COIL__FAULT_OPEN] = "open",
     [COIL__FAULT_VFORK] = "vfork",
+    [COIL__FAULT_CQE] = "cqe",
 };
 
 static const struct {
@@ -77,6 +78,7 @@ static const struct {
     {"EPERM", EPERM},
     {"EACCES", EACCES},
     {"EINVAL", EINVAL},
+    {"EOPNOTSUPP", EOPNOTSUPP},
     {"ENOSPC", ENOSPC},
     {"EBUSY", EBUSY},
     {"EINTR", EINTR},

@@ -15,7 +15,10 @@
  * realloc: one kind), the system calls coil makes for stacks, fds, threads,
  * rings and child processes (pipe2, open, vfork), and "completion": the result of a data operation
  * (receive, send, read, write, accept, connect) as a backend hands it to the waiting tasklet,
- * turned into -ERROR, or, for ERROR "short", a transfer of half the bytes (at least one).
+ * turned into -ERROR, or, for ERROR "short", a transfer of half the bytes (at least one);
+ * and "cqe" (io_uring only): an SQE coil prepares (an operation, a multishot accept, a
+ * wake-up poll, a MSG_RING) is replaced by a NOP whose completion the backend reads as
+ * -ERROR, as if the kernel had refused the request (src/io/uring.c, set_data).
  * tests/fault/sweep.c sweeps them.
  *
  * The twins are macros over the real names, so this header must come after
@@ -54,6 +57,7 @@ enum coil__fault_kind {
     COIL__FAULT_PIPE,
     COIL__FAULT_OPEN,
     COIL__FAULT_VFORK,
+    COIL__FAULT_CQE,
     COIL__FAULT_KINDS
 };
 

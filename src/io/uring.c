@@ -94,6 +94,14 @@ struct uring {
                          * batched unless batch.wait_us is 0 */
     bool ring_fd_registered;
     struct coil__ur_batch batch; /* what a blocking wait asks for (src/io/uring_batch.c) */
+#ifdef COIL_FAULT_INJECTION
+    /* NOPs standing in for SQEs (set_data), and the result each must give. */
+    struct {
+        uint64_t ud;
+        int res;
+    } injected[8];
+    unsigned ninjected;
+#endif
 };
 
 #define IORING_FEAT_MIN_TIMEOUT_ (1U << 15) /* 6.12; not in liburing 2.3's header */
@@ -224,6 +232,41 @@ static void ur_fini(struct coil__sched *s) {
     s->backend_data = NULL;
 }
 
+/* Sets sqe's user_data. A fault-injection build (src/fault.h, kind "cqe")
+ * may instead make the SQE a NOP, which reap() reads as the injected error:
+ * the request is refused as a kernel without the feature (EINVAL,
+ * EOPNOTSUPP) or an O_NONBLOCK fd (EAGAIN) refuses it, before anything was
+ * moved. Only for SQEs whose user_data has a single SQE in flight at a time:
+ * an operation, a multishot accept, a wake-up poll, a MSG_RING. */
+#ifdef COIL_FAULT_INJECTION
+#define set_data(u, sqe, ud) set_data_at(u, sqe, ud, __FILE__, __LINE__)
+static void set_data_at(struct uring *u, struct io_uring_sqe *sqe, uint64_t ud, const char *file,
+                        int line) {
+    int err;
+    if (u->ninjected < sizeof u->injected / sizeof u->injected[0] &&
+        (err = coil__fault(COIL__FAULT_CQE, file, line)) > 0) {
+        io_uring_prep_nop(sqe);
+        u->injected[u->ninjected].ud = ud;
+        u->injected[u->ninjected++].res = -err;
+    }
+    io_uring_sqe_set_data64(sqe, ud);
+}
+
+/* The result a NOP of set_data stands for, or res. */
+static int injected_res(struct uring *u, uint64_t ud, int res, unsigned *flags) {
+    for (unsigned i = 0; i < u->ninjected; i++) {
+        if (u->injected[i].ud != ud) continue;
+        res = u->injected[i].res;
+        u->injected[i] = u->injected[--u->ninjected];
+        *flags = 0; /* the last CQE of its request */
+        break;
+    }
+    return res;
+}
+#else
+#define set_data(u, sqe, ud) io_uring_sqe_set_data64(sqe, ud)
+#endif
+
 static struct io_uring_sqe *get_sqe(struct uring *u) {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
     if (!sqe) { /* the submission queue is full: hand it to the kernel */
@@ -306,6 +349,10 @@ static void prep(struct uring *u, struct coil__op *op) {
             break;
         default: COIL_ASSERT(0, "a known opcode");
         }
+        if (op->opcode != COIL__OP_POLL) { /* a poll is never refused with these */
+            set_data(u, sqe, (uint64_t)(uintptr_t)op);
+            return;
+        }
     }
     io_uring_sqe_set_data(sqe, op);
 }
@@ -338,7 +385,7 @@ static void acceptor_free(struct uring *u, struct acceptor *a) {
 static void arm_accept(struct uring *u, struct acceptor *a) {
     struct io_uring_sqe *sqe = get_sqe(u);
     io_uring_prep_multishot_accept(sqe, a->fd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)a | 1);
+    set_data(u, sqe, (uint64_t)(uintptr_t)a | 1);
     a->armed = true;
     a->stopping = false;
 }
@@ -565,7 +612,7 @@ static void arm(struct uring *u, int fd, uint64_t tag) {
         io_uring_prep_poll_add(sqe, fd, POLLIN);
     else
         io_uring_prep_poll_multishot(sqe, fd, POLLIN);
-    io_uring_sqe_set_data64(sqe, tag);
+    set_data(u, sqe, tag);
 }
 
 static void arm_watches(struct coil__sched *s, struct uring *u) {
@@ -580,11 +627,12 @@ static void arm_watches(struct coil__sched *s, struct uring *u) {
     }
 }
 
-static void on_watch(struct coil__sched *s, struct uring *u, struct io_uring_cqe *cqe) {
-    bool *armed = cqe->user_data == TAG_SIGNAL ? &u->signal_armed : &u->wake_armed;
-    if (cqe->res == -EINVAL && !u->no_multishot) u->no_multishot = true;
-    if (!(cqe->flags & IORING_CQE_F_MORE)) *armed = false;
-    if (cqe->user_data == TAG_WAKE) {
+static void on_watch(struct coil__sched *s, struct uring *u, uint64_t tag, int res,
+                     unsigned flags) {
+    bool *armed = tag == TAG_SIGNAL ? &u->signal_armed : &u->wake_armed;
+    if (res == -EINVAL && !u->no_multishot) u->no_multishot = true;
+    if (!(flags & IORING_CQE_F_MORE)) *armed = false;
+    if (tag == TAG_WAKE) {
         uint64_t v;
         ssize_t r = read(u->wake_fd, &v, sizeof v); /* reset it; the jobs are in the list */
         (void)r;
@@ -697,17 +745,21 @@ static unsigned reap(struct coil__sched *s, struct uring *u) {
         /* 0: nothing to do; LIBURING_UDATA_TIMEOUT: liburing's own timeout
          * SQE on kernels without IORING_FEAT_EXT_ARG (before 5.11). */
         if (ud == 0 || ud == LIBURING_UDATA_TIMEOUT) continue;
+        int res = cqe->res;
+        unsigned flags = cqe->flags;
+#ifdef COIL_FAULT_INJECTION
+        if (u->ninjected) res = injected_res(u, ud, res, &flags);
+#endif
         if (ud == TAG_SIGNAL || ud == TAG_WAKE)
-            on_watch(s, u, cqe);
+            on_watch(s, u, ud, res, flags);
         else if (ud == TAG_RING)
             continue; /* the loop looks at the inbox every round */
         else if ((ud & 7) == MSG_SENT)
-            msg_ring_failed(u, (struct uring *)(uintptr_t)(ud & ~(uint64_t)7), cqe->res);
+            msg_ring_failed(u, (struct uring *)(uintptr_t)(ud & ~(uint64_t)7), res);
         else if (ud & 1)
-            on_accept_cqe(u, (struct acceptor *)(uintptr_t)(ud & ~(uint64_t)1), cqe->res,
-                          cqe->flags);
+            on_accept_cqe(u, (struct acceptor *)(uintptr_t)(ud & ~(uint64_t)1), res, flags);
         else
-            on_cqe(s, u, (struct coil__op *)(uintptr_t)ud, cqe->res, cqe->flags);
+            on_cqe(s, u, (struct coil__op *)(uintptr_t)ud, res, flags);
     }
     io_uring_cq_advance(&u->ring, n);
     return n;
@@ -868,8 +920,8 @@ static void ur_wake_from(struct coil__sched *from, struct coil__sched *to) {
      * wait for this scheduler's next round. */
     struct io_uring_sqe *sqe = get_sqe(u);
     io_uring_prep_msg_ring(sqe, t->ring.ring_fd, 0, TAG_RING, 0);
-    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)t | MSG_SENT);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    set_data(u, sqe, (uint64_t)(uintptr_t)t | MSG_SENT);
     io_uring_submit(&u->ring);
 }
 

@@ -701,11 +701,22 @@ static int run_child(const struct scenario *sc) {
         static const struct {
             const char *n;
             int e;
-        } names[] = {{"ENOMEM", ENOMEM}, {"EAGAIN", EAGAIN},         {"EMFILE", EMFILE},
-                     {"ENFILE", ENFILE}, {"ENOBUFS", ENOBUFS},       {"EPERM", EPERM},
-                     {"EACCES", EACCES}, {"ENOSPC", ENOSPC},         {"EBUSY", EBUSY},
-                     {"EINTR", EINTR},   {"ECONNRESET", ECONNRESET}, {"ECONNABORTED", ECONNABORTED},
-                     {"EIO", EIO},       {"ENOSYS", ENOSYS}};
+        } names[] = {{"ENOMEM", ENOMEM},
+                     {"EAGAIN", EAGAIN},
+                     {"EMFILE", EMFILE},
+                     {"ENFILE", ENFILE},
+                     {"ENOBUFS", ENOBUFS},
+                     {"EPERM", EPERM},
+                     {"EACCES", EACCES},
+                     {"ENOSPC", ENOSPC},
+                     {"EBUSY", EBUSY},
+                     {"EINTR", EINTR},
+                     {"ECONNRESET", ECONNRESET},
+                     {"ECONNABORTED", ECONNABORTED},
+                     {"EIO", EIO},
+                     {"ENOSYS", ENOSYS},
+                     {"EINVAL", EINVAL},
+                     {"EOPNOTSUPP", EOPNOTSUPP}};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
             if (!strcmp(err + 1, names[i].n)) injected = names[i].e;
     }
@@ -746,6 +757,10 @@ static const struct kind {
     {"io_uring_enter", {"EBUSY", "EAGAIN", "EINTR"}},
     {"io_uring_get_sqe", {"EBUSY"}},
     {"completion", {"ECONNRESET", "EIO", "ENOBUFS", "short"}},
+    /* io_uring only: a request refused by the kernel (a feature it lacks,
+     * EINVAL or EOPNOTSUPP; an O_NONBLOCK fd, EAGAIN; no fd left, EMFILE)
+     * before it moved anything. */
+    {"cqe", {"EINVAL", "EAGAIN", "EOPNOTSUPP", "EMFILE"}},
     {"pipe2", {"EMFILE", "ENFILE"}},
     {"open", {"EMFILE", "ENFILE"}},
     {"vfork", {"EAGAIN", "ENOMEM"}},
