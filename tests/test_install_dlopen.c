@@ -159,6 +159,79 @@ static void test_dlopen_diverts_without_second_install(void **state) {
                   "pointer; 5x: a failed dlopen's error");
 }
 
+/* ---- a bare name is searched for as its caller would search ---------------------- */
+
+/* This executable's DT_RUNPATH names the plugin's directory (CMake:
+ * BUILD_RPATH), coil's library has no such path, and nothing else does: the
+ * loader finds "libcoil_test_plugin.so" only when it searches on behalf of
+ * this executable. coil leaves such a call to the loader as the caller made it
+ * (made from coil's own object it would fail), and the object it loads is
+ * diverted by the next coil_install (coil.h). A name with "$ORIGIN" (the
+ * caller's directory) is left to the loader too. */
+static void bare_name_child(void *arg) {
+    (void)arg;
+    child_defaults();
+    if (coil_install() != 0) _exit(10);
+    void *h = dlopen(COIL_TEST_PLUGIN_NAME, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        fprintf(stderr, "dlopen: %s\n", dlerror());
+        _exit(11);
+    }
+    read_fn r = (read_fn)dlsym(h, "coil_test_plugin_read");
+    if (!r) _exit(12);
+    if (coil_install() != 0) _exit(13);
+    int e = read_parks(r);
+    if (e) _exit(20 + e);
+    dlerror();
+    if (dlopen("$ORIGIN/coil-no-such-plugin.so", RTLD_NOW) != NULL) _exit(30);
+    const char *msg = dlerror();
+    if (!msg || !strstr(msg, "coil-no-such-plugin")) _exit(31);
+    if (dlclose(h) != 0) _exit(40);
+    _exit(0);
+}
+
+static void test_dlopen_bare_name_searched_as_caller(void **state) {
+    (void)state;
+    child_run(bare_name_child, NULL,
+              "exit 11: a bare name not found through the caller's DT_RUNPATH; 2x: the "
+              "plugin's read not diverted by the next install; 3x: $ORIGIN");
+}
+
+/* dlmopen into the base namespace is dlopen's case: diverted at once. Into
+ * a new namespace (a C library of its own) it is left to the loader, and
+ * nothing there is diverted; its read is not called (it would block the
+ * thread). */
+static void dlmopen_child(void *arg) {
+    (void)arg;
+    child_defaults();
+    if (coil_install() != 0) _exit(10);
+    void *h = dlmopen(LM_ID_BASE, COIL_TEST_PLUGIN, RTLD_NOW | RTLD_LOCAL);
+    if (!h) _exit(11);
+    read_fn r = (read_fn)dlsym(h, "coil_test_plugin_read");
+    if (!r) _exit(12);
+    int e = read_parks(r);
+    if (e) _exit(20 + e);
+    void *n = dlmopen(LM_ID_NEWLM, COIL_TEST_PLUGIN, RTLD_NOW | RTLD_LOCAL);
+    if (!n) {
+        fprintf(stderr, "dlmopen: %s\n", dlerror());
+        _exit(30);
+    }
+    Lmid_t ns = LM_ID_BASE;
+    if (dlinfo(n, RTLD_DI_LMID, &ns) != 0 || ns == LM_ID_BASE) _exit(31);
+    if (dlclose(n) != 0 || dlclose(h) != 0) _exit(40);
+    _exit(0);
+}
+
+static void test_dlmopen(void **state) {
+    (void)state;
+    /* A sanitizer's runtime (its own dlopen) and Valgrind do not follow a
+     * second namespace's C library: natively only. */
+    if (dlopen_bound_in_executable() || coil_test_under_valgrind()) skip();
+    child_run(dlmopen_child, NULL,
+              "exit 2x: a plugin dlmopen'ed into the base namespace not diverted; 3x: a new "
+              "namespace");
+}
+
 /* ---- coil_uninstall after the plugin is gone ---------------------------------- */
 
 static void unloaded_child(void *arg) {
@@ -268,6 +341,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dlopened_plugin_diverted_by_next_install),
         cmocka_unit_test(test_dlopen_diverts_without_second_install),
+        cmocka_unit_test(test_dlopen_bare_name_searched_as_caller),
+        cmocka_unit_test(test_dlmopen),
         cmocka_unit_test(test_uninstall_after_dlclose),
         cmocka_unit_test(test_install_racing_dlopen),
     };

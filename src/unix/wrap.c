@@ -1043,8 +1043,8 @@ static int park_sleep(int64_t deadline, struct timespec *rem) {
 }
 
 static int w_nanosleep(const struct timespec *req, struct timespec *rem) {
-    if (!inside()) return nanosleep(req, rem);
-    if (!req || req->tv_sec < 0 || req->tv_nsec < 0 || req->tv_nsec >= COIL_SEC) {
+    if (!inside() || !req) return nanosleep(req, rem); /* NULL: the kernel's EFAULT */
+    if (req->tv_sec < 0 || req->tv_nsec < 0 || req->tv_nsec >= COIL_SEC) {
         errno = EINVAL;
         return -1;
     }
@@ -1053,11 +1053,16 @@ static int w_nanosleep(const struct timespec *req, struct timespec *rem) {
 
 static int w_clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
                              struct timespec *rem) {
-    /* CPU-time clocks do not advance while the tasklet is parked. */
+    /* CPU-time clocks do not advance while the tasklet is parked. A clock
+     * clock_gettime does not know goes to libc too, with errno as it was:
+     * clock_nanosleep returns its error and leaves errno alone. */
     struct timespec clk_now;
+    int saved = errno;
     if (!inside() || !req || clk == CLOCK_PROCESS_CPUTIME_ID || clk == CLOCK_THREAD_CPUTIME_ID ||
-        clock_gettime(clk, &clk_now) != 0)
+        clock_gettime(clk, &clk_now) != 0) {
+        errno = saved;
         return clock_nanosleep(clk, flags, req, rem);
+    }
     if (req->tv_sec < 0 || req->tv_nsec < 0 || req->tv_nsec >= COIL_SEC) return EINVAL;
     int64_t deadline;
     if (!(flags & TIMER_ABSTIME)) {
@@ -1068,7 +1073,6 @@ static int w_clock_nanosleep(clockid_t clk, int flags, const struct timespec *re
         deadline = coil_now() + at - ((int64_t)clk_now.tv_sec * COIL_SEC + clk_now.tv_nsec);
     }
     /* clock_nanosleep returns the error; it does not set errno. */
-    int saved = errno;
     int r = park_sleep(deadline, (flags & TIMER_ABSTIME) ? NULL : rem);
     int e = r ? errno : 0;
     errno = saved;

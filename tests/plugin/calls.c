@@ -1,4 +1,5 @@
-/* The calls tests/test_install_pread.c and test_install_fdview.c make, from
+/* The calls tests/test_install_pread.c, test_install_fdview.c,
+ * test_install_edges.c and the fault sweep make, from
  * a shared object of their own: its calls go through its GOT, which
  * coil_install rewrites, in every build. The test executable's own calls
  * would not be diverted in a sanitizer build (clang's ASan and TSan define
@@ -14,8 +15,21 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
+#include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
+
+/* glibc declares these only to a program built with _FORTIFY_SOURCE. */
+extern ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+extern ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
+extern ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+                              struct sockaddr *addr, socklen_t *len);
+extern ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
+extern int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen);
+extern int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+                       const sigset_t *mask, size_t fdslen);
 
 ssize_t coil_tc_pread(int fd, void *buf, size_t n, off_t off) {
     return pread(fd, buf, n, off);
@@ -144,4 +158,66 @@ int coil_tc_mutex_unlock(void *m) {
 int coil_tc_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
                         struct addrinfo **res) {
     return getaddrinfo(host, service, hints, res);
+}
+
+int coil_tc_recvmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags, struct timespec *ts) {
+    return recvmmsg(fd, vec, vlen, flags, ts);
+}
+
+int coil_tc_sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags) {
+    return sendmmsg(fd, vec, vlen, flags);
+}
+
+ssize_t coil_tc_readv(int fd, const struct iovec *iov, int cnt) {
+    return readv(fd, iov, cnt);
+}
+
+ssize_t coil_tc_writev(int fd, const struct iovec *iov, int cnt) {
+    return writev(fd, iov, cnt);
+}
+
+int coil_tc_ppoll(struct pollfd *fds, unsigned long n, const struct timespec *ts) {
+    return ppoll(fds, n, ts, NULL);
+}
+
+int coil_tc_select(int nfds, void *rd, void *wr, void *ex, struct timeval *tv) {
+    return select(nfds, rd, wr, ex, tv);
+}
+
+int coil_tc_pselect(int nfds, void *rd, void *wr, void *ex, const struct timespec *ts) {
+    return pselect(nfds, rd, wr, ex, ts, NULL);
+}
+
+int coil_tc_nanosleep(const struct timespec *req, struct timespec *rem) {
+    return nanosleep(req, rem);
+}
+
+int coil_tc_clock_nanosleep(int clk, int flags, const struct timespec *req, struct timespec *rem) {
+    return clock_nanosleep((clockid_t)clk, flags, req, rem);
+}
+
+ssize_t coil_tc_read_chk(int fd, void *buf, size_t n, size_t buflen) {
+    return __read_chk(fd, buf, n, buflen);
+}
+
+ssize_t coil_tc_recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags) {
+    return __recv_chk(fd, buf, n, buflen, flags);
+}
+
+ssize_t coil_tc_recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+                             struct sockaddr *addr, socklen_t *len) {
+    return __recvfrom_chk(fd, buf, n, buflen, flags, addr, len);
+}
+
+ssize_t coil_tc_pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen) {
+    return __pread_chk(fd, buf, n, off, buflen);
+}
+
+int coil_tc_poll_chk(struct pollfd *fds, unsigned long n, int timeout_ms, size_t fdslen) {
+    return __poll_chk(fds, n, timeout_ms, fdslen);
+}
+
+int coil_tc_ppoll_chk(struct pollfd *fds, unsigned long n, const struct timespec *ts,
+                      size_t fdslen) {
+    return __ppoll_chk(fds, n, ts, NULL, fdslen);
 }

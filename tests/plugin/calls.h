@@ -45,6 +45,30 @@ int coil_tc_mutex_unlock(void *m); /* pthread_mutex_t * */
 int coil_tc_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
                         struct addrinfo **res);
 
+/* test_install_edges.c's: the edges of the diverted calls, and the
+ * _FORTIFY_SOURCE entry points (__read_chk, ...), called by name as a
+ * fortified program's inline wrappers call them. */
+struct mmsghdr;
+struct timespec;
+struct timeval;
+int coil_tc_recvmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags, struct timespec *ts);
+int coil_tc_sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags);
+ssize_t coil_tc_readv(int fd, const struct iovec *iov, int cnt);
+ssize_t coil_tc_writev(int fd, const struct iovec *iov, int cnt);
+int coil_tc_ppoll(struct pollfd *fds, unsigned long n, const struct timespec *ts);
+int coil_tc_select(int nfds, void *rd, void *wr, void *ex, struct timeval *tv); /* fd_set * */
+int coil_tc_pselect(int nfds, void *rd, void *wr, void *ex, const struct timespec *ts);
+int coil_tc_nanosleep(const struct timespec *req, struct timespec *rem);
+int coil_tc_clock_nanosleep(int clk, int flags, const struct timespec *req, struct timespec *rem);
+ssize_t coil_tc_read_chk(int fd, void *buf, size_t n, size_t buflen);
+ssize_t coil_tc_recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
+ssize_t coil_tc_recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+                             struct sockaddr *addr, socklen_t *len);
+ssize_t coil_tc_pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
+int coil_tc_poll_chk(struct pollfd *fds, unsigned long n, int timeout_ms, size_t fdslen);
+int coil_tc_ppoll_chk(struct pollfd *fds, unsigned long n, const struct timespec *ts,
+                      size_t fdslen);
+
 #ifndef COIL_TEST_CALLS_IMPL /* not in calls.c itself, which calls the real ones */
 #define pread       coil_tc_pread
 #define pread64     coil_tc_pread64
