@@ -619,6 +619,92 @@ static void test_clock_forms(void **state) {
     coil_uninstall();
 }
 
+/* ---- outside tasklets, and clocks pthread does not take ------------------------ */
+
+/* Each call of a contended object with a deadline 5 ms away (or already
+ * invalid), made once outside coil_run and once in a tasklet: the same
+ * answer, pthread's. Outside coil_run every call is libc's; in a tasklet, a
+ * clock other than CLOCK_REALTIME and CLOCK_MONOTONIC goes to libc too. */
+enum { FOREIGN = 11 };
+
+static void foreign_calls(int *rc, int *err) {
+    struct timespec ts = abs_in(5), mono = abs_on(CLOCK_MONOTONIC, 5);
+    int i = 0;
+    errno = 0;
+    rc[i++] = lk_mutex_timedlock(&mx, &ts);
+    rc[i++] = lk_mutex_clocklock(&mx, CLOCK_BOOTTIME, &mono);
+    rc[i++] = lk_rwlock_timedrdlock(&rw, &ts);
+    rc[i++] = lk_rwlock_timedwrlock(&rw, &ts);
+    rc[i++] = lk_rwlock_clockrdlock(&rw, CLOCK_BOOTTIME, &mono);
+    rc[i++] = lk_rwlock_clockwrlock(&rw, CLOCK_BOOTTIME, &mono);
+    EXPECT_EQ(lk_mutex_lock(&cm), 0);
+    rc[i++] = lk_cond_clockwait(&cv, &cm, CLOCK_BOOTTIME, &mono);
+    ts = abs_in(5);
+    rc[i++] = lk_cond_timedwait(&cv, &cm, &ts);
+    EXPECT_EQ(lk_mutex_unlock(&cm), 0);
+    ts = abs_in(5);
+    rc[i] = lk_sem_timedwait(&sm, &ts);
+    err[i++] = errno;
+    errno = 0;
+    rc[i] = lk_sem_clockwait(&sm, CLOCK_BOOTTIME, &mono);
+    err[i++] = errno;
+    EXPECT_EQ(lk_sem_post(&sm), 0);
+    errno = 0;
+    rc[i] = lk_sem_wait(&sm); /* a token: no wait */
+    err[i++] = errno;
+    EXPECT_EQ(i, FOREIGN);
+}
+
+struct foreign {
+    int rc[FOREIGN], err[FOREIGN];
+};
+
+static void *foreign_holder(void *arg) {
+    (void)arg;
+    EXPECT_EQ(pthread_mutex_lock(&mx), 0);
+    EXPECT_EQ(pthread_rwlock_wrlock(&rw), 0);
+    __atomic_store_n(&mx_held, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&mx_go, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    EXPECT_EQ(pthread_rwlock_unlock(&rw), 0);
+    EXPECT_EQ(pthread_mutex_unlock(&mx), 0);
+    return NULL;
+}
+
+static void foreign_main(void *arg) {
+    struct foreign *f = arg;
+    foreign_calls(f->rc, f->err);
+}
+
+static void test_outside_tasklets_and_foreign_clocks(void **state) {
+    (void)state;
+    assert_int_equal(coil_install(), 0);
+    assert_int_equal(sem_init(&sm, 0, 0), 0);
+    mx_held = mx_go = 0;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, foreign_holder, NULL), 0);
+    while (!__atomic_load_n(&mx_held, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    struct foreign libc = {{0}, {0}}, coil = {{0}, {0}};
+    foreign_calls(libc.rc, libc.err);
+    COIL_RUN_CHECKED(foreign_main, &coil);
+    __atomic_store_n(&mx_go, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    static const int want[FOREIGN] = {ETIMEDOUT, EINVAL,    ETIMEDOUT, ETIMEDOUT, EINVAL, EINVAL,
+                                      EINVAL,    ETIMEDOUT, -1,        -1,        0};
+    static const int want_err[FOREIGN] = {[8] = ETIMEDOUT, [9] = EINVAL};
+    for (int i = 0; i < FOREIGN; i++) {
+        if (libc.rc[i] != want[i] || libc.err[i] != want_err[i])
+            fail_msg("call %d outside coil_run: %d errno %d, pthread's answer is %d errno %d", i,
+                     libc.rc[i], libc.err[i], want[i], want_err[i]);
+        if (coil.rc[i] != want[i] || coil.err[i] != want_err[i])
+            fail_msg("call %d in a tasklet: %d errno %d, pthread's answer is %d errno %d", i,
+                     coil.rc[i], coil.err[i], want[i], want_err[i]);
+    }
+    sem_destroy(&sm);
+    coil_uninstall();
+}
+
 /* ---- killed waiters ------------------------------------------------------------ */
 
 static int kill_timed_rc, kill_lock_rc, kill_lock_killed, kill_sem_rc, kill_sem_errno;
@@ -831,6 +917,7 @@ int main(void) {
         cmocka_unit_test(test_rwlock_contract),
         cmocka_unit_test(test_sem_contract),
         cmocka_unit_test(test_clock_forms),
+        cmocka_unit_test(test_outside_tasklets_and_foreign_clocks),
         cmocka_unit_test(test_killed_waiters),
         cmocka_unit_test(test_group_shares_a_mutex),
         cmocka_unit_test(test_separate_runs_share_a_mutex),
