@@ -5,6 +5,8 @@
  *    range, a recvmmsg of no messages): each call made inside a tasklet
  *    answers exactly as the same call made outside coil_run (libc's answer):
  *    the same result and the same errno;
+ *  - getaddrinfo of literal hosts and of "localhost", with and without
+ *    hints, AI_ADDRCONFIG, AI_PASSIVE: the same entries as libc's;
  *  - recvmmsg: MSG_WAITFORONE returns what has come without waiting for
  *    more; its timeout ends the wait for further messages with the count so
  *    far; SO_RCVTIMEO with none is EAGAIN; MSG_DONTWAIT is libc's; sendmmsg
@@ -22,10 +24,13 @@
  * coil_install rewrites in every build (the sanitizers' too).
  */
 #define _GNU_SOURCE
+// coil-test: tsan (getaddrinfo of a name runs on the offload pool's threads)
 #include "coil_test.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
 #include <poll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -142,6 +147,66 @@ static void test_invalid_arguments_as_libc(void **state) {
     close(x.pipe[1]);
     close(x.dgram[0]);
     close(x.dgram[1]);
+}
+
+/* ---- getaddrinfo of literals, as libc answers ----------------------------------- */
+
+/* Queries of literal hosts that coil answers on the tasklet's thread and
+ * queries it sends to the offload pool (no hints, any socket type,
+ * AI_ADDRCONFIG, no host, a host that is not a literal): inside a tasklet
+ * the same answer as outside coil_run, entry by entry. */
+enum { QUERIES = 7 };
+
+struct gai {
+    char libc[QUERIES][512], coil[QUERIES][512];
+};
+
+static void gai_describe(int i, char *out, size_t cap) {
+    struct addrinfo tcp = {.ai_socktype = SOCK_STREAM}, any = {0},
+                    cfg = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG},
+                    passive = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_PASSIVE},
+                    numeric = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+    static const char *const hosts[QUERIES] = {"127.0.0.1", "127.0.0.1", "::1",      "127.0.0.1",
+                                               NULL,        "localhost", "not-an-ip"};
+    const struct addrinfo *hints[QUERIES] = {&tcp, NULL, &any, &cfg, &passive, &tcp, &numeric};
+    struct addrinfo *res = NULL;
+    int rc = coil_tc_getaddrinfo(hosts[i], "8080", hints[i], &res);
+    size_t n = (size_t)snprintf(out, cap, "rc %d:", rc);
+    for (struct addrinfo *a = rc == 0 ? res : NULL; a && n < cap; a = a->ai_next) {
+        char host[64] = "?";
+        int port = 0;
+        if (a->ai_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)a->ai_addr;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+            port = ntohs(in->sin_port);
+        } else if (a->ai_family == AF_INET6) {
+            struct sockaddr_in6 *in = (struct sockaddr_in6 *)a->ai_addr;
+            inet_ntop(AF_INET6, &in->sin6_addr, host, sizeof host);
+            port = ntohs(in->sin6_port);
+        }
+        n += (size_t)snprintf(out + n, cap - n, " [%d %d %d %s %d]", a->ai_family, a->ai_socktype,
+                              a->ai_protocol, host, port);
+    }
+    if (rc == 0) freeaddrinfo(res);
+}
+
+static void gai_main(void *arg) {
+    struct gai *g = arg;
+    for (int i = 0; i < QUERIES; i++)
+        gai_describe(i, g->coil[i], sizeof g->coil[i]);
+}
+
+static void test_getaddrinfo_literals_as_libc(void **state) {
+    (void)state;
+    struct gai g;
+    for (int i = 0; i < QUERIES; i++)
+        gai_describe(i, g.libc[i], sizeof g.libc[i]);
+    COIL_RUN_CHECKED(gai_main, &g);
+    for (int i = 0; i < QUERIES; i++)
+        if (strcmp(g.libc[i], g.coil[i]) != 0)
+            fail_msg("query %d: libc \"%s\", in a tasklet \"%s\"", i, g.libc[i], g.coil[i]);
+    assert_string_equal(g.coil[0], "rc 0: [2 1 6 127.0.0.1 8080]");
+    assert_int_equal(strncmp(g.coil[6], "rc -2:", 6), 0); /* EAI_NONAME */
 }
 
 /* ---- recvmmsg and sendmmsg ------------------------------------------------------ */
@@ -436,6 +501,7 @@ static int group_setup(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_invalid_arguments_as_libc),
+        cmocka_unit_test(test_getaddrinfo_literals_as_libc),
         cmocka_unit_test(test_recvmmsg_sendmmsg),
         cmocka_unit_test(test_readv_writev_pipe),
         cmocka_unit_test(test_select_many_fds),
