@@ -21,8 +21,9 @@ struct content {
     char *text;
     int rc;
     int rc_after;
-    coil_id sleeper, joiner, receiver, sender, ready;
-    int recv_rc, send_rc, sleep_rc, join_rc;
+    coil_id sleeper, joiner, receiver, sender, ready, chooser;
+    int recv_rc, send_rc, sleep_rc, join_rc, choose_rc;
+    coil_chan *rx, *tx;
 };
 
 static struct content *content;
@@ -47,16 +48,27 @@ static void c_sender(void *arg) {
     content->send_rc = coil_chan_send(arg, &v);
 }
 
+static void c_chooser(void *arg) {
+    struct content *c = arg;
+    int in, out = 2;
+    coil_clause cl[2] = {{.ch = c->rx, .op = COIL_CHOOSE_RECV, .elem = &in},
+                         {.ch = c->tx, .op = COIL_CHOOSE_SEND, .elem = &out}};
+    c->choose_rc = coil_choose(cl, 2, COIL_FOREVER);
+}
+
 static void content_main(void *arg) {
     struct content *c = arg;
     coil_chan *rx, *tx;
     content = c;
     if (coil_chan_open(&rx, sizeof(int), 0) || coil_chan_open(&tx, sizeof(int), 0)) return;
+    c->rx = rx;
+    c->tx = tx;
     c->sleeper = coil_spawn(c_sleeper, NULL, &(coil_spawn_opts){.name = "dozer"});
     c->joiner = coil_spawn(c_joiner, NULL, &(coil_spawn_opts){.name = "waiter"});
     c->receiver = coil_spawn(c_receiver, rx, &(coil_spawn_opts){.name = "listener"});
     c->sender = coil_spawn(c_sender, tx, &(coil_spawn_opts){.name = "talker"});
-    coil_yield(); /* all four park */
+    c->chooser = coil_spawn(c_chooser, c, &(coil_spawn_opts){.name = "picker"});
+    coil_yield(); /* all five park */
     c->ready = coil_spawn(noop, NULL, &(coil_spawn_opts){.name = "eager"});
     size_t len = 0;
     FILE *f = open_memstream(&c->text, &len);
@@ -70,6 +82,7 @@ static void content_main(void *arg) {
     coil_join(c->joiner, COIL_FOREVER);
     coil_join(c->receiver, COIL_FOREVER);
     coil_join(c->sender, COIL_FOREVER);
+    coil_join(c->chooser, COIL_FOREVER);
     coil_join(c->ready, COIL_FOREVER);
     FILE *devnull = fopen("/dev/null", "w");
     if (devnull) {
@@ -96,8 +109,8 @@ static void test_dump_lists_every_tasklet(void **state) {
     COIL_RUN_OK(content_main, &c);
     assert_non_null(c.text);
     print_message("%s", c.text);
-    /* main, four parked, one runnable. */
-    assert_int_equal(c.rc, 6);
+    /* main, five parked, one runnable. */
+    assert_int_equal(c.rc, 7);
     assert_line(c.text, "\"main\"", 1, "running", NULL);
     assert_line(c.text, "\"dozer\"", c.sleeper, "waiting", "sleep");
     assert_line(c.text, "\"waiter\"", c.joiner, "join", NULL);
@@ -112,6 +125,9 @@ static void test_dump_lists_every_tasklet(void **state) {
     assert_line(c.text, "\"listener\"", c.receiver, "waiting", "chan recv");
     assert_line(c.text, "\"talker\"", c.sender, "waiting", "chan send");
     assert_line(c.text, "\"eager\"", c.ready, "runnable", NULL);
+    /* a choose names each of its clauses */
+    assert_line(c.text, "\"picker\"", c.chooser, "among 2: recv", " send ");
+    assert_true(c.choose_rc == 0 || c.choose_rc == 1); /* the first clause closed */
     assert_int_equal(c.sleep_rc, -ECANCELED);
     assert_int_equal(c.join_rc, 0);
     assert_int_equal(c.recv_rc, -EPIPE);
@@ -303,8 +319,8 @@ static int check_bounded(const char *text, const char *name, const char *count_p
             before_deep++;
         if (!strchr(l, '\n')) break;
     }
-    print_message("%s: %d frame lines, %d of coil's, %d of parked_deep, the last: %s", name,
-                  lines, before_deep, in_deep, last);
+    print_message("%s: %d frame lines, %d of coil's, %d of parked_deep, the last: %s", name, lines,
+                  before_deep, in_deep, last);
     assert_int_equal(lines, 33);
     assert_true(before_deep <= 8);
     assert_int_equal(before_deep + in_deep, 32);

@@ -343,6 +343,66 @@ static void test_choose_three_schedulers(void **state) {
     coil_chan_free(t.ready);
 }
 
+/* ---- a choose of more clauses than coil keeps on its stack ------------------ */
+
+/* 20 clauses: ten receives on one channel another scheduler sends on (the
+ * same channel ten times over), ten on channels of this scheduler nobody
+ * sends on. Each value comes through one clause of the shared channel; then,
+ * with nothing sent, the choose ends at its deadline. */
+enum { MANY_CLAUSES = 20 };
+
+struct manycl {
+    coil_chan *shared, *local[MANY_CLAUSES / 2];
+};
+
+static void manycl_sender(void *arg) {
+    struct manycl *m = arg;
+    for (int v = 1; v <= 3; v++) {
+        coil_sleep(2 * COIL_MSEC); /* so that the chooser waits first */
+        EXPECT_EQ(coil_chan_send(m->shared, &v), 0);
+    }
+}
+
+static void manycl_main(void *arg) {
+    struct manycl *m = arg;
+    coil_id s = coil_spawn_on(1, manycl_sender, m, NULL);
+    int v[MANY_CLAUSES];
+    coil_clause cl[MANY_CLAUSES];
+    for (int round = 1; round <= 4; round++) {
+        for (int i = 0; i < MANY_CLAUSES; i++) {
+            v[i] = 0;
+            cl[i] = (coil_clause){.ch = i < MANY_CLAUSES / 2 ? m->shared
+                                                             : m->local[i - MANY_CLAUSES / 2],
+                                  .op = COIL_CHOOSE_RECV,
+                                  .elem = &v[i]};
+        }
+        int r =
+            coil_choose(cl, MANY_CLAUSES, round < 4 ? COIL_FOREVER : coil_now() + 20 * COIL_MSEC);
+        if (round == 4) {
+            EXPECT_EQ(r, -ETIMEDOUT);
+            break;
+        }
+        if (!EXPECT(r >= 0 && r < MANY_CLAUSES / 2)) break;
+        EXPECT_EQ(cl[r].result, 0);
+        EXPECT_EQ(v[r], round);
+    }
+    EXPECT_EQ(coil_join(s, COIL_FOREVER), 0);
+}
+
+static void test_choose_many_clauses(void **state) {
+    (void)state;
+    struct manycl m;
+    assert_int_equal(coil_chan_open(&m.shared, sizeof(int), 0), 0);
+    for (int i = 0; i < MANY_CLAUSES / 2; i++)
+        assert_int_equal(coil_chan_open(&m.local[i], sizeof(int), 0), 0);
+    coil_test_reset_failures();
+    assert_int_equal(coil_run_group(2, manycl_main, &m), 0);
+    coil_test_assert_no_failure();
+    coil_chan_free(m.shared);
+    for (int i = 0; i < MANY_CLAUSES / 2; i++)
+        coil_chan_free(m.local[i]);
+}
+
 /* Choose races: a chooser on scheduler 0 waits on two channels; two senders
  * on schedulers 1 and 2 race to complete it. Each message is taken once. */
 struct race {
@@ -872,6 +932,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_stream_many_to_many),
         cmocka_unit_test(test_choose_three_schedulers),
         cmocka_unit_test(test_choose_race),
+        cmocka_unit_test(test_choose_many_clauses),
         cmocka_unit_test(test_close_error_kill_join_across),
         cmocka_unit_test(test_timeouts_race_completions),
         cmocka_unit_test(test_promotion_with_waiters),
