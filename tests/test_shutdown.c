@@ -477,6 +477,66 @@ static void test_leave_mode(void **state) {
     assert_int_equal(handler_default, 1); /* coil_run did not take it */
 }
 
+/* A handler the program installed for SIGTERM before coil_run (a plain one
+ * and an SA_SIGINFO one) is not taken: the signal reaches it while
+ * tasklets run, and coil_run goes on. One the program installs during
+ * coil_run is not put back over at its end. */
+static volatile sig_atomic_t program_saw;
+
+static void program_handler(int sig) {
+    program_saw = sig;
+}
+
+static void program_siginfo_handler(int sig, siginfo_t *si, void *uc) {
+    (void)si;
+    (void)uc;
+    program_saw = sig + 100;
+}
+
+static void own_handler_main(void *arg) {
+    int *step = arg;
+    raise(SIGTERM);
+    EXPECT_EQ(coil_sleep(5 * COIL_MSEC), 0); /* not cancelled: no shutdown */
+    *step = 1;
+}
+
+static void install_during_main(void *arg) {
+    (void)arg;
+    signal(SIGTERM, program_handler);
+}
+
+static void test_program_handlers_stay_the_programs(void **state) {
+    (void)state;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = program_handler;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGTERM, &sa, &old), 0);
+    int step = 0;
+    program_saw = 0;
+    assert_int_equal(coil_run(own_handler_main, &step), 0);
+    assert_int_equal(step, 1);
+    assert_int_equal(program_saw, SIGTERM);
+
+    sa.sa_handler = NULL;
+    sa.sa_sigaction = program_siginfo_handler;
+    sa.sa_flags = SA_SIGINFO;
+    assert_int_equal(sigaction(SIGTERM, &sa, NULL), 0);
+    step = 0;
+    program_saw = 0;
+    assert_int_equal(coil_run(own_handler_main, &step), 0);
+    assert_int_equal(step, 1);
+    assert_int_equal(program_saw, SIGTERM + 100);
+
+    /* default before, the program's own after: kept */
+    signal(SIGTERM, SIG_DFL);
+    assert_int_equal(coil_run(install_during_main, NULL), 0);
+    struct sigaction now;
+    assert_int_equal(sigaction(SIGTERM, NULL, &now), 0);
+    assert_true(now.sa_handler == program_handler);
+    assert_int_equal(sigaction(SIGTERM, &old, NULL), 0);
+}
+
 static void test_setting_errors(void **state) {
     (void)state;
     assert_int_equal(coil_set_shutdown_signals(3), -EINVAL);
@@ -557,6 +617,7 @@ int main(void) {
         cmocka_unit_test(test_ignored_sigint_left_by_default),
         cmocka_unit_test(test_ignored_sigint_taken_on_request),
         cmocka_unit_test(test_leave_mode),
+        cmocka_unit_test(test_program_handlers_stay_the_programs),
         cmocka_unit_test(test_setting_errors),
         cmocka_unit_test(test_killed_query),
         cmocka_unit_test(test_no_fd_left),
