@@ -462,15 +462,30 @@ static void own_urg(int sig) {
     own_urgs++;
 }
 
+static void own_urg_info(int sig, siginfo_t *si, void *uc) {
+    (void)sig;
+    (void)uc;
+    if (si && si->si_signo == SIGURG) own_urgs++;
+}
+
 static void urg_main(void *arg) {
     (void)arg;
     raise(SIGURG); /* the program's: its handler gets it, no report */
     coil_spawn(spinner, NULL, &(coil_spawn_opts){.name = "spinner"});
 }
 
+/* arg: non-NULL for an SA_SIGINFO handler, else a plain one. */
 static void own_handler_child(void *arg) {
-    (void)arg;
-    signal(SIGURG, own_urg);
+    if (arg) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = own_urg_info;
+        sa.sa_flags = SA_SIGINFO;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGURG, &sa, NULL);
+    } else {
+        signal(SIGURG, own_urg);
+    }
     if (coil_watchdog(THRESHOLD) != 0) _exit(3);
     int rc = coil_run(urg_main, NULL);
     fprintf(stderr, "coil_run=%d own=%d\n", rc, (int)own_urgs);
@@ -481,10 +496,9 @@ static void own_handler_child(void *arg) {
     fprintf(stderr, "after=%d\n", (int)own_urgs);
 }
 
-static void test_program_handler_kept(void **state) {
-    (void)state;
+static void program_handler_kept(bool siginfo) {
     struct coil_test_child c;
-    coil_test_fork_run(&c, own_handler_child, NULL, 30000);
+    coil_test_fork_run(&c, own_handler_child, siginfo ? &c : NULL, 30000);
     bool ok = coil_test_child_exited(&c, 0) && strstr(c.err, "coil_run=0 own=1") &&
               strstr(c.err, "after=2") &&
               reported(c.err, "\"spinner\" has held its scheduler", "watchdog_busy_loop") &&
@@ -492,9 +506,17 @@ static void test_program_handler_kept(void **state) {
     if (!ok) {
         coil_test_child_describe(&c);
         coil_test_child_free(&c);
-        fail_msg("with a SIGURG handler of the program's: its signals or the reports went astray");
+        fail_msg("with a SIGURG handler of the program's (%s): its signals or the reports went "
+                 "astray",
+                 siginfo ? "SA_SIGINFO" : "plain");
     }
     coil_test_child_free(&c);
+}
+
+static void test_program_handler_kept(void **state) {
+    (void)state;
+    program_handler_kept(false);
+    program_handler_kept(true);
 }
 
 int main(void) {
