@@ -2,7 +2,8 @@
  * programs built with _FORTIFY_SOURCE. Covered:
  *  - invalid arguments (a NULL or malformed timespec, a negative timeval, a
  *    negative nfds, a CPU-time or unknown clock, a vector count out of
- *    range, a recvmmsg of no messages): each call made inside a tasklet
+ *    range, a recvmmsg of no messages, a NULL buffer, a wait with no child,
+ *    an offset or flags the call refuses): each call made inside a tasklet
  *    answers exactly as the same call made outside coil_run (libc's answer):
  *    the same result and the same errno;
  *  - getaddrinfo of literal hosts and of "localhost", with and without
@@ -35,6 +36,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "plugin/calls.h" /* after the system headers: it renames their calls */
@@ -48,7 +50,7 @@ struct answer {
     int err;
 };
 
-enum { EDGES = 15 };
+enum { EDGES = 29 };
 
 static const char *const edge_names[EDGES] = {
     "nanosleep(NULL)",
@@ -66,28 +68,43 @@ static const char *const edge_names[EDGES] = {
     "readv(iovcnt -1)",
     "writev(iovcnt -1)",
     "readv(iovcnt IOV_MAX + 1)",
+    "write(NULL, 1)",
+    "send(NULL, 1)",
+    "sendto(NULL, 1)",
+    "wait4(-1, WNOHANG), no child",
+    "wait4(-1), no child",
+    "waitid(P_ALL, WEXITED | WNOHANG), no child",
+    "waitid(P_ALL, WEXITED), no child",
+    "ppoll(tv_sec -1)",
+    "pselect(tv_nsec -1)",
+    "recvmmsg(tv_sec -1)",
+    "pwritev(iovcnt -1)",
+    "preadv2(RWF_NOWAIT) of a pipe",
+    "pwritev2(offset -2)",
+    "dup3(O_NONBLOCK)",
 };
 
 struct edges {
-    int pipe[2], dgram[2];
+    int pipe[2], dgram[2], stream[2], file;
     struct answer libc[EDGES], coil[EDGES];
 };
 
 /* Valgrind reports a NULL passed to the kernel (which answers EFAULT) as
  * an error of the program's: those two calls are made natively only. */
 static bool edge_skipped(int i) {
-    return coil_test_under_valgrind() && (i == 0 || i == 3);
+    return coil_test_under_valgrind() && (i == 0 || i == 3 || (i >= 15 && i <= 17));
 }
 
 /* Makes edge call i; errno is cleared before, so that a call which leaves
  * errno alone shows as 0 in both columns. */
 static struct answer edge(struct edges *x, int i) {
-    if (edge_skipped(i)) return (struct answer){i == 0 ? -1 : EFAULT, i == 0 ? EFAULT : 0};
-    static const struct timespec bad = {0, 2000000000}, neg = {-1, 0}, tiny = {0, 1000};
+    if (edge_skipped(i)) return (struct answer){i == 3 ? EFAULT : -1, i == 3 ? 0 : EFAULT};
+    static const struct timespec bad = {0, 2000000000}, neg = {-1, 0}, neg_ns = {0, -1},
+                                 tiny = {0, 1000};
     struct timespec ten_ms = {0, 10000000};
     struct timeval tv_neg = {-1, 0}, tv_ten = {0, 10000};
     static struct iovec iov[IOV_MAX + 1];
-    char byte;
+    char byte = 0;
     iov[0] = (struct iovec){&byte, 1};
     struct mmsghdr vec[1] = {{.msg_hdr = {.msg_iov = iov, .msg_iovlen = 1}}};
     long r = 0;
@@ -108,6 +125,20 @@ static struct answer edge(struct edges *x, int i) {
     case 12: r = coil_tc_readv(x->pipe[0], iov, -1); break;
     case 13: r = coil_tc_writev(x->pipe[1], iov, -1); break;
     case 14: r = coil_tc_readv(x->pipe[0], iov, IOV_MAX + 1); break;
+    case 15: r = coil_tc_write(x->pipe[1], NULL, 1); break;
+    case 16: r = coil_tc_send(x->stream[0], NULL, 1, 0); break;
+    case 17: r = coil_tc_sendto(x->dgram[0], NULL, 1, 0, NULL, 0); break;
+    case 18: r = coil_tc_wait4(-1, NULL, WNOHANG); break;
+    case 19: r = coil_tc_wait4(-1, NULL, 0); break;
+    case 20: r = coil_tc_waitid_all(WEXITED | WNOHANG); break;
+    case 21: r = coil_tc_waitid_all(WEXITED); break;
+    case 22: r = coil_tc_ppoll(NULL, 0, &neg); break;
+    case 23: r = coil_tc_pselect(0, NULL, NULL, NULL, &neg_ns); break;
+    case 24: r = coil_tc_recvmmsg(x->dgram[0], vec, 1, 0, (struct timespec *)&neg); break;
+    case 25: r = coil_tc_pwritev(x->file, iov, -1, 0); break;
+    case 26: r = coil_tc_preadv2(x->pipe[0], iov, 1, 0, RWF_NOWAIT); break;
+    case 27: r = coil_tc_pwritev2(x->file, iov, 1, -2, 0); break;
+    case 28: r = coil_tc_dup3(x->pipe[0], x->file, O_NONBLOCK); break;
     }
     return (struct answer){r, errno};
 }
@@ -122,7 +153,12 @@ static void test_invalid_arguments_as_libc(void **state) {
     (void)state;
     struct edges x;
     assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, x.dgram), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, x.stream), 0);
     assert_int_equal(pipe(x.pipe), 0);
+    char path[] = "./coil-edges-XXXXXX";
+    x.file = mkstemp(path);
+    assert_true(x.file >= 0);
+    unlink(path);
     for (int i = 0; i < EDGES; i++)
         x.libc[i] = edge(&x, i);
     COIL_RUN_CHECKED(edges_main, &x);
@@ -143,6 +179,18 @@ static void test_invalid_arguments_as_libc(void **state) {
     assert_int_equal(x.coil[11].r, 0);
     for (int i = 12; i <= 14; i++)
         assert_int_equal(x.coil[i].err, EINVAL);
+    for (int i = 15; i <= 17; i++)
+        assert_int_equal(x.coil[i].err, EFAULT);
+    for (int i = 18; i <= 21; i++)
+        assert_int_equal(x.coil[i].err, ECHILD);
+    for (int i = 22; i <= 25; i++)
+        assert_int_equal(x.coil[i].err, EINVAL);
+    assert_int_equal(x.coil[26].err, ESPIPE);
+    assert_int_equal(x.coil[27].err, EINVAL);
+    assert_int_equal(x.coil[28].err, EINVAL);
+    close(x.file);
+    close(x.stream[0]);
+    close(x.stream[1]);
     close(x.pipe[0]);
     close(x.pipe[1]);
     close(x.dgram[0]);

@@ -18,6 +18,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -220,4 +221,22 @@ int coil_tc_poll_chk(struct pollfd *fds, unsigned long n, int timeout_ms, size_t
 int coil_tc_ppoll_chk(struct pollfd *fds, unsigned long n, const struct timespec *ts,
                       size_t fdslen) {
     return __ppoll_chk(fds, n, ts, NULL, fdslen);
+}
+
+ssize_t coil_tc_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+                       socklen_t len) {
+    return sendto(fd, buf, n, flags, addr, len);
+}
+
+int coil_tc_wait4(int pid, int *status, int options) {
+    return wait4(pid, status, options, NULL);
+}
+
+int coil_tc_waitid_all(int options) {
+    siginfo_t info;
+    return waitid(P_ALL, 0, &info, options);
+}
+
+int coil_tc_dup3(int oldfd, int newfd, int flags) {
+    return dup3(oldfd, newfd, flags);
 }

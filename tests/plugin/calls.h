@@ -60,6 +60,11 @@ int coil_tc_select(int nfds, void *rd, void *wr, void *ex, struct timeval *tv); 
 int coil_tc_pselect(int nfds, void *rd, void *wr, void *ex, const struct timespec *ts);
 int coil_tc_nanosleep(const struct timespec *req, struct timespec *rem);
 int coil_tc_clock_nanosleep(int clk, int flags, const struct timespec *req, struct timespec *rem);
+ssize_t coil_tc_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+                       socklen_t len);
+int coil_tc_wait4(int pid, int *status, int options);
+int coil_tc_waitid_all(int options); /* waitid(P_ALL, 0, &info, options) */
+int coil_tc_dup3(int oldfd, int newfd, int flags);
 ssize_t coil_tc_read_chk(int fd, void *buf, size_t n, size_t buflen);
 ssize_t coil_tc_recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
 ssize_t coil_tc_recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
