@@ -90,15 +90,28 @@ struct edges {
 };
 
 /* Valgrind reports a NULL passed to the kernel (which answers EFAULT) as
- * an error of the program's: those two calls are made natively only. */
+ * an error of the program's: those calls are not made under it. qemu-user
+ * (Debian 12's 7.2) does not check recvmmsg's timeout: libc's own call
+ * waits for a datagram there instead of failing with EINVAL. */
 static bool edge_skipped(int i) {
+    if (coil_test_under_qemu() && (i == 10 || i == 24)) return true;
     return coil_test_under_valgrind() && (i == 0 || i == 3 || (i >= 15 && i <= 17));
 }
+
+/* What each call must answer: its result and errno (clock_nanosleep
+ * returns its error and leaves errno alone). */
+static const struct answer edge_want[EDGES] = {
+    {-1, EFAULT}, {-1, EINVAL}, {EINVAL, 0},  {EFAULT, 0},  {EINVAL, 0},  {EINVAL, 0},
+    {-1, EINVAL}, {-1, EINVAL}, {-1, EINVAL}, {-1, EINVAL}, {-1, EINVAL}, {0, 0},
+    {-1, EINVAL}, {-1, EINVAL}, {-1, EINVAL}, {-1, EFAULT}, {-1, EFAULT}, {-1, EFAULT},
+    {-1, ECHILD}, {-1, ECHILD}, {-1, ECHILD}, {-1, ECHILD}, {-1, EINVAL}, {-1, EINVAL},
+    {-1, EINVAL}, {-1, EINVAL}, {-1, ESPIPE}, {-1, EINVAL}, {-1, EINVAL},
+};
 
 /* Makes edge call i; errno is cleared before, so that a call which leaves
  * errno alone shows as 0 in both columns. */
 static struct answer edge(struct edges *x, int i) {
-    if (edge_skipped(i)) return (struct answer){i == 3 ? EFAULT : -1, i == 3 ? 0 : EFAULT};
+    if (edge_skipped(i)) return edge_want[i];
     static const struct timespec bad = {0, 2000000000}, neg = {-1, 0}, neg_ns = {0, -1},
                                  tiny = {0, 1000};
     struct timespec ten_ms = {0, 10000000};
@@ -167,27 +180,16 @@ static void test_invalid_arguments_as_libc(void **state) {
             fail_msg("%s: libc %ld errno %d, in a tasklet %ld errno %d", edge_names[i], x.libc[i].r,
                      x.libc[i].err, x.coil[i].r, x.coil[i].err);
     }
-    /* The exact errors, which the comparison alone would not pin down. */
-    assert_int_equal(x.coil[0].err, EFAULT);
-    assert_int_equal(x.coil[1].err, EINVAL);
-    assert_int_equal(x.coil[2].r, EINVAL); /* clock_nanosleep returns the error */
-    assert_int_equal(x.coil[3].r, EFAULT);
-    assert_int_equal(x.coil[4].r, EINVAL);
-    assert_int_equal(x.coil[5].r, EINVAL);
-    for (int i = 6; i <= 10; i++)
-        assert_int_equal(x.coil[i].err, EINVAL);
-    assert_int_equal(x.coil[11].r, 0);
-    for (int i = 12; i <= 14; i++)
-        assert_int_equal(x.coil[i].err, EINVAL);
-    for (int i = 15; i <= 17; i++)
-        assert_int_equal(x.coil[i].err, EFAULT);
-    for (int i = 18; i <= 21; i++)
-        assert_int_equal(x.coil[i].err, ECHILD);
-    for (int i = 22; i <= 25; i++)
-        assert_int_equal(x.coil[i].err, EINVAL);
-    assert_int_equal(x.coil[26].err, ESPIPE);
-    assert_int_equal(x.coil[27].err, EINVAL);
-    assert_int_equal(x.coil[28].err, EINVAL);
+    /* The exact answers, which the comparison alone would not pin down. */
+    for (int i = 0; i < EDGES; i++) {
+        struct answer want = edge_want[i];
+        /* qemu-user 7.2 fails preadv2 with any flag set (EOPNOTSUPP), with
+         * or without coil (test_install_pread.c). */
+        if (i == 26 && coil_test_under_qemu()) want.err = EOPNOTSUPP;
+        if (x.coil[i].r != want.r || x.coil[i].err != want.err)
+            fail_msg("%s: %ld errno %d, want %ld errno %d", edge_names[i], x.coil[i].r,
+                     x.coil[i].err, want.r, want.err);
+    }
     close(x.file);
     close(x.stream[0]);
     close(x.stream[1]);
