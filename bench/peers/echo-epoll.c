@@ -1,11 +1,15 @@
 /*
  * echo-epoll: the hand-written epoll echo server coil-echo is measured against.
  *
- *   echo-epoll PORT        listens on 127.0.0.1:PORT until killed
+ *   echo-epoll PORT [BUFSIZE]   listens on 127.0.0.1:PORT until killed
  *
  * One thread, level-triggered epoll, every connection non-blocking. On each
  * readiness event: one read into a single static buffer, one write of what was
  * read: the callback-style code a tasklet-per-connection server has to match.
+ * With BUFSIZE, each connection reads into a page-aligned buffer of its own of
+ * that size instead, as a tasklet reads into its own stack: the hand-written
+ * server with a tasklet server's per-connection memory (docs/benchmarks.md,
+ * "The epoll backend at 1,000 connections").
  * A write that the socket takes only in part (never with a benchmark's small
  * messages) keeps the rest in a per-connection buffer and waits for EPOLLOUT,
  * reading nothing more from that connection until it is sent, so the server
@@ -82,8 +86,13 @@ static void flush(int ep, int fd) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: echo-epoll PORT\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: echo-epoll PORT [BUFSIZE]\n");
+        return 2;
+    }
+    size_t own = argc == 3 ? strtoul(argv[2], NULL, 10) : 0; /* per-connection buffers */
+    if (argc == 3 && (own < 1 || own % 4096)) {
+        fprintf(stderr, "echo-epoll: BUFSIZE must be a positive multiple of 4096\n");
         return 2;
     }
     struct rlimit rl = {1 << 20, 1 << 20};
@@ -100,7 +109,9 @@ int main(int argc, char **argv) {
     int ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event lev = {.events = EPOLLIN, .data.fd = ls}, evs[256];
     epoll_ctl(ep, EPOLL_CTL_ADD, ls, &lev);
-    static char buf[64 * 1024];
+    static char one_buf[64 * 1024];
+    char **bufs = NULL; /* with BUFSIZE: by fd, kept for the number's next connection */
+    size_t nbufs = 0;
     for (;;) {
         int k = epoll_wait(ep, evs, 256, -1);
         if (k < 0 && errno != EINTR) {
@@ -122,7 +133,22 @@ int main(int argc, char **argv) {
                 flush(ep, fd);
                 continue;
             }
-            ssize_t r = read(fd, buf, sizeof buf);
+            char *buf = one_buf;
+            size_t len = sizeof one_buf;
+            if (own) {
+                if ((size_t)fd >= nbufs) {
+                    size_t n = (size_t)fd * 2 + 64;
+                    char **g = realloc(bufs, n * sizeof *g);
+                    if (!g) return 1;
+                    memset(g + nbufs, 0, (n - nbufs) * sizeof *g);
+                    bufs = g;
+                    nbufs = n;
+                }
+                if (!bufs[fd] && !(bufs[fd] = aligned_alloc(4096, own))) return 1;
+                buf = bufs[fd];
+                len = own;
+            }
+            ssize_t r = read(fd, buf, len);
             if (r < 0 && errno == EAGAIN) continue;
             if (r <= 0) {
                 drop(ep, fd);
