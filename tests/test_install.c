@@ -252,6 +252,16 @@ static void park_call(void *arg) {
     p->done = true;
 }
 
+/* Waits, after the call's wait time, until the ticker has ticked more than
+ * twice (the proof that the thread is not blocked) or *done is set, for 10 s
+ * at most: a hand-shake rather than a count within a fixed window, which a
+ * CPU-starved run (the suite beside a parallel build) could miss. */
+static void await_ticks(const struct coil_test_ticker *t, const bool *done) {
+    int64_t limit = coil_now() + 10 * COIL_SEC;
+    while (t->ticks <= 2 && !(done && *(const volatile bool *)done) && coil_now() < limit)
+        coil_sleep(MS(1));
+}
+
 static void park_main(void *arg) {
     struct park *p = arg;
     struct coil_test_ticker ticker = {0};
@@ -259,6 +269,7 @@ static void park_main(void *arg) {
     p->waiter = coil_spawn(park_call, p, NULL);
     EXPECT(p->waiter > 0);
     EXPECT_EQ(coil_sleep(p->wait_ns ? p->wait_ns : MS(100)), 0);
+    await_ticks(&ticker, &p->done);
     p->ticks = ticker.ticks;
     EXPECT(!p->done);         /* the call still waits... */
     EXPECT(ticker.ticks > 2); /* ...and the thread is not blocked */
@@ -1867,6 +1878,7 @@ static void multi_main(void *arg) {
         EXPECT(m->p[i].waiter > 0);
     }
     EXPECT_EQ(coil_sleep(MS(100)), 0);
+    await_ticks(&ticker, NULL);
     EXPECT(ticker.ticks > 2);
     for (size_t i = 0; i < m->n; i++)
         EXPECT(!m->p[i].done);
@@ -2270,8 +2282,29 @@ static pid_t child_exiting(int ms, int code) {
     return pid;
 }
 
+/* A child that exits with code once a byte comes on the pipe (or the pipe
+ * closes), or by itself after 10 s: the parent decides when, so that a check
+ * made while it waits is a hand-shake, not a race with a timer (a CPU-starved
+ * run, the suite beside a parallel build, ticked too few times in a fixed
+ * 200 ms). *release gets the write end. */
+static pid_t child_released(int *release, int code) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[1]);
+        struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+        poll(&pfd, 1, 10 * 1000);
+        _exit(code);
+    }
+    close(p[0]);
+    *release = p[1];
+    return pid;
+}
+
 struct waiter {
-    int form; /* 0 waitpid(pid), 1 wait4(-1), 2 waitid(P_PID), 3 wait(), 4 waitid(P_ALL) */
+    int form;    /* 0 waitpid(pid), 1 wait4(-1), 2 waitid(P_PID), 3 wait(), 4 waitid(P_ALL) */
+    int release; /* the child exits once this is written (child_released) */
     pid_t pid;
     pid_t r;
     int err, status, ticks;
@@ -2280,11 +2313,16 @@ struct waiter {
     bool done;
 };
 
+/* Ticks while the wait waits, and lets the child exit after the fifth tick:
+ * if the wait blocked the thread, no tick comes until the child gives up. */
 static void waiter_ticker(void *arg) {
     struct waiter *w = arg;
     while (!w->done) {
         coil_sleep(MS(10));
-        w->ticks++;
+        if (++w->ticks == 5) {
+            EXPECT_EQ(write(w->release, "x", 1), 1);
+            close_fd(&w->release);
+        }
     }
 }
 
@@ -2307,10 +2345,11 @@ static void test_wait_for_child_parks(void **state) {
     (void)state;
     NEED("waitpid", "wait4", "waitid", "wait");
     for (int form = 0; form <= 4; form++) {
-        struct waiter w = {.form = form};
-        w.pid = child_exiting(200, 7);
+        struct waiter w = {.form = form, .release = -1};
+        w.pid = child_released(&w.release, 7);
         assert_true(w.pid > 0);
         COIL_RUN_CHECKED(waiter_main, &w);
+        close_fd(&w.release);
         if (form == 2 || form == 4) {
             assert_int_equal(w.r, 0);
             assert_int_equal(w.info.si_pid, w.pid);
@@ -2321,7 +2360,7 @@ static void test_wait_for_child_parks(void **state) {
             assert_true(WIFEXITED(w.status));
             assert_int_equal(WEXITSTATUS(w.status), 7);
         }
-        /* The ticker ran while the child slept: the wait parked. */
+        /* The ticker released the child: the wait parked. */
         assert_true(w.ticks >= 5);
     }
 }
