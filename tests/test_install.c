@@ -258,7 +258,7 @@ static void park_call(void *arg) {
  * CPU-starved run (the suite beside a parallel build) could miss. */
 static void await_ticks(const struct coil_test_ticker *t, const bool *done) {
     int64_t limit = coil_now() + 10 * COIL_SEC;
-    while (t->ticks <= 2 && !(done && *(const volatile bool *)done) && coil_now() < limit)
+    while (t->ticks <= 2 && !(done && *done) && coil_now() < limit) /* coil_sleep: reloaded */
         coil_sleep(MS(1));
 }
 

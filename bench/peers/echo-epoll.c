@@ -32,14 +32,32 @@ struct backlog { /* bytes a short write left behind */
     char data[];
 };
 
-static struct backlog **held; /* indexed by fd */
-static size_t nheld;
+/* What a connection has beside its fd, indexed by fd. */
+struct conn {
+    struct backlog *held; /* bytes waiting for EPOLLOUT, or NULL */
+    char *buf;            /* with BUFSIZE: its own buffer, kept for the number's next connection */
+};
+static struct conn *conns;
+static size_t nconns;
+
+/* fd's entry, the table grown as needed; NULL when out of memory. */
+static struct conn *conn_of(int fd) {
+    if ((size_t)fd >= nconns) {
+        size_t n = (size_t)fd * 2 + 64;
+        struct conn *g = realloc(conns, n * sizeof *g);
+        if (!g) return NULL;
+        memset(g + nconns, 0, (n - nconns) * sizeof *g);
+        conns = g;
+        nconns = n;
+    }
+    return &conns[fd];
+}
 
 static void drop(int ep, int fd) {
     epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
-    if ((size_t)fd < nheld) {
-        free(held[fd]);
-        held[fd] = NULL;
+    if ((size_t)fd < nconns) {
+        free(conns[fd].held);
+        conns[fd].held = NULL;
     }
     close(fd);
 }
@@ -51,27 +69,21 @@ static void interest(int ep, int fd, unsigned events) {
 
 /* Keeps buf[off..len) for EPOLLOUT. */
 static int hold(int ep, int fd, const char *buf, size_t len) {
-    if ((size_t)fd >= nheld) {
-        size_t n = (size_t)fd * 2 + 64;
-        struct backlog **g = realloc(held, n * sizeof *g);
-        if (!g) return -1;
-        memset(g + nheld, 0, (n - nheld) * sizeof *g);
-        held = g;
-        nheld = n;
-    }
+    struct conn *c = conn_of(fd);
+    if (!c) return -1;
     struct backlog *b = malloc(sizeof *b + len);
     if (!b) return -1;
     b->len = len;
     b->off = 0;
     memcpy(b->data, buf, len);
-    held[fd] = b;
+    c->held = b;
     interest(ep, fd, EPOLLOUT);
     return 0;
 }
 
 /* Writes what a short write left; back to reading once it is all out. */
 static void flush(int ep, int fd) {
-    struct backlog *b = held[fd];
+    struct backlog *b = conns[fd].held;
     ssize_t w = write(fd, b->data + b->off, b->len - b->off);
     if (w < 0 && errno == EAGAIN) return;
     if (w <= 0) {
@@ -81,7 +93,7 @@ static void flush(int ep, int fd) {
     b->off += (size_t)w;
     if (b->off < b->len) return;
     free(b);
-    held[fd] = NULL;
+    conns[fd].held = NULL;
     interest(ep, fd, EPOLLIN);
 }
 
@@ -110,8 +122,6 @@ int main(int argc, char **argv) {
     struct epoll_event lev = {.events = EPOLLIN, .data.fd = ls}, evs[256];
     epoll_ctl(ep, EPOLL_CTL_ADD, ls, &lev);
     static char one_buf[64 * 1024];
-    char **bufs = NULL; /* with BUFSIZE: by fd, kept for the number's next connection */
-    size_t nbufs = 0;
     for (;;) {
         int k = epoll_wait(ep, evs, 256, -1);
         if (k < 0 && errno != EINTR) {
@@ -124,6 +134,11 @@ int main(int argc, char **argv) {
                 int c;
                 while ((c = accept4(ls, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
                     setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    struct conn *cn = own ? conn_of(c) : NULL;
+                    if (own && (!cn || (!cn->buf && !(cn->buf = aligned_alloc(4096, own))))) {
+                        close(c);
+                        continue;
+                    }
                     struct epoll_event ev = {.events = EPOLLIN, .data.fd = c};
                     epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
                 }
@@ -133,21 +148,8 @@ int main(int argc, char **argv) {
                 flush(ep, fd);
                 continue;
             }
-            char *buf = one_buf;
-            size_t len = sizeof one_buf;
-            if (own) {
-                if ((size_t)fd >= nbufs) {
-                    size_t n = (size_t)fd * 2 + 64;
-                    char **g = realloc(bufs, n * sizeof *g);
-                    if (!g) return 1;
-                    memset(g + nbufs, 0, (n - nbufs) * sizeof *g);
-                    bufs = g;
-                    nbufs = n;
-                }
-                if (!bufs[fd] && !(bufs[fd] = aligned_alloc(4096, own))) return 1;
-                buf = bufs[fd];
-                len = own;
-            }
+            char *buf = own ? conns[fd].buf : one_buf;
+            size_t len = own ? own : sizeof one_buf;
             ssize_t r = read(fd, buf, len);
             if (r < 0 && errno == EAGAIN) continue;
             if (r <= 0) {
