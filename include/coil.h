@@ -1084,6 +1084,16 @@ COIL_API int coil_signal_wait(const sigset_t *set, int64_t deadline);
  * for ever (pthread: EDEADLK or a deadlock); tasklets waiting on each other's
  * locks hang, unseen by the deadlock detector.
  *
+ * Thread-specific data: inside a tasklet, pthread_getspecific and
+ * pthread_setspecific (a library's per-thread state: OpenSSL's error queue)
+ * are the tasklet's own, as if each tasklet were a thread: it starts with
+ * every key NULL (whatever its thread has set), and at its end each value it
+ * set whose key has a destructor goes to that destructor, in pthread's
+ * rounds, on the tasklet (in the same rounds as its coil_local values,
+ * before its joiners hear of its end). Outside tasklets they are libc's. This needs
+ * glibc's table of keys; with a C library that has none it is left out and
+ * the data stays the thread's. __thread variables are the thread's.
+ *
  * Every libc call that can block, diverted or not and why:
  * docs/install-calls.md. A program that cannot call it is installed at load
  * time with COIL_INSTALL=1 in its environment. Callable anywhere, idempotent.

@@ -606,6 +606,17 @@ void coil__chan_describe_wait(const struct coil__tasklet *t, FILE *out);
 /* Runs the destructors of t's tasklet-local values (t is the running
  * tasklet, whose fn has returned) and frees its storage. */
 void coil__locals_end(struct coil__tasklet *t);
+#ifndef _WIN32
+/* coil_install's thread-specific data (src/unix/tsd.c): t's value of pthread
+ * key `key`, if it was set while the key's sequence number in glibc's table
+ * was seq (else NULL); and setting it (0, or ENOMEM). Kept with t's
+ * tasklet-local values (src/local.c). */
+void *coil__tsd_get(struct coil__tasklet *t, unsigned key, uintptr_t seq);
+int coil__tsd_set(struct coil__tasklet *t, unsigned key, uintptr_t seq, void *value);
+/* The destructor of pthread key `key` while its sequence number is still
+ * seq; NULL when it has none or was deleted since. */
+void (*coil__tsd_destructor(unsigned key, uintptr_t seq))(void *);
+#endif
 static inline void coil__locals_run(struct coil__tasklet *t) {
     if (COIL_UNLIKELY(t->locals != NULL)) coil__locals_end(t);
 }
@@ -960,6 +971,19 @@ extern const size_t coil__nwraps;
 /* The pthread locks and semaphores (src/unix/locks.c). */
 extern const struct coil__wrap coil__lock_wraps[];
 extern const size_t coil__nlock_wraps;
+/* pthread_getspecific and pthread_setspecific (src/unix/tsd.c): empty
+ * (coil__ntsd_wraps 0) when this C library's key table cannot be read; see
+ * coil__tsd_probe. */
+extern const struct coil__wrap coil__tsd_wraps[];
+extern size_t coil__ntsd_wraps;
+/* Learns where glibc keeps its pthread keys (once; under the install lock):
+ * without that, thread-specific data stays the thread's. */
+void coil__tsd_probe(void);
+/* An address inside the sanitizer runtime of the process (ASan, TSan, UBSan:
+ * the object that defines __sanitizer_print_stack_trace), or 0: that
+ * object's pthread_getspecific calls find the thread's own state and are
+ * not diverted. Set by coil__tsd_probe. */
+extern uintptr_t coil__tsd_runtime;
 /* Writes what a tasklet parked on a pthread lock waits on (for coil_dump). */
 void coil__lock_describe_wait(const struct coil__tasklet *t, FILE *out);
 /* Between coil_install and coil_uninstall: a wrapper called inside a

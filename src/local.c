@@ -7,6 +7,14 @@
  * set; delete bumps the generation, so a deleted key, and every value a
  * tasklet stored under it, is told from a later key in the same slot. A
  * tasklet's table keeps, per slot, the whole key its value was set under.
+ *
+ * Under coil_install the same record also holds the tasklet's pthread
+ * thread-specific data (src/unix/tsd.c diverts pthread_getspecific and
+ * pthread_setspecific to coil__tsd_get and coil__tsd_set): per pthread key,
+ * the value and the key's sequence number in glibc's table when it was set,
+ * so that a value stored under a key since deleted (and perhaps created
+ * again in the same slot) is told from the new key's, as glibc tells them.
+ * Both tables get the destructor rounds at the tasklet's end.
  */
 #include "internal.h"
 
@@ -25,13 +33,39 @@ struct key_slot {
 static struct key_slot keys[COIL_KEYS_MAX];
 static pthread_mutex_t keys_lock = PTHREAD_MUTEX_INITIALIZER;
 
-struct coil__locals {
-    size_t cap; /* slots 0 .. cap-1 */
-    struct {
-        coil_key key; /* the key value was set under (0: none) */
-        void *value;
-    } v[];
+struct local_value {
+    coil_key key; /* the key value was set under (0: none) */
+    void *value;
 };
+
+struct tsd_value {
+    uintptr_t seq; /* the pthread key's sequence number when value was set */
+    void *value;
+};
+
+struct coil__locals {
+    size_t cap; /* coil's keys: slots 0 .. cap-1 of v */
+    struct local_value *v;
+    size_t tsd_cap; /* pthread's keys: 0 .. tsd_cap-1 of tsd */
+    struct tsd_value *tsd;
+};
+
+/* t's record, made empty the first time. */
+static struct coil__locals *locals_of(struct coil__tasklet *t) {
+    if (!t->locals) t->locals = calloc(1, sizeof *t->locals);
+    return t->locals;
+}
+
+/* The array v of *cap elements of size elem grown to hold index i (> *cap
+ * - 1), the new elements zeroed and *cap updated; NULL when out of memory
+ * (v and *cap unchanged). */
+static void *table_grow(void *v, size_t *cap, size_t elem, size_t i) {
+    char *grown = realloc(v, (i + 1) * elem);
+    if (!grown) return NULL;
+    memset(grown + *cap * elem, 0, (i + 1 - *cap) * elem);
+    *cap = i + 1;
+    return grown;
+}
 
 static uint32_t key_slot(coil_key key) {
     return key & ((1u << SLOT_BITS) - 1);
@@ -84,12 +118,10 @@ int coil_local_set(coil_key key, void *value) {
     struct coil__locals *l = t->locals;
     if (!l || slot >= l->cap) {
         if (!value) return 0; /* nothing to clear */
-        size_t old = l ? l->cap : 0, cap = slot + 1;
-        l = realloc(l, sizeof *l + cap * sizeof l->v[0]);
-        if (!l) return -ENOMEM;
-        memset(&l->v[old], 0, (cap - old) * sizeof l->v[0]);
-        l->cap = cap;
-        t->locals = l;
+        if (!(l = locals_of(t))) return -ENOMEM;
+        void *v = table_grow(l->v, &l->cap, sizeof l->v[0], slot);
+        if (!v) return -ENOMEM;
+        l->v = v;
     }
     l->v[slot].key = key;
     l->v[slot].value = value;
@@ -114,26 +146,80 @@ static void (*destructor_of(coil_key key))(void *) {
     return d;
 }
 
-/* pthread's rounds: each value is cleared before its destructor gets it, and
- * values set by destructors get another round. A destructor may grow the
- * table (coil_local_set), so it is read again after each call. */
+#ifndef _WIN32
+void *coil__tsd_get(struct coil__tasklet *t, unsigned key, uintptr_t seq) {
+    const struct coil__locals *l = t->locals;
+    if (!l || key >= l->tsd_cap || l->tsd[key].seq != seq) return NULL;
+    return l->tsd[key].value;
+}
+
+int coil__tsd_set(struct coil__tasklet *t, unsigned key, uintptr_t seq, void *value) {
+    struct coil__locals *l = t->locals;
+    if (!l || key >= l->tsd_cap) {
+        if (!value) return 0; /* nothing to clear */
+        if (!(l = locals_of(t))) return ENOMEM;
+        void *v = table_grow(l->tsd, &l->tsd_cap, sizeof l->tsd[0], key);
+        if (!v) return ENOMEM;
+        l->tsd = v;
+    }
+    l->tsd[key].seq = seq;
+    l->tsd[key].value = value;
+    return 0;
+}
+#endif
+
+/* One round over coil's keys: each value is cleared before its destructor
+ * gets it. A destructor may grow the table (coil_local_set), so it is read
+ * again after each call. True when a destructor was called. */
+static bool coil_keys_round(struct coil__tasklet *t) {
+    bool called = false;
+    for (size_t i = 0; i < t->locals->cap; i++) {
+        struct coil__locals *l = t->locals;
+        void *value = l->v[i].value;
+        coil_key key = l->v[i].key;
+        if (!value) continue;
+        l->v[i].value = NULL;
+        void (*d)(void *) = destructor_of(key);
+        if (d) {
+            d(value);
+            called = true;
+        }
+    }
+    return called;
+}
+
+/* The same over pthread's keys (coil_install): glibc's destructor of each
+ * key still alive, as a thread's exit would call it. */
+static bool pthread_keys_round(struct coil__tasklet *t) {
+    bool called = false;
+#ifndef _WIN32
+    for (size_t i = 0; i < t->locals->tsd_cap; i++) {
+        struct coil__locals *l = t->locals;
+        void *value = l->tsd[i].value;
+        uintptr_t seq = l->tsd[i].seq;
+        if (!value) continue;
+        l->tsd[i].value = NULL;
+        void (*d)(void *) = coil__tsd_destructor((unsigned)i, seq);
+        if (d) {
+            d(value);
+            called = true;
+        }
+    }
+#else
+    (void)t;
+#endif
+    return called;
+}
+
+/* pthread's rounds: values set by destructors get another round. */
 void coil__locals_end(struct coil__tasklet *t) {
     for (int round = 0; round < COIL_DESTRUCTOR_ROUNDS; round++) {
-        bool called = false;
-        for (size_t i = 0; i < t->locals->cap; i++) {
-            struct coil__locals *l = t->locals;
-            void *value = l->v[i].value;
-            coil_key key = l->v[i].key;
-            if (!value) continue;
-            l->v[i].value = NULL;
-            void (*d)(void *) = destructor_of(key);
-            if (d) {
-                d(value);
-                called = true;
-            }
-        }
+        bool called = coil_keys_round(t);
+        called |= pthread_keys_round(t);
         if (!called) break;
     }
+    free(t->locals->v);
+    free(t->locals->tsd);
     free(t->locals);
     t->locals = NULL;
 }

@@ -19,6 +19,13 @@
  *    waits on and gets the mutex;
  *  - the same mutex across the two schedulers of a group, and across two
  *    coil_runs on two threads;
+ *  - thread-specific data is each tasklet's own (pthread_getspecific and
+ *    pthread_setspecific): a tasklet starts with every key NULL, its values
+ *    are not another tasklet's nor its thread's, and at its end (killed or
+ *    not, before its joiner hears of it) the keys' destructors get them in
+ *    pthread's rounds, on its own stack; a deleted key's value is neither
+ *    seen under the key made again in its slot nor given to a destructor;
+ *    EINVAL and NULL for keys that do not exist, as libc answers;
  *  - four callers while the server never answers, then SIGTERM (in a child):
  *    coil_dump names the mutex the three waiters wait on, and the process
  *    ends (before coil_install diverted these calls, the second caller
@@ -851,6 +858,149 @@ static void test_separate_runs_share_a_mutex(void **state) {
     coil_uninstall();
 }
 
+/* ---- thread-specific data ------------------------------------------------------ */
+
+static pthread_key_t tk, tk_plain, tk_again, tk_old, tk_new;
+static int tsd_a, tsd_a2, tsd_b, tsd_c, tsd_e, tsd_e2, tsd_f, tsd_main_value;
+#define TSD_MAX_CALLS 16
+static void *tsd_dtor_values[TSD_MAX_CALLS];
+static int tsd_dtor_calls, tsd_again_calls, tsd_old_calls;
+static void *tsd_plain_in_dtor; /* what the tasklet's tk_plain was, seen by tk's destructor */
+
+static void tsd_dtor(void *v) {
+    /* On the ending tasklet, which still sees its other values. */
+    if (v == &tsd_e) tsd_plain_in_dtor = lk_getspecific(tk_plain);
+    if (tsd_dtor_calls < TSD_MAX_CALLS) tsd_dtor_values[tsd_dtor_calls] = v;
+    tsd_dtor_calls++;
+}
+
+/* Sets its value again each time: pthread's rounds stop after
+ * PTHREAD_DESTRUCTOR_ITERATIONS. */
+static void tsd_again_dtor(void *v) {
+    tsd_again_calls++;
+    EXPECT_EQ(lk_setspecific(tk_again, v), 0);
+}
+
+static void tsd_old_dtor(void *v) {
+    (void)v;
+    tsd_old_calls++;
+}
+
+static bool tsd_dtor_got(const void *v) {
+    for (int i = 0; i < tsd_dtor_calls && i < TSD_MAX_CALLS; i++)
+        if (tsd_dtor_values[i] == v) return true;
+    return false;
+}
+
+static void tsd_a_fn(void *arg) {
+    (void)arg;
+    EXPECT(lk_getspecific(tk) == NULL);
+    EXPECT_EQ(lk_setspecific(tk, &tsd_a), 0);
+    EXPECT_EQ(lk_setspecific(tk_plain, &tsd_a2), 0);
+    coil_yield(); /* B runs, sets its own */
+    EXPECT(lk_getspecific(tk) == &tsd_a);
+    EXPECT(lk_getspecific(tk_plain) == &tsd_a2);
+    coil_yield();
+    EXPECT(lk_getspecific(tk) == &tsd_a);
+}
+
+static void tsd_b_fn(void *arg) {
+    (void)arg;
+    EXPECT(lk_getspecific(tk) == NULL); /* not A's */
+    EXPECT(lk_getspecific(tk_plain) == NULL);
+    EXPECT_EQ(lk_setspecific(tk, &tsd_b), 0);
+    coil_yield();
+    EXPECT(lk_getspecific(tk) == &tsd_b);
+    EXPECT_EQ(lk_setspecific(tk, NULL), 0); /* cleared: no destructor call */
+    EXPECT(lk_getspecific(tk) == NULL);
+}
+
+static void tsd_c_fn(void *arg) {
+    (void)arg;
+    EXPECT_EQ(lk_setspecific(tk, &tsd_c), 0);
+    EXPECT_EQ(coil_sleep(3600 * COIL_SEC), -ECANCELED); /* killed */
+}
+
+static void tsd_e_fn(void *arg) {
+    (void)arg;
+    EXPECT_EQ(lk_setspecific(tk, &tsd_e), 0);
+    EXPECT_EQ(lk_setspecific(tk_plain, &tsd_e2), 0);
+    EXPECT_EQ(lk_setspecific(tk_again, &tsd_e), 0);
+}
+
+static int tsd_f_deleted; /* set by the main tasklet */
+
+static void tsd_f_fn(void *arg) {
+    (void)arg;
+    EXPECT_EQ(lk_setspecific(tk_old, &tsd_f), 0);
+    while (!tsd_f_deleted)
+        coil_yield();
+    /* tk_new may have tk_old's number: the value set under tk_old is not its. */
+    EXPECT(lk_getspecific(tk_new) == NULL);
+    EXPECT(lk_getspecific(tk_old) == NULL);
+    EXPECT_EQ(lk_setspecific(tk_old, &tsd_f), tk_old == tk_new ? 0 : EINVAL);
+    EXPECT_EQ(lk_setspecific(tk_old, NULL), tk_old == tk_new ? 0 : EINVAL);
+}
+
+static void tsd_main(void *arg) {
+    (void)arg;
+    /* The main tasklet is a tasklet too: its thread's value is not its. */
+    EXPECT(lk_getspecific(tk) == NULL);
+    /* Keys that do not exist: libc's answers. */
+    EXPECT_EQ(lk_setspecific(PTHREAD_KEYS_MAX, &tsd_a), EINVAL);
+    EXPECT_EQ(lk_setspecific((pthread_key_t)-1, &tsd_a), EINVAL);
+    EXPECT(lk_getspecific(PTHREAD_KEYS_MAX) == NULL);
+
+    coil_id a = coil_spawn(tsd_a_fn, NULL, NULL), b = coil_spawn(tsd_b_fn, NULL, NULL);
+    EXPECT_EQ(coil_join(a, COIL_FOREVER), 0);
+    EXPECT(tsd_dtor_got(&tsd_a)); /* before the join returned */
+    EXPECT_EQ(coil_join(b, COIL_FOREVER), 0);
+    EXPECT_EQ(tsd_dtor_calls, 1); /* B cleared its value; tk_plain has no destructor */
+
+    coil_id c = coil_spawn(tsd_c_fn, NULL, NULL);
+    coil_yield();
+    EXPECT_EQ(coil_kill(c), 0);
+    EXPECT_EQ(coil_join(c, COIL_FOREVER), 0);
+    EXPECT(tsd_dtor_got(&tsd_c));
+
+    coil_id e = coil_spawn(tsd_e_fn, NULL, NULL);
+    EXPECT_EQ(coil_join(e, COIL_FOREVER), 0);
+    EXPECT(tsd_dtor_got(&tsd_e));
+    EXPECT(tsd_plain_in_dtor == &tsd_e2);
+    EXPECT_EQ(tsd_again_calls, PTHREAD_DESTRUCTOR_ITERATIONS);
+
+    coil_id f = coil_spawn(tsd_f_fn, NULL, NULL);
+    coil_yield(); /* F sets its tk_old value */
+    EXPECT_EQ(lk_key_delete(tk_old), 0);
+    EXPECT_EQ(lk_key_create(&tk_new, tsd_dtor), 0);
+    tsd_f_deleted = 1;
+    EXPECT_EQ(coil_join(f, COIL_FOREVER), 0);
+    EXPECT_EQ(tsd_old_calls, 0);   /* tk_old was deleted: its destructor is not called */
+    EXPECT(!tsd_dtor_got(&tsd_f)); /* nor tk_new's, for a value set under tk_old */
+}
+
+static void test_thread_specific_data_is_the_tasklets(void **state) {
+    (void)state;
+    assert_int_equal(lk_key_create(&tk, tsd_dtor), 0);
+    assert_int_equal(lk_key_create(&tk_plain, NULL), 0);
+    assert_int_equal(lk_key_create(&tk_again, tsd_again_dtor), 0);
+    assert_int_equal(lk_key_create(&tk_old, tsd_old_dtor), 0);
+    assert_int_equal(lk_setspecific(tk, &tsd_main_value), 0); /* the thread's own */
+    assert_int_equal(coil_install(), 0);
+    COIL_RUN_CHECKED(tsd_main, NULL);
+    /* The thread's value is untouched by its tasklets, and so are libc's
+     * answers outside them. */
+    assert_ptr_equal(lk_getspecific(tk), &tsd_main_value);
+    assert_int_equal(lk_setspecific(PTHREAD_KEYS_MAX, &tsd_a), EINVAL);
+    assert_int_equal(lk_setspecific(tk, NULL), 0);
+    coil_uninstall();
+    assert_int_equal(tsd_dtor_calls, 3); /* A, C, E */
+    assert_int_equal(lk_key_delete(tk), 0);
+    assert_int_equal(lk_key_delete(tk_plain), 0);
+    assert_int_equal(lk_key_delete(tk_again), 0);
+    assert_int_equal(lk_key_delete(tk_new), 0);
+}
+
 /* ---- four callers, a server that never answers, SIGTERM ------------------------- */
 
 static struct server hang_sv;
@@ -921,6 +1071,7 @@ int main(void) {
         cmocka_unit_test(test_killed_waiters),
         cmocka_unit_test(test_group_shares_a_mutex),
         cmocka_unit_test(test_separate_runs_share_a_mutex),
+        cmocka_unit_test(test_thread_specific_data_is_the_tasklets),
         cmocka_unit_test(test_sigterm_ends_callers_waiting_on_the_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

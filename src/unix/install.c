@@ -142,14 +142,18 @@ static int write_slot(void **slot, void *value, int w) {
 }
 
 /* The wrapper name is diverted to, or NULL: the libc calls of wrap.c, then
- * the pthread locks and semaphores of locks.c. */
-static const struct coil__wrap *wrapper_of(const char *name) {
+ * the pthread locks and semaphores of locks.c and, if tsd, thread-specific
+ * data (tsd.c). */
+static const struct coil__wrap *wrapper_of(const char *name, bool tsd) {
     for (size_t i = 0; i < coil__nwraps; i++)
         if (strcmp(name, coil__wraps[i].name) == 0) return &coil__wraps[i];
     if ((name[0] == 'p' && strncmp(name, "pthread_", 8) == 0) ||
         (name[0] == 's' && strncmp(name, "sem_", 4) == 0))
         for (size_t i = 0; i < coil__nlock_wraps; i++)
             if (strcmp(name, coil__lock_wraps[i].name) == 0) return &coil__lock_wraps[i];
+    if (tsd && name[0] == 'p')
+        for (size_t i = 0; i < coil__ntsd_wraps; i++)
+            if (strcmp(name, coil__tsd_wraps[i].name) == 0) return &coil__tsd_wraps[i];
     return NULL;
 }
 
@@ -170,6 +174,7 @@ struct object {
     const ElfW(Sym) * symtab;
     const char *strtab;
     uintptr_t span; /* the end of its highest segment, as an offset from base */
+    bool keep_tsd;  /* holds a sanitizer runtime: its thread-specific data stays the thread's */
     int err;
 };
 
@@ -186,7 +191,7 @@ static void patch_relocs(struct object *o, const ElfW(Rela) * r, size_t size) {
         unsigned symi = (unsigned)ELF64_R_SYM(r[i].r_info);
         if (!symi) continue;
         const ElfW(Sym) *sym = &o->symtab[symi];
-        const struct coil__wrap *w = wrapper_of(o->strtab + sym->st_name);
+        const struct coil__wrap *w = wrapper_of(o->strtab + sym->st_name, !o->keep_tsd);
         if (!w) continue;
         void **slot = (void **)(o->base + r[i].r_offset);
         void *orig = *slot;
@@ -261,7 +266,7 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
         return 0;
     struct object o = {.base = info->dlpi_addr};
     const ElfW(Dyn) *dyn = NULL;
-    uintptr_t me = (uintptr_t)(void *)coil_install;
+    uintptr_t me = (uintptr_t)(void *)coil_install, runtime = coil__tsd_runtime;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t lo = o.base + ph->p_vaddr, hi = lo + ph->p_memsz;
@@ -278,6 +283,7 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
             if (first < last && page_writable(first) == 1) return 0;
         }
         if (ph->p_type == PT_LOAD && me >= lo && me < hi) return 0; /* coil's own object */
+        if (ph->p_type == PT_LOAD && runtime >= lo && runtime < hi) o.keep_tsd = true;
     }
     if (!dyn) return 0;
     const ElfW(Rela) *jmprel = NULL, *rela = NULL;
@@ -316,6 +322,7 @@ int coil_install(void) {
     pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&install_lock);
     if (!page_size) page_size = (size_t)sysconf(_SC_PAGESIZE);
+    coil__tsd_probe();
     struct walk walk = {0};
     dl_iterate_phdr(patch_object, &walk);
     regions_free();

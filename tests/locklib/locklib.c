@@ -8,7 +8,8 @@
  * library's calls are diverted by coil_install in every build, where the
  * test program's own calls are not in a ThreadSanitizer build (its runtime
  * defines pthread_mutex_lock and the others in the executable itself, and
- * such calls do not go through a GOT). */
+ * such calls do not go through a GOT). The same for the thread-specific data
+ * calls (lk_key_create, lk_getspecific, ...). */
 #define _GNU_SOURCE /* the clock forms */
 #include "locklib.h"
 
@@ -118,4 +119,20 @@ API int lk_rwlock_clockwrlock(pthread_rwlock_t *rw, clockid_t clk, const struct 
 }
 API int lk_sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abs) {
     return sem_clockwait(s, clk, abs);
+}
+
+API int lk_key_create(pthread_key_t *key, void (*destructor)(void *)) {
+    return pthread_key_create(key, destructor);
+}
+
+API int lk_key_delete(pthread_key_t key) {
+    return pthread_key_delete(key);
+}
+
+API void *lk_getspecific(pthread_key_t key) {
+    return pthread_getspecific(key);
+}
+
+API int lk_setspecific(pthread_key_t key, const void *value) {
+    return pthread_setspecific(key, value);
 }

@@ -36,5 +36,10 @@ int lk_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,
 int lk_rwlock_clockrdlock(pthread_rwlock_t *rw, clockid_t clk, const struct timespec *abs);
 int lk_rwlock_clockwrlock(pthread_rwlock_t *rw, clockid_t clk, const struct timespec *abs);
 int lk_sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abs);
+/* Thread-specific data, through the library as well. */
+int lk_key_create(pthread_key_t *key, void (*destructor)(void *));
+int lk_key_delete(pthread_key_t key);
+void *lk_getspecific(pthread_key_t key);
+int lk_setspecific(pthread_key_t key, const void *value);
 
 #endif
