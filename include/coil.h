@@ -1088,11 +1088,16 @@ COIL_API int coil_signal_wait(const sigset_t *set, int64_t deadline);
  * pthread_setspecific (a library's per-thread state: OpenSSL's error queue)
  * are the tasklet's own, as if each tasklet were a thread: it starts with
  * every key NULL (whatever its thread has set), and at its end each value it
- * set whose key has a destructor goes to that destructor, in pthread's
- * rounds, on the tasklet (in the same rounds as its coil_local values,
- * before its joiners hear of its end). Outside tasklets they are libc's. This needs
- * glibc's table of keys; with a C library that has none it is left out and
- * the data stays the thread's. __thread variables are the thread's.
+ * set whose key still exists and has a destructor goes to that destructor,
+ * in pthread's rounds, on the tasklet (in the same rounds as its coil_local
+ * values, before its joiners hear of its end); a tasklet's table costs 16
+ * bytes per key up to the highest it set. Outside tasklets they are libc's.
+ * Not diverted: the calls of a sanitizer runtime and of a malloc that
+ * replaces libc's (jemalloc, tcmalloc), whose keys hook the thread's exit
+ * for the thread's own state. After coil_uninstall, the values a tasklet set
+ * are dropped at its end, not destroyed. This needs glibc's table of keys;
+ * with a C library that has none it is left out and the data stays the
+ * thread's. __thread variables are the thread's.
  *
  * Every libc call that can block, diverted or not and why:
  * docs/install-calls.md. A program that cannot call it is installed at load

@@ -614,7 +614,8 @@ void coil__locals_end(struct coil__tasklet *t);
 void *coil__tsd_get(struct coil__tasklet *t, unsigned key, uintptr_t seq);
 int coil__tsd_set(struct coil__tasklet *t, unsigned key, uintptr_t seq, void *value);
 /* The destructor of pthread key `key` while its sequence number is still
- * seq; NULL when it has none or was deleted since. */
+ * seq; NULL when it has none, was deleted since, or coil is no longer
+ * installed. */
 void (*coil__tsd_destructor(unsigned key, uintptr_t seq))(void *);
 #endif
 static inline void coil__locals_run(struct coil__tasklet *t) {
@@ -979,11 +980,11 @@ extern size_t coil__ntsd_wraps;
 /* Learns where glibc keeps its pthread keys (once; under the install lock):
  * without that, thread-specific data stays the thread's. */
 void coil__tsd_probe(void);
-/* An address inside the sanitizer runtime of the process (ASan, TSan, UBSan:
- * the object that defines __sanitizer_print_stack_trace), or 0: that
- * object's pthread_getspecific calls find the thread's own state and are
- * not diverted. Set by coil__tsd_probe. */
-extern uintptr_t coil__tsd_runtime;
+/* Addresses inside the objects whose pthread_getspecific and
+ * pthread_setspecific calls are not diverted (0: none): the sanitizer
+ * runtime, and the process's malloc (see src/unix/tsd.c). Set by
+ * coil__tsd_probe. */
+extern uintptr_t coil__tsd_keep[2];
 /* Writes what a tasklet parked on a pthread lock waits on (for coil_dump). */
 void coil__lock_describe_wait(const struct coil__tasklet *t, FILE *out);
 /* Between coil_install and coil_uninstall: a wrapper called inside a

@@ -50,9 +50,18 @@ struct coil__locals {
     struct tsd_value *tsd;
 };
 
-/* t's record, made empty the first time. */
+/* t's record, made empty the first time. The allocation may come back into
+ * coil__tsd_set on this tasklet (a malloc that sets a pthread key of its
+ * own on first use, when nothing keeps its calls from being diverted), so t's
+ * pointer is read again after it. */
 static struct coil__locals *locals_of(struct coil__tasklet *t) {
-    if (!t->locals) t->locals = calloc(1, sizeof *t->locals);
+    if (t->locals) return t->locals;
+    struct coil__locals *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    if (t->locals) /* made meanwhile, by such a call */
+        free(l);
+    else
+        t->locals = l;
     return t->locals;
 }
 
@@ -153,14 +162,32 @@ void *coil__tsd_get(struct coil__tasklet *t, unsigned key, uintptr_t seq) {
     return l->tsd[key].value;
 }
 
+/* Grows t's pthread table to hold key. A new array is made before the old
+ * one is looked at, and copied only then, for the same reason as in
+ * locals_of: a call made inside calloc may have grown the table already. */
+static int tsd_hold(struct coil__tasklet *t, unsigned key) {
+    struct coil__locals *l = locals_of(t);
+    if (!l) return ENOMEM;
+    struct tsd_value *v = calloc((size_t)key + 1, sizeof *v);
+    if (!v) return ENOMEM;
+    if (key < l->tsd_cap) { /* grown meanwhile */
+        free(v);
+        return 0;
+    }
+    if (l->tsd_cap) memcpy(v, l->tsd, l->tsd_cap * sizeof *v);
+    free(l->tsd);
+    l->tsd = v;
+    l->tsd_cap = (size_t)key + 1;
+    return 0;
+}
+
 int coil__tsd_set(struct coil__tasklet *t, unsigned key, uintptr_t seq, void *value) {
     struct coil__locals *l = t->locals;
     if (!l || key >= l->tsd_cap) {
         if (!value) return 0; /* nothing to clear */
-        if (!(l = locals_of(t))) return ENOMEM;
-        void *v = table_grow(l->tsd, &l->tsd_cap, sizeof l->tsd[0], key);
-        if (!v) return ENOMEM;
-        l->tsd = v;
+        int err = tsd_hold(t, key);
+        if (err) return err;
+        l = t->locals;
     }
     l->tsd[key].seq = seq;
     l->tsd[key].value = value;

@@ -25,7 +25,12 @@
  *    not, before its joiner hears of it) the keys' destructors get them in
  *    pthread's rounds, on its own stack; a deleted key's value is neither
  *    seen under the key made again in its slot nor given to a destructor;
- *    EINVAL and NULL for keys that do not exist, as libc answers;
+ *    EINVAL and NULL for keys that do not exist, as libc answers; a
+ *    destructor that sets a key the tasklet never set gets that value to its
+ *    destructor in the next round;
+ *  - a malloc of its own (jemalloc, preloaded in a child) keeps its
+ *    pthread_setspecific calls the thread's (its key only hooks the thread's
+ *    exit), while a library's are diverted;
  *  - four callers while the server never answers, then SIGTERM (in a child):
  *    coil_dump names the mutex the three waiters wait on, and the process
  *    ends (before coil_install diverted these calls, the second caller
@@ -38,7 +43,10 @@
 
 #include "locklib/locklib.h"
 
+#include <dlfcn.h>
+#include <libgen.h>
 #include <limits.h>
+#include <link.h>
 #include <pthread.h>
 #include <sys/socket.h>
 
@@ -860,11 +868,12 @@ static void test_separate_runs_share_a_mutex(void **state) {
 
 /* ---- thread-specific data ------------------------------------------------------ */
 
-static pthread_key_t tk, tk_plain, tk_again, tk_old, tk_new;
-static int tsd_a, tsd_a2, tsd_b, tsd_c, tsd_e, tsd_e2, tsd_f, tsd_main_value;
+static pthread_key_t tk, tk_plain, tk_again, tk_old, tk_new, tk_grow;
+static int tsd_a, tsd_a2, tsd_b, tsd_c, tsd_e, tsd_e2, tsd_f, tsd_h, tsd_main_value;
 #define TSD_MAX_CALLS 16
 static void *tsd_dtor_values[TSD_MAX_CALLS];
-static int tsd_dtor_calls, tsd_again_calls, tsd_old_calls;
+static int tsd_dtor_calls, tsd_again_calls, tsd_old_calls, tsd_grow_calls, tsd_g;
+static void *tsd_grow_value;
 static void *tsd_plain_in_dtor; /* what the tasklet's tk_plain was, seen by tk's destructor */
 
 static void tsd_dtor(void *v) {
@@ -877,8 +886,15 @@ static void tsd_dtor(void *v) {
 /* Sets its value again each time: pthread's rounds stop after
  * PTHREAD_DESTRUCTOR_ITERATIONS. */
 static void tsd_again_dtor(void *v) {
-    tsd_again_calls++;
+    /* The first time, also a key made after the others (a higher number:
+     * the table grows during the rounds). */
+    if (tsd_again_calls++ == 0) EXPECT_EQ(lk_setspecific(tk_grow, &tsd_g), 0);
     EXPECT_EQ(lk_setspecific(tk_again, v), 0);
+}
+
+static void tsd_grow_dtor(void *v) {
+    tsd_grow_calls++;
+    tsd_grow_value = v;
 }
 
 static void tsd_old_dtor(void *v) {
@@ -942,6 +958,12 @@ static void tsd_f_fn(void *arg) {
     EXPECT_EQ(lk_setspecific(tk_old, NULL), tk_old == tk_new ? 0 : EINVAL);
 }
 
+static void tsd_h_fn(void *arg) {
+    (void)arg;
+    EXPECT_EQ(lk_setspecific(tk, &tsd_h), 0);
+    coil_yield(); /* coil_uninstall meanwhile */
+}
+
 static void tsd_main(void *arg) {
     (void)arg;
     /* The main tasklet is a tasklet too: its thread's value is not its. */
@@ -968,6 +990,8 @@ static void tsd_main(void *arg) {
     EXPECT(tsd_dtor_got(&tsd_e));
     EXPECT(tsd_plain_in_dtor == &tsd_e2);
     EXPECT_EQ(tsd_again_calls, PTHREAD_DESTRUCTOR_ITERATIONS);
+    EXPECT_EQ(tsd_grow_calls, 1);
+    EXPECT(tsd_grow_value == &tsd_g);
 
     coil_id f = coil_spawn(tsd_f_fn, NULL, NULL);
     coil_yield(); /* F sets its tk_old value */
@@ -977,6 +1001,15 @@ static void tsd_main(void *arg) {
     EXPECT_EQ(coil_join(f, COIL_FOREVER), 0);
     EXPECT_EQ(tsd_old_calls, 0);   /* tk_old was deleted: its destructor is not called */
     EXPECT(!tsd_dtor_got(&tsd_f)); /* nor tk_new's, for a value set under tk_old */
+
+    /* Uninstalled while a tasklet holds a value: dropped at its end, not
+     * given to the destructor (which would look up the thread's). */
+    coil_id h = coil_spawn(tsd_h_fn, NULL, NULL);
+    coil_yield();
+    EXPECT_EQ(coil_uninstall(), 0);
+    EXPECT_EQ(coil_join(h, COIL_FOREVER), 0);
+    EXPECT(!tsd_dtor_got(&tsd_h));
+    EXPECT_EQ(coil_install(), 0);
 }
 
 static void test_thread_specific_data_is_the_tasklets(void **state) {
@@ -985,6 +1018,8 @@ static void test_thread_specific_data_is_the_tasklets(void **state) {
     assert_int_equal(lk_key_create(&tk_plain, NULL), 0);
     assert_int_equal(lk_key_create(&tk_again, tsd_again_dtor), 0);
     assert_int_equal(lk_key_create(&tk_old, tsd_old_dtor), 0);
+    assert_int_equal(lk_key_create(&tk_grow, tsd_grow_dtor), 0);
+    assert_true(tk_grow > tk_again);
     assert_int_equal(lk_setspecific(tk, &tsd_main_value), 0); /* the thread's own */
     assert_int_equal(coil_install(), 0);
     COIL_RUN_CHECKED(tsd_main, NULL);
@@ -999,6 +1034,126 @@ static void test_thread_specific_data_is_the_tasklets(void **state) {
     assert_int_equal(lk_key_delete(tk_plain), 0);
     assert_int_equal(lk_key_delete(tk_again), 0);
     assert_int_equal(lk_key_delete(tk_new), 0);
+    assert_int_equal(lk_key_delete(tk_grow), 0);
+}
+
+/* ---- a malloc of its own keeps its thread-specific data ------------------------ */
+
+/* What the GOT slot of symbol holds in the loaded object whose path contains
+ * object (its JUMP_SLOT or GLOB_DAT relocation), as coil_install finds it. */
+struct got_query {
+    const char *object, *symbol;
+    void *value;
+    bool found;
+};
+
+static int got_visit(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    struct got_query *q = arg;
+    if (!info->dlpi_name || !strstr(info->dlpi_name, q->object)) return 0;
+    const ElfW(Dyn) *dyn = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            dyn = (const void *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL;
+    const ElfW(Rela) * rel[2] = {NULL, NULL};
+    size_t relsz[2] = {0, 0};
+    for (const ElfW(Dyn) *d = dyn; d && d->d_tag != DT_NULL; d++) {
+        /* glibc has relocated these in place (an address below the base is
+         * not yet). */
+        uintptr_t p =
+            d->d_un.d_ptr < info->dlpi_addr ? d->d_un.d_ptr + info->dlpi_addr : d->d_un.d_ptr;
+        if (d->d_tag == DT_SYMTAB) symtab = (const void *)p;
+        if (d->d_tag == DT_STRTAB) strtab = (const void *)p;
+        if (d->d_tag == DT_JMPREL) rel[0] = (const void *)p;
+        if (d->d_tag == DT_PLTRELSZ) relsz[0] = d->d_un.d_val;
+        if (d->d_tag == DT_RELA) rel[1] = (const void *)p;
+        if (d->d_tag == DT_RELASZ) relsz[1] = d->d_un.d_val;
+    }
+    for (int k = 0; k < 2 && symtab && strtab; k++)
+        for (size_t i = 0; rel[k] && i < relsz[k] / sizeof *rel[k]; i++) {
+            const ElfW(Sym) *sym = &symtab[ELF64_R_SYM(rel[k][i].r_info)];
+            if (strcmp(strtab + sym->st_name, q->symbol) != 0) continue;
+            q->value = *(void **)(info->dlpi_addr + rel[k][i].r_offset);
+            q->found = true;
+            return 1;
+        }
+    return 0;
+}
+
+static bool got_slot(const char *object, const char *symbol, void **value) {
+    struct got_query q = {object, symbol, NULL, false};
+    dl_iterate_phdr(got_visit, &q);
+    *value = q.value;
+    return q.found;
+}
+
+/* In a child with jemalloc preloaded (it is the process's malloc then):
+ * coil_install leaves jemalloc's pthread_setspecific slot as it was, and
+ * diverts the library's. Exits 0 when so. */
+static int malloc_keeps_child(void) {
+    void *je[2], *lk[2];
+    lk_setspecific(PTHREAD_KEYS_MAX, NULL); /* resolve the library's lazy slot */
+    if (!got_slot("libjemalloc", "pthread_setspecific", &je[0]) ||
+        !got_slot("locklib", "pthread_setspecific", &lk[0])) {
+        fprintf(stderr, "no pthread_setspecific slot in jemalloc or the library\n");
+        return 2;
+    }
+    if (coil_install() != 0) return 3;
+    got_slot("libjemalloc", "pthread_setspecific", &je[1]);
+    got_slot("locklib", "pthread_setspecific", &lk[1]);
+    fprintf(stderr, "jemalloc's slot %s, the library's %s\n", je[1] == je[0] ? "kept" : "diverted",
+            lk[1] == lk[0] ? "kept" : "diverted");
+    return je[1] == je[0] && lk[1] != lk[0] ? 0 : 1;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+static char self_exe[PATH_MAX], jemalloc_path[PATH_MAX];
+
+static void malloc_keeps_exec(void *arg) {
+    (void)arg;
+    setenv("LD_PRELOAD", jemalloc_path, 1);
+    char *argv[] = {self_exe, "--malloc-keeps-child", NULL};
+    coil_test_exec_child(argv);
+}
+
+/* jemalloc comes with redis-server (libjemalloc2), which the suite's
+ * dependencies install; it sits beside libc. Under ASan and TSan their own
+ * malloc, in the executable, comes before any preloaded one, so there is no
+ * foreign malloc to keep: skipped there; under qemu-user (no arm64
+ * jemalloc in the cross root) too. */
+static void test_malloc_keeps_its_thread_data(void **state) {
+    (void)state;
+#ifdef UNDER_ASAN
+    skip();
+#endif
+    if (coil_test_under_tsan() || coil_test_under_qemu()) skip();
+    Dl_info libc;
+    assert_true(dladdr((void *)printf, &libc) != 0);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", libc.dli_fname);
+    snprintf(jemalloc_path, sizeof jemalloc_path, "%s/libjemalloc.so.2", dirname(dir));
+    if (access(jemalloc_path, R_OK) != 0)
+        fail_msg("%s: not found (libjemalloc2, which redis-server depends on)", jemalloc_path);
+    ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+    assert_true(n > 0);
+    self_exe[n] = '\0';
+    struct coil_test_child c;
+    coil_test_fork_run(&c, malloc_keeps_exec, NULL, 20000);
+    if (!coil_test_child_exited(&c, 0)) {
+        coil_test_child_describe(&c);
+        coil_test_child_free(&c);
+        fail_msg("a preloaded malloc's thread-specific data");
+    }
+    coil_test_child_free(&c);
 }
 
 /* ---- four callers, a server that never answers, SIGTERM ------------------------- */
@@ -1057,7 +1212,8 @@ static void test_sigterm_ends_callers_waiting_on_the_lock(void **state) {
     coil_test_child_free(&c);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--malloc-keeps-child") == 0) return malloc_keeps_child();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fifty_callers_of_a_locked_connection),
         cmocka_unit_test(test_mutex_contract),
@@ -1072,6 +1228,7 @@ int main(void) {
         cmocka_unit_test(test_group_shares_a_mutex),
         cmocka_unit_test(test_separate_runs_share_a_mutex),
         cmocka_unit_test(test_thread_specific_data_is_the_tasklets),
+        cmocka_unit_test(test_malloc_keeps_its_thread_data),
         cmocka_unit_test(test_sigterm_ends_callers_waiting_on_the_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

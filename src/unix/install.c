@@ -174,7 +174,8 @@ struct object {
     const ElfW(Sym) * symtab;
     const char *strtab;
     uintptr_t span; /* the end of its highest segment, as an offset from base */
-    bool keep_tsd;  /* holds a sanitizer runtime: its thread-specific data stays the thread's */
+    bool
+        keep_tsd; /* a sanitizer runtime or a malloc: its thread-specific data stays the thread's */
     int err;
 };
 
@@ -266,7 +267,7 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
         return 0;
     struct object o = {.base = info->dlpi_addr};
     const ElfW(Dyn) *dyn = NULL;
-    uintptr_t me = (uintptr_t)(void *)coil_install, runtime = coil__tsd_runtime;
+    uintptr_t me = (uintptr_t)(void *)coil_install;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t lo = o.base + ph->p_vaddr, hi = lo + ph->p_memsz;
@@ -283,7 +284,9 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
             if (first < last && page_writable(first) == 1) return 0;
         }
         if (ph->p_type == PT_LOAD && me >= lo && me < hi) return 0; /* coil's own object */
-        if (ph->p_type == PT_LOAD && runtime >= lo && runtime < hi) o.keep_tsd = true;
+        for (size_t k = 0; k < sizeof coil__tsd_keep / sizeof coil__tsd_keep[0]; k++)
+            if (ph->p_type == PT_LOAD && coil__tsd_keep[k] >= lo && coil__tsd_keep[k] < hi)
+                o.keep_tsd = true;
     }
     if (!dyn) return 0;
     const ElfW(Rela) *jmprel = NULL, *rela = NULL;

@@ -29,11 +29,23 @@
  * of them is missing or not as expected (another C library), nothing is
  * diverted and thread-specific data stays the thread's.
  *
- * Not diverted: the object that holds a sanitizer runtime (clang links it
- * into the executable, gcc loads libasan.so and its kin), which finds its
- * record of the running thread with pthread_getspecific: per tasklet, that
- * record would be missing (ASan died at the first report). It is found by a
- * symbol every such runtime defines (__sanitizer_print_stack_trace).
+ * Not diverted: the objects whose keys only hook the thread's exit for
+ * state that is the thread's own: a sanitizer runtime (clang links it into
+ * the executable, gcc loads libasan.so and its kin), which finds its record
+ * of the running thread with pthread_getspecific (per tasklet, that record
+ * was missing: ASan died at its first report), and a malloc other than
+ * libc's (jemalloc, tcmalloc: a key whose destructor frees the thread's
+ * cache would free it at every tasklet's end while the thread goes on).
+ * They are found by an address inside each: the sanitizer runtime's
+ * __sanitizer_print_stack_trace (ASan's, TSan's, LSan's and clang's UBSan
+ * define it; gcc's libubsan, which makes no key calls, does not), and the
+ * process's malloc (libc's, which is never diverted anyway, when no other
+ * replaces it).
+ *
+ * After coil_uninstall a tasklet's values are dropped at its end, not given
+ * to destructors: a destructor looks the library's state up again (OpenSSL's
+ * do), and would find and free the thread's, which the library's calls reach
+ * by then.
  *
  * Not covered: __thread (C11 _Thread_local) variables, which no call reaches.
  */
@@ -49,9 +61,12 @@ static struct {
     size_t stride;    /* bytes from one key's entry to the next */
     size_t count;     /* entries */
     size_t seq_off, destr_off;
+    /* Set (release) once the above are: a wrapper reached through a slot
+     * patched on another thread reads them only after reading this. */
+    bool ready;
 } keys;
 static bool probed;
-uintptr_t coil__tsd_runtime;
+uintptr_t coil__tsd_keep[2];
 
 /* libthread_db's description of a variable or a field: size in bits, number
  * of elements, offset in bytes. */
@@ -62,7 +77,8 @@ static const uint32_t *desc(const char *name) {
 void coil__tsd_probe(void) {
     if (probed) return;
     probed = true;
-    coil__tsd_runtime = (uintptr_t)dlsym(RTLD_DEFAULT, "__sanitizer_print_stack_trace");
+    coil__tsd_keep[0] = (uintptr_t)dlsym(RTLD_DEFAULT, "__sanitizer_print_stack_trace");
+    coil__tsd_keep[1] = (uintptr_t)dlsym(RTLD_DEFAULT, "malloc");
     const char *base = dlsym(RTLD_DEFAULT, "__pthread_keys");
     const uint32_t *array = desc("_thread_db___pthread_keys");
     const uint32_t *seq = desc("_thread_db_pthread_key_struct_seq");
@@ -80,6 +96,7 @@ void coil__tsd_probe(void) {
     keys.count = array[1];
     keys.seq_off = seq[2];
     keys.destr_off = destr[2];
+    __atomic_store_n(&keys.ready, true, __ATOMIC_RELEASE);
     coil__ntsd_wraps = 2;
 }
 
@@ -91,7 +108,7 @@ static uintptr_t key_seq(pthread_key_t key) {
 }
 
 void (*coil__tsd_destructor(unsigned key, uintptr_t seq))(void *) {
-    if (key >= keys.count || key_seq(key) != seq) return NULL;
+    if (!coil__is_installed() || key >= keys.count || key_seq(key) != seq) return NULL;
     void (*d)(void *);
     memcpy(&d, keys.base + key * keys.stride + keys.destr_off, sizeof d);
     return d;
@@ -99,7 +116,9 @@ void (*coil__tsd_destructor(unsigned key, uintptr_t seq))(void *) {
 
 /* The running tasklet, if this thread's calls are diverted now. */
 static inline struct coil__tasklet *inside(void) {
-    return COIL_LIKELY(!coil__is_installed()) ? NULL : coil__self();
+    if (COIL_LIKELY(!coil__is_installed()) || !__atomic_load_n(&keys.ready, __ATOMIC_ACQUIRE))
+        return NULL;
+    return coil__self();
 }
 
 static void *w_pthread_getspecific(pthread_key_t key) {
