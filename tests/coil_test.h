@@ -46,6 +46,18 @@ static inline bool coil_test_under_tsan(void) {
     return getenv("COIL_UNDER_TSAN") != NULL;
 }
 
+/* Built with AddressSanitizer (gcc's flag, or clang's feature test): 1 or 0. */
+#if defined(__SANITIZE_ADDRESS__)
+#define COIL_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define COIL_TEST_ASAN 1
+#endif
+#endif
+#ifndef COIL_TEST_ASAN
+#define COIL_TEST_ASAN 0
+#endif
+
 /* Set by the ctest registration of a cross build run under qemu-user. */
 static inline bool coil_test_under_qemu(void) {
     return getenv("COIL_UNDER_QEMU") != NULL;

@@ -72,22 +72,11 @@ static int n_blpop(void) {
     return (int)coil_test_scaled(20, 10);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
-
 /* The server's delay before each answer, in ms: longer where the
  * instrumentation (ASan, TSan) makes each TLS handshake slow, so that the
  * delay, not the handshakes, still sets the time of a parallel run. */
 static int64_t delay_ms(void) {
-    return coil_test_under_valgrind() ? 3000 : UNDER_ASAN || coil_test_under_tsan() ? 500 : 200;
+    return coil_test_under_valgrind() ? 3000 : COIL_TEST_ASAN || coil_test_under_tsan() ? 500 : 200;
 }
 
 /* The longest a parallel run of n requests, each delayed by delay, may take:

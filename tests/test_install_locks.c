@@ -1108,14 +1108,6 @@ static int malloc_keeps_child(void) {
     return je[1] == je[0] && lk[1] != lk[0] ? 0 : 1;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-
 static char self_exe[PATH_MAX], jemalloc_path[PATH_MAX];
 
 static void malloc_keeps_exec(void *arg) {
@@ -1132,10 +1124,7 @@ static void malloc_keeps_exec(void *arg) {
  * jemalloc in the cross root) too. */
 static void test_malloc_keeps_its_thread_data(void **state) {
     (void)state;
-#ifdef UNDER_ASAN
-    skip();
-#endif
-    if (coil_test_under_tsan() || coil_test_under_qemu()) skip();
+    if (COIL_TEST_ASAN || coil_test_under_tsan() || coil_test_under_qemu()) skip();
     Dl_info libc;
     assert_true(dladdr((void *)printf, &libc) != 0);
     char dir[PATH_MAX];
