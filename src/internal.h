@@ -44,7 +44,9 @@
 #define COIL_TSAN 0 /* usable in C expressions, as RUNNING_ON_VALGRIND is */
 #endif
 #if COIL_TSAN
+#include <pthread.h>
 #include <sanitizer/tsan_interface.h>
+#include <signal.h> /* pthread_sigmask around a switch: coil__switch_to */
 #endif
 
 #define COIL_LIKELY(x)   __builtin_expect(!!(x), 1)
@@ -367,7 +369,10 @@ struct coil__sched {
     } records;
     size_t page;
     int64_t round_start; /* coil_now() at the start of this scheduler round */
-    int *errno_ptr;      /* &errno of this thread, without a call per switch */
+#if COIL_TSAN
+    sigset_t tsan_mask; /* the thread's signal mask, while a switch blocks all */
+#endif
+    int *errno_ptr; /* &errno of this thread, without a call per switch */
     bool deadlock;
     unsigned dump_seen;
     const struct coil__backend_ops *backend;
@@ -1116,6 +1121,9 @@ static inline struct coil__tasklet *coil__runq_pop(struct coil__sched *s) {
 }
 
 static inline void coil__after_switch(struct coil__sched *s) {
+#if COIL_TSAN
+    pthread_sigmask(SIG_SETMASK, &s->tsan_mask, NULL); /* see coil__switch_to */
+#endif
     struct coil__tasklet *dead = s->reap;
     if (dead) {
         s->reap = NULL;
@@ -1141,6 +1149,21 @@ static inline void coil__switch_to(struct coil__sched *s, struct coil__tasklet *
      * and other tasklets' system calls in between would change it. */
     int saved_errno = *s->errno_ptr;
 #if COIL_TSAN
+    /* ThreadSanitizer runs a signal handler at once only inside a blocking
+     * call it intercepts; otherwise it queues the signal until the next call
+     * it intercepts, on a queue of the fiber that is running (a fiber is a
+     * thread to TSan). A tasklet that switched away with a signal queued
+     * kept it until it ran again, and one parked until that very signal came
+     * (coil_signal_wait's lone waiter in test_signal_wait) hung: about one
+     * run in 60 on a loaded machine, caught with gdb idling in the loop,
+     * the kernel's pending set empty and coil's handler never run. So every
+     * signal is blocked across the switch: the intercepted pthread_sigmask
+     * runs what `from` has queued on its way out, one that comes during the
+     * switch stays pending in the kernel, and the mask given back on the
+     * other side (coil__after_switch) lets it in where `to` runs it. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &s->tsan_mask);
     /* Flag 0, not __tsan_switch_to_fiber_no_sync: the switch orders
      * everything `from` did before everything `to` does next. Tasklets of a
      * scheduler share its queues, timers and channels without a lock, and
